@@ -1,0 +1,56 @@
+"""JAKET as a Hugging Face model: `JaketConfig`, `JaketModel` and its heads, the knowledge module, the entity
+context memory and the knowledge graph. Importing this package registers the model with the Auto classes."""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+)
+
+from .configuration_jaket import JaketConfig
+from .graph import KnowledgeGraph, Subgraph
+from .knowledge_module import KnowledgeLayer, KnowledgeModule, segment_softmax
+from .memory import EntityContextMemory, RefreshSchedule
+from .modeling_jaket import (
+    EntityClassificationOutput,
+    JaketForEntityClassification,
+    JaketForPreTraining,
+    JaketForPreTrainingOutput,
+    JaketForSequenceClassification,
+    JaketModel,
+    JaketModelOutput,
+    JaketPreTrainedModel,
+)
+
+
+AutoConfig.register("jaket", JaketConfig, exist_ok=True)
+AutoModel.register(JaketConfig, JaketModel, exist_ok=True)
+AutoModelForPreTraining.register(JaketConfig, JaketForPreTraining, exist_ok=True)
+AutoModelForSequenceClassification.register(JaketConfig, JaketForSequenceClassification, exist_ok=True)
+
+# `save_pretrained` copies the modeling code beside the weights, so that `trust_remote_code=True` loads it anywhere.
+JaketConfig.register_for_auto_class()
+JaketModel.register_for_auto_class("AutoModel")
+JaketForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+JaketForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
+JaketForEntityClassification.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "EntityClassificationOutput",
+    "EntityContextMemory",
+    "JaketConfig",
+    "JaketForEntityClassification",
+    "JaketForPreTraining",
+    "JaketForPreTrainingOutput",
+    "JaketForSequenceClassification",
+    "JaketModel",
+    "JaketModelOutput",
+    "JaketPreTrainedModel",
+    "KnowledgeGraph",
+    "KnowledgeLayer",
+    "KnowledgeModule",
+    "RefreshSchedule",
+    "Subgraph",
+    "segment_softmax",
+]

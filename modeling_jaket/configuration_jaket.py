@@ -1,0 +1,130 @@
+"""JAKET model configuration."""
+
+from transformers import PreTrainedConfig
+
+
+_AUTO_MAP = {
+    "AutoConfig": "configuration_jaket.JaketConfig",
+    "AutoModel": "modeling_jaket.JaketModel",
+    "AutoModelForPreTraining": "modeling_jaket.JaketForPreTraining",
+    "AutoModelForSequenceClassification": "modeling_jaket.JaketForSequenceClassification",
+}
+
+
+class JaketConfig(PreTrainedConfig):
+    r"""
+    Configuration of a JAKET model (Yu et al., "JAKET: Joint Pre-training of Knowledge Graph and Language
+    Understanding"): a RoBERTa or BERT encoder split into LM1 and LM2, with a knowledge module (a multi-relational
+    graph attention network) between them. The defaults are the paper's: RoBERTa-base split 6/6, a 2-layer 8-head
+    knowledge module, and the entity context memory refreshed every 10, 10, 10, 20, 20, 20, 40, ... up to 500 steps.
+
+    Backbone fields (as in [`RobertaConfig`] / [`BertConfig`]):
+        backbone_type (`str`, defaults to `"roberta"`):
+            `"roberta"` (positions counted from `pad_token_id + 1`) or `"bert"`.
+        vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+        hidden_dropout_prob, attention_probs_dropout_prob, max_position_embeddings, type_vocab_size,
+        initializer_range, layer_norm_eps, pad_token_id, bos_token_id, eos_token_id:
+            as in the backbone's own config.
+
+    JAKET fields:
+        num_lm1_layers (`int`, *optional*):
+            Layers in LM1, the part that encodes descriptions and whose output is merged with the knowledge module;
+            the remaining `num_hidden_layers - num_lm1_layers` form LM2. Defaults to half the layers (6 of 12).
+        km_num_layers (`int`, defaults to 2):
+            Graph attention layers in the knowledge module.
+        km_num_heads (`int`, defaults to 8):
+            Attention heads K per knowledge-module layer; their outputs (each `hidden_size / K` wide) are concatenated.
+        km_dropout (`float`, defaults to 0.1):
+            Dropout on the attention coefficients and on each knowledge-module layer's output.
+        km_negative_slope (`float`, defaults to 0.2):
+            Slope of the LeakyReLU in the attention score.
+        km_hidden_act (`str`, defaults to `"elu"`):
+            The nonlinearity sigma applied to each head's aggregated message.
+        km_composition (`str`, defaults to `"add"`):
+            f(e, r) combining a neighbour's embedding with its relation's: `"add"` is e + r (the paper's), `"mlp"` is a
+            two-layer MLP over [e; r].
+        num_entity_categories (`int`, *optional*):
+            Classes of the entity-category pre-training task (L_c). Required by [`JaketForPreTraining`].
+        num_relation_types (`int`, *optional*):
+            Classes of the relation-type pre-training task (L_r). Required by [`JaketForPreTraining`].
+        memory_refresh_init_interval (`int`, defaults to 10), memory_refresh_ratio (`int`, defaults to 2),
+        memory_refresh_repeats (`int`, defaults to 3), memory_refresh_max_interval (`int`, defaults to 500):
+            The entity context memory is refreshed every T(i) = min(init_interval * ratio^floor(i / repeats),
+            max_interval) steps (Eq. 5).
+        memory_momentum (`float`, defaults to 0.8):
+            E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 4).
+        classifier_dropout (`float`, *optional*):
+            Dropout of the classification heads; defaults to `hidden_dropout_prob`.
+
+    Example:
+
+    ```python
+    >>> from modeling_jaket import JaketConfig, JaketModel
+    >>> config = JaketConfig(num_entity_categories=45, num_relation_types=18)
+    >>> model = JaketModel(config)
+    ```"""
+
+    model_type = "jaket"
+
+    backbone_type: str = "roberta"
+    vocab_size: int = 50265
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 514
+    type_vocab_size: int = 1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-5
+    pad_token_id: int | None = 1
+    bos_token_id: int | None = 0
+    eos_token_id: int | list[int] | None = 2
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+    tie_word_embeddings: bool = True
+
+    num_lm1_layers: int | None = None
+    km_num_layers: int = 2
+    km_num_heads: int = 8
+    km_dropout: float | int = 0.1
+    km_negative_slope: float = 0.2
+    km_hidden_act: str = "elu"
+    km_composition: str = "add"
+    num_entity_categories: int | None = None
+    num_relation_types: int | None = None
+    memory_refresh_init_interval: int = 10
+    memory_refresh_ratio: int = 2
+    memory_refresh_repeats: int = 3
+    memory_refresh_max_interval: int = 500
+    memory_momentum: float = 0.8
+    classifier_dropout: float | int | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.backbone_type not in ("roberta", "bert"):
+            raise ValueError(f"JaketConfig.backbone_type must be 'roberta' or 'bert', got {self.backbone_type!r}")
+        if self.num_lm1_layers is None:
+            self.num_lm1_layers = self.num_hidden_layers // 2
+        if not 0 < self.num_lm1_layers <= self.num_hidden_layers:
+            raise ValueError(
+                f"JaketConfig.num_lm1_layers must be in [1, num_hidden_layers={self.num_hidden_layers}], "
+                f"got {self.num_lm1_layers}"
+            )
+        if self.hidden_size % self.km_num_heads != 0:
+            raise ValueError(
+                f"JaketConfig.hidden_size ({self.hidden_size}) must be divisible by km_num_heads ({self.km_num_heads}): "
+                "the heads' outputs are concatenated back to hidden_size"
+            )
+        if self.km_composition not in ("add", "mlp"):
+            raise ValueError(f"JaketConfig.km_composition must be 'add' or 'mlp', got {self.km_composition!r}")
+        if not 0.0 <= self.memory_momentum < 1.0:
+            raise ValueError(f"JaketConfig.memory_momentum must be in [0, 1), got {self.memory_momentum}")
+        if kwargs.get("auto_map") is None:
+            kwargs["auto_map"] = dict(_AUTO_MAP)
+        super().__post_init__(**kwargs)
+
+    @property
+    def num_lm2_layers(self) -> int:
+        return self.num_hidden_layers - self.num_lm1_layers

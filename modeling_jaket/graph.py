@@ -1,0 +1,224 @@
+"""The knowledge graph (JAKET §3.1), its neighbour sampling (§3.2) and the random walks that pick root entities
+(§3.6). All sampling is vectorised torch code: no Python loop over entities."""
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+GRAPH_TENSORS_NAME = "graph.safetensors"
+GRAPH_VOCAB_NAME = "graph.json"
+
+
+@dataclass
+class Subgraph:
+    """A sampled subgraph in local indices.
+
+    entity_ids: [n] global ids; the first `num_seeds` are the (deduplicated) seeds, in the order given.
+    edge_index: [2, e] local indices, row 0 the neighbour u, row 1 the target v.
+    edge_type: [e] relation id of each edge.
+    edge_ids: [e] position of each edge in the graph's CSR arrays (distinct: sampling is without replacement).
+    """
+
+    entity_ids: torch.Tensor
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    edge_ids: torch.Tensor
+    num_seeds: int
+
+
+def unique_in_order(ids: torch.Tensor) -> torch.Tensor:
+    """Distinct values of `ids` in order of first occurrence."""
+    if ids.numel() == 0:
+        return ids
+    uniques, inverse = torch.unique(ids, return_inverse=True)
+    positions = torch.arange(ids.numel(), device=ids.device)
+    first = torch.full((uniques.numel(),), ids.numel(), dtype=torch.long, device=ids.device)
+    first.scatter_reduce_(0, inverse, positions, reduce="amin")
+    return ids[first.sort().values]
+
+
+def sample_without_replacement(degrees: torch.Tensor, k: int, generator=None) -> torch.Tensor:
+    """k distinct offsets in [0, degree) for each row whose degree is >= k, by Floyd's algorithm vectorised over
+    rows (k iterations, none over rows). Returns [rows, k]."""
+    chosen = torch.empty(degrees.numel(), k, dtype=torch.long)
+    for i in range(k):
+        j = degrees - k + i
+        t = (torch.rand(degrees.numel(), generator=generator) * (j + 1).to(torch.float64)).long().minimum(j)
+        taken = (chosen[:, :i] == t.unsqueeze(1)).any(dim=1)
+        chosen[:, i] = torch.where(taken, j, t)
+    return chosen
+
+
+class KnowledgeGraph:
+    """A multi-relational graph over entities 0..N-1 and relations 0..P-1 with, optionally, their names,
+    descriptions and category labels.
+
+    Each triple (v, r, u) makes (r, u) a neighbour of v: edges are stored in CSR by target v (`rowptr`,
+    `neighbours`, `edge_types`), and a sampled edge has u in `edge_index[0]` and v in `edge_index[1]`, as the
+    knowledge module expects. Add reversed triples yourself where messages should flow both ways.
+    """
+
+    def __init__(
+        self,
+        heads,
+        relations,
+        tails,
+        num_entities: int,
+        num_relations: int,
+        entity_names: list[str] | None = None,
+        relation_names: list[str] | None = None,
+        entity_descriptions: list[str] | None = None,
+        relation_descriptions: list[str] | None = None,
+        entity_categories=None,
+        category_names: list[str] | None = None,
+    ):
+        heads, relations, tails = (torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in (heads, relations, tails))
+        if not heads.shape == relations.shape == tails.shape:
+            raise ValueError(
+                f"heads, relations and tails differ in length: {heads.numel()}, {relations.numel()}, {tails.numel()}"
+            )
+        for name, values, bound in (("head", heads, num_entities), ("tail", tails, num_entities)):
+            _check_range(f"triple {name}", values, bound, "num_entities")
+        _check_range("triple relation", relations, num_relations, "num_relations")
+        for name, values, count in (
+            ("entity_names", entity_names, num_entities),
+            ("entity_descriptions", entity_descriptions, num_entities),
+            ("relation_names", relation_names, num_relations),
+            ("relation_descriptions", relation_descriptions, num_relations),
+        ):
+            if values is not None and len(values) != count:
+                raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
+        if entity_categories is not None:
+            entity_categories = torch.as_tensor(entity_categories, dtype=torch.long)
+            if entity_categories.shape != (num_entities,):
+                raise ValueError(f"entity_categories has shape {tuple(entity_categories.shape)}, not ({num_entities},)")
+
+        self.num_entities = num_entities
+        self.num_relations = num_relations
+        self.entity_names = entity_names
+        self.relation_names = relation_names
+        self.entity_descriptions = entity_descriptions
+        self.relation_descriptions = relation_descriptions
+        self.entity_categories = entity_categories
+        self.category_names = category_names
+
+        order = torch.argsort(heads, stable=True)
+        self.targets = heads[order]
+        self.neighbours = tails[order]
+        self.edge_types = relations[order]
+        self.rowptr = torch.zeros(num_entities + 1, dtype=torch.long)
+        self.rowptr[1:] = torch.cumsum(torch.bincount(self.targets, minlength=num_entities), 0)
+
+    @property
+    def num_triples(self) -> int:
+        return self.targets.numel()
+
+    def degree(self, entity_ids: torch.Tensor | None = None) -> torch.Tensor:
+        degrees = self.rowptr[1:] - self.rowptr[:-1]
+        return degrees if entity_ids is None else degrees[entity_ids]
+
+    def _sample_edges(self, targets: torch.Tensor, fanout: int, generator=None) -> torch.Tensor:
+        """CSR positions of at most `fanout` distinct incoming edges of each target, uniformly without replacement."""
+        starts, degrees = self.rowptr[targets], self.degree(targets)
+        small = degrees <= fanout
+        small_starts, small_degrees = starts[small], degrees[small]
+        segment = torch.repeat_interleave(torch.arange(small_degrees.numel()), small_degrees)
+        segment_begin = torch.cumsum(small_degrees, 0) - small_degrees
+        all_edges = small_starts[segment] + torch.arange(segment.numel()) - segment_begin[segment]
+        large = ~small
+        sampled = self.rowptr[targets[large]].unsqueeze(1) + sample_without_replacement(
+            degrees[large], fanout, generator
+        )
+        return torch.cat([all_edges, sampled.reshape(-1)])
+
+    def sample_subgraph(self, seed_entities, fanouts=(10, 10), generator: torch.Generator | None = None) -> Subgraph:
+        """The multi-hop neighbourhood of `seed_entities`: at hop h, each entity first reached at hop h - 1 (the seeds
+        at hop 1) gets up to `fanouts[h - 1]` of its incoming edges, sampled uniformly without replacement."""
+        seeds = torch.as_tensor(seed_entities, dtype=torch.long).reshape(-1)
+        if seeds.numel() == 0:
+            raise ValueError("sample_subgraph needs at least one seed entity")
+        _check_range("seed entity", seeds, self.num_entities, "num_entities")
+        if any(f < 0 for f in fanouts):
+            raise ValueError(f"fanouts must be non-negative, got {tuple(fanouts)}")
+        nodes = unique_in_order(seeds)
+        num_seeds = nodes.numel()
+        frontier = nodes
+        edge_ids = []
+        for fanout in fanouts:
+            sampled = self._sample_edges(frontier, fanout, generator)
+            edge_ids.append(sampled)
+            reached = self.neighbours[sampled]
+            frontier = unique_in_order(reached[~torch.isin(reached, nodes)])
+            nodes = torch.cat([nodes, frontier])
+        edge_ids = torch.cat(edge_ids)
+        sorted_nodes, permutation = nodes.sort()
+
+        def local(ids):
+            return permutation[torch.searchsorted(sorted_nodes, ids)]
+
+        edge_index = torch.stack([local(self.neighbours[edge_ids]), local(self.targets[edge_ids])])
+        return Subgraph(nodes, edge_index, self.edge_types[edge_ids], edge_ids, num_seeds)
+
+    def random_walks(self, num_walks: int, walk_length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """[num_walks, walk_length + 1] entity ids of uniform random walks from uniform random starts; a walk that
+        reaches an entity without neighbours restarts at a random entity."""
+        current = torch.randint(self.num_entities, (num_walks,), generator=generator)
+        path = [current]
+        for _ in range(walk_length):
+            degrees = self.degree(current)
+            offsets = (torch.rand(num_walks, generator=generator) * degrees).long().minimum((degrees - 1).clamp(min=0))
+            restart = torch.randint(self.num_entities, (num_walks,), generator=generator)
+            step = self.neighbours[(self.rowptr[current] + offsets).clamp(max=max(self.num_triples - 1, 0))]
+            current = torch.where(degrees > 0, step, restart)
+            path.append(current)
+        return torch.stack(path, dim=1)
+
+    def sample_roots(self, num_roots: int, walk_length: int = 4, generator: torch.Generator | None = None):
+        """Up to `num_roots` distinct root entities for a pre-training step, taken from random walks (§3.6), so that
+        the roots are near each other and their subgraphs overlap."""
+        num_walks = max(1, -(-num_roots // (walk_length + 1)))
+        visited = unique_in_order(self.random_walks(num_walks, walk_length, generator).reshape(-1))
+        return visited[:num_roots]
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        os.makedirs(directory, exist_ok=True)
+        tensors = {"heads": self.targets, "relations": self.edge_types, "tails": self.neighbours}
+        if self.entity_categories is not None:
+            tensors["entity_categories"] = self.entity_categories
+        save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(directory, GRAPH_TENSORS_NAME))
+        vocab = {
+            "num_entities": self.num_entities,
+            "num_relations": self.num_relations,
+            "entity_names": self.entity_names,
+            "relation_names": self.relation_names,
+            "entity_descriptions": self.entity_descriptions,
+            "relation_descriptions": self.relation_descriptions,
+            "category_names": self.category_names,
+        }
+        with open(os.path.join(directory, GRAPH_VOCAB_NAME), "w", encoding="utf-8") as f:
+            json.dump(vocab, f, ensure_ascii=False)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "KnowledgeGraph":
+        tensors_path = os.path.join(directory, GRAPH_TENSORS_NAME)
+        vocab_path = os.path.join(directory, GRAPH_VOCAB_NAME)
+        for path in (tensors_path, vocab_path):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no knowledge graph file at {path}: save one with KnowledgeGraph.save_pretrained")
+        tensors = load_file(tensors_path)
+        with open(vocab_path, encoding="utf-8") as f:
+            vocab = json.load(f)
+        return cls(
+            tensors["heads"], tensors["relations"], tensors["tails"],
+            entity_categories=tensors.get("entity_categories"), **vocab,
+        )  # fmt: skip
+
+
+def _check_range(what: str, values: torch.Tensor, bound: int, bound_name: str) -> None:
+    if values.numel() and (values.min() < 0 or values.max() >= bound):
+        bad = ((values < 0) | (values >= bound)).nonzero()[0].item()
+        raise ValueError(f"{what} at position {bad} is {int(values[bad])}, outside [0, {bound_name}={bound})")

@@ -1,0 +1,662 @@
+"""PyTorch JAKET model: LM1, the knowledge module, the merge (Eq. 3), LM2, and the task heads."""
+
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from transformers import AutoConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
+from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer, BertSelfAttention
+from transformers.models.roberta.modeling_roberta import RobertaEmbeddings
+from transformers.utils import cached_file, logging
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_jaket import JaketConfig
+from .knowledge_module import KnowledgeLayer, KnowledgeModule
+
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class JaketModelOutput(ModelOutput):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        Z^LM, the output of LM2 (None when no text was given).
+    lm1_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        Z, the output of LM1 before the knowledge module's embeddings are merged in.
+    entity_embeddings (`torch.FloatTensor` of shape `(num_subgraph_entities, hidden_size)`):
+        E^KM, the knowledge module's output for each entity of the subgraph (None when no subgraph was given).
+    hidden_states (`tuple(torch.FloatTensor)`, returned with `output_hidden_states=True`):
+        The embedding output and each transformer layer's output, LM1's then LM2's.
+    attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+        Each transformer layer's self-attention weights.
+    knowledge_attentions (`tuple(torch.FloatTensor)`, returned with `output_attentions=True`):
+        Each knowledge-module layer's attention weights, `(num_edges, km_num_heads)`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    lm1_last_hidden_state: torch.FloatTensor | None = None
+    entity_embeddings: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    knowledge_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class JaketForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`):
+        Sum of the pre-training losses whose labels were given.
+    entity_category_loss, relation_type_loss, masked_lm_loss, masked_entity_loss (`torch.FloatTensor` of shape `(1,)`):
+        L_c, L_r, L_t and L_e, each present when its labels were given.
+    logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
+        Masked language modeling scores.
+    entity_category_logits (`torch.FloatTensor` of shape `(num_subgraph_entities, num_entity_categories)`):
+        Category scores of every subgraph entity, from E^KM.
+    relation_type_logits (`torch.FloatTensor` of shape `(num_pairs, num_relation_types)`):
+        Relation scores of each (head, tail) pair given.
+    masked_entity_logits (`torch.FloatTensor` of shape `(batch_size, num_masked_mentions, num_candidates)`):
+        Inner products of g((Z_s + Z_o) / 2) with each candidate's context embedding.
+    entity_embeddings, hidden_states, attentions:
+        As in [`JaketModelOutput`].
+    """
+
+    loss: torch.FloatTensor | None = None
+    entity_category_loss: torch.FloatTensor | None = None
+    relation_type_loss: torch.FloatTensor | None = None
+    masked_lm_loss: torch.FloatTensor | None = None
+    masked_entity_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    entity_category_logits: torch.FloatTensor | None = None
+    relation_type_logits: torch.FloatTensor | None = None
+    masked_entity_logits: torch.FloatTensor | None = None
+    entity_embeddings: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class EntityClassificationOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `(1,)`):
+        Cross-entropy over the entities whose label is not -100.
+    logits (`torch.FloatTensor` of shape `(num_subgraph_entities, num_labels)`):
+        Class scores of every subgraph entity.
+    entity_embeddings (`torch.FloatTensor` of shape `(num_subgraph_entities, hidden_size)`):
+        E^KM.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    entity_embeddings: torch.FloatTensor | None = None
+
+
+class JaketMergeLayer(nn.Module):
+    """Eq. (3): add E^KM_e at every token of each mention of e, then LayerNorm those tokens; others pass unchanged."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, hidden_states, mention_embeddings, mention_starts, mention_ends):
+        positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
+        covers = (positions >= mention_starts.unsqueeze(-1)) & (positions <= mention_ends.unsqueeze(-1))
+        covers &= (mention_starts >= 0).unsqueeze(-1)  # [batch, mentions, tokens]
+        added = torch.einsum("bml,bmh->blh", covers.to(hidden_states.dtype), mention_embeddings)
+        is_mention = covers.any(dim=1).unsqueeze(-1)
+        return torch.where(is_mention, self.layer_norm(hidden_states + added), hidden_states)
+
+
+class JaketLMHead(nn.Module):
+    """Masked-token head (RoBERTa's): dense, activation, LayerNorm, decoder tied to the word embeddings, bias."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states):
+        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states)))) + self.bias
+
+
+class JaketRelationTypeHead(nn.Module):
+    """L_r: the relation between a head and a tail entity, from [E^KM_h ; E^KM_t]."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.dense = nn.Linear(2 * config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.num_relation_types)
+
+    def forward(self, head_embeddings, tail_embeddings):
+        pair = torch.cat([head_embeddings, tail_embeddings], dim=-1)
+        return self.decoder(self.layer_norm(self.activation(self.dense(pair))))
+
+
+class JaketMaskedEntityHead(nn.Module):
+    """L_e's g(x) = ReLU(x W1) W2, applied to the mean of a removed mention's first and last token outputs."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.w1 = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+        self.w2 = nn.Linear(config.hidden_size, config.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.w2(torch.relu(self.w1(x)))
+
+
+class JaketClassificationHead(nn.Module):
+    """Sentence-level head on the start token (RoBERTa's): dense, tanh, dropout, projection."""
+
+    def __init__(self, config):
+        super().__init__()
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(self, features):
+        x = self.dropout(features[:, 0, :])
+        x = self.dropout(torch.tanh(self.dense(x)))
+        return self.out_proj(x)
+
+
+def span_mean(hidden_states, starts, ends):
+    """(Z_start + Z_end) / 2 for each span; `starts`/`ends` are [batch, spans] token indices (clamped at 0)."""
+    batch_index = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(-1)
+    return (hidden_states[batch_index, starts.clamp(min=0)] + hidden_states[batch_index, ends.clamp(min=0)]) / 2
+
+
+def _cross_entropy(logits, labels):
+    """Mean cross-entropy over labels != -100; zero (kept in the graph) when there are none."""
+    labels = labels.to(logits.device).reshape(-1)
+    logits = logits.reshape(labels.shape[0], -1)
+    if not (labels != -100).any():
+        return logits.sum() * 0.0
+    return CrossEntropyLoss()(logits, labels)
+
+
+def _check_spans(name, starts, ends, sequence_length):
+    if starts is None or ends is None:
+        raise ValueError(f"{name}_starts and {name}_ends must be given together")
+    if starts.shape != ends.shape:
+        raise ValueError(f"{name}_starts {tuple(starts.shape)} and {name}_ends {tuple(ends.shape)} differ in shape")
+    present = starts >= 0
+    bad = present & ((ends < starts) | (ends >= sequence_length))
+    if bad.any():
+        b, m = bad.nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} span {m} of example {b} is [{int(starts[b, m])}, {int(ends[b, m])}]: spans must be inclusive "
+            f"token indices with start <= end < sequence_length ({sequence_length}); pad with -1"
+        )
+
+
+def _locate_entities(mention_entity_ids, present, subgraph_entity_ids):
+    """Position of each mention's (global) entity id inside `subgraph_entity_ids`; raises for ids not there."""
+    sorted_ids, order = subgraph_entity_ids.sort()
+    position = torch.searchsorted(sorted_ids, mention_entity_ids).clamp(max=sorted_ids.numel() - 1)
+    found = sorted_ids[position] == mention_entity_ids
+    missing = present & ~found
+    if missing.any():
+        b, m = missing.nonzero()[0].tolist()
+        raise ValueError(
+            f"mention {m} of example {b} links entity {int(mention_entity_ids[b, m])}, which is not in "
+            f"subgraph_entity_ids ({int(missing.sum())} such mentions): sample the subgraph around the mentioned "
+            "entities"
+        )
+    return order[position]
+
+
+class JaketPreTrainedModel(PreTrainedModel):
+    config_class = JaketConfig
+    config: JaketConfig
+    base_model_prefix = "jaket"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["BertEmbeddings", "RobertaEmbeddings", "BertLayer"]
+    _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, KnowledgeLayer):
+            init.normal_(module.attention_target, mean=0.0, std=std)
+            init.normal_(module.attention_neighbour, mean=0.0, std=std)
+        elif isinstance(module, JaketLMHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, (BertEmbeddings, RobertaEmbeddings)):
+            init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            init.zeros_(module.token_type_ids)
+
+    @classmethod
+    def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):
+        """Build a JAKET model around a pretrained RoBERTa or BERT checkpoint (a local folder or a hub name).
+
+        The backbone's embeddings and layers become LM1 and LM2, and its masked-LM head (where it has one) becomes
+        `lm_head`. Everything else starts from `_init_weights`. Every model key that was not loaded and every
+        checkpoint key that was not used is logged; with `output_loading_info=True` they are also returned as
+        `(model, {"missing_keys": [...], "unexpected_keys": [...]})`.
+
+        `config_overrides` set JAKET fields (`num_lm1_layers`, `num_entity_categories`, ...).
+        """
+        backbone_config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
+        backbone_type = {"roberta": "roberta", "bert": "bert"}.get(backbone_config.model_type)
+        if backbone_type is None:
+            raise ValueError(
+                f"{pretrained_model_name_or_path} is a {backbone_config.model_type!r} model; JAKET builds on "
+                "'roberta' or 'bert' checkpoints"
+            )
+        fields = {
+            name: getattr(backbone_config, name)
+            for name in (
+                "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
+                "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id", "bos_token_id",
+                "eos_token_id",
+            )
+        }  # fmt: skip
+        config = JaketConfig(backbone_type=backbone_type, **{**fields, **config_overrides})
+        model = cls(config)
+
+        weights_file = cached_file(pretrained_model_name_or_path, "model.safetensors")
+        mapped, unused = model._map_backbone_state_dict(load_file(weights_file))
+        result = model.load_state_dict(mapped, strict=False)
+        tied = set(model.all_tied_weights_keys)
+        missing = sorted(k for k in result.missing_keys if k not in tied)
+        unexpected = sorted(set(unused) | set(result.unexpected_keys))
+        if missing:
+            logger.warning(
+                f"{cls.__name__}.from_backbone({pretrained_model_name_or_path!s}): {len(missing)} weights are newly "
+                f"initialised (not in the backbone): {missing}"
+            )
+        if unexpected:
+            logger.warning(
+                f"{cls.__name__}.from_backbone({pretrained_model_name_or_path!s}): {len(unexpected)} backbone weights "
+                f"were not used: {unexpected}"
+            )
+        if output_loading_info:
+            return model, {"missing_keys": missing, "unexpected_keys": unexpected}
+        return model
+
+    def _map_backbone_state_dict(self, state_dict):
+        """Rename a RoBERTa/BERT state dict to this model's keys; returns (mapped, unused checkpoint keys)."""
+        prefix = "" if isinstance(self, JaketModel) else f"{self.base_model_prefix}."
+        num_lm1_layers = self.config.num_lm1_layers
+        has_lm_head = hasattr(self, "lm_head")
+        lm_head_names = {
+            "lm_head.dense.": "lm_head.dense.",
+            "lm_head.layer_norm.": "lm_head.layer_norm.",
+            "lm_head.bias": "lm_head.bias",
+            "cls.predictions.transform.dense.": "lm_head.dense.",
+            "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
+            "cls.predictions.bias": "lm_head.bias",
+        }
+        # Tied copies in both checkpoint families: decoder.weight is the word embeddings, decoder.bias is `bias`.
+        tied_copies = ("lm_head.decoder.", "cls.predictions.decoder.")
+        own_buffers = {name for name, _ in self.named_buffers()}
+        mapped, unused = {}, []
+        for key, value in state_dict.items():
+            name = key
+            for backbone_prefix in ("roberta.", "bert."):
+                if name.startswith(backbone_prefix):
+                    name = name[len(backbone_prefix) :]
+            target = None
+            if name.startswith("embeddings."):
+                target = prefix + name
+            elif name.startswith("encoder.layer."):
+                index, rest = name[len("encoder.layer.") :].split(".", 1)
+                index = int(index)
+                if index < num_lm1_layers:
+                    target = f"{prefix}lm1.{index}.{rest}"
+                else:
+                    target = f"{prefix}lm2.{index - num_lm1_layers}.{rest}"
+            elif has_lm_head and name.startswith(tied_copies):
+                continue
+            elif has_lm_head:
+                for source, destination in lm_head_names.items():
+                    if name.startswith(source):
+                        target = destination + name[len(source) :]
+            if target is not None and target in own_buffers and target not in self.state_dict():
+                continue  # a non-persistent buffer (position_ids): rebuilt, never loaded
+            if target is None:
+                unused.append(key)
+            else:
+                mapped[target] = value
+        return mapped, unused
+
+
+class JaketModel(JaketPreTrainedModel):
+    """LM1 -> merge with the knowledge module's entity embeddings (Eq. 3) -> LM2.
+
+    Without mentions or a subgraph it is a plain RoBERTa/BERT encoder; without text it runs the knowledge module only.
+    """
+
+    def __init__(self, config: JaketConfig):
+        super().__init__(config)
+        embeddings_class = RobertaEmbeddings if config.backbone_type == "roberta" else BertEmbeddings
+        self.embeddings = embeddings_class(config)
+        self.lm1 = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_lm1_layers)])
+        self.knowledge_module = KnowledgeModule(config)
+        self.merge = JaketMergeLayer(config)
+        self.lm2 = nn.ModuleList(
+            [BertLayer(config, layer_idx=i) for i in range(config.num_lm1_layers, config.num_hidden_layers)]
+        )
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value):
+        self.embeddings.word_embeddings = value
+
+    def _run_lm1(self, input_ids, attention_mask, token_type_ids=None, position_ids=None, **kwargs):
+        if input_ids.numel() == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): there is no text to encode")
+        hidden_states = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        for layer in self.lm1:
+            hidden_states = layer(hidden_states, mask, **kwargs)
+        return hidden_states, mask
+
+    def encode_descriptions(self, input_ids, attention_mask=None, mention_starts=None, mention_ends=None):
+        """E^(0) of entities (or relations) from their descriptions: LM1 only, then (Z_s + Z_o) / 2 at the first
+        mention of the entity in its own description. A description without such a mention (start -1) uses the first
+        token after the start token.
+
+        Args:
+            input_ids: [num_descriptions, length].
+            mention_starts, mention_ends: [num_descriptions] inclusive token indices, or -1 where there is no mention.
+
+        Returns:
+            [num_descriptions, hidden_size].
+        """
+        hidden_states, _ = self._run_lm1(input_ids, attention_mask)
+        count = input_ids.shape[0]
+        if mention_starts is None:
+            mention_starts = mention_ends = torch.full((count,), -1, dtype=torch.long, device=input_ids.device)
+        _check_spans("mention", mention_starts.view(count, 1), mention_ends.view(count, 1), input_ids.shape[1])
+        no_mention = mention_starts < 0
+        starts = torch.where(no_mention, 1, mention_starts).view(count, 1)
+        ends = torch.where(no_mention, 1, mention_ends).view(count, 1)
+        return span_mean(hidden_states, starts, ends).squeeze(1)
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        mention_entity_ids: torch.LongTensor | None = None,
+        mention_starts: torch.LongTensor | None = None,
+        mention_ends: torch.LongTensor | None = None,
+        subgraph_entity_ids: torch.LongTensor | None = None,
+        edge_index: torch.LongTensor | None = None,
+        edge_type: torch.LongTensor | None = None,
+        entity_init_embeddings: torch.FloatTensor | None = None,
+        relation_embeddings: torch.FloatTensor | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> JaketModelOutput:
+        r"""
+        input_ids, attention_mask, token_type_ids, position_ids:
+            The text, as for RoBERTa/BERT. May be omitted to run the knowledge module alone.
+        mention_entity_ids (`torch.LongTensor` of shape `(batch_size, num_mentions)`):
+            Global id of the entity each mention links; -1 pads.
+        mention_starts, mention_ends (`torch.LongTensor` of shape `(batch_size, num_mentions)`):
+            Inclusive token indices of each mention; -1 pads.
+        subgraph_entity_ids (`torch.LongTensor` of shape `(num_subgraph_entities,)`):
+            Global ids of the sampled subgraph's entities; every mentioned entity must be among them.
+        edge_index (`torch.LongTensor` of shape `(2, num_edges)`), edge_type (`torch.LongTensor` of shape `(num_edges,)`):
+            The subgraph's edges in local indices: row 0 the neighbour u, row 1 the target v, and the relation of each.
+        entity_init_embeddings (`torch.FloatTensor` of shape `(num_subgraph_entities, hidden_size)`):
+            E^(0) of the subgraph's entities, from the entity context memory.
+        relation_embeddings (`torch.FloatTensor` of shape `(num_relations, hidden_size)`):
+            R, from the relation memory.
+        """
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        entity_embeddings = knowledge_attentions = None
+        if entity_init_embeddings is not None:
+            if relation_embeddings is None:
+                raise ValueError("entity_init_embeddings was given without relation_embeddings")
+            if edge_index is None:
+                edge_index = torch.empty(2, 0, dtype=torch.long, device=entity_init_embeddings.device)
+                edge_type = torch.empty(0, dtype=torch.long, device=entity_init_embeddings.device)
+            entity_embeddings, knowledge_attentions = self.knowledge_module(
+                entity_init_embeddings, relation_embeddings, edge_index, edge_type, output_attentions=True
+            )
+
+        if input_ids is None:
+            if entity_embeddings is None:
+                raise ValueError("JaketModel needs input_ids, entity_init_embeddings, or both")
+            return JaketModelOutput(
+                entity_embeddings=entity_embeddings,
+                knowledge_attentions=knowledge_attentions if output_attentions else None,
+            )
+
+        lm1_output, mask = self._run_lm1(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
+        hidden_states = lm1_output
+        if mention_entity_ids is not None:
+            if entity_embeddings is None or subgraph_entity_ids is None:
+                raise ValueError(
+                    "mention_entity_ids needs the subgraph: pass subgraph_entity_ids, edge_index, edge_type, "
+                    "entity_init_embeddings and relation_embeddings"
+                )
+            if subgraph_entity_ids.shape[0] != entity_embeddings.shape[0]:
+                raise ValueError(
+                    f"subgraph_entity_ids has {subgraph_entity_ids.shape[0]} entries but entity_init_embeddings has "
+                    f"{entity_embeddings.shape[0]} rows"
+                )
+            _check_spans("mention", mention_starts, mention_ends, input_ids.shape[1])
+            if mention_entity_ids.shape != mention_starts.shape:
+                raise ValueError(
+                    f"mention_entity_ids {tuple(mention_entity_ids.shape)} and mention_starts "
+                    f"{tuple(mention_starts.shape)} differ in shape"
+                )
+            present = mention_starts >= 0
+            local = _locate_entities(mention_entity_ids, present, subgraph_entity_ids)
+            hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
+
+        for layer in self.lm2:
+            hidden_states = layer(hidden_states, mask, **kwargs)
+
+        return JaketModelOutput(
+            last_hidden_state=hidden_states,
+            lm1_last_hidden_state=lm1_output,
+            entity_embeddings=entity_embeddings,
+            knowledge_attentions=knowledge_attentions if output_attentions else None,
+        )
+
+
+class JaketForPreTraining(JaketPreTrainedModel):
+    """JAKET with its four pre-training heads (§3.6): entity category (L_c) and relation type (L_r) on the knowledge
+    module's output, masked tokens (L_t) and masked entities (L_e) on LM2's. Each loss is computed when its labels
+    are given; `loss` is their sum."""
+
+    _tied_weights_keys = {"lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: JaketConfig):
+        super().__init__(config)
+        if not config.num_entity_categories or not config.num_relation_types:
+            raise ValueError(
+                "JaketForPreTraining needs config.num_entity_categories and config.num_relation_types, got "
+                f"{config.num_entity_categories} and {config.num_relation_types}"
+            )
+        self.jaket = JaketModel(config)
+        self.lm_head = JaketLMHead(config)
+        self.entity_category_head = nn.Linear(config.hidden_size, config.num_entity_categories)
+        self.relation_type_head = JaketRelationTypeHead(config)
+        self.masked_entity_head = JaketMaskedEntityHead(config)
+        self.post_init()
+
+    def get_output_embeddings(self):
+        return self.lm_head.decoder
+
+    def set_output_embeddings(self, new_embeddings):
+        self.lm_head.decoder = new_embeddings
+
+    def forward(
+        self,
+        labels: torch.LongTensor | None = None,
+        entity_category_labels: torch.LongTensor | None = None,
+        relation_head_index: torch.LongTensor | None = None,
+        relation_tail_index: torch.LongTensor | None = None,
+        relation_labels: torch.LongTensor | None = None,
+        masked_entity_starts: torch.LongTensor | None = None,
+        masked_entity_ends: torch.LongTensor | None = None,
+        masked_entity_candidate_embeddings: torch.FloatTensor | None = None,
+        masked_entity_labels: torch.LongTensor | None = None,
+        **kwargs,
+    ) -> JaketForPreTrainingOutput:
+        r"""
+        Takes [`JaketModel`]'s inputs, and:
+
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+            Masked-token targets (L_t); -100 where no token was masked.
+        entity_category_labels (`torch.LongTensor` of shape `(num_subgraph_entities,)`):
+            Category of each subgraph entity (L_c); -100 to leave one out.
+        relation_head_index, relation_tail_index (`torch.LongTensor` of shape `(num_pairs,)`):
+            Local subgraph indices of entity pairs; relation_labels (`(num_pairs,)`) their relation (L_r).
+        masked_entity_starts, masked_entity_ends (`torch.LongTensor` of shape `(batch_size, num_masked)`):
+            Inclusive token spans of the mentions removed from the merge (L_e); -1 pads.
+        masked_entity_candidate_embeddings (`torch.FloatTensor` of shape `(batch_size, num_masked, num_candidates, hidden_size)`):
+            Context-memory embeddings of each removed mention's candidates: the true entity, its neighbours, random
+            entities.
+        masked_entity_labels (`torch.LongTensor` of shape `(batch_size, num_masked)`):
+            Index of the true entity among the candidates; -100 pads.
+        """
+        outputs = self.jaket(**kwargs)
+        entity_embeddings = outputs.entity_embeddings
+        losses = {}
+
+        logits = None
+        if outputs.last_hidden_state is not None:
+            logits = self.lm_head(outputs.last_hidden_state)
+            if labels is not None:
+                losses["masked_lm_loss"] = _cross_entropy(logits, labels)
+
+        category_logits = relation_logits = None
+        if entity_embeddings is not None:
+            category_logits = self.entity_category_head(entity_embeddings)
+            if entity_category_labels is not None:
+                losses["entity_category_loss"] = _cross_entropy(category_logits, entity_category_labels)
+            if relation_head_index is not None:
+                relation_logits = self.relation_type_head(
+                    entity_embeddings[relation_head_index], entity_embeddings[relation_tail_index]
+                )
+                if relation_labels is not None:
+                    losses["relation_type_loss"] = _cross_entropy(relation_logits, relation_labels)
+
+        entity_logits = None
+        if masked_entity_starts is not None:
+            if outputs.last_hidden_state is None or masked_entity_candidate_embeddings is None:
+                raise ValueError("masked_entity_starts needs input_ids and masked_entity_candidate_embeddings")
+            _check_spans("masked_entity", masked_entity_starts, masked_entity_ends, outputs.last_hidden_state.shape[1])
+            if masked_entity_candidate_embeddings.shape[:2] != masked_entity_starts.shape:
+                raise ValueError(
+                    f"masked_entity_candidate_embeddings {tuple(masked_entity_candidate_embeddings.shape)} must start "
+                    f"with masked_entity_starts' shape {tuple(masked_entity_starts.shape)}"
+                )
+            query = self.masked_entity_head(
+                span_mean(outputs.last_hidden_state, masked_entity_starts, masked_entity_ends)
+            )
+            entity_logits = torch.einsum("bmh,bmch->bmc", query, masked_entity_candidate_embeddings.to(query.dtype))
+            if masked_entity_labels is not None:
+                losses["masked_entity_loss"] = _cross_entropy(entity_logits, masked_entity_labels)
+
+        return JaketForPreTrainingOutput(
+            loss=sum(losses.values()) if losses else None,
+            **losses,
+            logits=logits,
+            entity_category_logits=category_logits,
+            relation_type_logits=relation_logits,
+            masked_entity_logits=entity_logits,
+            entity_embeddings=entity_embeddings,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+class JaketForEntityClassification(JaketPreTrainedModel):
+    """Entity classification from the knowledge module's output E^KM (the paper's unseen-KG task)."""
+
+    def __init__(self, config: JaketConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.jaket = JaketModel(config)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, labels: torch.LongTensor | None = None, **kwargs) -> EntityClassificationOutput:
+        r"""
+        Takes [`JaketModel`]'s graph inputs (text is optional), and:
+
+        labels (`torch.LongTensor` of shape `(num_subgraph_entities,)`):
+            Class of each subgraph entity; -100 for entities not to be scored.
+        """
+        outputs = self.jaket(**kwargs)
+        if outputs.entity_embeddings is None:
+            raise ValueError("JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends")
+        logits = self.classifier(self.dropout(outputs.entity_embeddings))
+        loss = _cross_entropy(logits, labels) if labels is not None else None
+        return EntityClassificationOutput(loss=loss, logits=logits, entity_embeddings=outputs.entity_embeddings)
+
+
+class JaketForSequenceClassification(JaketPreTrainedModel):
+    """Sequence classification or regression from LM2's start-token output (used for FewRel in PAIR form)."""
+
+    def __init__(self, config: JaketConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.jaket = JaketModel(config)
+        self.classifier = JaketClassificationHead(config)
+        self.post_init()
+
+    def forward(self, labels: torch.LongTensor | None = None, **kwargs) -> SequenceClassifierOutput:
+        r"""
+        Takes [`JaketModel`]'s inputs, and:
+
+        labels (`torch.LongTensor` of shape `(batch_size,)`):
+            Class (or, with `num_labels == 1`, regression target) of each sequence.
+        """
+        outputs = self.jaket(**kwargs)
+        if outputs.last_hidden_state is None:
+            raise ValueError("JaketForSequenceClassification needs input_ids")
+        logits = self.classifier(outputs.last_hidden_state)
+
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            if self.config.problem_type is None:
+                if self.num_labels == 1:
+                    self.config.problem_type = "regression"
+                elif labels.dtype in (torch.long, torch.int):
+                    self.config.problem_type = "single_label_classification"
+                else:
+                    self.config.problem_type = "multi_label_classification"
+            if self.config.problem_type == "regression":
+                loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+            elif self.config.problem_type == "single_label_classification":
+                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+            else:
+                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
