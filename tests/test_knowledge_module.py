@@ -1,0 +1,157 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from modeling_jaket import KnowledgeModule, segment_softmax
+from modeling_jaket.knowledge_module import KnowledgeLayer
+
+from conftest import random_graph, tiny_config
+
+
+def reference_layer(layer, entities, relations, edge_index, edge_type):
+    """Eq. (1)-(2) written node by node and head by head, straight from the paper."""
+    weight = layer.projection.weight
+    heads, size = layer.num_heads, layer.head_size
+    outputs = []
+    for v in range(entities.shape[0]):
+        incoming = [(int(u), int(r)) for u, t, r in zip(edge_index[0], edge_index[1], edge_type) if int(t) == v]
+        per_head = []
+        for k in range(heads):
+            w_k = weight[k * size : (k + 1) * size]
+            if not incoming:
+                per_head.append(torch.zeros(size, dtype=entities.dtype))
+                continue
+            if layer.composition == "add":
+                messages = torch.stack([w_k @ (entities[u] + relations[r]) for u, r in incoming])
+            else:
+                messages = torch.stack(
+                    [w_k @ layer.compose(torch.cat([entities[u], relations[r]])) for u, r in incoming]
+                )
+            target = w_k @ entities[v]
+            scores = torch.stack(
+                [
+                    F.leaky_relu(
+                        layer.attention_target[k] @ target + layer.attention_neighbour[k] @ m,
+                        layer.leaky_relu.negative_slope,
+                    )
+                    for m in messages
+                ]
+            )
+            alpha = torch.softmax(scores, dim=0)
+            per_head.append(F.elu((alpha.unsqueeze(1) * messages).sum(0)))
+        outputs.append(torch.cat(per_head))
+    return layer.layer_norm(torch.stack(outputs) + entities)
+
+
+@pytest.mark.parametrize("composition", ["add", "mlp"])
+def test_layer_matches_per_node_reference(composition):
+    torch.manual_seed(0)
+    layer = KnowledgeLayer(tiny_config(km_composition=composition)).double().eval()
+    torch.nn.init.normal_(layer.attention_target, std=0.5)
+    torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
+    entities, relations = torch.randn(12, 32, dtype=torch.float64), torch.randn(3, 32, dtype=torch.float64)
+    edge_index, edge_type = random_graph()
+    fast = layer(entities, relations, edge_index, edge_type)
+    slow = reference_layer(layer, entities, relations, edge_index, edge_type)
+    torch.testing.assert_close(fast, slow)
+
+
+def test_module_matches_reference_and_shares_relations():
+    torch.manual_seed(1)
+    module = KnowledgeModule(tiny_config()).double().eval()
+    for layer in module.layers:
+        torch.nn.init.normal_(layer.attention_target, std=0.5)
+        torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
+    entities, relations = torch.randn(12, 32, dtype=torch.float64), torch.randn(3, 32, dtype=torch.float64)
+    edge_index, edge_type = random_graph(seed=3)
+    expected = entities
+    for layer in module.layers:
+        expected = reference_layer(layer, expected, relations, edge_index, edge_type)
+    torch.testing.assert_close(module(entities, relations, edge_index, edge_type), expected)
+
+
+def test_attention_sums_to_one_per_target_and_isolated_entity_keeps_layer_norm_of_itself():
+    module = KnowledgeModule(tiny_config()).eval()
+    entities, relations = torch.randn(12, 32), torch.randn(3, 32)
+    edge_index, edge_type = random_graph(num_entities=10)  # entities 10 and 11 have no neighbours
+    edge_index[1][edge_index[1] == 5] = 4  # neither has 5
+    output, attentions = module(entities, relations, edge_index, edge_type, output_attentions=True)
+    for attention in attentions:
+        totals = torch.zeros(12, attention.shape[1]).index_add_(0, edge_index[1], attention)
+        has_incoming = torch.zeros(12, dtype=torch.bool)
+        has_incoming[edge_index[1]] = True
+        torch.testing.assert_close(totals[has_incoming], torch.ones_like(totals[has_incoming]))
+        assert (totals[~has_incoming] == 0).all()
+    # with no incoming edges, each layer is LayerNorm(E_prev)
+    expected = entities[[5, 10, 11]]
+    for layer in module.layers:
+        expected = layer.layer_norm(expected)
+    torch.testing.assert_close(output[[5, 10, 11]], expected)
+
+
+def test_duplicated_edges_change_nothing():
+    module = KnowledgeModule(tiny_config()).eval()
+    entities, relations = torch.randn(12, 32), torch.randn(3, 32)
+    edge_index, edge_type = random_graph()
+    once = module(entities, relations, edge_index, edge_type)
+    twice = module(entities, relations, edge_index.repeat(1, 2), edge_type.repeat(2))
+    torch.testing.assert_close(once, twice)
+
+
+def test_permutation_equivariance_over_entities_and_edges():
+    module = KnowledgeModule(tiny_config()).eval()
+    entities, relations = torch.randn(12, 32), torch.randn(3, 32)
+    edge_index, edge_type = random_graph()
+    output = module(entities, relations, edge_index, edge_type)
+
+    permutation = torch.randperm(12)  # new entity i is old entity permutation[i]
+    inverse = torch.argsort(permutation)
+    edge_order = torch.randperm(edge_type.numel())
+    permuted = module(entities[permutation], relations, inverse[edge_index][:, edge_order], edge_type[edge_order])
+    torch.testing.assert_close(permuted, output[permutation])
+
+
+def test_segment_softmax_is_stable_for_huge_scores():
+    scores = torch.tensor([[1000.0], [1001.0], [-1000.0], [5.0]])
+    index = torch.tensor([0, 0, 1, 1])
+    out = segment_softmax(scores, index, 3)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:2, 0], torch.softmax(torch.tensor([1000.0, 1001.0]), 0))
+    torch.testing.assert_close(out[2:, 0], torch.softmax(torch.tensor([-1000.0, 5.0]), 0))
+
+
+def test_gradients_reach_every_parameter_and_the_inputs():
+    module = KnowledgeModule(tiny_config(km_composition="mlp"))
+    entities = torch.randn(12, 32, requires_grad=True)
+    relations = torch.randn(3, 32, requires_grad=True)
+    edge_index, edge_type = random_graph()
+    module(entities, relations, edge_index, edge_type).pow(2).sum().backward()
+    for name, parameter in module.named_parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    assert relations.grad.abs().sum() > 0 and entities.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda e, r, ei, et: (e, r, ei[:1], et), "edge_index must have shape"),
+        (lambda e, r, ei, et: (e, r, ei, et[:-1]), "edge_type must have shape"),
+        (lambda e, r, ei, et: (e, r, ei + 12, et), "edge_index holds entity indices"),
+        (lambda e, r, ei, et: (e, r, ei, et + 3), "edge_type holds relation indices"),
+        (lambda e, r, ei, et: (e, r[:, :8], ei, et), "width"),
+        (lambda e, r, ei, et: (e[0], r, ei, et), "must be 2-D"),
+    ],
+)
+def test_bad_graph_inputs_are_named(edit, message):
+    module = KnowledgeModule(tiny_config())
+    edge_index, edge_type = random_graph()
+    with pytest.raises(ValueError, match=message):
+        module(*edit(torch.randn(12, 32), torch.randn(3, 32), edge_index, edge_type))
+
+
+def test_a_standalone_module_is_initialised():
+    torch.manual_seed(0)
+    module = KnowledgeModule(tiny_config(initializer_range=0.02))
+    for layer in module.layers:
+        for parameter in (layer.attention_target, layer.attention_neighbour):
+            assert torch.isfinite(parameter).all() and 0.005 < parameter.std() < 0.05

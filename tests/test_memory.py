@@ -1,0 +1,129 @@
+import pytest
+import torch
+
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, RefreshSchedule
+from modeling_jaket.memory import pad_batch
+
+from conftest import tiny_config
+
+
+def test_intervals_follow_the_paper():
+    schedule = RefreshSchedule()
+    assert [schedule.interval(i) for i in range(12)] == [10, 10, 10, 20, 20, 20, 40, 40, 40, 80, 80, 80]
+    assert schedule.interval(18) == 500 and schedule.interval(10**6) == 500
+    assert schedule.interval(15) == 320
+
+
+def test_refresh_steps_in_a_training_loop():
+    schedule = RefreshSchedule()
+    refreshed_at = []
+    for step in range(1, 400):
+        if schedule.should_refresh(step):
+            refreshed_at.append(step)
+            schedule.mark_refreshed(step)
+    assert refreshed_at == [10, 20, 30, 50, 70, 90, 130, 170, 210, 290, 370]
+
+
+def test_schedule_from_config_and_checkpoint():
+    schedule = RefreshSchedule.from_config(tiny_config(memory_refresh_init_interval=2, memory_refresh_max_interval=8))
+    for step in (2, 4, 6):
+        assert schedule.should_refresh(step)
+        schedule.mark_refreshed(step)
+    restored = RefreshSchedule(2, 2, 3, 8)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.num_refreshes == 3 and not restored.should_refresh(9) and restored.should_refresh(10)
+
+
+def test_schedule_rejects_nonsense():
+    with pytest.raises(ValueError, match="init_interval"):
+        RefreshSchedule(init_interval=0)
+    with pytest.raises(ValueError, match="max_interval"):
+        RefreshSchedule(init_interval=10, max_interval=5)
+
+
+def descriptions(count=7, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 12, (count,), generator=generator).tolist()
+    input_ids = [[0] + torch.randint(5, 300, (n - 2,), generator=generator).tolist() + [2] for n in lengths]
+    starts = [1 if n > 4 else -1 for n in lengths]
+    ends = [min(3, n - 2) if n > 4 else -1 for n in lengths]
+    return {"input_ids": input_ids, "mention_starts": starts, "mention_ends": ends}
+
+
+def test_compute_is_batch_invariant_and_matches_encode_descriptions():
+    torch.manual_seed(0)
+    model = JaketForPreTraining(tiny_config()).train()
+    texts = descriptions()
+    batched = EntityContextMemory.compute(model, texts, batch_size=3)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        for i, ids in enumerate(texts["input_ids"]):
+            single = model.jaket.encode_descriptions(
+                torch.tensor([ids]), None, torch.tensor([texts["mention_starts"][i]]),
+                torch.tensor([texts["mention_ends"][i]]),
+            )  # fmt: skip
+            torch.testing.assert_close(batched[i], single[0], atol=1e-5, rtol=1e-5)
+    shard = EntityContextMemory.compute(model, texts, batch_size=2, indices=[5, 1])
+    torch.testing.assert_close(shard, batched[[5, 1]], atol=1e-5, rtol=1e-5)
+
+
+def test_momentum_rule():
+    memory = EntityContextMemory(4, 2, 8, momentum=0.8)
+    first, second = torch.randn(4, 8), torch.randn(4, 8)
+    relations = torch.randn(2, 8)
+    memory.update(first, relations)
+    torch.testing.assert_close(memory.entity_embeddings, first)  # the first computation is taken as is
+    memory.update(second)
+    torch.testing.assert_close(memory.entity_embeddings, 0.8 * first + 0.2 * second)
+    torch.testing.assert_close(memory.relation_embeddings, relations)  # not refreshed this time
+
+
+def test_refresh_with_a_model_applies_momentum_to_both_tables():
+    torch.manual_seed(0)
+    model = JaketModel(tiny_config())
+    entities, relations = descriptions(7), descriptions(3, seed=1)
+    memory = EntityContextMemory(7, 3, 32)
+    memory.refresh(model, entities, relations)
+    before = memory.entity_embeddings.clone()
+    torch.nn.init.normal_(model.lm1[0].output.dense.weight)  # LM1 changed, as by training
+    new = EntityContextMemory.compute(model, entities)
+    memory.refresh(model, entities, relations)
+    torch.testing.assert_close(memory.entity_embeddings, 0.8 * before + 0.2 * new)
+
+
+def test_half_precision_storage_and_save_load(tmp_path):
+    memory = EntityContextMemory(5, 2, 8, dtype=torch.bfloat16)
+    memory.update(torch.randn(5, 8), torch.randn(2, 8))
+    assert memory.entity_embeddings.dtype == torch.bfloat16
+    assert memory.lookup(torch.tensor([4, 0])).dtype == torch.float32
+    memory.save_pretrained(tmp_path)
+    loaded = EntityContextMemory.from_pretrained(tmp_path)
+    assert loaded.entity_embeddings.dtype == torch.bfloat16 and bool(loaded.initialized)
+    torch.testing.assert_close(loaded.entity_embeddings, memory.entity_embeddings, rtol=0, atol=0)
+    state = memory.state_dict()
+    other = EntityContextMemory(5, 2, 8, dtype=torch.bfloat16)
+    other.load_state_dict(state)
+    torch.testing.assert_close(other.relation_embeddings, memory.relation_embeddings, rtol=0, atol=0)
+
+
+def test_memory_errors_name_the_problem(tmp_path):
+    memory = EntityContextMemory(5, 2, 8)
+    with pytest.raises(ValueError, match=r"new entity embeddings \(4, 8\)"):
+        memory.update(torch.randn(4, 8))
+    with pytest.raises(ValueError, match="holds 5 entities"):
+        memory.lookup(torch.tensor([5]))
+    with pytest.raises(FileNotFoundError, match="no entity memory"):
+        EntityContextMemory.from_pretrained(tmp_path)
+    model = JaketModel(tiny_config())
+    with pytest.raises(ValueError, match="description 1 is empty"):
+        EntityContextMemory.compute(model, {"input_ids": [[0, 5, 2], []], "mention_starts": [-1, -1], "mention_ends": [-1, -1]})
+    with pytest.raises(ValueError, match="2 input_ids but 1 mention_starts"):
+        EntityContextMemory.compute(model, {"input_ids": [[0, 5, 2], [0, 2]], "mention_starts": [-1], "mention_ends": [-1]})
+    with pytest.raises(ValueError, match="momentum"):
+        EntityContextMemory(5, 2, 8, momentum=1.0)
+
+
+def test_pad_batch():
+    input_ids, mask = pad_batch([[5, 6, 7], [8]], pad_token_id=1)
+    assert input_ids.tolist() == [[5, 6, 7], [8, 1, 1]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]

@@ -1,0 +1,216 @@
+import pytest
+import torch
+from transformers import AutoModel, RobertaModel
+
+from modeling_jaket import (
+    JaketForEntityClassification,
+    JaketForPreTraining,
+    JaketForSequenceClassification,
+    JaketModel,
+)
+
+from conftest import tiny_config
+
+
+def graph_inputs(num_entities=6, hidden=32, first_id=10):
+    return dict(
+        subgraph_entity_ids=torch.arange(first_id, first_id + num_entities),
+        edge_index=torch.tensor([[1, 2, 3, 4, 5], [0, 0, 1, 1, 2]]),
+        edge_type=torch.tensor([0, 1, 2, 0, 1]),
+        entity_init_embeddings=torch.randn(num_entities, hidden),
+        relation_embeddings=torch.randn(3, hidden),
+    )
+
+
+def text_inputs(batch=2, length=10):
+    input_ids = torch.randint(5, 300, (batch, length))
+    return dict(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+
+
+MENTIONS = dict(
+    mention_entity_ids=torch.tensor([[10, 11], [12, -1]]),
+    mention_starts=torch.tensor([[1, 4], [2, -1]]),
+    mention_ends=torch.tensor([[2, 4], [3, -1]]),
+)
+
+
+def test_merge_touches_only_mention_tokens_then_layer_norms_them(config):
+    model = JaketModel(config).eval()
+    graph, text = graph_inputs(), text_inputs()
+    captured = {}
+    model.lm2[0].register_forward_pre_hook(lambda module, args: captured.setdefault("merged", args[0]))
+    with torch.no_grad():
+        output = model(**text, **graph, **MENTIONS)
+    z, merged, e_km = output.lm1_last_hidden_state, captured["merged"], output.entity_embeddings
+    mention_tokens = torch.zeros(2, 10, dtype=torch.bool)
+    mention_tokens[0, 1:3] = mention_tokens[0, 4] = mention_tokens[1, 2:4] = True
+    torch.testing.assert_close(merged[~mention_tokens], z[~mention_tokens], rtol=0, atol=0)
+    layer_norm = model.merge.layer_norm
+    torch.testing.assert_close(merged[0, 1], layer_norm(z[0, 1] + e_km[0]))
+    torch.testing.assert_close(merged[0, 2], layer_norm(z[0, 2] + e_km[0]))
+    torch.testing.assert_close(merged[0, 4], layer_norm(z[0, 4] + e_km[1]))
+    torch.testing.assert_close(merged[1, 3], layer_norm(z[1, 3] + e_km[2]))
+
+
+def test_without_graph_it_is_the_plain_encoder(config):
+    model = JaketModel(config).eval()
+    text = text_inputs()
+    with torch.no_grad():
+        plain = model(**text).last_hidden_state
+        with_graph = model(**text, **graph_inputs(), mention_entity_ids=torch.full((2, 1), -1),
+                           mention_starts=torch.full((2, 1), -1), mention_ends=torch.full((2, 1), -1)).last_hidden_state
+    torch.testing.assert_close(plain, with_graph)
+
+
+def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):
+    model = JaketModel(config)
+    graph, text = graph_inputs(), text_inputs()
+    output = model(**text, **graph, **MENTIONS)
+    output.last_hidden_state.sum().backward()
+    assert model.knowledge_module.layers[0].projection.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert not torch.allclose(model(**text, **graph, **MENTIONS).last_hidden_state, model(**text).last_hidden_state)
+
+
+def test_lm1_equals_bert_backbone_after_num_lm1_layers(minilm_path, bert_tokenizer):
+    model = JaketModel.from_backbone(minilm_path, num_lm1_layers=3).eval()
+    backbone = AutoModel.from_pretrained(minilm_path).eval()
+    batch = bert_tokenizer(["a dog barks at the mailman", "hello"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        reference = backbone(**batch, output_hidden_states=True).hidden_states
+        output = model(**batch, output_hidden_states=True)
+    mask = batch["attention_mask"].bool()
+    torch.testing.assert_close(output.lm1_last_hidden_state[mask], reference[3][mask])
+    torch.testing.assert_close(output.last_hidden_state[mask], reference[6][mask])
+    assert len(output.hidden_states) == 7
+
+
+def test_lm1_equals_roberta_backbone_and_lm_head_is_loaded(tiny_roberta_checkpoint):
+    model, info = JaketForPreTraining.from_backbone(
+        tiny_roberta_checkpoint, output_loading_info=True, num_entity_categories=4, num_relation_types=2
+    )
+    model.eval()
+    backbone = RobertaModel.from_pretrained(tiny_roberta_checkpoint).eval()
+    input_ids = torch.tensor([[0, 17, 45, 99, 2, 1, 1], [0, 5, 6, 7, 8, 9, 2]])
+    attention_mask = (input_ids != 1).long()
+    with torch.no_grad():
+        reference = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        output = model.jaket(input_ids=input_ids, attention_mask=attention_mask)
+    mask = attention_mask.bool()
+    torch.testing.assert_close(output.lm1_last_hidden_state[mask], reference.hidden_states[2][mask])
+    assert model.config.backbone_type == "roberta" and model.config.num_lm1_layers == 2
+    assert not any(k.startswith("lm_head.") for k in info["missing_keys"])
+    assert any(k.startswith("jaket.knowledge_module.") for k in info["missing_keys"])
+    assert model.lm_head.decoder.weight.data_ptr() == model.jaket.embeddings.word_embeddings.weight.data_ptr()
+
+
+def test_from_backbone_reports_every_key_not_loaded(minilm_path):
+    model, info = JaketForSequenceClassification.from_backbone(minilm_path, output_loading_info=True, num_labels=3)
+    loaded = set(model.state_dict()) - set(info["missing_keys"])
+    assert info["unexpected_keys"] == ["pooler.dense.bias", "pooler.dense.weight"]
+    assert {k.split(".")[0] for k in info["missing_keys"]} == {"jaket", "classifier"}
+    assert all(".knowledge_module." in k or ".merge." in k for k in info["missing_keys"] if k.startswith("jaket."))
+    assert len([k for k in loaded if k.startswith("jaket.lm")]) == 6 * 16
+
+
+def test_from_backbone_rejects_other_architectures(tmp_path):
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="'gpt2' model"):
+        JaketModel.from_backbone(str(tmp_path))
+
+
+def test_encode_descriptions_averages_mention_ends_or_uses_first_token(config):
+    model = JaketModel(config).eval()
+    text = text_inputs(batch=3)
+    starts, ends = torch.tensor([2, -1, 5]), torch.tensor([4, -1, 5])
+    with torch.no_grad():
+        embeddings = model.encode_descriptions(text["input_ids"], text["attention_mask"], starts, ends)
+        z = model(**text).lm1_last_hidden_state
+    torch.testing.assert_close(embeddings[0], (z[0, 2] + z[0, 4]) / 2)
+    torch.testing.assert_close(embeddings[1], z[1, 1])
+    torch.testing.assert_close(embeddings[2], z[2, 5])
+
+
+def test_pretraining_output_carries_each_loss_and_their_sum(config):
+    model = JaketForPreTraining(config)
+    text, graph = text_inputs(), graph_inputs()
+    output = model(
+        **text, **graph, **MENTIONS,
+        labels=torch.where(torch.rand(2, 10) < 0.3, text["input_ids"], -100).index_fill(1, torch.tensor([6]), 7),
+        entity_category_labels=torch.tensor([0, 1, 2, 3, 4, -100]),
+        relation_head_index=torch.tensor([0, 1]), relation_tail_index=torch.tensor([1, 2]),
+        relation_labels=torch.tensor([0, 2]),
+        masked_entity_starts=torch.tensor([[6], [6]]), masked_entity_ends=torch.tensor([[7], [6]]),
+        masked_entity_candidate_embeddings=torch.randn(2, 1, 5, 32), masked_entity_labels=torch.tensor([[0], [-100]]),
+    )  # fmt: skip
+    parts = [output.entity_category_loss, output.relation_type_loss, output.masked_lm_loss, output.masked_entity_loss]
+    assert all(p is not None and p > 0 for p in parts)
+    torch.testing.assert_close(output.loss, sum(parts))
+    assert output.masked_entity_logits.shape == (2, 1, 5)
+    assert output.relation_type_logits.shape == (2, 3) and output.entity_category_logits.shape == (6, 5)
+    output.loss.backward()
+    assert model.masked_entity_head.w1.weight.grad.abs().sum() > 0
+    assert model.jaket.knowledge_module.layers[1].projection.weight.grad.abs().sum() > 0
+
+
+def test_pretraining_without_labels_has_no_loss_and_needs_category_counts(config):
+    model = JaketForPreTraining(config)
+    assert model(**text_inputs()).loss is None
+    with pytest.raises(ValueError, match="num_entity_categories"):
+        JaketForPreTraining(tiny_config(num_entity_categories=None))
+
+
+def test_entity_classification_runs_on_the_graph_alone():
+    model = JaketForEntityClassification(tiny_config(num_labels=4))
+    graph = graph_inputs()
+    del graph["subgraph_entity_ids"]
+    output = model(**graph, labels=torch.tensor([0, 1, 2, 3, -100, -100]))
+    assert output.logits.shape == (6, 4) and output.loss > 0
+    output.loss.backward()
+    assert model.jaket.knowledge_module.layers[0].projection.weight.grad is not None
+    assert model.jaket.lm1[0].attention.self.query.weight.grad is None  # no text, so LM1 is not run
+
+
+def test_sequence_classification_loss(config):
+    config.num_labels = 3
+    model = JaketForSequenceClassification(config)
+    output = model(**text_inputs(), **graph_inputs(), **MENTIONS, labels=torch.tensor([0, 2]))
+    assert output.logits.shape == (2, 3) and output.loss > 0
+
+
+def test_hidden_states_and_attentions_are_returned_when_asked():
+    model = JaketModel(tiny_config()).eval()
+    model.set_attn_implementation("eager")
+    output = model(**text_inputs(), **graph_inputs(), **MENTIONS, output_hidden_states=True, output_attentions=True)
+    assert len(output.hidden_states) == 5 and len(output.attentions) == 4
+    assert output.attentions[0].shape == (2, 4, 10, 10)
+    assert len(output.knowledge_attentions) == 2 and output.knowledge_attentions[0].shape == (5, 4)
+    torch.testing.assert_close(output.hidden_states[2], output.lm1_last_hidden_state)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(mention_entity_ids=torch.tensor([[10, 99], [12, -1]])), "links entity 99, which is not in subgraph"),
+        (dict(mention_ends=torch.tensor([[2, 12], [3, -1]])), r"mention span 1 of example 0 is \[4, 12\]"),
+        (dict(mention_ends=torch.tensor([[0, 4], [3, -1]])), r"mention span 0 of example 0 is \[1, 0\]"),
+        (dict(mention_starts=torch.tensor([1, 4])), "differ in shape"),
+        (dict(mention_entity_ids=torch.tensor([[10], [12]])), "differ in shape"),
+        (dict(subgraph_entity_ids=torch.arange(10, 15)), "subgraph_entity_ids has 5 entries"),
+        (dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=None), "input_ids is empty"),
+        (dict(relation_embeddings=None), "without relation_embeddings"),
+    ],
+)
+def test_bad_model_inputs_are_named(config, change, message):
+    model = JaketModel(config)
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS, **change}
+    with pytest.raises(ValueError, match=message):
+        model(**inputs)
+
+
+def test_mentions_without_subgraph_are_rejected(config):
+    with pytest.raises(ValueError, match="needs the subgraph"):
+        JaketModel(config)(**text_inputs(), **MENTIONS)

@@ -1,0 +1,130 @@
+import json
+
+import pytest
+import torch
+
+from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions, words_to_text
+
+from conftest import DATA_DIR
+
+
+TEXT = "The Mississippi River flows past Cape Girardeau."
+MENTIONS = [(4, 21, "Q1497"), (33, 47, "Q5034838")]  # "Mississippi River", "Cape Girardeau"
+VOCAB = {"Q1497": 0, "Q5034838": 1}
+
+
+def mention_tokens(tokenizer, encoding, example=0):
+    ids = encoding["input_ids"][example]
+    return [
+        tokenizer.decode(ids[s : e + 1]).strip()
+        for s, e in zip(encoding["mention_starts"][example], encoding["mention_ends"][example])
+    ]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bert_tokenizer", "roberta_tokenizer"])
+def test_spans_map_to_the_mention_tokens(tokenizer_name, request):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    encoding = tokenize_with_mentions(tokenizer, [TEXT], [MENTIONS[::-1]], entity_vocab=VOCAB)
+    assert [m.lower() for m in mention_tokens(tokenizer, encoding)] == ["mississippi river", "cape girardeau"]
+    assert encoding["mention_entity_ids"] == [[0, 1]]  # in text order
+    assert encoding["num_truncated_mentions"] == [0]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bert_tokenizer", "roberta_tokenizer"])
+def test_truncation_drops_and_counts_mentions_that_do_not_fit(tokenizer_name, request, caplog):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    full = tokenize_with_mentions(tokenizer, [TEXT], [MENTIONS], entity_vocab=VOCAB)
+    max_length = full["mention_ends"][0][0] + 2  # the first mention and the closing special token fit, no more
+    encoding = tokenize_with_mentions(tokenizer, [TEXT], [MENTIONS], entity_vocab=VOCAB, max_length=max_length)
+    assert encoding["num_truncated_mentions"] == [1]
+    assert encoding["mention_entity_ids"] == [[0]] and len(encoding["input_ids"][0]) == max_length
+    assert encoding["mention_starts"][0] == full["mention_starts"][0][:1]
+    assert encoding["mention_ends"][0] == full["mention_ends"][0][:1]
+    assert "dropped 1 mentions" in caplog.text
+
+
+def test_fewrel_word_spans_on_real_data(bert_tokenizer):
+    with open(DATA_DIR / "fewrel" / "val_wiki.json", encoding="utf-8") as f:
+        instances = json.load(f)["P177"][:20]
+    texts, mentions = [], []
+    for instance in instances:
+        spans = [(instance[key][2][0][0], instance[key][2][0][-1]) for key in ("h", "t")]
+        text, char_spans = words_to_text(instance["tokens"], spans)
+        texts.append(text)
+        mentions.append([(s, e, instance[key][1]) for (s, e), key in zip(char_spans, ("h", "t"))])
+    vocab = {q: i for i, q in enumerate(sorted({m[2] for ms in mentions for m in ms}))}
+    encoding = tokenize_with_mentions(bert_tokenizer, texts, mentions, entity_vocab=vocab)
+    for example, instance in enumerate(instances):
+        decoded = mention_tokens(bert_tokenizer, encoding, example)
+        # in text order; normalised as the tokenizer does (lower case, accents stripped)
+        words = sorted((instance[k][2][0][0], " ".join(instance["tokens"][i] for i in instance[k][2][0])) for k in ("h", "t"))
+        expected = [bert_tokenizer.decode(bert_tokenizer(w, add_special_tokens=False)["input_ids"]) for _, w in words]
+        assert decoded == expected
+
+
+def test_encode_descriptions_marks_the_first_mention(bert_tokenizer):
+    encoding = encode_descriptions(bert_tokenizer, ["Dog", "cat"], ["a dog is a dog", "a small feline"])
+    ids = encoding["input_ids"][0]
+    assert bert_tokenizer.decode(ids[encoding["mention_starts"][0] : encoding["mention_ends"][0] + 1]) == "dog"
+    assert encoding["mention_starts"][0] == 2  # [CLS] a dog
+    assert encoding["mention_starts"][1] == -1 and encoding["mention_ends"][1] == -1
+
+
+def test_collator_pads_tokens_and_mentions(bert_tokenizer):
+    encoding = tokenize_with_mentions(bert_tokenizer, [TEXT, "hello there"], [MENTIONS, []], entity_vocab=VOCAB)
+    features = [{key: encoding[key][i] for key in encoding} for i in range(2)]
+    for feature, label in zip(features, (1, 0)):
+        feature["labels_class"] = label
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id, pad_to_multiple_of=8)(features)
+    assert batch["input_ids"].shape == (2, 16) and batch["input_ids"][1, 4:].eq(bert_tokenizer.pad_token_id).all()
+    assert batch["attention_mask"][1].sum() == 4
+    assert batch["mention_starts"].tolist()[1] == [-1, -1] and batch["mention_entity_ids"].tolist()[0] == [0, 1]
+    assert batch["labels_class"].tolist() == [1, 0] and "num_truncated_mentions" not in batch
+
+
+@pytest.mark.parametrize(
+    "texts, mentions, message",
+    [
+        (["  "], [[]], "example 0: text is empty"),
+        ([TEXT, ""], [[], []], "example 1: text is empty"),
+        ([TEXT], [[(40, 60, "Q1497")]], r"example 0, mention 0: character span \[40, 60\) is out of range"),
+        ([TEXT], [[(5, 5, "Q1497")]], "out of range"),
+        ([TEXT], [[(4, 21, "Q1497"), (16, 27, "Q5034838")]], r"example 0: mentions 0 \[4, 21\) and 1 \[16, 27\) overlap"),
+        ([TEXT], [[(4, 21, "Q42")]], "example 0, mention 0: unknown entity 'Q42'"),
+        ([TEXT], [[(3, 4, "Q1497")]], "covers no token"),
+        ([TEXT], [[]] * 2, "got 1 texts but 2 mention lists"),
+    ],
+)
+def test_bad_input_names_the_example(bert_tokenizer, texts, mentions, message):
+    with pytest.raises(ValueError, match=message):
+        tokenize_with_mentions(bert_tokenizer, texts, mentions, entity_vocab=VOCAB)
+
+
+def test_integer_entities_are_range_checked(bert_tokenizer):
+    with pytest.raises(ValueError, match=r"entity id 7 is outside \[0, 5\)"):
+        tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4, 21, 7)]], num_entities=5)
+    with pytest.raises(ValueError, match="not an int id"):
+        tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4, 21, "Q1")]])
+
+
+def test_bad_word_spans_and_empty_descriptions(bert_tokenizer):
+    with pytest.raises(ValueError, match=r"word span \(2, 5\) is outside the 3 words"):
+        words_to_text(["a", "b", "c"], [(2, 5)])
+    with pytest.raises(ValueError, match="description 1 \\('cat'\\) is empty"):
+        encode_descriptions(bert_tokenizer, ["dog", "cat"], ["a dog", " "])
+    with pytest.raises(ValueError, match="feature 1 has keys"):
+        DataCollatorWithMentions(0)([{"input_ids": [1]}, {"input_ids": [1], "x": 1}])
+
+
+def test_collated_batch_runs_through_the_model(bert_tokenizer, minilm_path):
+    from modeling_jaket import JaketModel
+
+    model = JaketModel.from_backbone(minilm_path).eval()
+    encoding = tokenize_with_mentions(bert_tokenizer, [TEXT, "hello there"], [MENTIONS, []], entity_vocab=VOCAB)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)([{k: encoding[k][i] for k in encoding} for i in range(2)])
+    with torch.no_grad():
+        output = model(
+            **batch, subgraph_entity_ids=torch.tensor([0, 1]), edge_index=torch.tensor([[1], [0]]),
+            edge_type=torch.tensor([0]), entity_init_embeddings=torch.randn(2, 384), relation_embeddings=torch.randn(1, 384),
+        )  # fmt: skip
+    assert output.last_hidden_state.shape == (2, batch["input_ids"].shape[1], 384)

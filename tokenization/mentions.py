@@ -1,0 +1,164 @@
+"""Text with entity mentions -> `input_ids` and inclusive token spans, for any fast tokenizer (RoBERTa's byte-level
+BPE, BERT's WordPiece), through the tokenizer's character offsets."""
+
+import bisect
+from collections.abc import Mapping, Sequence
+
+from transformers import BatchEncoding
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+# A mention is (start_char, end_char, entity): characters [start_char, end_char) of the text, Python-slice style;
+# entity is an int id, or a key of `entity_vocab`.
+Mention = tuple[int, int, object]
+
+
+def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
+    """Join pre-split words with single spaces (FewRel, SemCor) and turn inclusive word-index spans `(first, last)`
+    into character spans `[start, end)` of the joined text."""
+    if not words:
+        raise ValueError("words_to_text got no words")
+    starts, text_length = [], 0
+    for word in words:
+        starts.append(text_length)
+        text_length += len(word) + 1
+    char_spans = []
+    for first, last in word_spans:
+        if not 0 <= first <= last < len(words):
+            raise ValueError(f"word span ({first}, {last}) is outside the {len(words)} words")
+        char_spans.append((starts[first], starts[last] + len(words[last])))
+    return " ".join(words), char_spans
+
+
+def _entity_id(entity, example, index, entity_vocab, num_entities) -> int:
+    if entity_vocab is not None and not isinstance(entity, int):
+        if entity not in entity_vocab:
+            raise ValueError(f"example {example}, mention {index}: unknown entity {entity!r} (not in entity_vocab)")
+        entity = entity_vocab[entity]
+    if not isinstance(entity, int):
+        raise ValueError(
+            f"example {example}, mention {index}: entity {entity!r} is not an int id; pass entity_vocab to map it"
+        )
+    if entity < 0 or (num_entities is not None and entity >= num_entities):
+        raise ValueError(f"example {example}, mention {index}: entity id {entity} is outside [0, {num_entities})")
+    return entity
+
+
+def _check_mentions(text: str, mentions: Sequence[Mention], example: int) -> list[tuple[int, Mention]]:
+    """Validate the character spans of one example; returns (original index, mention) sorted by start."""
+    for index, mention in enumerate(mentions):
+        start, end = mention[0], mention[1]
+        if not 0 <= start < end <= len(text):
+            raise ValueError(
+                f"example {example}, mention {index}: character span [{start}, {end}) is out of range for a text of "
+                f"{len(text)} characters (need 0 <= start < end <= length)"
+            )
+    ordered = sorted(enumerate(mentions), key=lambda item: item[1][0])
+    for (i, previous), (j, current) in zip(ordered, ordered[1:]):
+        if current[0] < previous[1]:
+            raise ValueError(
+                f"example {example}: mentions {i} [{previous[0]}, {previous[1]}) and {j} [{current[0]}, {current[1]}) "
+                "overlap"
+            )
+    return ordered
+
+
+def tokenize_with_mentions(
+    tokenizer,
+    texts: Sequence[str],
+    mentions: Sequence[Sequence[Mention]],
+    entity_vocab: Mapping[str, int] | None = None,
+    num_entities: int | None = None,
+    max_length: int = 512,
+) -> BatchEncoding:
+    """Tokenize `texts` and map each mention's character span to inclusive token indices.
+
+    Returns a `BatchEncoding` of lists, one entry per example: `input_ids`, `attention_mask`, `mention_entity_ids`,
+    `mention_starts`, `mention_ends` (mentions in text order) and `num_truncated_mentions`. A mention that does not
+    fit in `max_length` tokens, wholly or in part, is dropped and counted there, and a warning says how many.
+
+    Raises `ValueError` naming the example (and mention) for empty text, spans out of range, overlapping spans,
+    spans that cover no token, and unknown or out-of-range entities.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("tokenize_with_mentions needs a fast tokenizer (it maps spans through offset mappings)")
+    if len(texts) != len(mentions):
+        raise ValueError(f"got {len(texts)} texts but {len(mentions)} mention lists")
+    for example, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"example {example}: text is empty")
+
+    encoding = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        return_offsets_mapping=True,
+        return_special_tokens_mask=True,
+    )
+    columns = {key: [] for key in ("mention_entity_ids", "mention_starts", "mention_ends", "num_truncated_mentions")}
+    for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
+        ordered = _check_mentions(text, example_mentions, example)
+        tokens = [
+            (position, start, end)
+            for position, ((start, end), special) in enumerate(
+                zip(encoding["offset_mapping"][example], encoding["special_tokens_mask"][example])
+            )
+            if not special and end > start
+        ]
+        token_ends = [end for _, _, end in tokens]
+        covered_until = token_ends[-1] if tokens else 0
+        entity_ids, starts, ends, truncated = [], [], [], 0
+        for index, (char_start, char_end, entity) in ordered:
+            entity = _entity_id(entity, example, index, entity_vocab, num_entities)
+            if char_end > covered_until and text[covered_until:].strip():
+                truncated += 1
+                continue
+            first = bisect.bisect_right(token_ends, char_start)  # first token ending after the span starts
+            last = bisect.bisect_left(token_ends, char_end)  # first token ending at or after the span ends
+            if first >= len(tokens) or tokens[first][1] >= char_end:
+                raise ValueError(
+                    f"example {example}, mention {index}: span [{char_start}, {char_end}) = "
+                    f"{text[char_start:char_end]!r} covers no token"
+                )
+            entity_ids.append(entity)
+            starts.append(tokens[first][0])
+            ends.append(tokens[min(last, len(tokens) - 1)][0])
+        columns["mention_entity_ids"].append(entity_ids)
+        columns["mention_starts"].append(starts)
+        columns["mention_ends"].append(ends)
+        columns["num_truncated_mentions"].append(truncated)
+
+    total_truncated = sum(columns["num_truncated_mentions"])
+    if total_truncated:
+        logger.warning(f"tokenize_with_mentions: dropped {total_truncated} mentions cut off by max_length={max_length}")
+    data = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], **columns}
+    return BatchEncoding(data)
+
+
+def encode_descriptions(
+    tokenizer,
+    names: Sequence[str],
+    descriptions: Sequence[str],
+    max_length: int = 64,
+) -> BatchEncoding:
+    """Tokenize entity (or relation) descriptions for [`EntityContextMemory`], marking the first mention of each
+    name in its own description (case-insensitive); -1 where the name does not occur, in which case the model uses
+    the first token after the start token. The paper keeps the first 64 tokens of each description."""
+    if len(names) != len(descriptions):
+        raise ValueError(f"got {len(names)} names but {len(descriptions)} descriptions")
+    mentions = []
+    for index, (name, description) in enumerate(zip(names, descriptions)):
+        if not isinstance(description, str) or not description.strip():
+            raise ValueError(f"description {index} ({name!r}) is empty: every entity needs a description")
+        position = description.lower().find(name.lower()) if name else -1
+        mentions.append([(position, position + len(name), index)] if position >= 0 else [])
+    encoding = tokenize_with_mentions(tokenizer, descriptions, mentions, max_length=max_length)
+    return BatchEncoding(
+        {
+            "input_ids": encoding["input_ids"],
+            "mention_starts": [starts[0] if starts else -1 for starts in encoding["mention_starts"]],
+            "mention_ends": [ends[0] if ends else -1 for ends in encoding["mention_ends"]],
+        }
+    )
