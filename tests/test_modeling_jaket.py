@@ -214,3 +214,16 @@ def test_bad_model_inputs_are_named(config, change, message):
 def test_mentions_without_subgraph_are_rejected(config):
     with pytest.raises(ValueError, match="needs the subgraph"):
         JaketModel(config)(**text_inputs(), **MENTIONS)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(config):
+    torch.manual_seed(0)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = config.km_dropout = 0.0
+    model = JaketModel(config).train()
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    model(**inputs).last_hidden_state.pow(2).sum().backward()
+    expected = model.lm1[0].attention.self.query.weight.grad.clone()
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model(**inputs).last_hidden_state.pow(2).sum().backward()
+    torch.testing.assert_close(model.lm1[0].attention.self.query.weight.grad, expected)

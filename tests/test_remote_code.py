@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from modeling_jaket import JaketForPreTraining, JaketModel
+from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
 from conftest import tiny_config
 
@@ -85,8 +85,13 @@ def test_trust_remote_code_round_trip_gives_identical_outputs(tmp_path, model_cl
 
 
 def test_in_process_auto_classes_resolve_to_jaket(tmp_path):
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
     JaketModel(tiny_config()).save_pretrained(tmp_path)
     assert AutoConfig.from_pretrained(tmp_path).model_type == "jaket"
     assert type(AutoModel.from_pretrained(tmp_path)).__name__ == "JaketModel"
+    for auto_class, expected in (
+        (AutoModelForPreTraining, JaketForPreTraining),
+        (AutoModelForSequenceClassification, JaketForSequenceClassification),
+    ):
+        assert type(auto_class.from_config(tiny_config())) is expected
