@@ -224,6 +224,6 @@ def test_gradient_checkpointing_gives_the_same_gradients(config):
     model(**inputs).last_hidden_state.pow(2).sum().backward()
     expected = model.lm1[0].attention.self.query.weight.grad.clone()
     model.zero_grad()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model(**inputs).last_hidden_state.pow(2).sum().backward()
     torch.testing.assert_close(model.lm1[0].attention.self.query.weight.grad, expected)
