@@ -86,6 +86,11 @@ def tiny_roberta_checkpoint(tmp_path_factory):
     return str(folder)
 
 
+@pytest.fixture(scope="session")
+def datasets_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("datasets-cache"))
+
+
 def random_graph(num_entities=12, num_relations=3, num_edges=40, seed=0):
     generator = torch.Generator().manual_seed(seed)
     edge_index = torch.randint(num_entities, (2, num_edges), generator=generator)

@@ -1,0 +1,61 @@
+"""Hugging Face Datasets builders for JAKET's data: one builder a file, and `load()` to prepare and read them.
+
+datasets 4+ no longer runs loading scripts through `datasets.load_dataset`; these builders are classes, instantiated
+directly and prepared with `download_and_prepare()`, which is what `load()` does.
+"""
+
+import datasets
+
+from .common import DataFormatError
+from .entity_classification import EntityClassification
+from .fewrel import FewRel
+from .metaqa import MetaQA
+from .wikipedia_wikidata import WikipediaWikidata
+from .wordnet_semcor import WordNetSemcor
+
+
+BUILDERS = {
+    "wordnet_semcor": WordNetSemcor,
+    "wikipedia_wikidata": WikipediaWikidata,
+    "fewrel": FewRel,
+    "metaqa": MetaQA,
+    "entity_classification": EntityClassification,
+}
+# Names that assemble several configs of one builder into one DatasetDict, keyed by config name.
+KG_CONFIGS = ("entities", "relations", "triples")
+
+
+def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **config) -> datasets.DatasetDict:
+    """Prepare builder `name` from the source files in `data_dir` and return its data.
+
+    `config_name="kg"` (the default) returns `entities`, `relations` and `triples` together for the builders that
+    have a knowledge graph, and the default config's splits for the others (`fewrel`, `entity_classification`);
+    any other config name returns that config's splits. Extra keyword arguments set the builder config's fields.
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(BUILDERS)}")
+    builder_class = BUILDERS[name]
+    names = [c.name for c in builder_class.BUILDER_CONFIGS]
+    if config_name == "kg" and all(kg in names for kg in KG_CONFIGS):
+        parts = {kg: _prepare(builder_class, kg, data_dir, cache_dir, config)["train"] for kg in KG_CONFIGS}
+        return datasets.DatasetDict(parts)
+    if config_name == "kg" and builder_class.DEFAULT_CONFIG_NAME not in KG_CONFIGS:
+        config_name = builder_class.DEFAULT_CONFIG_NAME
+    if config_name not in names:
+        raise ValueError(f"{name} has no config {config_name!r}; choose one of {names}")
+    return _prepare(builder_class, config_name, data_dir, cache_dir, config)
+
+
+def _prepare(builder_class, config_name, data_dir, cache_dir, config):
+    builder = builder_class(config_name=config_name, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config)
+    try:
+        builder.download_and_prepare()
+    except datasets.exceptions.DatasetGenerationError as error:
+        # datasets wraps whatever a generator raised; the builders' own errors already say what is wrong and where
+        if isinstance(error.__cause__, (DataFormatError, ValueError, FileNotFoundError)):
+            raise error.__cause__ from None
+        raise
+    return builder.as_dataset()
+
+
+__all__ = ["BUILDERS", "DataFormatError", "load"]

@@ -1,0 +1,207 @@
+"""MetaQA (https://github.com/yuyuz/MetaQA): questions over a movie knowledge base, answered by 1 or 2 hops.
+
+Configs:
+- `entities`, `relations`, `triples`: the KB. An entity's description is one question (from the `validation`
+  files, never `test`) that mentions it, as the paper does; an entity no such question mentions is described by
+  one of its triples ("Kismet directed by William Dieterle"). Categories are the entity's role in the KB (movie,
+  person, year, ...). With `kg_setting="half"` each triple is dropped with probability 0.5 (seeded): the paper's
+  KG-50%.
+- `1-hop`, `2-hop`: the vanilla questions, splits `validation` (train on it: no training questions are
+  available) and `test`. Each has its topic entity (from the brackets) as a mention, its answers, its candidates
+  (every entity within k hops of the topic in the chosen KG, either direction, topic excluded, as row indices into
+  the `entities` config), and `reachable` (some answer is a candidate).
+"""
+
+import random
+import re
+from dataclasses import dataclass
+
+import datasets
+
+from .common import (
+    MENTION_FEATURE,
+    RELATION_FEATURES,
+    TRIPLE_FEATURES,
+    entity_features,
+    format_error,
+    locate,
+    read_lines,
+)
+
+
+URL = "https://github.com/yuyuz/MetaQA"
+FILES = {
+    "kb": "kb.txt",
+    "relation_text": "relation2text.txt",
+    **{f"{hops}-{split}": f"{hops}/{split}.txt" for hops in ("1-hop", "2-hop") for split in ("dev", "test")},
+    **{f"{hops}-{split}-qtype": f"{hops}/qa_{split}_qtype.txt" for hops in ("1-hop", "2-hop") for split in ("dev", "test")},
+}
+SPLITS = {"validation": "dev", "test": "test"}
+CATEGORIES = ["movie", "person", "year", "language", "tag", "genre", "votes", "rating"]
+TAIL_CATEGORY = {
+    "directed_by": "person", "written_by": "person", "starred_actors": "person", "release_year": "year",
+    "in_language": "language", "has_tags": "tag", "has_genre": "genre", "has_imdb_votes": "votes",
+    "has_imdb_rating": "rating",
+}  # fmt: skip
+TOPIC = re.compile(r"\[([^\]]+)\]")
+
+
+@dataclass
+class MetaQAConfig(datasets.BuilderConfig):
+    kg_setting: str = "full"
+    seed: int = 0
+
+
+class MetaQA(datasets.GeneratorBasedBuilder):
+    """MetaQA vanilla 1-hop and 2-hop questions and its movie KB, https://github.com/yuyuz/MetaQA (CC BY 3.0)."""
+
+    BUILDER_CONFIG_CLASS = MetaQAConfig
+    BUILDER_CONFIGS = [MetaQAConfig(name=n) for n in ("entities", "relations", "triples", "1-hop", "2-hop")]
+    DEFAULT_CONFIG_NAME = "1-hop"
+
+    def _info(self):
+        if self.config.kg_setting not in ("full", "half"):
+            raise ValueError(f"metaqa: kg_setting must be 'full' or 'half', got {self.config.kg_setting!r}")
+        features = {
+            "entities": entity_features(CATEGORIES),
+            "relations": RELATION_FEATURES,
+            "triples": TRIPLE_FEATURES,
+        }.get(self.config.name)
+        if features is None:
+            features = datasets.Features({
+                "id": datasets.Value("string"), "question": datasets.Value("string"),
+                "topic": datasets.Value("string"), "mentions": MENTION_FEATURE,
+                "answers": datasets.List(datasets.Value("string")),
+                "candidates": datasets.List(datasets.Value("int32")),
+                "question_type": datasets.Value("string"), "reachable": datasets.Value("bool"),
+            })  # fmt: skip
+        return datasets.DatasetInfo(description=__doc__, features=features, homepage=URL)
+
+    def _split_generators(self, dl_manager):
+        paths = locate(self.config.data_dir, "metaqa", URL, FILES)
+        kb = read_kb(paths["kb"], self.config.kg_setting, self.config.seed)
+        if self.config.name in ("entities", "relations", "triples"):
+            return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"paths": paths, "kb": kb})]
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths, "kb": kb, "split": split})
+            for split in SPLITS
+        ]
+
+    def _generate_examples(self, paths, kb, split=None):
+        if self.config.name == "entities":
+            descriptions = sample_descriptions(paths, kb, self.config.seed)
+            for i, name in enumerate(kb.entities):
+                yield i, {"id": name, "name": name, "description": descriptions[i],
+                          "category": kb.categories[i], "part": "all"}  # fmt: skip
+        elif self.config.name == "relations":
+            for relation, text in read_relation_texts(paths["relation_text"], kb.relations).items():
+                yield relation, {"id": relation, "name": relation.replace("_", " "), "description": text}
+        elif self.config.name == "triples":
+            for i, (head, relation, tail) in enumerate(kb.triples):
+                yield i, {"head": kb.entities[head], "relation": relation, "tail": kb.entities[tail]}
+        else:
+            hops = int(self.config.name[0])
+            key = f"{self.config.name}-{SPLITS[split]}"
+            for number, question in read_questions(paths[key], paths[f"{key}-qtype"]):
+                topic = kb.index.get(question["topic"])
+                candidates = kb.neighbourhood(topic, hops) if topic is not None else []
+                names = {kb.entities[c] for c in candidates}
+                yield number, {**question, "id": f"{key}-{number}", "candidates": candidates,
+                               "reachable": any(a in names for a in question["answers"])}  # fmt: skip
+
+
+class KB:
+    """Entities (sorted names), distinct triples (head index, relation, tail index), undirected adjacency."""
+
+    def __init__(self, entities, triples, relations, categories):
+        self.entities, self.triples, self.relations, self.categories = entities, triples, relations, categories
+        self.index = {name: i for i, name in enumerate(entities)}
+        self.adjacency = [set() for _ in entities]
+        for head, _, tail in triples:
+            self.adjacency[head].add(tail)
+            self.adjacency[tail].add(head)
+
+    def neighbourhood(self, entity: int, hops: int) -> list[int]:
+        seen, frontier = {entity}, {entity}
+        for _ in range(hops):
+            frontier = {n for e in frontier for n in self.adjacency[e]} - seen
+            seen |= frontier
+        seen.discard(entity)
+        return sorted(seen)
+
+
+def read_kb(path, kg_setting: str, seed: int) -> KB:
+    rows = []
+    for number, line in read_lines(path):
+        fields = line.split("|")
+        if len(fields) != 3 or not all(fields) or fields[1] not in TAIL_CATEGORY:
+            raise format_error(path, number, f"expected 'head|relation|tail' with a known relation, got {line!r}")
+        rows.append(fields)
+    entities = sorted({row[0] for row in rows} | {row[2] for row in rows})
+    index = {name: i for i, name in enumerate(entities)}
+    triples = sorted({(index[h], r, index[t]) for h, r, t in rows})
+    roles = {}
+    for head, relation, tail in triples:
+        roles[head] = "movie"
+        roles.setdefault(tail, TAIL_CATEGORY[relation])
+    categories = [CATEGORIES.index(roles[i]) for i in range(len(entities))]
+    if kg_setting == "half":
+        rng = random.Random(seed)
+        triples = [triple for triple in triples if rng.random() >= 0.5]
+    return KB(entities, triples, sorted(TAIL_CATEGORY), categories)
+
+
+def read_relation_texts(path, relations) -> dict[str, str]:
+    texts = {}
+    for number, line in read_lines(path):
+        fields = line.split("\t")
+        if len(fields) != 2:
+            raise format_error(path, number, f"expected '<index>\\t<text>', got {line!r}")
+        texts[fields[1].strip().replace(" ", "_")] = fields[1].strip()
+    missing = [r for r in relations if r not in texts]
+    if missing:
+        raise format_error(path, number, f"no text for relations {missing}")
+    return {r: texts[r] for r in relations}
+
+
+def read_questions(path, qtype_path):
+    """(line number, {question, topic, mentions, answers, question_type}) per line; brackets removed."""
+    types = [line for _, line in read_lines(qtype_path)]
+    count = 0
+    for number, line in read_lines(path):
+        count += 1
+        question, separator, answers = line.partition("\t")
+        match = TOPIC.search(question)
+        if not separator or not answers or match is None:
+            raise format_error(path, number, f"expected 'question with [topic]<TAB>answer|answer', got {line!r}")
+        text = question[: match.start()] + match.group(1) + question[match.end() :]
+        start, end = match.start(), match.start() + len(match.group(1))
+        if number > len(types):
+            raise format_error(qtype_path, len(types), f"has {len(types)} lines, fewer than {path}")
+        yield number, {
+            "question": text, "topic": match.group(1),
+            "mentions": [{"start": start, "end": end, "entity": match.group(1)}],
+            "answers": answers.split("|"), "question_type": types[number - 1],
+        }  # fmt: skip
+    if count != len(types):
+        raise format_error(qtype_path, len(types), f"has {len(types)} lines but {path} has {count}")
+
+
+def sample_descriptions(paths, kb: KB, seed: int) -> list[str]:
+    """One `validation` question naming each entity (seeded), else one of its triples in words."""
+    rng = random.Random(seed)
+    questions = [[] for _ in kb.entities]
+    for hops in ("1-hop", "2-hop"):
+        key = f"{hops}-dev"
+        for _, question in read_questions(paths[key], paths[f"{key}-qtype"]):
+            topic = kb.index.get(question["topic"])
+            if topic is not None:
+                questions[topic].append(question["question"])
+    fallback = {}
+    for head, relation, tail in kb.triples:
+        sentence = f"{kb.entities[head]} {relation.replace('_', ' ')} {kb.entities[tail]}"
+        fallback.setdefault(head, sentence)
+        fallback.setdefault(tail, sentence)
+    return [
+        rng.choice(questions[i]) if questions[i] else fallback.get(i, name) for i, name in enumerate(kb.entities)
+    ]
