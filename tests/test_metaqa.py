@@ -1,0 +1,90 @@
+import pytest
+
+import datasets_scripts as ds
+from datasets_scripts.common import DataFormatError
+
+from conftest import DATA_DIR
+
+
+METAQA = DATA_DIR / "metaqa"
+
+
+@pytest.fixture(scope="module")
+def kg(datasets_cache):
+    return ds.load("metaqa", METAQA, cache_dir=datasets_cache)
+
+
+@pytest.fixture(scope="module")
+def one_hop(datasets_cache):
+    return ds.load("metaqa", METAQA, config_name="1-hop", cache_dir=datasets_cache)
+
+
+def test_kb_and_question_counts(kg, one_hop, datasets_cache):
+    assert len(kg["relations"]) == 9 and len(kg["entities"]) > 40_000
+    assert len(kg["triples"]) <= 136_216  # repeated lines of kb.txt count once
+    assert (len(one_hop["validation"]), len(one_hop["test"])) == (9_992, 9_947)
+    two_hop = ds.load("metaqa", METAQA, config_name="2-hop", cache_dir=datasets_cache)
+    assert (len(two_hop["validation"]), len(two_hop["test"])) == (14_872, 14_872)
+    reachable = sum(two_hop["test"]["reachable"][:]) / len(two_hop["test"])
+    assert 0.85 < reachable < 1.0
+
+
+def test_questions_carry_topic_mention_answers_and_candidates(kg, one_hop):
+    names = kg["entities"]["name"][:]
+    row = one_hop["test"][0]
+    assert row["question"] == "what does Grégoire Colin appear in" and row["topic"] == "Grégoire Colin"
+    mention = row["mentions"][0]
+    assert row["question"][mention["start"] : mention["end"]] == "Grégoire Colin"
+    assert row["answers"] == ["Before the Rain"] and row["question_type"] == "actor_to_movie"
+    assert "Before the Rain" in {names[c] for c in row["candidates"]} and row["reachable"]
+    assert names.index("Grégoire Colin") not in row["candidates"]
+    assert sum(one_hop["test"]["reachable"][:]) / len(one_hop["test"]) > 0.999
+
+
+def test_descriptions_come_from_training_questions_or_triples(kg, one_hop):
+    entities = kg["entities"]
+    training_questions = set(one_hop["validation"]["question"][:])
+    row = entities[entities["name"][:].index("Grégoire Colin")]
+    assert "Grégoire Colin" in row["description"]
+    assert entities.features["category"].int2str(row["category"]) == "person"
+    described = [d for d in entities["description"][:2000] if d in training_questions]
+    assert described  # some descriptions are questions, and those come from the validation split
+
+
+def test_half_kg_drops_about_half_the_triples(kg, tmp_path):
+    half = ds.load("metaqa", METAQA, config_name="triples", cache_dir=str(tmp_path), kg_setting="half")["train"]
+    assert abs(len(half) / len(kg["triples"]) - 0.5) < 0.01
+    full = set(zip(kg["triples"]["head"][:], kg["triples"]["relation"][:], kg["triples"]["tail"][:]))
+    assert set(zip(half["head"][:], half["relation"][:], half["tail"][:])) <= full
+
+
+def write_metaqa(folder, kb="Kismet|directed_by|William Dieterle\n", question="who directed [Kismet]\tWilliam Dieterle\n"):
+    for hops in ("1-hop", "2-hop"):
+        (folder / hops).mkdir(parents=True, exist_ok=True)
+        for split in ("dev", "test"):
+            (folder / hops / f"{split}.txt").write_text(question)
+            (folder / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n")
+    (folder / "kb.txt").write_text(kb)
+    relations = ["directed by", "written by", "starred actors", "release year", "in language", "has tags",
+                 "has genre", "has imdb votes", "has imdb rating"]  # fmt: skip
+    (folder / "relation2text.txt").write_text("".join(f"{i}\t{r}\n" for i, r in enumerate(relations)))
+    return folder
+
+
+def test_a_small_metaqa_builds(tmp_path):
+    questions = ds.load("metaqa", write_metaqa(tmp_path / "m"), config_name="1-hop", cache_dir=str(tmp_path / "c"))
+    assert questions["test"][0]["reachable"] and questions["test"][0]["candidates"] == [1]
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        (dict(kb="Kismet|directed_by|William Dieterle\nKismet|directed_by\n"), r"kb.txt, line 2: expected 'head\|relation\|tail'"),
+        (dict(kb="Kismet|acted|Someone\n"), "kb.txt, line 1"),
+        (dict(question="who directed Kismet\tWilliam Dieterle\n"), r"dev.txt, line 1: expected 'question with \[topic\]"),
+        (dict(kb=""), "kb.txt is empty"),
+    ],
+)
+def test_malformed_metaqa_files_are_named(tmp_path, files, message):
+    with pytest.raises(DataFormatError, match=message):
+        ds.load("metaqa", write_metaqa(tmp_path / "m", **files), config_name="entities", cache_dir=str(tmp_path / "c"))

@@ -1,0 +1,143 @@
+"""The full-scale builder, on small files written in exactly the two source formats: Wikidata's JSON dump (an
+array, one entity a line) and WikiExtractor's `--json --links` output."""
+
+import bz2
+import json
+
+import pytest
+
+import datasets_scripts as ds
+from datasets_scripts.common import DataFormatError
+from datasets_scripts.wikipedia_wikidata import normalise_title, strip_links
+
+
+def item(qid, title, label, claims):
+    return {
+        "type": "item", "id": qid, "labels": {"en": {"language": "en", "value": label}},
+        "descriptions": {"en": {"language": "en", "value": f"about {label}"}},
+        "claims": {
+            prop: [{"mainsnak": {"snaktype": "value", "property": prop, "datatype": "wikibase-item",
+                                 "datavalue": {"value": {"entity-type": "item", "numeric-id": int(t[1:]), "id": t},
+                                               "type": "wikibase-entityid"}},
+                    "type": "statement", "rank": "normal"} for t in targets]
+            for prop, targets in claims.items()
+        },
+        "sitelinks": {"enwiki": {"site": "enwiki", "title": title, "badges": []}} if title else {},
+    }  # fmt: skip
+
+
+ENTITIES = [
+    item("Q1", "Douglas Adams", "Douglas Adams", {"P31": ["Q5"], "P800": ["Q2", "Q3"], "P19": ["Q4"]}),
+    item("Q2", "The Hitchhiker's Guide to the Galaxy", "Hitchhiker's Guide", {"P31": ["Q7"], "P50": ["Q1", "Q3"]}),
+    item("Q3", "Mostly Harmless", "Mostly Harmless", {"P31": ["Q7"], "P50": ["Q1"], "P155": ["Q2"]}),
+    item("Q4", "Cambridge", "Cambridge", {"P31": ["Q6"], "P17": ["Q8"]}),
+    item("Q5", "Human", "human", {}),
+    item("Q8", "United Kingdom", "United Kingdom", {"P31": ["Q6"]}),
+    item("Q9", None, "no English page", {"P31": ["Q5"]}),
+    {"type": "property", "id": "P50", "labels": {"en": {"language": "en", "value": "author"}},
+     "descriptions": {"en": {"language": "en", "value": "main creator of a written work"}}},
+]  # fmt: skip
+
+ARTICLES = [
+    ("1", "Douglas Adams", 'Douglas Adams was born in <a href="Cambridge">Cambridge</a> and wrote '
+     '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy">the Guide</a> and '
+     '<a href="mostly%20Harmless">Mostly Harmless</a>.'),
+    ("2", "The Hitchhiker's Guide to the Galaxy", "The Guide is a comedy by "
+     '<a href="Douglas_Adams">Douglas Adams</a>, followed by <a href="Mostly%20Harmless">Mostly Harmless</a>.'),
+    ("3", "Mostly Harmless", 'Mostly Harmless is the fifth book of <a href="Douglas%20Adams">Adams</a> '
+     '(see <a href="Some%20unknown%20page">elsewhere</a>), set partly in <a href="Cambridge">Cambridge</a>.'),
+    ("4", "Cambridge", 'Cambridge is a city in the <a href="United%20Kingdom">United Kingdom</a>, home of '
+     '<a href="Douglas%20Adams">Douglas Adams</a>.'),
+    ("5", "United Kingdom", 'The United Kingdom includes <a href="Cambridge">Cambridge</a> and '
+     '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy#Plot">the Guide</a>.'),
+]  # fmt: skip
+
+
+def write_sources(folder, entities=ENTITIES, articles=ARTICLES, compress=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = "[\n" + ",\n".join(json.dumps(e) for e in entities) + "\n]\n"
+    if compress:
+        (folder / "wikidata.json.bz2").write_bytes(bz2.compress(lines.encode()))
+    else:
+        (folder / "wikidata.json").write_text(lines)
+    (folder / "wikipedia" / "AA").mkdir(parents=True, exist_ok=True)
+    (folder / "wikipedia" / "AA" / "wiki_00").write_text(
+        "".join(json.dumps({"id": i, "revid": "1", "url": f"https://en.wikipedia.org/wiki?curid={i}", "title": t,
+                            "text": text}) + "\n" for i, t, text in articles)  # fmt: skip
+    )
+    return folder
+
+
+def load(folder, tmp_path, config_name="kg", **config):
+    return ds.load("wikipedia_wikidata", folder, config_name=config_name, cache_dir=str(tmp_path / "cache"), **config)
+
+
+def test_kg_from_both_sources(tmp_path):
+    kg = load(write_sources(tmp_path / "src"), tmp_path, min_neighbours=1, min_mentions=1)
+    entities = {row["id"]: row for row in kg["entities"]}
+    assert sorted(entities) == ["Q1", "Q2", "Q3", "Q4", "Q8"]  # Q5 has no links to it, Q9 no English page
+    assert entities["Q1"]["description"].startswith("Douglas Adams was born in Cambridge and wrote the Guide")
+    names = kg["entities"].features["category"].names
+    assert names[entities["Q1"]["category"]] == "Q5 (human)" and names[entities["Q2"]["category"]] == "Q7"
+    triples = set(zip(kg["triples"]["head"][:], kg["triples"]["relation"][:], kg["triples"]["tail"][:]))
+    assert ("Q2", "P50", "Q1") in triples and ("Q4", "P17", "Q8") in triples
+    assert not any(r == "P31" for _, r, _ in triples)
+    relations = {row["id"]: row for row in kg["relations"]}
+    assert relations["P50"]["description"] == "author: main creator of a written work"
+    assert relations["P800"]["name"] == "P800"  # no property entity in the dump: named by its id
+
+
+def test_description_keeps_the_first_tokens(tmp_path):
+    kg = load(write_sources(tmp_path / "src", compress=False), tmp_path, min_neighbours=1, min_mentions=1,
+              description_tokens=4)  # fmt: skip
+    assert kg["entities"][0]["description"] == "Douglas Adams was born"
+
+
+def test_text_mentions_come_from_links(tmp_path):
+    text = load(write_sources(tmp_path / "src"), tmp_path, "text", min_neighbours=1, min_mentions=1,
+                max_dropped_fraction=0.1)["train"]  # 1 of the 12 links points at a page with no item
+    first = text[0]
+    spans = [(first["text"][m["start"] : m["end"]], m["entity"]) for m in first["mentions"]]
+    assert spans == [("Cambridge", "Q4"), ("the Guide", "Q2"), ("Mostly Harmless", "Q3")]
+    assert "<a href" not in "".join(text["text"][:])
+
+
+def test_filters_drop_entities_and_count_their_links(tmp_path, caplog):
+    folder = write_sources(tmp_path / "src")
+    kg = load(folder, tmp_path, min_neighbours=3, min_mentions=1)
+    assert sorted(kg["entities"]["id"][:]) == ["Q1", "Q2", "Q3"]  # degree >= 3 among items with pages
+    text = load(folder, tmp_path, "text", min_neighbours=3, min_mentions=1, max_dropped_fraction=0.1)["train"]
+    assert all(m["entity"] in {"Q1", "Q2", "Q3"} for row in text for m in row["mentions"])
+    assert "dropped 4 links to entities removed by the filters" in caplog.text
+
+
+def test_too_many_links_to_unknown_pages_fail(tmp_path):
+    articles = ARTICLES + [("6", "Other", 'See <a href="Nowhere">x</a> <a href="Nowhere%202">y</a>.')]
+    folder = write_sources(tmp_path / "src", articles=articles)
+    with pytest.raises(DataFormatError, match=r"dropped 3 of 14 mentions \(21.43%\).*more than the 5% allowed"):
+        load(folder, tmp_path, "text", min_neighbours=1, min_mentions=1)
+
+
+def test_the_papers_filters_are_the_defaults(tmp_path):
+    with pytest.raises(DataFormatError, match=">= 5 neighbours and >= 5 mentions"):
+        load(write_sources(tmp_path / "src"), tmp_path)
+
+
+def test_malformed_sources_are_named(tmp_path):
+    folder = write_sources(tmp_path / "src", compress=False)
+    dump = folder / "wikidata.json"
+    dump.write_text(dump.read_text().replace('{"type": "item", "id": "Q3"', '{"type": "item", "id" "Q3"'))
+    with pytest.raises(DataFormatError, match=r"wikidata.json, line 4: not a Wikidata entity"):
+        load(folder, tmp_path, min_neighbours=1, min_mentions=1)
+    folder = write_sources(tmp_path / "src2")
+    (folder / "wikipedia" / "AA" / "wiki_01").write_text('{"id": "9", "title": "T"}\n')
+    with pytest.raises(DataFormatError, match=r"wiki_01, line 1: not a WikiExtractor --json article"):
+        load(folder, tmp_path / "b", min_neighbours=1, min_mentions=1)
+    with pytest.raises(FileNotFoundError, match="need the Wikidata dump"):
+        load(tmp_path / "nothing", tmp_path / "c")
+
+
+def test_titles_and_links():
+    assert normalise_title("douglas_Adams#Early%20life") == "Douglas Adams"
+    text, links = strip_links('A <a href="b%20c">B &amp; C</a> d')
+    assert text == "A B & C d" and links == [(2, 7, "B c")]
