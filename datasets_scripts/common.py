@@ -47,17 +47,27 @@ class DataFormatError(ValueError):
     """A source file that does not follow its format; the message names the file and the line."""
 
 
-def locate(data_dir: str | os.PathLike | None, name: str, url: str, files: dict[str, str]) -> dict[str, Path]:
+def locate(
+    data_dir: str | os.PathLike | None,
+    name: str,
+    url: str,
+    files: dict[str, str],
+    dl_manager: datasets.DownloadManager | None = None,
+    download_urls: dict[str, str] | None = None,
+) -> dict[str, Path]:
     """Paths of the source `files` ({key: relative path}) under `data_dir`.
 
-    Without `data_dir` the files would be downloaded from `url`; these builders read local copies (the hubs and the
-    sources are unreachable offline), so they fail at once and say what to place where.
+    Without `data_dir`, sources that are plain files (`download_urls`) are downloaded from their official location
+    through `dl_manager`; offline (`HF_HUB_OFFLINE` / `HF_DATASETS_OFFLINE`), or for sources that need manual steps,
+    it fails at once and says which files to place where.
     """
     if data_dir is None:
+        if download_urls and dl_manager is not None and not datasets.config.HF_HUB_OFFLINE:
+            return {key: Path(path) for key, path in dl_manager.download(download_urls).items()}
         listing = "\n".join(f"  {relative}" for relative in files.values())
         raise FileNotFoundError(
-            f"{name}: no data_dir given. Download the source files from {url} and pass data_dir=<folder> holding:\n"
-            f"{listing}"
+            f"{name}: no data_dir given{' and offline' if download_urls else ''}. Download the source files from "
+            f"{url} and pass data_dir=<folder> holding:\n{listing}"
         )
     root = Path(data_dir)
     paths = {key: root / relative for key, relative in files.items()}

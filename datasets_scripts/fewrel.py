@@ -23,6 +23,7 @@ from .common import MENTION_FEATURE, DataFormatError, load_json, locate
 
 URL = "https://github.com/thunlp/FewRel/tree/master/data"
 FILES = {"instances": "val_wiki.json", "relations": "pid2name.json"}
+DOWNLOAD_URLS = {key: f"https://raw.githubusercontent.com/thunlp/FewRel/master/data/{name}" for key, name in FILES.items()}
 
 INSTANCE = {
     "id": datasets.Value("string"),
@@ -77,7 +78,7 @@ class FewRel(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(description=__doc__, features=datasets.Features(features), homepage=URL)
 
     def _split_generators(self, dl_manager):
-        paths = locate(self.config.data_dir, "fewrel", URL, FILES)
+        paths = locate(self.config.data_dir, "fewrel", URL, FILES, dl_manager, DOWNLOAD_URLS)
         by_relation = read_fewrel(paths["instances"], paths["relations"])
         relations = sorted(by_relation)
         count = self.config.num_test_relations

@@ -74,7 +74,7 @@ def test_too_few_test_relations_for_n_way(tmp_path):
 
 
 def test_bad_fewrel_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="(?s)fewrel: no data_dir given.*val_wiki.json"):
+    with pytest.raises(FileNotFoundError, match="(?s)fewrel: no data_dir given and offline.*val_wiki.json"):
         ds.load("fewrel")
     (tmp_path / "pid2name.json").write_text('{"P1": ["name", "description"]}')
     (tmp_path / "val_wiki.json").write_text('{"P1": [\n{"tokens": ["a"],\n "h": ["a", "Q1"]}')
