@@ -75,6 +75,8 @@ class KnowledgeGraph:
         relation_descriptions: list[str] | None = None,
         entity_categories=None,
         category_names: list[str] | None = None,
+        entity_ids: list[str] | None = None,
+        relation_ids: list[str] | None = None,
     ):
         heads, relations, tails = (torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in (heads, relations, tails))
         if not heads.shape == relations.shape == tails.shape:
@@ -89,6 +91,8 @@ class KnowledgeGraph:
             ("entity_descriptions", entity_descriptions, num_entities),
             ("relation_names", relation_names, num_relations),
             ("relation_descriptions", relation_descriptions, num_relations),
+            ("entity_ids", entity_ids, num_entities),
+            ("relation_ids", relation_ids, num_relations),
         ):
             if values is not None and len(values) != count:
                 raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
@@ -105,6 +109,9 @@ class KnowledgeGraph:
         self.relation_descriptions = relation_descriptions
         self.entity_categories = entity_categories
         self.category_names = category_names
+        self.entity_ids = entity_ids
+        self.relation_ids = relation_ids
+        self.entity_index = {key: i for i, key in enumerate(entity_ids)} if entity_ids is not None else None
 
         order = torch.argsort(heads, stable=True)
         self.targets = heads[order]
@@ -112,6 +119,47 @@ class KnowledgeGraph:
         self.edge_types = relations[order]
         self.rowptr = torch.zeros(num_entities + 1, dtype=torch.long)
         self.rowptr[1:] = torch.cumsum(torch.bincount(self.targets, minlength=num_entities), 0)
+
+    @classmethod
+    def from_records(
+        cls, entities, relations, triples, category_names: list[str] | None = None, add_reverse: bool = False
+    ) -> "KnowledgeGraph":
+        """A graph from records in `datasets_scripts`' schema: entities with `id`, `name`, `description` and
+        optionally `category`; relations with `id`, `name`, `description`; triples with `head`, `relation`, `tail`
+        naming those ids. Triples whose ends are not among `entities` are left out (pass the triples of the part you
+        want). `add_reverse` adds, for each relation r, an inverse relation `r^-1` and the reversed triples, so that
+        messages flow both ways."""
+        entities, relations = list(entities), list(relations)
+        entity_index = {e["id"]: i for i, e in enumerate(entities)}
+        relation_index = {r["id"]: i for i, r in enumerate(relations)}
+        if len(entity_index) != len(entities) or len(relation_index) != len(relations):
+            raise ValueError("entity and relation ids must be distinct")
+        heads, kinds, tails = [], [], []
+        for number, triple in enumerate(triples):
+            if triple["relation"] not in relation_index:
+                raise ValueError(f"triple {number} has relation {triple['relation']!r}, which is not among the relations")
+            head, tail = entity_index.get(triple["head"]), entity_index.get(triple["tail"])
+            if head is not None and tail is not None:
+                heads.append(head)
+                kinds.append(relation_index[triple["relation"]])
+                tails.append(tail)
+        relation_ids = [r["id"] for r in relations]
+        relation_names = [r["name"] for r in relations]
+        relation_descriptions = [r["description"] for r in relations]
+        if add_reverse:
+            count = len(relations)
+            heads, kinds, tails = heads + tails, kinds + [k + count for k in kinds], tails + heads
+            relation_ids += [f"{r}^-1" for r in relation_ids]
+            relation_names += [f"inverse of {name}" for name in relation_names[:count]]
+            relation_descriptions += [f"inverse of {text}" for text in relation_descriptions[:count]]
+        categories = [e["category"] for e in entities] if entities and "category" in entities[0] else None
+        return cls(
+            heads, kinds, tails, len(entities), len(relation_ids),
+            entity_names=[e["name"] for e in entities], relation_names=relation_names,
+            entity_descriptions=[e["description"] for e in entities], relation_descriptions=relation_descriptions,
+            entity_categories=categories, category_names=category_names,
+            entity_ids=[e["id"] for e in entities], relation_ids=relation_ids,
+        )  # fmt: skip
 
     @property
     def num_triples(self) -> int:
@@ -163,6 +211,20 @@ class KnowledgeGraph:
         edge_index = torch.stack([local(self.neighbours[edge_ids]), local(self.targets[edge_ids])])
         return Subgraph(nodes, edge_index, self.edge_types[edge_ids], edge_ids, num_seeds)
 
+    def sample_neighbours(self, entity_ids: torch.Tensor, count: int, generator=None) -> torch.Tensor:
+        """[len(entity_ids), count] neighbours of each entity, distinct where the degree allows, padded with random
+        entities where it is smaller than `count`: the masked-entity task's hard negatives."""
+        degrees = self.degree(entity_ids)
+        offsets = torch.empty(entity_ids.numel(), count, dtype=torch.long)
+        large = degrees >= count
+        offsets[large] = sample_without_replacement(degrees[large], count, generator)
+        small = ~large
+        offsets[small] = torch.arange(count).expand(int(small.sum()), count)
+        positions = (self.rowptr[entity_ids].unsqueeze(1) + offsets).clamp(max=max(self.num_triples - 1, 0))
+        neighbours = self.neighbours[positions] if self.num_triples else torch.zeros_like(positions)
+        padding = torch.randint(self.num_entities, neighbours.shape, generator=generator)
+        return torch.where(offsets < degrees.unsqueeze(1), neighbours, padding)
+
     def random_walks(self, num_walks: int, walk_length: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """[num_walks, walk_length + 1] entity ids of uniform random walks from uniform random starts; a walk that
         reaches an entity without neighbours restarts at a random entity."""
@@ -201,6 +263,8 @@ class KnowledgeGraph:
             "entity_descriptions": self.entity_descriptions,
             "relation_descriptions": self.relation_descriptions,
             "category_names": self.category_names,
+            "entity_ids": self.entity_ids,
+            "relation_ids": self.relation_ids,
         }
         with open(os.path.join(directory, GRAPH_VOCAB_NAME), "w", encoding="utf-8") as f:
             json.dump(vocab, f, ensure_ascii=False)

@@ -56,7 +56,8 @@ class JaketForPreTrainingOutput(ModelOutput):
     entity_category_loss, relation_type_loss, masked_lm_loss, masked_entity_loss (`torch.FloatTensor` of shape `(1,)`):
         L_c, L_r, L_t and L_e, each present when its labels were given.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
-        Masked language modeling scores.
+        Masked language modeling scores; when `labels` are given, of shape `(num_masked_tokens, vocab_size)`, for the
+        positions whose label is not -100 only, in row-major order.
     entity_category_logits (`torch.FloatTensor` of shape `(num_subgraph_entities, num_entity_categories)`):
         Category scores of every subgraph entity, from E^KM.
     relation_type_logits (`torch.FloatTensor` of shape `(num_pairs, num_relation_types)`):
@@ -545,9 +546,13 @@ class JaketForPreTraining(JaketPreTrainedModel):
 
         logits = None
         if outputs.last_hidden_state is not None:
-            logits = self.lm_head(outputs.last_hidden_state)
-            if labels is not None:
-                losses["masked_lm_loss"] = _cross_entropy(logits, labels)
+            if labels is None:
+                logits = self.lm_head(outputs.last_hidden_state)
+            else:
+                # Score the masked positions only: the vocabulary projection dominates a step's cost otherwise.
+                masked = labels.to(outputs.last_hidden_state.device) != -100
+                logits = self.lm_head(outputs.last_hidden_state[masked])
+                losses["masked_lm_loss"] = _cross_entropy(logits, labels.to(logits.device)[masked])
 
         category_logits = relation_logits = None
         if entity_embeddings is not None:

@@ -87,6 +87,20 @@ def tiny_roberta_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bert_checkpoint(tmp_path_factory, minilm_path):
+    """A tiny random BERT with all-MiniLM-L6-v2's real tokenizer: fast enough to pre-train in tests."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
 def datasets_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("datasets-cache"))
 

@@ -121,3 +121,27 @@ def test_save_and_load(tmp_path):
 def test_bad_graph_input_is_named(call, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         call()
+
+
+def test_from_records_maps_ids_and_adds_reverse_edges():
+    entities = [{"id": i, "name": n, "description": f"{n}: d", "category": c} for i, n, c in
+                [("a", "alpha", 0), ("b", "beta", 1), ("c", "gamma", 1)]]  # fmt: skip
+    relations = [{"id": "r", "name": "rel", "description": "rel: relates"}]
+    triples = [{"head": "a", "relation": "r", "tail": "b"}, {"head": "b", "relation": "r", "tail": "x"}]
+    graph = KnowledgeGraph.from_records(entities, relations, triples, category_names=["x", "y"], add_reverse=True)
+    assert graph.num_triples == 2 and graph.relation_ids == ["r", "r^-1"]  # the triple to "x" is not in this part
+    assert graph.entity_index == {"a": 0, "b": 1, "c": 2} and graph.entity_categories.tolist() == [0, 1, 1]
+    assert graph.neighbours[graph.rowptr[1] : graph.rowptr[2]].tolist() == [0]  # b <-r^-1- a
+    assert graph.edge_types[graph.rowptr[1] : graph.rowptr[2]].tolist() == [1]
+    assert graph.relation_descriptions[1] == "inverse of rel: relates"
+    with pytest.raises(ValueError, match="triple 0 has relation 'q'"):
+        KnowledgeGraph.from_records(entities, relations, [{"head": "a", "relation": "q", "tail": "b"}])
+
+
+def test_sample_neighbours_prefers_real_neighbours_then_pads_randomly():
+    graph = star_and_chain_graph()
+    sampled = graph.sample_neighbours(torch.tensor([0, 31, 34]), 4, torch.Generator().manual_seed(0))
+    assert sampled.shape == (3, 4)
+    assert set(sampled[0].tolist()) <= set(range(1, 31)) and sampled[0].unique().numel() == 4
+    assert sampled[1, 0] == 32  # 31's only neighbour, then random entities
+    assert ((sampled >= 0) & (sampled < 35)).all()

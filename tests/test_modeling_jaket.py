@@ -227,3 +227,16 @@ def test_gradient_checkpointing_gives_the_same_gradients(config):
     model.activation_checkpointing_enable()
     model(**inputs).last_hidden_state.pow(2).sum().backward()
     torch.testing.assert_close(model.lm1[0].attention.self.query.weight.grad, expected)
+
+
+def test_with_labels_only_masked_positions_are_scored(config):
+    model = JaketForPreTraining(config).eval()
+    text = text_inputs()
+    labels = torch.full((2, 10), -100)
+    labels[0, 3], labels[1, 7] = 11, 12
+    with torch.no_grad():
+        full = model(**text).logits
+        masked = model(**text, labels=labels)
+    torch.testing.assert_close(masked.logits, full[[0, 1], [3, 7]])
+    expected = torch.nn.functional.cross_entropy(full[[0, 1], [3, 7]], torch.tensor([11, 12]))
+    torch.testing.assert_close(masked.masked_lm_loss, expected)

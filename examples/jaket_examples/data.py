@@ -1,0 +1,63 @@
+"""From the builders' datasets to what the scripts train on: a `KnowledgeGraph`, tokenized descriptions for the
+memory, and tokenized text whose mentions link into the graph."""
+
+from collections import Counter
+
+import datasets
+
+import datasets_scripts
+from modeling_jaket import KnowledgeGraph
+from tokenization import encode_descriptions, tokenize_with_mentions
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+
+def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, max_entities: int | None = None):
+    """The pre-training part of a KG (`part == "pretrain"`); with `max_entities`, only that many entities, the most
+    mentioned in `text` first, so that a small run keeps the entities its text is about."""
+    entities = kg["entities"].filter(lambda part: part == "pretrain", input_columns="part", keep_in_memory=True)
+    if max_entities and max_entities < len(entities):
+        counts = Counter(m["entity"] for mentions in text["mentions"] for m in mentions) if text is not None else Counter()
+        ids = entities["id"][:]
+        ranked = sorted(range(len(ids)), key=lambda i: (-counts[ids[i]], i))[:max_entities]
+        entities = entities.select(sorted(ranked), keep_in_memory=True)
+    names = kg["entities"].features["category"].names
+    return KnowledgeGraph.from_records(entities, kg["relations"], kg["triples"], category_names=names)
+
+
+def load_pretraining_data(name: str, data_dir, cache_dir=None, max_entities=None, max_text_samples=None):
+    """(graph, raw text) for pre-training on builder `name` (`wordnet_semcor` or `wikipedia_wikidata`)."""
+    kg = datasets_scripts.load(name, data_dir, cache_dir=cache_dir)
+    text = datasets_scripts.load(name, data_dir, config_name="text", cache_dir=cache_dir)["train"]
+    if max_text_samples:
+        text = text.select(range(min(max_text_samples, len(text))))
+    return pretraining_graph(kg, text, max_entities), text
+
+
+def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
+    """Tokenized entity and relation descriptions, as `EntityContextMemory.refresh` takes them."""
+    entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
+    relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
+    return entities, relations
+
+
+def tokenize_linked_text(text: datasets.Dataset, tokenizer, graph: KnowledgeGraph, max_length: int = 128):
+    """Tokenize text rows (`text`, `mentions`) with mentions mapped to graph indices. Mentions of entities outside
+    the graph (left out by `max_entities`, or held out) are removed, and counted in the log."""
+    outside = 0
+
+    def tokenize(batch):
+        nonlocal outside
+        mentions = []
+        for row in batch["mentions"]:
+            linked = [(m["start"], m["end"], graph.entity_index[m["entity"]]) for m in row if m["entity"] in graph.entity_index]
+            outside += len(row) - len(linked)
+            mentions.append(linked)
+        encoding = tokenize_with_mentions(tokenizer, batch["text"], mentions, max_length=max_length)
+        return {k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")}
+
+    tokenized = text.map(tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True)
+    logger.warning(f"tokenize_linked_text: removed {outside} mentions of entities outside the graph")
+    return tokenized

@@ -1,0 +1,107 @@
+"""Turning a padded text batch and the knowledge graph into one JAKET pre-training step's inputs (§3.6)."""
+
+from dataclasses import dataclass
+
+import torch
+
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+
+
+def mask_tokens(input_ids, attention_mask, tokenizer, probability: float, generator: torch.Generator):
+    """BERT's masking: `probability` of the real (non-special) tokens become targets; of those 80% are replaced by
+    the mask token, 10% by a random token, 10% kept. Returns (masked input_ids, labels with -100 elsewhere)."""
+    special = torch.isin(input_ids, torch.tensor(tokenizer.all_special_ids)) | (attention_mask == 0)
+    chosen = (torch.rand(input_ids.shape, generator=generator) < probability) & ~special
+    labels = torch.where(chosen, input_ids, -100)
+    draw = torch.rand(input_ids.shape, generator=generator)
+    masked = input_ids.clone()
+    masked[chosen & (draw < 0.8)] = tokenizer.mask_token_id
+    randomised = chosen & (draw >= 0.8) & (draw < 0.9)
+    masked[randomised] = torch.randint(len(tokenizer), (int(randomised.sum()),), generator=generator)
+    return masked, labels
+
+
+def _compress(values, keep, fill):
+    """Move the kept entries of each row to its front: [batch, n] -> [batch, max kept per row], padded with `fill`."""
+    width = int(keep.sum(dim=1).max()) if keep.numel() else 0
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
+    kept = torch.gather(keep, 1, order)
+    return torch.where(kept, torch.gather(values, 1, order), fill)
+
+
+@dataclass
+class PretrainingInputs:
+    """Builds a step's inputs: masked tokens (L_t), removed mentions and their candidates (L_e), and a subgraph of
+    random-walk roots plus the mentioned entities with categories (L_c) and held-out edges to classify (L_r).
+
+    Memory lookups happen in `to_model_inputs`, on the memory's device, so that the data side holds only ids."""
+
+    tokenizer: object
+    graph: KnowledgeGraph
+    mlm_probability: float = 0.15
+    entity_mask_probability: float = 0.15
+    num_roots: int = 16
+    fanouts: tuple = (10, 10)
+    num_relation_pairs: int = 16
+    num_neighbour_negatives: int = 5
+    num_random_negatives: int = 10
+
+    def __call__(self, batch: dict, generator: torch.Generator) -> dict:
+        input_ids, labels = mask_tokens(
+            batch["input_ids"], batch["attention_mask"], self.tokenizer, self.mlm_probability, generator
+        )
+        entity_ids, starts, ends = batch["mention_entity_ids"], batch["mention_starts"], batch["mention_ends"]
+        present = starts >= 0
+        removed = present & (torch.rand(starts.shape, generator=generator) < self.entity_mask_probability)
+        kept = present & ~removed
+
+        seeds = torch.cat([entity_ids[kept], self.graph.sample_roots(self.num_roots, generator=generator)])
+        subgraph = self.graph.sample_subgraph(seeds, self.fanouts, generator)
+        # L_r: classify some sampled edges, and hide them from the knowledge module so the answer is not an input.
+        num_edges = subgraph.edge_type.numel()
+        held = torch.randperm(num_edges, generator=generator)[: min(self.num_relation_pairs, num_edges // 2)]
+        visible = torch.ones(num_edges, dtype=torch.bool)
+        visible[held] = False
+
+        true_entities = _compress(entity_ids, removed, -1)
+        candidates = torch.cat(
+            [
+                true_entities.clamp(min=0).unsqueeze(-1),
+                self.graph.sample_neighbours(true_entities.clamp(min=0).reshape(-1), self.num_neighbour_negatives,
+                                             generator).view(*true_entities.shape, -1),  # fmt: skip
+                torch.randint(self.graph.num_entities, (*true_entities.shape, self.num_random_negatives),
+                              generator=generator),  # fmt: skip
+            ],
+            dim=-1,
+        )
+        categories = self.graph.entity_categories
+        return {
+            "input_ids": input_ids,
+            "attention_mask": batch["attention_mask"],
+            "labels": labels,
+            "mention_entity_ids": torch.where(kept, entity_ids, -1),
+            "mention_starts": torch.where(kept, starts, -1),
+            "mention_ends": torch.where(kept, ends, -1),
+            "subgraph_entity_ids": subgraph.entity_ids,
+            "edge_index": subgraph.edge_index[:, visible],
+            "edge_type": subgraph.edge_type[visible],
+            "entity_category_labels": categories[subgraph.entity_ids] if categories is not None else None,
+            "relation_head_index": subgraph.edge_index[1, held],
+            "relation_tail_index": subgraph.edge_index[0, held],
+            "relation_labels": subgraph.edge_type[held],
+            "masked_entity_starts": _compress(starts, removed, -1),
+            "masked_entity_ends": _compress(ends, removed, -1),
+            "masked_entity_candidate_ids": candidates,
+            # the true entity is candidate 0; a random negative that happens to be the true entity counts as wrong
+            "masked_entity_labels": torch.where(true_entities >= 0, 0, -100),
+        }
+
+
+def to_model_inputs(inputs: dict, memory: EntityContextMemory, device) -> dict:
+    """Look E^(0) up for the subgraph and the candidates, and move everything to `device`."""
+    inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}
+    candidates = inputs.pop("masked_entity_candidate_ids")
+    inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
+    inputs["relation_embeddings"] = memory.relation_embeddings.float()
+    inputs["masked_entity_candidate_embeddings"] = memory.lookup(candidates.reshape(-1)).view(*candidates.shape, -1)
+    return inputs

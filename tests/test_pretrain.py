@@ -1,0 +1,107 @@
+"""examples/pretrain.py end to end on the real WordNet + SemCor data, with a tiny backbone: the refresh hook in a
+real loop, two processes under Accelerate, and a killed run resumed from its last checkpoint."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+
+from conftest import DATA_DIR
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pretrain.py"
+FINGERPRINT = re.compile(r"rank (\d): memory fingerprint (\w+), weights fingerprint (\w+)")
+
+
+def arguments(backbone, cache, output, steps, *extra):
+    return [
+        "--backbone", backbone, "--dataset_cache_dir", cache, "--output_dir", str(output), "--max_entities", "300",
+        "--max_train_samples", "64", "--per_device_train_batch_size", "4", "--max_train_steps", str(steps),
+        "--refresh_init_interval", "2", "--lm_warmup_steps", "2", "--logging_steps", "2", "--report_to", "none",
+        "--max_seq_length", "64", *extra,
+    ]  # fmt: skip
+
+
+def environment():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "JAKET_DATA_DIR": str(DATA_DIR), "OMP_NUM_THREADS": "1"}
+
+
+def run(args, launcher=(sys.executable,), timeout=600):
+    result = subprocess.run([*launcher, str(SCRIPT), *args], env=environment(), capture_output=True, text=True,
+                            timeout=timeout)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    log = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 12))
+    refreshed = [int(step) for step in re.findall(r"step (\d+): memory refreshed", log)]
+    assert refreshed == [2, 4, 6, 10]  # T(i) = 2, 2, 2, 4, ... with init_interval 2
+    losses = re.findall(r"step 12: (\{.*\})", log)
+    assert losses and all(name in losses[0] for name in ("masked_lm_loss", "masked_entity_loss",
+                                                          "entity_category_loss", "relation_type_loss"))  # fmt: skip
+
+    out = tmp_path / "out"
+    memory = EntityContextMemory.from_pretrained(out)
+    graph = KnowledgeGraph.from_pretrained(out / "graph")
+    assert memory.num_entities == graph.num_entities == 300 and bool(memory.initialized)
+    assert torch.isfinite(memory.entity_embeddings).all()
+    loader = (
+        "import sys, torch; from transformers import AutoModelForPreTraining; "
+        "m = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True); "
+        "print(type(m).__name__, type(m).__module__.split('.')[0])"
+    )
+    loaded = subprocess.run([sys.executable, "-c", loader, str(out)], env=environment(), capture_output=True,
+                            text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
+
+
+def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
+    env_cpu = {"ACCELERATE_USE_CPU": "true"}
+    os.environ.update(env_cpu)
+    try:
+        log = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6), launcher=launcher)
+    finally:
+        os.environ.pop("ACCELERATE_USE_CPU")
+    prints = {int(rank): (memory, weights) for rank, memory, weights in FINGERPRINT.findall(log)}
+    assert sorted(prints) == [0, 1], log[-3000:]
+    assert prints[0] == prints[1]
+    assert "step 6: memory refreshed" in log and "[RANK 1]" in log
+
+
+def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    steps = 40
+    uninterrupted = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
+
+    output = tmp_path / "b"
+    args = arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4")
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=environment(), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 300
+    while not (output / "latest").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = (output / "latest").read_text()
+    assert killed_at.startswith("checkpoint-") and int(killed_at.split("-")[1]) < steps
+
+    # a checkpoint half written when the kill came must not be taken for the latest one
+    (output / f"checkpoint-{steps - 1}.tmp").mkdir(exist_ok=True)
+    resumed = run(args + ["--resume_from_checkpoint", "latest"])
+    assert f"resumed from {output / killed_at} at step {killed_at.split('-')[1]}" in resumed
+    assert FINGERPRINT.findall(resumed) == FINGERPRINT.findall(uninterrupted)
+    final_a, final_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(output / "model.safetensors")
+    for key in final_a:
+        torch.testing.assert_close(final_a[key], final_b[key], rtol=0, atol=0)
