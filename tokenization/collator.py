@@ -16,7 +16,7 @@ class DataCollatorWithMentions:
 
     Token-level lists (`input_ids`, `attention_mask`, `token_type_ids`, `labels`) are right-padded to the longest
     example (rounded up to `pad_to_multiple_of`); mention lists are padded with -1 to the most mentions in the batch;
-    any other numeric field (a sequence label, say) is stacked as is. `num_truncated_mentions` is dropped.
+    any other numeric field, and a `labels` that holds one value per example, is stacked as is. `num_truncated_mentions` is dropped.
     """
 
     pad_token_id: int
@@ -36,7 +36,7 @@ class DataCollatorWithMentions:
         num_mentions = max((len(feature[MENTION_KEYS[0]]) for feature in features), default=0)
         for key in keys:
             values = [feature[key] for feature in features]
-            if key in TOKEN_KEYS:
+            if key in TOKEN_KEYS and isinstance(values[0], (list, tuple)):  # token-level, not a sequence label
                 pad = self.pad_token_id if key == "input_ids" else TOKEN_KEYS[key]
                 batch[key] = _pad(values, length, pad, key)
             elif key in MENTION_KEYS:

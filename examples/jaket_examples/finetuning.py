@@ -1,0 +1,87 @@
+"""What the fine-tuning scripts share: the paper's baselines (§4.1), the initial entity embeddings each one uses,
+and the model wrapper that looks them up for the `Trainer`."""
+
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import torch
+from torch import nn
+
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from tokenization import encode_descriptions
+
+
+METHODS = {
+    "lm": "the language model alone: description embeddings from the un-pretrained LM, no knowledge module",
+    "lm_gnn": "LM + GNN: the knowledge module over a random (fixed) memory",
+    "lm_gnn_m": "LM + GNN + M: the knowledge module over a memory computed by the un-pretrained LM",
+    "gnn": "GNN: the knowledge module alone over trainable, randomly initialised entity embeddings (no text)",
+    "jaket": "JAKET: the pre-trained model, its memory recomputed from the descriptions by its pre-trained LM1",
+}
+ACCURACY = str(Path(__file__).resolve().parents[1] / "metrics" / "accuracy")
+
+
+def load_model(method: str, model_class, pretrained: str | None, backbone: str, **config):
+    """JAKET from a pre-training output folder; the baselines from the backbone with fresh knowledge modules."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if method == "jaket":
+        if not pretrained:
+            raise ValueError("--method jaket needs --model_name_or_path, the output folder of examples/pretrain.py")
+        return model_class.from_pretrained(pretrained, **config)
+    if method == "lm":
+        config["km_num_layers"] = 0
+    return model_class.from_backbone(backbone, **config)
+
+
+def initial_embeddings(method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64):
+    """E^(0) for every entity and R for every relation: from descriptions (LM methods and JAKET), or random."""
+    if method in ("lm_gnn", "gnn"):
+        generator = torch.Generator().manual_seed(seed)
+        hidden = model.config.hidden_size
+        return (torch.randn(graph.num_entities, hidden, generator=generator),
+                torch.randn(graph.num_relations, hidden, generator=generator))  # fmt: skip
+    entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
+    entity_embeddings = EntityContextMemory.compute(model, entities, batch_size)
+    if graph.num_relations == 0:
+        return entity_embeddings, torch.empty(0, entity_embeddings.shape[1])
+    relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
+    return entity_embeddings, EntityContextMemory.compute(model, relations, batch_size)
+
+
+class WithEntityTable(nn.Module):
+    """A JAKET model whose inputs name entities by id: it looks their E^(0) up in a table held beside it, fixed (the
+    paper does not update the memory while fine-tuning) or, for the GNN baseline, trained."""
+
+    def __init__(self, model, entity_embeddings, relation_embeddings, trainable=False):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        if trainable:
+            self.entity_table = nn.Parameter(entity_embeddings.clone())
+        else:
+            self.register_buffer("entity_table", entity_embeddings.clone())
+        self.register_buffer("relation_table", relation_embeddings.clone())
+
+    def forward(self, subgraph_entity_ids, **inputs):
+        return self.model(
+            subgraph_entity_ids=subgraph_entity_ids,
+            entity_init_embeddings=self.entity_table[subgraph_entity_ids],
+            relation_embeddings=self.relation_table,
+            **inputs,
+        )
+
+
+def accuracy_metric():
+    """The repository's accuracy module (`evaluate.load("accuracy")` needs the hub)."""
+    return evaluate.load(ACCURACY)
+
+
+def masked_accuracy(eval_prediction):
+    """Accuracy over the positions whose label is not -100 (`Trainer`'s compute_metrics)."""
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    scored = labels != -100
+    predictions = np.argmax(logits[scored], axis=-1)
+    return accuracy_metric().compute(predictions=predictions, references=labels[scored])
