@@ -10,7 +10,6 @@ Configs (`form`): `instances` (one sentence each, head and tail Wikidata Q-ids k
 instance, labelled 1 when they share a relation). Splits: `train` (meta-train relations) and `test` (meta-test).
 """
 
-import json
 import random
 from dataclasses import dataclass
 

@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from jaket_examples.data import default_backbone, default_data_dir
 from jaket_examples.finetuning import METHODS, WithEntityTable, accuracy_metric, initial_embeddings, load_model

@@ -13,6 +13,7 @@ state; a checkpoint becomes `latest` only once fully written.
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -193,11 +194,8 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
     report_to = None if args.report_to == "none" else args.report_to
-    if report_to == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError:
-            report_to = None
+    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        report_to = None  # TensorBoard is optional: log to the console only
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=report_to,

@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the hubs are unreachable here; fail fast instead of retrying
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,8 @@ import torch
 from modeling_jaket import JaketConfig
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))  # the scripts import their helpers (jaket_examples) from beside them
 DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 TINY = dict(
@@ -110,3 +114,31 @@ def random_graph(num_entities=12, num_relations=3, num_edges=40, seed=0):
     edge_index = torch.randint(num_entities, (2, num_edges), generator=generator)
     edge_type = torch.randint(num_relations, (num_edges,), generator=generator)
     return edge_index, edge_type
+
+
+def script_environment():
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "JAKET_DATA_DIR": str(DATA_DIR), "OMP_NUM_THREADS": "1"}
+
+
+def pretraining_arguments(backbone, cache, output, steps, *extra):
+    return [
+        "--backbone", backbone, "--dataset_cache_dir", cache, "--output_dir", str(output), "--max_entities", "300",
+        "--max_train_samples", "64", "--per_device_train_batch_size", "4", "--max_train_steps", str(steps),
+        "--refresh_init_interval", "2", "--lm_warmup_steps", "2", "--logging_steps", "2", "--report_to", "none",
+        "--max_seq_length", "64", *extra,
+    ]  # fmt: skip
+
+
+def run_script(script, args, launcher=(sys.executable,), timeout=600):
+    result = subprocess.run([*launcher, str(EXAMPLES / script), *args], env=script_environment(),
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, tiny_bert_checkpoint, datasets_cache):
+    """examples/pretrain.py run for 12 steps with a tiny backbone: (output folder, log)."""
+    output = tmp_path_factory.mktemp("pretrained")
+    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12))
+    return output, log

@@ -7,50 +7,27 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 
-from conftest import DATA_DIR
+from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "pretrain.py"
+SCRIPT = EXAMPLES / "pretrain.py"
 FINGERPRINT = re.compile(r"rank (\d): memory fingerprint (\w+), weights fingerprint (\w+)")
 
 
-def arguments(backbone, cache, output, steps, *extra):
-    return [
-        "--backbone", backbone, "--dataset_cache_dir", cache, "--output_dir", str(output), "--max_entities", "300",
-        "--max_train_samples", "64", "--per_device_train_batch_size", "4", "--max_train_steps", str(steps),
-        "--refresh_init_interval", "2", "--lm_warmup_steps", "2", "--logging_steps", "2", "--report_to", "none",
-        "--max_seq_length", "64", *extra,
-    ]  # fmt: skip
-
-
-def environment():
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "JAKET_DATA_DIR": str(DATA_DIR), "OMP_NUM_THREADS": "1"}
-
-
-def run(args, launcher=(sys.executable,), timeout=600):
-    result = subprocess.run([*launcher, str(SCRIPT), *args], env=environment(), capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-4000:]
-    return result.stdout + result.stderr
-
-
-def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, tiny_bert_checkpoint, datasets_cache):
-    log = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 12))
+def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, pretrained):
+    out, log = pretrained
     refreshed = [int(step) for step in re.findall(r"step (\d+): memory refreshed", log)]
     assert refreshed == [2, 4, 6, 10]  # T(i) = 2, 2, 2, 4, ... with init_interval 2
     losses = re.findall(r"step 12: (\{.*\})", log)
     assert losses and all(name in losses[0] for name in ("masked_lm_loss", "masked_entity_loss",
                                                           "entity_category_loss", "relation_type_loss"))  # fmt: skip
 
-    out = tmp_path / "out"
     memory = EntityContextMemory.from_pretrained(out)
     graph = KnowledgeGraph.from_pretrained(out / "graph")
     assert memory.num_entities == graph.num_entities == 300 and bool(memory.initialized)
@@ -60,7 +37,7 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
         "m = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True); "
         "print(type(m).__name__, type(m).__module__.split('.')[0])"
     )
-    loaded = subprocess.run([sys.executable, "-c", loader, str(out)], env=environment(), capture_output=True,
+    loaded = subprocess.run([sys.executable, "-c", loader, str(out)], env=script_environment(), capture_output=True,
                             text=True, cwd=tmp_path, timeout=300)  # fmt: skip
     assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
 
@@ -71,7 +48,8 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
     env_cpu = {"ACCELERATE_USE_CPU": "true"}
     os.environ.update(env_cpu)
     try:
-        log = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6), launcher=launcher)
+        log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6),
+                         launcher=launcher)  # fmt: skip
     finally:
         os.environ.pop("ACCELERATE_USE_CPU")
     prints = {int(rank): (memory, weights) for rank, memory, weights in FINGERPRINT.findall(log)}
@@ -82,11 +60,11 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
 
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache):
     steps = 40
-    uninterrupted = run(arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
+    uninterrupted = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
 
     output = tmp_path / "b"
-    args = arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4")
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=environment(), stdout=subprocess.DEVNULL,
+    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4")
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=script_environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 300
     while not (output / "latest").exists() and time.time() < deadline and process.poll() is None:
@@ -99,7 +77,7 @@ def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint
 
     # a checkpoint half written when the kill came must not be taken for the latest one
     (output / f"checkpoint-{steps - 1}.tmp").mkdir(exist_ok=True)
-    resumed = run(args + ["--resume_from_checkpoint", "latest"])
+    resumed = run_script("pretrain.py", args + ["--resume_from_checkpoint", "latest"])
     assert f"resumed from {output / killed_at} at step {killed_at.split('-')[1]}" in resumed
     assert FINGERPRINT.findall(resumed) == FINGERPRINT.findall(uninterrupted)
     final_a, final_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(output / "model.safetensors")

@@ -1,0 +1,209 @@
+"""Knowledge-graph question answering on MetaQA (§4.3) with `transformers.Trainer`.
+
+The question's embedding is LM2's start-token output, with the topic entity's mention merged with its
+knowledge-module embedding; the answer is the candidate (every entity within k hops of the topic) whose context
+embedding, from the memory, scores highest against a projection of the question embedding. Training maximises the
+probability of the answers among the candidates. `--kg_setting half` drops half the triples (KG-50%). Hits@1 is
+reported on all test questions and on those whose answer is reachable in the graph.
+
+    python examples/finetune_metaqa.py --model_name_or_path outputs/jaket-pretrained --method jaket --hops 1
+"""
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from jaket_examples.data import default_backbone, default_data_dir
+from jaket_examples.finetuning import METHODS, accuracy_metric, initial_embeddings, load_model
+from torch import nn
+from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers.modeling_outputs import ModelOutput
+
+import datasets_scripts
+from modeling_jaket import JaketModel, KnowledgeGraph
+from tokenization import DataCollatorWithMentions, tokenize_with_mentions
+
+
+logger = logging.getLogger(__name__)
+METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the question
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--method", default="jaket", choices=sorted(METAQA_METHODS))
+    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
+    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--data_dir", default=None, help="the MetaQA folder")
+    parser.add_argument("--dataset_cache_dir", default=None)
+    parser.add_argument("--hops", type=int, default=1, choices=[1, 2])
+    parser.add_argument("--kg_setting", default="full", choices=["full", "half"])
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
+    parser.add_argument("--max_train_questions", type=int, default=None)
+    parser.add_argument("--max_test_questions", type=int, default=None)
+    parser.add_argument("--max_train_candidates", type=int, default=256, help="answers plus sampled other candidates")
+    parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--num_train_epochs", type=float, default=1)
+    parser.add_argument("--max_steps", type=int, default=-1)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
+    parser.add_argument("--eval_batch_size", type=int, default=64)
+    parser.add_argument("--output_dir", default="outputs/metaqa")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    args.backbone = args.backbone or default_backbone()
+    args.data_dir = args.data_dir or str(Path(default_data_dir()) / "metaqa")
+    return args
+
+
+class KGQuestionAnswering(nn.Module):
+    """Scores each candidate entity by <W q, E^context_candidate>, q = LM2's start-token output."""
+
+    def __init__(self, model: JaketModel, entity_table, relation_table):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.register_buffer("entity_table", entity_table.clone())
+        self.register_buffer("relation_table", relation_table.clone())
+        self.question_projection = nn.Linear(model.config.hidden_size, model.config.hidden_size)
+
+    def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
+        graph = {}
+        if subgraph_entity_ids is not None:
+            graph = dict(subgraph_entity_ids=subgraph_entity_ids, relation_embeddings=self.relation_table,
+                         entity_init_embeddings=self.entity_table[subgraph_entity_ids])  # fmt: skip
+        question = self.model(**text, **graph).last_hidden_state[:, 0]
+        candidates = self.entity_table[candidate_ids.clamp(min=0)]  # [batch, candidates, hidden]
+        logits = torch.einsum("bh,bch->bc", self.question_projection(question), candidates)
+        logits = logits.masked_fill(candidate_ids < 0, torch.finfo(logits.dtype).min)
+        loss = None
+        if answer_mask is not None:
+            answers = logits.masked_fill(~answer_mask.bool(), torch.finfo(logits.dtype).min)
+            loss = (torch.logsumexp(logits, dim=-1) - torch.logsumexp(answers, dim=-1)).mean()
+        return ModelOutput(loss=loss, logits=logits)
+
+
+@dataclass
+class QuestionCollator:
+    """Pads questions, samples the topic entities' subgraph, and lays out candidates with an answer mask."""
+
+    pad_token_id: int
+    graph: KnowledgeGraph | None
+    fanouts: tuple = (10, 10)
+    max_candidates: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    def __call__(self, features):
+        text_keys = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+        batch = DataCollatorWithMentions(self.pad_token_id)([{k: f[k] for k in text_keys} for f in features])
+        candidate_lists = []
+        for feature in features:
+            candidates, answers = feature["candidates"], set(feature["answer_ids"])
+            if self.max_candidates and len(candidates) > self.max_candidates:
+                others = [c for c in candidates if c not in answers]
+                keep = torch.randperm(len(others), generator=self.generator)[: max(0, self.max_candidates - len(answers))]
+                candidates = sorted(answers & set(candidates)) + [others[i] for i in keep.tolist()]
+            candidate_lists.append(candidates or [0])
+        width = max(len(c) for c in candidate_lists)
+        batch["candidate_ids"] = torch.tensor([c + [-1] * (width - len(c)) for c in candidate_lists])
+        batch["answer_mask"] = torch.tensor(
+            [[c in set(f["answer_ids"]) for c in row] for f, row in zip(features, batch["candidate_ids"].tolist())]
+        )
+        if self.graph is None:
+            for key in text_keys[2:]:
+                batch.pop(key)
+        else:
+            topics = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
+            subgraph = self.graph.sample_subgraph(topics, self.fanouts, self.generator)
+            batch.update(subgraph_entity_ids=subgraph.entity_ids, edge_index=subgraph.edge_index,
+                         edge_type=subgraph.edge_type)  # fmt: skip
+        return batch
+
+
+def prepare(questions, tokenizer, graph):
+    def encode(batch):
+        mentions = [[(m["start"], m["end"], m["entity"]) for m in row if m["entity"] in graph.entity_index]
+                    for row in batch["mentions"]]  # fmt: skip
+        encoding = tokenize_with_mentions(tokenizer, batch["question"], mentions, entity_vocab=graph.entity_index)
+        answer_ids = [[graph.entity_index[a] for a in answers if a in graph.entity_index] for answers in batch["answers"]]
+        return {**{k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts",
+                                             "mention_ends")}, "answer_ids": answer_ids}  # fmt: skip
+
+    return questions.map(encode, batched=True, keep_in_memory=True,
+                         remove_columns=[c for c in questions.column_names if c not in ("candidates", "reachable")])  # fmt: skip
+
+
+def hits_at_1(model, questions, collator, batch_size):
+    device = next(model.parameters()).device
+    model.eval()
+    hits = []
+    for begin in range(0, len(questions), batch_size):
+        features = [questions[i] for i in range(begin, min(begin + batch_size, len(questions)))]
+        batch = collator(features)
+        batch.pop("answer_mask")
+        with torch.no_grad():
+            logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.cpu()
+        best = batch["candidate_ids"].gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)
+        hits += [int(b) in set(f["answer_ids"]) for b, f in zip(best.tolist(), features)]
+    reachable = list(questions["reachable"])
+    metric = accuracy_metric()  # the share of questions whose top candidate is an answer
+    reachable_hits = [h for h, r in zip(hits, reachable) if r]
+    return {
+        "hits@1": metric.compute(predictions=hits, references=[True] * len(hits))["accuracy"],
+        "hits@1_reachable": metric.compute(predictions=reachable_hits, references=[True] * len(reachable_hits))[
+            "accuracy"
+        ]
+        if reachable_hits
+        else None,
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    set_seed(args.seed)
+    kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
+    graph = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], add_reverse=True,
+                                        category_names=kg["entities"].features["category"].names)  # fmt: skip
+    questions = datasets_scripts.load("metaqa", args.data_dir, config_name=f"{args.hops}-hop",
+                                      cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)  # fmt: skip
+    train, test = questions["validation"], questions["test"]  # no training questions exist: train on dev
+    if args.max_train_questions:
+        train = train.shuffle(seed=args.seed).select(range(min(args.max_train_questions, len(train))))
+    if args.max_test_questions:
+        test = test.select(range(min(args.max_test_questions, len(test))))
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
+    model = load_model(args.method, JaketModel, args.model_name_or_path, args.backbone)
+    entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
+    qa = KGQuestionAnswering(model, entity_table, relation_table)
+    train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
+    uses_graph = graph if args.method != "lm" else None
+
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.output_dir) / f"{args.method}-{args.hops}hop-{args.kg_setting}"),
+        learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
+        per_device_train_batch_size=args.per_device_train_batch_size, seed=args.seed, weight_decay=0.01,
+        save_strategy="no", eval_strategy="no", report_to=[], remove_unused_columns=False,
+        label_names=["answer_mask"], logging_steps=50, use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
+    Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator).train()
+    scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed),
+                       args.eval_batch_size)  # fmt: skip
+
+    record = {"task": "metaqa", "setting": f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}",
+              "method": args.method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"results-{args.method}-{args.hops}hop-{args.kg_setting}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(record))
+    return record
+
+
+if __name__ == "__main__":
+    main()

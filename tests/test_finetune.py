@@ -1,0 +1,71 @@
+"""The Trainer fine-tuning scripts, a few steps each on the real data, for JAKET and the paper's baselines."""
+
+import json
+
+import pytest
+import torch
+from finetune_entity_classification import main as entity_classification
+from finetune_fewrel import main as fewrel
+from finetune_metaqa import main as metaqa
+from jaket_examples.finetuning import initial_embeddings, load_model
+from safetensors.torch import load_file
+
+from modeling_jaket import EntityContextMemory, JaketForEntityClassification, KnowledgeGraph
+from tokenization import encode_descriptions
+
+
+def common(tmp_path, datasets_cache, method, pretrained, backbone):
+    args = ["--method", method, "--dataset_cache_dir", datasets_cache, "--output_dir", str(tmp_path), "--max_steps", "3"]
+    return args + (["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", backbone])
+
+
+@pytest.mark.parametrize("method", ["jaket", "gnn", "lm"])
+def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+    record = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                                   + ["--fractions", "5", "--per_device_train_batch_size", "16"])  # fmt: skip
+    assert record["method"] == method and set(record["accuracy"]) == {"5%"}
+    assert 0.0 <= record["accuracy"]["5%"] <= 1.0
+    saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
+    assert saved == record
+
+
+def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the_memory(pretrained):
+    folder, _ = pretrained
+    model = load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)
+    checkpoint = load_file(folder / "model.safetensors")
+    for key, value in model.jaket.state_dict().items():
+        if f"jaket.{key}" in checkpoint:
+            torch.testing.assert_close(value, checkpoint[f"jaket.{key}"], rtol=0, atol=0)
+    assert sum(f"jaket.{key}" in checkpoint for key in model.jaket.state_dict()) > 20
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"], relation_names=["is"],
+                           entity_descriptions=["dog: barks", "cat: meows"], relation_descriptions=["is: is"])  # fmt: skip
+    entities, relations = initial_embeddings("jaket", model, tokenizer, graph)
+    expected = EntityContextMemory.compute(model, encode_descriptions(tokenizer, ["dog", "cat"], ["dog: barks", "cat: meows"]))
+    torch.testing.assert_close(entities, expected)
+    random_entities, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
+    again, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
+    assert torch.equal(random_entities, again) and not torch.allclose(random_entities, entities)
+    with pytest.raises(ValueError, match="unknown method"):
+        load_model("bert", JaketForEntityClassification, None, None)
+
+
+@pytest.mark.parametrize("method", ["jaket", "lm"])
+def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+    record = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                    + ["--train_episodes", "4", "--test_episodes", "4", "--n_way", "5", "--k_shot", "1"])  # fmt: skip
+    assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
+    assert 0.0 <= record["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
+def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+    record = metaqa(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                    + ["--hops", hops, "--kg_setting", kg_setting, "--max_train_questions", "32",
+                       "--max_test_questions", "40"])  # fmt: skip
+    assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
+    # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
+    assert 0.0 <= record["hits@1"] <= record["hits@1_reachable"] <= 1.0
