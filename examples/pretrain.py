@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -52,13 +53,15 @@ def parse_args(argv=None):
     parser.add_argument("--dataset_cache_dir", default=None)
     parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
     parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
-    parser.add_argument("--max_entities", type=int, default=None, help="keep this many entities, most mentioned first")
+    parser.add_argument("--max_entities", type=int, default=5000,
+                        help="keep this many entities, most mentioned first (0: all, as the paper does); each memory "
+                             "refresh encodes every entity's description, which is what bounds a CPU run")  # fmt: skip
     parser.add_argument("--max_train_samples", type=int, default=None)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
     parser.add_argument("--per_device_train_batch_size", type=int, default=16)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--max_train_steps", type=int, default=1000)
+    parser.add_argument("--max_train_steps", type=int, default=300)
     parser.add_argument("--lm_learning_rate", type=float, default=1e-5)
     parser.add_argument("--lm_warmup_steps", type=int, default=3000)
     parser.add_argument("--km_learning_rate", type=float, default=1e-4)
@@ -261,6 +264,7 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     bar = tqdm(range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
     model.train()
+    last_log = time.perf_counter()
     while progress.completed_steps < args.max_train_steps:
         epoch = progress.completed_steps // steps_per_epoch
         if hasattr(dataloader, "set_epoch"):
@@ -298,7 +302,10 @@ def main(argv=None):
                 logger.info(f"step {step}: memory refreshed ({schedule.num_refreshes}), next at {schedule.next_refresh_step}")
             if step % args.logging_steps == 0 or step == args.max_train_steps:
                 means = {k: accelerator.gather(v.reshape(1)).mean().item() / counted for k, v in totals.items()}
-                means.update(lm_lr=scheduler.get_last_lr()[0], km_lr=scheduler.get_last_lr()[-1])
+                elapsed, last_log = time.perf_counter() - last_log, time.perf_counter()
+                samples = counted * args.per_device_train_batch_size * accelerator.num_processes
+                means.update(lm_lr=scheduler.get_last_lr()[0], km_lr=scheduler.get_last_lr()[-1],
+                             samples_per_second=samples / elapsed)  # fmt: skip
                 logger.info(f"step {step}: " + json.dumps({k: round(v, 6) for k, v in means.items()}))
                 if report_to:
                     accelerator.log(means, step=step)
