@@ -9,15 +9,22 @@ paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training spli
 """
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from jaket_examples.data import default_backbone, default_data_dir
-from jaket_examples.finetuning import METHODS, WithEntityTable, initial_embeddings, load_model, masked_accuracy
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from jaket_examples.finetuning import (
+    METHODS,
+    WithEntityTable,
+    add_common_arguments,
+    initial_embeddings,
+    load_model,
+    masked_accuracy,
+    resolve_common_arguments,
+    save_results,
+    training_arguments,
+)
+from transformers import AutoTokenizer, Trainer, set_seed
 
 import datasets_scripts
 from modeling_jaket import JaketForEntityClassification, KnowledgeGraph
@@ -28,25 +35,14 @@ logger = logging.getLogger(__name__)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="jaket", choices=sorted(METHODS), help="; ".join(f"{k}: {v}" for k, v in METHODS.items()))
-    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
-    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
+    add_common_arguments(parser, METHODS, "folder with wordnet-3.0/ (and semcor-3.0/)",
+                         dict(learning_rate=1e-3, num_train_epochs=20, per_device_train_batch_size=64,
+                              output_dir="outputs/entity-classification"))  # fmt: skip
     parser.add_argument("--num_lm1_layers", type=int, default=None)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--dataset_cache_dir", default=None)
     parser.add_argument("--fractions", type=int, nargs="+", default=[100, 20, 5], choices=[100, 20, 5])
     parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
-    parser.add_argument("--learning_rate", type=float, default=1e-3)
-    parser.add_argument("--num_train_epochs", type=float, default=20)
-    parser.add_argument("--max_steps", type=int, default=-1)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=64)
     parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
-    parser.add_argument("--output_dir", default="outputs/entity-classification")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    args.backbone = args.backbone or default_backbone()
-    args.data_dir = args.data_dir or default_data_dir()
-    return args
+    return resolve_common_arguments(parser.parse_args(argv))
 
 
 @dataclass
@@ -99,13 +95,8 @@ def main(argv=None):
                             remove_columns=splits["train"].column_names, keep_in_memory=True)  # fmt: skip
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=args.method == "gnn")
-        training_args = TrainingArguments(
-            output_dir=str(Path(args.output_dir) / f"{args.method}-{percent}"), learning_rate=args.learning_rate,
-            num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed,
-            per_device_train_batch_size=args.per_device_train_batch_size,
-            per_device_eval_batch_size=args.per_device_eval_batch_size, weight_decay=0.01, save_strategy="no",
-            eval_strategy="no", report_to=[], remove_unused_columns=False, label_names=["labels"], logging_steps=50, use_cpu=not torch.cuda.is_available(),
-        )  # fmt: skip
+        training_args = training_arguments(args, f"{args.method}-{percent}", ["labels"],
+                                           per_device_eval_batch_size=args.per_device_eval_batch_size)  # fmt: skip
         trainer = Trainer(
             model=wrapped, args=training_args, train_dataset=splits["train"],
             data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
@@ -115,13 +106,8 @@ def main(argv=None):
         results[f"{percent}%"] = test["test_accuracy"]
         logger.info(f"{args.method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
 
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
     record = {"task": "entity_classification", "method": args.method, "seed": args.seed, "accuracy": results}
-    (output / f"results-{args.method}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
-    return record
-
+    return save_results(args, args.method, record)
 
 if __name__ == "__main__":
     main()

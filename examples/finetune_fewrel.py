@@ -11,15 +11,22 @@ knowledge module sees isolated entities. Meta-train and meta-test relations are 
 """
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from jaket_examples.data import default_backbone, default_data_dir
-from jaket_examples.finetuning import METHODS, WithEntityTable, accuracy_metric, initial_embeddings, load_model
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from jaket_examples.finetuning import (
+    METHODS,
+    WithEntityTable,
+    accuracy_metric,
+    add_common_arguments,
+    initial_embeddings,
+    load_model,
+    resolve_common_arguments,
+    save_results,
+    training_arguments,
+)
+from transformers import AutoTokenizer, Trainer, set_seed
 
 import datasets_scripts
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
@@ -32,27 +39,16 @@ FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="jaket", choices=sorted(FEWREL_METHODS))
-    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
-    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--data_dir", default=None, help="folder with val_wiki.json and pid2name.json")
-    parser.add_argument("--dataset_cache_dir", default=None)
+    add_common_arguments(parser, FEWREL_METHODS, "folder with val_wiki.json and pid2name.json",
+                         dict(learning_rate=2e-5, num_train_epochs=1, per_device_train_batch_size=16,
+                              output_dir="outputs/fewrel"))  # fmt: skip
     parser.add_argument("--n_way", type=int, default=5)
     parser.add_argument("--k_shot", type=int, default=1)
     parser.add_argument("--train_episodes", type=int, default=1000)
     parser.add_argument("--test_episodes", type=int, default=500)
     parser.add_argument("--max_seq_length", type=int, default=256)
-    parser.add_argument("--learning_rate", type=float, default=2e-5)
-    parser.add_argument("--num_train_epochs", type=float, default=1)
-    parser.add_argument("--max_steps", type=int, default=-1)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
     parser.add_argument("--eval_batch_size", type=int, default=64)
-    parser.add_argument("--output_dir", default="outputs/fewrel")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    args.backbone = args.backbone or default_backbone()
-    args.data_dir = args.data_dir or str(Path(default_data_dir()) / "fewrel")
-    return args
+    return resolve_common_arguments(parser.parse_args(argv), "fewrel")
 
 
 def entity_graph(instances) -> KnowledgeGraph:
@@ -158,13 +154,7 @@ def main(argv=None):
                                              "mention_ends")}, "labels": batch["label"]}  # fmt: skip
 
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
-    training_args = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / f"{args.method}-{name}"), learning_rate=args.learning_rate,
-        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed, weight_decay=0.01,
-        per_device_train_batch_size=args.per_device_train_batch_size, save_strategy="no", eval_strategy="no",
-        report_to=[], remove_unused_columns=False, label_names=["labels"], logging_steps=50,
-        use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    training_args = training_arguments(args, f"{args.method}-{name}", ["labels"])
     trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
                       data_collator=PairCollator(tokenizer.pad_token_id))  # fmt: skip
     trainer.train()
@@ -172,12 +162,7 @@ def main(argv=None):
 
     record = {"task": "fewrel", "setting": f"{args.n_way}-way {args.k_shot}-shot", "method": args.method,
               "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / f"results-{args.method}-{name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
-    return record
-
+    return save_results(args, f"{args.method}-{name}", record)
 
 if __name__ == "__main__":
     main()

@@ -10,16 +10,22 @@ reported on all test questions and on those whose answer is reachable in the gra
 """
 
 import argparse
-import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from jaket_examples.data import default_backbone, default_data_dir
-from jaket_examples.finetuning import METHODS, accuracy_metric, initial_embeddings, load_model
+from jaket_examples.finetuning import (
+    METHODS,
+    accuracy_metric,
+    add_common_arguments,
+    initial_embeddings,
+    load_model,
+    resolve_common_arguments,
+    save_results,
+    training_arguments,
+)
 from torch import nn
-from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
+from transformers import AutoTokenizer, Trainer, set_seed
 from transformers.modeling_outputs import ModelOutput
 
 import datasets_scripts
@@ -33,28 +39,17 @@ METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="jaket", choices=sorted(METAQA_METHODS))
-    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
-    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--data_dir", default=None, help="the MetaQA folder")
-    parser.add_argument("--dataset_cache_dir", default=None)
+    add_common_arguments(parser, METAQA_METHODS, "the MetaQA folder",
+                         dict(learning_rate=5e-5, num_train_epochs=1, per_device_train_batch_size=16,
+                              output_dir="outputs/metaqa"))  # fmt: skip
     parser.add_argument("--hops", type=int, default=1, choices=[1, 2])
     parser.add_argument("--kg_setting", default="full", choices=["full", "half"])
     parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
     parser.add_argument("--max_train_questions", type=int, default=None)
     parser.add_argument("--max_test_questions", type=int, default=None)
     parser.add_argument("--max_train_candidates", type=int, default=256, help="answers plus sampled other candidates")
-    parser.add_argument("--learning_rate", type=float, default=5e-5)
-    parser.add_argument("--num_train_epochs", type=float, default=1)
-    parser.add_argument("--max_steps", type=int, default=-1)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
     parser.add_argument("--eval_batch_size", type=int, default=64)
-    parser.add_argument("--output_dir", default="outputs/metaqa")
-    parser.add_argument("--seed", type=int, default=42)
-    args = parser.parse_args(argv)
-    args.backbone = args.backbone or default_backbone()
-    args.data_dir = args.data_dir or str(Path(default_data_dir()) / "metaqa")
-    return args
+    return resolve_common_arguments(parser.parse_args(argv), "metaqa")
 
 
 class KGQuestionAnswering(nn.Module):
@@ -184,13 +179,8 @@ def main(argv=None):
     train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
     uses_graph = graph if args.method != "lm" else None
 
-    training_args = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / f"{args.method}-{args.hops}hop-{args.kg_setting}"),
-        learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
-        per_device_train_batch_size=args.per_device_train_batch_size, seed=args.seed, weight_decay=0.01,
-        save_strategy="no", eval_strategy="no", report_to=[], remove_unused_columns=False,
-        label_names=["answer_mask"], logging_steps=50, use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    run_name = f"{args.method}-{args.hops}hop-{args.kg_setting}"
+    training_args = training_arguments(args, run_name, ["answer_mask"])
     collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
     Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator).train()
     scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed),
@@ -198,12 +188,7 @@ def main(argv=None):
 
     record = {"task": "metaqa", "setting": f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}",
               "method": args.method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / f"results-{args.method}-{args.hops}hop-{args.kg_setting}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
-    print(json.dumps(record))
-    return record
-
+    return save_results(args, run_name, record)
 
 if __name__ == "__main__":
     main()

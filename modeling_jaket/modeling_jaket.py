@@ -307,7 +307,7 @@ class JaketPreTrainedModel(PreTrainedModel):
         }
         # Tied copies in both checkpoint families: decoder.weight is the word embeddings, decoder.bias is `bias`.
         tied_copies = ("lm_head.decoder.", "cls.predictions.decoder.")
-        own_buffers = {name for name, _ in self.named_buffers()}
+        rebuilt_buffers = {name for name, _ in self.named_buffers()} - set(self.state_dict())
         mapped, unused = {}, []
         for key, value in state_dict.items():
             name = key
@@ -330,7 +330,7 @@ class JaketPreTrainedModel(PreTrainedModel):
                 for source, destination in lm_head_names.items():
                     if name.startswith(source):
                         target = destination + name[len(source) :]
-            if target is not None and target in own_buffers and target not in self.state_dict():
+            if target in rebuilt_buffers:
                 continue  # a non-persistent buffer (position_ids): rebuilt, never loaded
             if target is None:
                 unused.append(key)

@@ -1,6 +1,8 @@
 """What the fine-tuning scripts share: the paper's baselines (§4.1), the initial entity embeddings each one uses,
 and the model wrapper that looks them up for the `Trainer`."""
 
+import argparse
+import json
 from pathlib import Path
 
 import evaluate
@@ -8,8 +10,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from transformers import TrainingArguments
+
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
+
+from .data import default_backbone, default_data_dir
 
 
 METHODS = {
@@ -20,6 +26,51 @@ METHODS = {
     "jaket": "JAKET: the pre-trained model, its memory recomputed from the descriptions by its pre-trained LM1",
 }
 ACCURACY = str(Path(__file__).resolve().parents[1] / "metrics" / "accuracy")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: str, defaults: dict):
+    """The arguments every fine-tuning script takes; `defaults` sets the optimisation ones (learning_rate,
+    num_train_epochs, per_device_train_batch_size, output_dir)."""
+    parser.add_argument("--method", default="jaket", choices=sorted(methods), help="; ".join(f"{k}: {methods[k]}" for k in methods))
+    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
+    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
+    parser.add_argument("--data_dir", default=None, help=data_help)
+    parser.add_argument("--dataset_cache_dir", default=None)
+    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"])
+    parser.add_argument("--num_train_epochs", type=float, default=defaults["num_train_epochs"])
+    parser.add_argument("--max_steps", type=int, default=-1)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"])
+    parser.add_argument("--output_dir", default=defaults["output_dir"])
+    parser.add_argument("--seed", type=int, default=42)
+
+
+def resolve_common_arguments(args, data_subfolder: str = ""):
+    """Fill in the default backbone (all-MiniLM-L6-v2) and data folder (`../shared/data/<data_subfolder>`)."""
+    args.backbone = args.backbone or default_backbone()
+    args.data_dir = args.data_dir or str(Path(default_data_dir()) / data_subfolder)
+    return args
+
+
+def training_arguments(args, run_name: str, label_names: list[str], **overrides) -> TrainingArguments:
+    """The `Trainer`'s settings from the common arguments: no checkpoints or trackers, AdamW with weight decay 0.01,
+    inputs kept whole (the collators build graph inputs the models' signatures do not name)."""
+    settings = dict(
+        output_dir=str(Path(args.output_dir) / run_name), learning_rate=args.learning_rate,
+        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed, weight_decay=0.01,
+        per_device_train_batch_size=args.per_device_train_batch_size, save_strategy="no", eval_strategy="no",
+        report_to=[], remove_unused_columns=False, label_names=label_names, logging_steps=50,
+        use_cpu=not torch.cuda.is_available(),
+    )  # fmt: skip
+    return TrainingArguments(**{**settings, **overrides})
+
+
+def save_results(args, name: str, record: dict) -> dict:
+    """Write `record` to `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it."""
+    output = Path(args.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / f"results-{name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(record))
+    return record
 
 
 def load_model(method: str, model_class, pretrained: str | None, backbone: str, **config):
