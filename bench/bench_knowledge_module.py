@@ -8,6 +8,7 @@ torch-scatter is installed. Each variant runs in its own process, so that its pe
 
 import argparse
 import importlib.util
+import json
 
 import torch
 
@@ -73,6 +74,8 @@ def main():
     variants += ["scatter"] if importlib.util.find_spec("torch_scatter") else []
     sizes = [f"--{k}={getattr(args, k)}" for k in ("nodes", "edges", "relations", "hidden", "heads", "repeats", "device")]
     results = {v: run_isolated("bench_knowledge_module", "--variant", v, *sizes) for v in variants}
+    for record in results.values():
+        print(json.dumps(record))
     for other in variants[1:]:
         report("knowledge_module_layer_ratio", baseline=other, time_ratio=results[other]["seconds"] / results["jaket"]["seconds"],
                memory_ratio=results[other]["peak_memory_mib"] / results["jaket"]["peak_memory_mib"])  # fmt: skip

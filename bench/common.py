@@ -14,9 +14,6 @@ import time
 import torch
 
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
-
-
 def median_seconds(function, repeats: int = 5, warmup: int = 1) -> float:
     for _ in range(warmup):
         function()
