@@ -138,9 +138,10 @@ def _semcor_sentences(path: Path, wordnet):
             if sense[4] is None:
                 unresolved += 1
                 continue
-            if drops.keep(wordnet.lookup(sense[4]) is not None):
+            synset = wordnet.lookup(sense[4])
+            if drops.keep(synset is not None):
                 index = sense[0]
-                entity = wordnet.synsets[wordnet.lookup(sense[4])].id
+                entity = wordnet.synsets[synset].id
                 mentions.append({"start": starts[index], "end": starts[index] + len(words[index]), "entity": entity})
         yield key, {"id": key, "text": " ".join(words), "mentions": mentions}
     drops.report()

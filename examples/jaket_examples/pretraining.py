@@ -64,10 +64,11 @@ class PretrainingInputs:
         visible[held] = False
 
         true_entities = _compress(entity_ids, removed, -1)
+        true_or_zero = true_entities.clamp(min=0)  # padding rows get entity 0's candidates, labelled -100 below
         candidates = torch.cat(
             [
-                true_entities.clamp(min=0).unsqueeze(-1),
-                self.graph.sample_neighbours(true_entities.clamp(min=0).reshape(-1), self.num_neighbour_negatives,
+                true_or_zero.unsqueeze(-1),
+                self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives,
                                              generator).view(*true_entities.shape, -1),  # fmt: skip
                 torch.randint(self.graph.num_entities, (*true_entities.shape, self.num_random_negatives),
                               generator=generator),  # fmt: skip
