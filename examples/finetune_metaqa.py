@@ -72,11 +72,19 @@ class KGQuestionAnswering(nn.Module):
         candidates = self.entity_table[candidate_ids.clamp(min=0)]  # [batch, candidates, hidden]
         logits = torch.einsum("bh,bch->bc", self.question_projection(question), candidates)
         logits = logits.masked_fill(candidate_ids < 0, torch.finfo(logits.dtype).min)
-        loss = None
-        if answer_mask is not None:
-            answers = logits.masked_fill(~answer_mask.bool(), torch.finfo(logits.dtype).min)
-            loss = (torch.logsumexp(logits, dim=-1) - torch.logsumexp(answers, dim=-1)).mean()
+        loss = answer_loss(logits, answer_mask) if answer_mask is not None else None
         return ModelOutput(loss=loss, logits=logits)
+
+
+def answer_loss(logits, answer_mask):
+    """-log of the probability of the answers among the candidates, averaged over the questions that have an answer
+    among them: a question without one has nothing to learn from, and its -log 0 would swamp the mean."""
+    answerable = answer_mask.any(dim=-1)
+    if not answerable.any():
+        return logits.sum() * 0.0
+    logits, answer_mask = logits[answerable], answer_mask[answerable]
+    answers = logits.masked_fill(~answer_mask.bool(), torch.finfo(logits.dtype).min)
+    return (torch.logsumexp(logits, dim=-1) - torch.logsumexp(answers, dim=-1)).mean()
 
 
 @dataclass
@@ -177,6 +185,10 @@ def main(argv=None):
     entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
     qa = KGQuestionAnswering(model, entity_table, relation_table)
     train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
+    answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
+    logger.info("training on %d of %d questions: the others have no answer within %d hops of their topic entity",
+                len(answerable), len(train), args.hops)  # fmt: skip
+    train = answerable
     uses_graph = graph if args.method != "lm" else None
 
     run_name = f"{args.method}-{args.hops}hop-{args.kg_setting}"

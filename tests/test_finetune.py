@@ -6,6 +6,7 @@ import pytest
 import torch
 from finetune_entity_classification import main as entity_classification
 from finetune_fewrel import main as fewrel
+from finetune_metaqa import answer_loss
 from finetune_metaqa import main as metaqa
 from jaket_examples.finetuning import initial_embeddings, load_model
 from safetensors.torch import load_file
@@ -69,3 +70,15 @@ def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, 
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
     assert 0.0 <= record["hits@1"] <= record["hits@1_reachable"] <= 1.0
+
+
+def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.3, 0.1, 0.2]], requires_grad=True)
+    answer_mask = torch.tensor([[False, True, True], [False, False, False]])
+    loss = answer_loss(logits, answer_mask)
+    expected = torch.logsumexp(logits[0], 0) - torch.logsumexp(logits[0, 1:], 0)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert torch.equal(logits.grad[1], torch.zeros(3))
+    none = answer_loss(logits, torch.zeros_like(answer_mask))
+    assert none.item() == 0.0 and none.requires_grad
