@@ -3,8 +3,9 @@
 The question's embedding is LM2's start-token output, with the topic entity's mention merged with its
 knowledge-module embedding; the answer is the candidate (every entity within k hops of the topic) whose context
 embedding, from the memory, scores highest against a projection of the question embedding. Training maximises the
-probability of the answers among the candidates. `--kg_setting half` drops half the triples (KG-50%). Hits@1 is
-reported on all test questions and on those whose answer is reachable in the graph.
+probability of the answers among the candidates, on the training questions that have an answer among them.
+`--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
+answer is reachable in the graph.
 
     python examples/finetune_metaqa.py --model_name_or_path outputs/jaket-pretrained --method jaket --hops 1
 """
