@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from modeling_jaket import KnowledgeModule, segment_softmax
+from modeling_jaket import KnowledgeModule, knowledge_module, segment_softmax
 from modeling_jaket.knowledge_module import KnowledgeLayer
 
 from conftest import random_graph, tiny_config
@@ -43,8 +43,18 @@ def reference_layer(layer, entities, relations, edge_index, edge_type):
     return layer.layer_norm(torch.stack(outputs) + entities)
 
 
+@pytest.fixture(params=["torch", "torch_scatter"])
+def scatter_backend(request, monkeypatch):
+    """Both kernels the layer can run on: torch's own, and torch-scatter's where it is installed (`.[scatter]`)."""
+    if request.param == "torch":
+        monkeypatch.setattr(knowledge_module, "torch_scatter", None)
+    else:
+        monkeypatch.setattr(knowledge_module, "torch_scatter", pytest.importorskip("torch_scatter"))
+    return request.param
+
+
 @pytest.mark.parametrize("composition", ["add", "mlp"])
-def test_layer_matches_per_node_reference(composition):
+def test_layer_matches_per_node_reference(composition, scatter_backend):
     torch.manual_seed(0)
     layer = KnowledgeLayer(tiny_config(km_composition=composition)).double().eval()
     torch.nn.init.normal_(layer.attention_target, std=0.5)
@@ -70,7 +80,7 @@ def test_module_matches_reference_and_shares_relations():
     torch.testing.assert_close(module(entities, relations, edge_index, edge_type), expected)
 
 
-def test_attention_sums_to_one_per_target_and_isolated_entity_keeps_layer_norm_of_itself():
+def test_attention_sums_to_one_per_target_and_isolated_entity_keeps_layer_norm_of_itself(scatter_backend):
     module = KnowledgeModule(tiny_config()).eval()
     entities, relations = torch.randn(12, 32), torch.randn(3, 32)
     edge_index, edge_type = random_graph(num_entities=10)  # entities 10 and 11 have no neighbours
@@ -111,7 +121,7 @@ def test_permutation_equivariance_over_entities_and_edges():
     torch.testing.assert_close(permuted, output[permutation])
 
 
-def test_segment_softmax_is_stable_for_huge_scores():
+def test_segment_softmax_is_stable_for_huge_scores(scatter_backend):
     scores = torch.tensor([[1000.0], [1001.0], [-1000.0], [5.0]])
     index = torch.tensor([0, 0, 1, 1])
     out = segment_softmax(scores, index, 3)
