@@ -181,7 +181,7 @@ def span_mean(hidden_states, starts, ends):
 def _cross_entropy(logits, labels):
     """Mean cross-entropy over labels != -100; zero (kept in the graph) when there are none."""
     labels = labels.to(logits.device).reshape(-1)
-    logits = logits.reshape(labels.shape[0], -1)
+    logits = logits.reshape(-1, logits.shape[-1])
     if not (labels != -100).any():
         return logits.sum() * 0.0
     return CrossEntropyLoss()(logits, labels)

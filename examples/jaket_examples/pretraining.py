@@ -68,8 +68,9 @@ class PretrainingInputs:
         candidates = torch.cat(
             [
                 true_or_zero.unsqueeze(-1),
-                self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives,
-                                             generator).view(*true_entities.shape, -1),  # fmt: skip
+                self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives, generator).view(
+                    *true_entities.shape, self.num_neighbour_negatives
+                ),
                 torch.randint(self.graph.num_entities, (*true_entities.shape, self.num_random_negatives),
                               generator=generator),  # fmt: skip
             ],
@@ -104,5 +105,7 @@ def to_model_inputs(inputs: dict, memory: EntityContextMemory, device) -> dict:
     candidates = inputs.pop("masked_entity_candidate_ids")
     inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
     inputs["relation_embeddings"] = memory.relation_embeddings.float()
-    inputs["masked_entity_candidate_embeddings"] = memory.lookup(candidates.reshape(-1)).view(*candidates.shape, -1)
+    hidden_size = memory.entity_embeddings.shape[1]  # named, not -1: a batch may have no removed mention
+    embeddings = memory.lookup(candidates.reshape(-1))
+    inputs["masked_entity_candidate_embeddings"] = embeddings.view(*candidates.shape, hidden_size)
     return inputs

@@ -1,0 +1,50 @@
+"""One pre-training step's inputs (examples/jaket_examples/pretraining.py), down to the loss they give."""
+
+import pytest
+import torch
+from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
+
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+from tokenization import DataCollatorWithMentions, tokenize_with_mentions
+
+from conftest import tiny_config
+
+
+TEXTS = ["a dog barks at a cat", "the cat sleeps"]
+MENTIONS = [[(2, 5, 0), (17, 20, 1)], [(4, 7, 1)]]  # dog, cat; cat
+
+
+@pytest.fixture
+def step_inputs(bert_tokenizer):
+    graph = KnowledgeGraph([0, 1, 2], [0, 1, 0], [1, 2, 0], 3, 2, entity_categories=[0, 1, 2])
+    encoding = tokenize_with_mentions(bert_tokenizer, TEXTS, MENTIONS, num_entities=3)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
+    )
+
+    def build(entity_mask_probability):
+        inputs = PretrainingInputs(bert_tokenizer, graph, entity_mask_probability=entity_mask_probability,
+                                   num_roots=2, num_neighbour_negatives=2, num_random_negatives=3)  # fmt: skip
+        return inputs(batch, torch.Generator().manual_seed(0))
+
+    return build
+
+
+@pytest.mark.parametrize("entity_mask_probability", [0.0, 1.0])
+def test_no_or_all_mentions_removed_give_a_finite_loss(step_inputs, bert_tokenizer, entity_mask_probability):
+    inputs = step_inputs(entity_mask_probability)
+    removed = int(entity_mask_probability > 0) * 2  # the most mentions a sentence has, all removed, or none
+    assert inputs["masked_entity_starts"].shape == (2, removed)
+    assert inputs["masked_entity_candidate_ids"].shape == (2, removed, 1 + 2 + 3)
+    assert int((inputs["mention_entity_ids"] >= 0).sum()) == (3 if removed == 0 else 0)
+
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=len(bert_tokenizer), num_entity_categories=3, num_relation_types=2)
+    model = JaketForPreTraining(config)
+    memory = EntityContextMemory(3, 2, config.hidden_size)
+    memory.entity_embeddings.normal_()
+    memory.relation_embeddings.normal_()
+    outputs = model(**to_model_inputs(inputs, memory, torch.device("cpu")))
+    assert torch.isfinite(outputs.loss)
+    assert (outputs.masked_entity_loss == 0) == (removed == 0)
+    assert outputs.masked_entity_logits.shape == (2, removed, 6)
