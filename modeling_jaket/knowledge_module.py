@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers.activations import ACT2FN
 
-try:  # optional: torch-scatter's kernels, used when installed (see README: no faster than torch's own here)
+try:  # optional: torch-scatter's kernels, used when installed (`pip install -e ".[scatter]"`)
     import torch_scatter
 except ImportError:
     torch_scatter = None
