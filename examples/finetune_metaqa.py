@@ -185,11 +185,10 @@ def main(argv=None):
     model = load_model(args.method, JaketModel, args.model_name_or_path, args.backbone)
     entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
     qa = KGQuestionAnswering(model, entity_table, relation_table)
-    train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
     answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
     logger.info("training on %d of %d questions: the others have no answer within %d hops of their topic entity",
                 len(answerable), len(train), args.hops)  # fmt: skip
-    train = answerable
+    train, test = prepare(answerable, tokenizer, graph), prepare(test, tokenizer, graph)
     uses_graph = graph if args.method != "lm" else None
 
     run_name = f"{args.method}-{args.hops}hop-{args.kg_setting}"

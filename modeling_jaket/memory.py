@@ -184,7 +184,7 @@ class EntityContextMemory(nn.Module):
         self.update(new_entities, new_relations)
 
     def lookup(self, entity_ids: torch.Tensor) -> torch.Tensor:
-        """E^(0) rows for `entity_ids`, in float32."""
+        """E^(0) rows for `entity_ids` of any shape, in float32: [*entity_ids.shape, hidden_size]."""
         if entity_ids.numel() and (entity_ids.min() < 0 or entity_ids.max() >= self.num_entities):
             raise ValueError(
                 f"entity ids range over [{int(entity_ids.min())}, {int(entity_ids.max())}] but the memory holds "

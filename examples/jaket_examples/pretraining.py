@@ -102,10 +102,8 @@ class PretrainingInputs:
 def to_model_inputs(inputs: dict, memory: EntityContextMemory, device) -> dict:
     """Look E^(0) up for the subgraph and the candidates, and move everything to `device`."""
     inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}
-    candidates = inputs.pop("masked_entity_candidate_ids")
     inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
     inputs["relation_embeddings"] = memory.relation_embeddings.float()
-    hidden_size = memory.entity_embeddings.shape[1]  # named, not -1: a batch may have no removed mention
-    embeddings = memory.lookup(candidates.reshape(-1))
-    inputs["masked_entity_candidate_embeddings"] = embeddings.view(*candidates.shape, hidden_size)
+    # [batch, removed mentions, candidates, hidden]; a batch may have no removed mention
+    inputs["masked_entity_candidate_embeddings"] = memory.lookup(inputs.pop("masked_entity_candidate_ids"))
     return inputs
