@@ -3,7 +3,7 @@
 Configs:
 - `entities`, `relations`, `triples`: the KB. An entity's description is one question (from the `validation`
   files, never `test`) that mentions it, as the paper does; an entity no such question mentions is described by
-  one of its triples ("Kismet directed by William Dieterle"). Categories are the entity's role in the KB (movie,
+  its name alone (never by a triple: the memory would then hold an answer's edge). Categories are the entity's role in the KB (movie,
   person, year, ...). With `kg_setting="half"` each triple is dropped with probability 0.5 (seeded): the paper's
   KG-50%.
 - `1-hop`, `2-hop`: the vanilla questions, splits `validation` (train on it: no training questions are
@@ -55,6 +55,7 @@ class MetaQAConfig(datasets.BuilderConfig):
 class MetaQA(datasets.GeneratorBasedBuilder):
     """MetaQA vanilla 1-hop and 2-hop questions and its movie KB, https://github.com/yuyuz/MetaQA (CC BY 3.0)."""
 
+    VERSION = datasets.Version("1.1.0")  # 1.1.0: no description states a triple
     BUILDER_CONFIG_CLASS = MetaQAConfig
     BUILDER_CONFIGS = [MetaQAConfig(name=n) for n in ("entities", "relations", "triples", "1-hop", "2-hop")]
     DEFAULT_CONFIG_NAME = "1-hop"
@@ -188,7 +189,7 @@ def read_questions(path, qtype_path):
 
 
 def sample_descriptions(paths, kb: KB, seed: int) -> list[str]:
-    """One `validation` question naming each entity (seeded), else one of its triples in words."""
+    """One `validation` question naming each entity (seeded), else the entity's name."""
     rng = random.Random(seed)
     questions = [[] for _ in kb.entities]
     for hops in ("1-hop", "2-hop"):
@@ -197,11 +198,4 @@ def sample_descriptions(paths, kb: KB, seed: int) -> list[str]:
             topic = kb.index.get(question["topic"])
             if topic is not None:
                 questions[topic].append(question["question"])
-    fallback = {}
-    for head, relation, tail in kb.triples:
-        sentence = f"{kb.entities[head]} {relation.replace('_', ' ')} {kb.entities[tail]}"
-        fallback.setdefault(head, sentence)
-        fallback.setdefault(tail, sentence)
-    return [
-        rng.choice(questions[i]) if questions[i] else fallback.get(i, name) for i, name in enumerate(kb.entities)
-    ]
+    return [rng.choice(questions[i]) if questions[i] else name for i, name in enumerate(kb.entities)]
