@@ -165,11 +165,13 @@ def read_wiki_kg(dump: Path, wikipedia: Path, min_neighbours: int, min_mentions:
             "mentions; lower min_neighbours / min_mentions for small data"
         )
 
-    classes = sorted({items[q][1] or "none" for q in kept})
+    # An entity without P31 (instance of) has no category: -1, ClassLabel's "no label", which no loss trains on.
+    classes = sorted({items[q][1] for q in kept if items[q][1]})
+    category_index = {c: i for i, c in enumerate(classes)}
     category_names = [f"{c} ({items[c][0]})" if c in items else c for c in classes]
     entities = [
         {"id": q, "name": items[q][0], "description": descriptions[q],
-         "category": classes.index(items[q][1] or "none"), "part": "pretrain"}
+         "category": category_index.get(items[q][1], -1), "part": "pretrain"}
         for q in sorted(kept)
     ]  # fmt: skip
     used = sorted({prop for _, prop, _ in triples})

