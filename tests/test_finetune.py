@@ -30,6 +30,22 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert saved == record
 
 
+def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
+    from finetune_entity_classification import classify_descriptions, heldout_graph, parse_args
+
+    args = parse_args(["--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache, "--output_dir",
+                       str(tmp_path), "--max_steps", "3", "--fractions", "5"])  # fmt: skip
+    graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
+    accuracy, model = classify_descriptions(args, graph)
+    assert set(accuracy) == {"5%"} and 0.0 <= accuracy["5%"] <= 1.0
+    backbone = load_file(f"{tiny_bert_checkpoint}/model.safetensors")
+    trained = model.state_dict()
+    for ours, theirs in (("jaket.lm1.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.query.weight"),
+                         ("jaket.lm2.0.output.dense.weight", "bert.encoder.layer.1.output.dense.weight")):  # fmt: skip
+        assert not torch.equal(trained[ours], backbone[theirs]), ours  # every layer is trained, not a frozen probe
+    assert type(model).__name__ == "JaketForSequenceClassification"
+
+
 def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the_memory(pretrained):
     folder, _ = pretrained
     model = load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)

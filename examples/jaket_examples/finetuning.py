@@ -19,7 +19,8 @@ from .data import default_backbone, default_data_dir
 
 
 METHODS = {
-    "lm": "the language model alone: description embeddings from the un-pretrained LM, no knowledge module",
+    "lm": "the language model alone, no knowledge module: the un-pretrained LM fine-tuned on the task's text (for "
+          "entity classification, each entity's description)",
     "lm_gnn": "LM + GNN: the knowledge module over a random (fixed) memory",
     "lm_gnn_m": "LM + GNN + M: the knowledge module over a memory computed by the un-pretrained LM",
     "gnn": "GNN: the knowledge module alone over trainable, randomly initialised entity embeddings (no text)",
