@@ -50,9 +50,9 @@ class JaketConfig(PreTrainedConfig):
         memory_refresh_init_interval (`int`, defaults to 10), memory_refresh_ratio (`int`, defaults to 2),
         memory_refresh_repeats (`int`, defaults to 3), memory_refresh_max_interval (`int`, defaults to 500):
             The entity context memory is refreshed every T(i) = min(init_interval * ratio^floor(i / repeats),
-            max_interval) steps (Eq. 5).
+            max_interval) steps (Eq. 4).
         memory_momentum (`float`, defaults to 0.8):
-            E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 4).
+            E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 5).
         classifier_dropout (`float`, *optional*):
             Dropout of the classification heads; defaults to `hidden_dropout_prob`.
 

@@ -14,7 +14,7 @@ MEMORY_CONFIG_NAME = "entity_memory.json"
 
 
 class RefreshSchedule:
-    """When to refresh the memory: the i-th refresh comes T(i) = min(init_interval * ratio^floor(i / repeats),
+    """When to refresh the memory (Eq. 4): the i-th refresh comes T(i) = min(init_interval * ratio^floor(i / repeats),
     max_interval) steps after the previous one (10, 10, 10, 20, 20, 20, 40, ... up to 500 with the defaults)."""
 
     def __init__(self, init_interval: int = 10, ratio: int = 2, repeats: int = 3, max_interval: int = 500):
@@ -85,7 +85,7 @@ class EntityContextMemory(nn.Module):
 
     Args:
         num_entities, num_relations, hidden_size: table sizes.
-        momentum: m in E <- m E + (1 - m) E_new (Eq. 4).
+        momentum: m in E <- m E + (1 - m) E_new (Eq. 5).
         dtype: storage dtype; float16 or bfloat16 halve the table for millions of entities. Updates are computed in
             float32.
     """
@@ -157,7 +157,7 @@ class EntityContextMemory(nn.Module):
 
     @torch.no_grad()
     def update(self, new_entity_embeddings: torch.Tensor, new_relation_embeddings: torch.Tensor | None = None):
-        """Apply Eq. (4), E <- m E + (1 - m) E_new; the first update sets E = E_new."""
+        """Apply Eq. (5), E <- m E + (1 - m) E_new; the first update sets E = E_new."""
         if new_entity_embeddings.shape != self.entity_embeddings.shape:
             raise ValueError(
                 f"new entity embeddings {tuple(new_entity_embeddings.shape)} do not match the memory "
