@@ -50,3 +50,29 @@ def test_no_or_all_mentions_removed_give_a_finite_loss(step_inputs, bert_tokeniz
     assert torch.isfinite(outputs.loss)
     assert (outputs.masked_entity_loss == 0) == (removed == 0)
     assert outputs.masked_entity_logits.shape == (2, removed, 6)
+
+
+def test_every_edge_between_a_held_pair_is_hidden_in_both_directions(bert_tokenizer):
+    # a chain with every edge in both directions (relation 0 one way, its inverse 1 the other), as WordNet has
+    heads, tails = list(range(9)), list(range(1, 10))
+    graph = KnowledgeGraph(heads + tails, [0] * 9 + [1] * 9, tails + heads, 10, 2)
+    encoding = tokenize_with_mentions(bert_tokenizer, TEXTS, [[], []], num_entities=10)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
+    )
+    for seed in range(5):
+        inputs = PretrainingInputs(bert_tokenizer, graph, num_roots=4, num_relation_pairs=3)(
+            batch, torch.Generator().manual_seed(seed)
+        )
+        held = {frozenset(pair) for pair in zip(inputs["relation_head_index"].tolist(), inputs["relation_tail_index"].tolist())}
+        visible = {frozenset(pair) for pair in inputs["edge_index"].t().tolist()}
+        assert len(held) == 3 and not held & visible
+
+
+def test_relation_embeddings_reach_the_knowledge_module_only_when_asked(step_inputs):
+    inputs = step_inputs(0.0)
+    memory = EntityContextMemory(3, 2, 8)
+    memory.relation_embeddings.normal_()
+    assert not to_model_inputs(inputs, memory, torch.device("cpu"))["relation_embeddings"].any()  # §3.5
+    with_relations = to_model_inputs(inputs, memory, torch.device("cpu"), relation_embeddings=True)
+    torch.testing.assert_close(with_relations["relation_embeddings"], memory.relation_embeddings)

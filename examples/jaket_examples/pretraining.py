@@ -29,6 +29,11 @@ def _compress(values, keep, fill):
     return torch.where(kept, torch.gather(values, 1, order), fill)
 
 
+def unordered_pairs(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """One integer per edge that is the same for (u, v) and (v, u)."""
+    return edge_index.min(dim=0).values * num_nodes + edge_index.max(dim=0).values
+
+
 @dataclass
 class PretrainingInputs:
     """Builds a step's inputs: masked tokens (L_t), removed mentions and their candidates (L_e), and a subgraph of
@@ -57,11 +62,12 @@ class PretrainingInputs:
 
         seeds = torch.cat([entity_ids[kept], self.graph.sample_roots(self.num_roots, generator=generator)])
         subgraph = self.graph.sample_subgraph(seeds, self.fanouts, generator)
-        # L_r: classify some sampled edges, and hide them from the knowledge module so the answer is not an input.
+        # L_r: classify some sampled edges, and hide from the knowledge module every edge between a held pair, in
+        # both directions: nearly every WordNet pointer has its inverse (hypernym / hyponym), which names the answer.
         num_edges = subgraph.edge_type.numel()
         held = torch.randperm(num_edges, generator=generator)[: min(self.num_relation_pairs, num_edges // 2)]
-        visible = torch.ones(num_edges, dtype=torch.bool)
-        visible[held] = False
+        pairs = unordered_pairs(subgraph.edge_index, subgraph.entity_ids.numel())
+        visible = ~torch.isin(pairs, pairs[held])
 
         true_entities = _compress(entity_ids, removed, -1)
         true_or_zero = true_entities.clamp(min=0)  # padding rows get entity 0's candidates, labelled -100 below
@@ -76,7 +82,10 @@ class PretrainingInputs:
             ],
             dim=-1,
         )
-        categories = self.graph.entity_categories
+        category_labels = None
+        if self.graph.entity_categories is not None:  # entities without a category (-1) are left out of L_c
+            category_labels = self.graph.entity_categories[subgraph.entity_ids]
+            category_labels = category_labels.masked_fill(category_labels < 0, -100)
         return {
             "input_ids": input_ids,
             "attention_mask": batch["attention_mask"],
@@ -87,7 +96,7 @@ class PretrainingInputs:
             "subgraph_entity_ids": subgraph.entity_ids,
             "edge_index": subgraph.edge_index[:, visible],
             "edge_type": subgraph.edge_type[visible],
-            "entity_category_labels": categories[subgraph.entity_ids] if categories is not None else None,
+            "entity_category_labels": category_labels,
             "relation_head_index": subgraph.edge_index[1, held],
             "relation_tail_index": subgraph.edge_index[0, held],
             "relation_labels": subgraph.edge_type[held],
@@ -99,11 +108,15 @@ class PretrainingInputs:
         }
 
 
-def to_model_inputs(inputs: dict, memory: EntityContextMemory, device) -> dict:
-    """Look E^(0) up for the subgraph and the candidates, and move everything to `device`."""
+def to_model_inputs(inputs: dict, memory: EntityContextMemory, device, relation_embeddings: bool = False) -> dict:
+    """Look E^(0) up for the subgraph and the candidates, and move everything to `device`.
+
+    §3.5: "we use relation embeddings only during fine-tuning". Without `relation_embeddings` the knowledge module
+    gets R = 0, so f(E_u, R_r) = E_u and the edges' types reach it only through L_r's labels."""
     inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}
     inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
-    inputs["relation_embeddings"] = memory.relation_embeddings.float()
+    relations = memory.relation_embeddings.float()
+    inputs["relation_embeddings"] = relations if relation_embeddings else torch.zeros_like(relations)
     # [batch, removed mentions, candidates, hidden]; a batch may have no removed mention
     inputs["masked_entity_candidate_embeddings"] = memory.lookup(inputs.pop("masked_entity_candidate_ids"))
     return inputs
