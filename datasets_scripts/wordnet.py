@@ -13,6 +13,7 @@ from .common import DataFormatError, format_error, read_lines
 
 WORDNET_URL = "https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz"
 DATA_FILES = {"n": "data.noun", "v": "data.verb", "a": "data.adj", "r": "data.adv"}
+INDEX_FILES = {"n": "index.noun", "v": "index.verb", "a": "index.adj", "r": "index.adv"}
 # Where WordNet lives when no data_dir is given: Debian's `wordnet-base` package, then NLTK's data folders.
 SYSTEM_LOCATIONS = ("/usr/share/wordnet", "~/nltk_data/corpora/wordnet", "/usr/share/nltk_data/corpora/wordnet")
 
@@ -156,6 +157,39 @@ def read_wordnet(folder: Path) -> WordNet:
             triples.add((head, symbol, tail))
     wordnet.triples = sorted(triples)
     return wordnet
+
+
+@functools.lru_cache(maxsize=4)
+def read_sense_index(folder: Path) -> dict[tuple[str, str], list[str]]:
+    """WordNet's senses of each word: {(lemma, pos letter): synset ids, most frequent sense first}, from the
+    `index.<pos>` files (`wndb(5)`: lemma, pos, synset_cnt, p_cnt, p_cnt pointer symbols, sense_cnt, tagsense_cnt,
+    then synset_cnt offsets in sense order). Lemmas are lower case with `_` between words; adjective senses are
+    under "a", satellites included, and named by their ids in the data files ("-a" or "-s")."""
+    wordnet = read_wordnet(folder)
+    senses = {}
+    for pos, file_name in INDEX_FILES.items():
+        path = folder / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"wordnet: no {path}; the sense index comes with the WordNet 3.0 database ({WORDNET_URL})")
+        for number, line in read_lines(path):
+            if line.startswith("  "):  # the license header
+                continue
+            fields = line.split()
+            try:
+                synset_count, pointer_count = int(fields[2]), int(fields[3])
+                offsets = fields[6 + pointer_count :]
+            except (IndexError, ValueError) as error:
+                raise format_error(path, number, f"not a WNDB index line ({error})") from None
+            if fields[1] != pos or len(offsets) != synset_count:
+                raise format_error(path, number, f"expected pos {pos!r} and {synset_count} synset offsets")
+            ids = []
+            for offset in offsets:
+                found = wordnet.lookup(f"{offset}-{pos}")
+                if found is None:
+                    raise format_error(path, number, f"sense {offset}-{pos} of {fields[0]!r} is no synset")
+                ids.append(wordnet.synsets[found].id)
+            senses[(fields[0], pos)] = ids
+    return senses
 
 
 def split_heldout(wordnet: WordNet, heldout_fraction: float, seed: int, num_regions: int = 100) -> list[bool]:

@@ -7,8 +7,9 @@ Configs:
 - `relations`: one row per pointer type, with a readable description.
 - `triples`: (head synset, pointer, tail synset), distinct.
 - `text`: sentences with mention spans linked to synsets: SemCor's sense annotations when its file is present,
-  otherwise the quoted usage examples inside WordNet's glosses, each linked to its own synset. Mentions of held-out
-  synsets are removed (and counted), so that those entities never appear in pre-training.
+  otherwise the quoted usage examples inside WordNet's glosses, each linked to its own synset. Each mention also
+  carries its lemma (SemCor's, or the gloss lemma found), which names the word's senses for disambiguation. Mentions
+  of held-out synsets are removed (and counted), so that those entities never appear in pre-training.
 
 `datasets_scripts.load("wordnet_semcor", data_dir)` returns the three KG configs as one `DatasetDict`;
 `load("wordnet_semcor", data_dir, config_name="text")` the text.
@@ -23,7 +24,6 @@ import datasets
 
 from .common import (
     RELATION_FEATURES,
-    TEXT_FEATURES,
     TRIPLE_FEATURES,
     DropCounter,
     entity_features,
@@ -36,6 +36,17 @@ from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_wordnet, split_he
 
 SEMCOR_URL = "https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0"
 SEMCOR_FILE = Path("semcor-3.0") / "semcor3.0.sentences.jsonl.gz"
+# The shared linked-text schema, with each mention's lemma (the key into WordNet's sense index).
+LEMMA_TEXT_FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "text": datasets.Value("string"),
+        "mentions": datasets.List(
+            {"start": datasets.Value("int32"), "end": datasets.Value("int32"), "entity": datasets.Value("string"),
+             "lemma": datasets.Value("string")}
+        ),
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -53,6 +64,7 @@ class WordNetSemcor(datasets.GeneratorBasedBuilder):
     """WordNet 3.0 (https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz) and SemCor 3.0
     (https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0)."""
 
+    VERSION = datasets.Version("1.1.0")  # 1.1.0: mentions carry their lemma
     BUILDER_CONFIG_CLASS = WordNetSemcorConfig
     BUILDER_CONFIGS = [WordNetSemcorConfig(name=name) for name in ("entities", "relations", "triples", "text")]
     DEFAULT_CONFIG_NAME = "entities"
@@ -65,7 +77,7 @@ class WordNetSemcor(datasets.GeneratorBasedBuilder):
             "entities": lambda: entity_features(self._wordnet().lexnames),
             "relations": lambda: RELATION_FEATURES,
             "triples": lambda: TRIPLE_FEATURES,
-            "text": lambda: TEXT_FEATURES,
+            "text": lambda: LEMMA_TEXT_FEATURES,
         }[self.config.name]()
         return datasets.DatasetInfo(description=__doc__, features=features, homepage=WORDNET_URL)
 
@@ -142,7 +154,8 @@ def _semcor_sentences(path: Path, wordnet):
             if drops.keep(synset is not None):
                 index = sense[0]
                 entity = wordnet.synsets[synset].id
-                mentions.append({"start": starts[index], "end": starts[index] + len(words[index]), "entity": entity})
+                mentions.append({"start": starts[index], "end": starts[index] + len(words[index]), "entity": entity,
+                                 "lemma": str(sense[1])})  # fmt: skip
         yield key, {"id": key, "text": " ".join(words), "mentions": mentions}
     drops.report()
     logger.warning(f"{path}: skipped {unresolved} sense annotations that SemCor leaves without a synset")
@@ -157,7 +170,7 @@ def _gloss_examples(wordnet):
             for lemma in synset.lemmas:
                 match = re.search(rf"\b{re.escape(lemma)}\w*", example, re.IGNORECASE)
                 if match:
-                    mentions = [{"start": match.start(), "end": match.end(), "entity": synset.id}]
+                    mentions = [{"start": match.start(), "end": match.end(), "entity": synset.id, "lemma": lemma}]
                     break
             if example:
                 yield f"{synset.id}/{j}", {"id": f"{synset.id}/{j}", "text": example, "mentions": mentions}

@@ -11,6 +11,7 @@ from transformers import (
 from .configuration_jaket import JaketConfig
 from .graph import KnowledgeGraph, Subgraph
 from .knowledge_module import KnowledgeLayer, KnowledgeModule, segment_softmax
+from .linking import link_entities
 from .memory import EntityContextMemory, RefreshSchedule
 from .modeling_jaket import (
     EntityClassificationOutput,
@@ -52,5 +53,6 @@ __all__ = [
     "KnowledgeModule",
     "RefreshSchedule",
     "Subgraph",
+    "link_entities",
     "segment_softmax",
 ]
