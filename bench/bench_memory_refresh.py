@@ -32,7 +32,7 @@ def main():
     args = parser.parse_args()
     backbone = default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    graph, _ = load_pretraining_data("wordnet_semcor", default_data_dir(), max_entities=args.max_entities)
+    graph = load_pretraining_data("wordnet_semcor", default_data_dir(), max_entities=args.max_entities).graph
     descriptions, _ = description_inputs(tokenizer, graph)
     model = JaketModel.from_backbone(backbone)
     lm1 = AutoModel.from_pretrained(backbone, num_hidden_layers=model.config.num_lm1_layers).eval()

@@ -62,8 +62,8 @@ def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, 
 
     backbone = backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    graph, text = load_pretraining_data("wordnet_semcor", default_data_dir(), max_entities=max_entities,
-                                        max_text_samples=max_texts)  # fmt: skip
+    data = load_pretraining_data("wordnet_semcor", default_data_dir(), max_entities=max_entities, max_text_samples=max_texts)
+    graph, text = data.graph, data.text
     dataset = tokenize_linked_text(text, tokenizer, graph, 128).with_format("python")
     model = JaketForPreTraining.from_backbone(backbone, num_entity_categories=len(graph.category_names),
                                               num_relation_types=graph.num_relations)  # fmt: skip

@@ -31,19 +31,21 @@ from jaket_examples.data import (
     default_data_dir,
     description_inputs,
     load_pretraining_data,
+    outside_graph,
     tokenize_linked_text,
 )
+from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
 from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
+from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from tokenization import DataCollatorWithMentions
 
 
 logger = get_logger(__name__)
-KNOWLEDGE_PARTS = ("knowledge_module", "entity_category_head", "relation_type_head")
 
 
 def parse_args(argv=None):
@@ -61,10 +63,15 @@ def parse_args(argv=None):
     parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
     parser.add_argument("--per_device_train_batch_size", type=int, default=16)
     parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    parser.add_argument("--max_train_steps", type=int, default=300)
+    parser.add_argument("--max_train_steps", type=int, default=300, help="optimisation steps (the embedded default's)")
+    parser.add_argument("--num_train_epochs", type=float, default=None,
+                        help="passes over the text; when given, sets --max_train_steps (the paper trains 8 epochs)")
     parser.add_argument("--lm_learning_rate", type=float, default=1e-5)
     parser.add_argument("--lm_warmup_steps", type=int, default=3000)
     parser.add_argument("--km_learning_rate", type=float, default=1e-4)
+    parser.add_argument("--head_learning_rate", type=float, default=1e-3,
+                        help="peak rate of the parameters the backbone does not provide (the four pre-training heads, "
+                             "the merge's LayerNorm, a missing MLM transform); linear decay")  # fmt: skip
     parser.add_argument("--weight_decay", type=float, default=0.01)
     parser.add_argument("--adam_beta1", type=float, default=0.9)
     parser.add_argument("--adam_beta2", type=float, default=0.999)
@@ -73,7 +80,11 @@ def parse_args(argv=None):
     parser.add_argument("--entity_mask_probability", type=float, default=0.15)
     parser.add_argument("--num_roots", type=int, default=16, help="random-walk root entities per step")
     parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
-    parser.add_argument("--num_relation_pairs", type=int, default=16)
+    parser.add_argument("--num_relation_pairs", type=int, default=16,
+                        help="edges a step classifies for L_r; every edge between such a pair is hidden, both ways")
+    parser.add_argument("--relation_embeddings", action="store_true",
+                        help="give the knowledge module the relation memory in pre-training too; the paper (§3.5) uses "
+                             "relation embeddings only in fine-tuning, so by default R = 0 here")  # fmt: skip
     parser.add_argument("--num_neighbour_negatives", type=int, default=5)
     parser.add_argument("--num_random_negatives", type=int, default=10)
     parser.add_argument("--refresh_init_interval", type=int, default=10)
@@ -83,6 +94,14 @@ def parse_args(argv=None):
     parser.add_argument("--memory_momentum", type=float, default=0.8)
     parser.add_argument("--memory_batch_size", type=int, default=64)
     parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--heldout_text_fraction", type=float, default=0.02,
+                        help="seeded fraction of the text never trained on, for the held-out evaluation (0: none)")
+    parser.add_argument("--heldout_seed", type=int, default=0, help="seed of the held-out text split")
+    parser.add_argument("--eval_steps", type=int, default=None,
+                        help="evaluate on the held-out data every this many steps (always at the end)")
+    parser.add_argument("--eval_outside_entities", type=int, default=1000,
+                        help="entities outside the pre-training graph (and as many held edges) for the category and "
+                             "relation-type accuracies")  # fmt: skip
     parser.add_argument("--output_dir", default="outputs/jaket-pretrained")
     parser.add_argument("--checkpointing_steps", type=int, default=None)
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
@@ -105,21 +124,35 @@ class Progress:
         self.completed_steps = int(state["completed_steps"])
 
 
-def build_optimizer(model, args):
-    """AdamW with the language module and the knowledge module in separate groups (their learning rates differ),
-    no weight decay on biases and LayerNorms."""
-    groups = {(km, decay): [] for km in (False, True) for decay in (False, True)}
+def parameter_group(name: str, new_parameters: set[str]) -> str:
+    """Which learning-rate group a parameter belongs to: `knowledge` (the knowledge module), `new` (anything the
+    backbone checkpoint did not provide: the pre-training heads, the merge's LayerNorm, an MLM transform the
+    checkpoint lacks) or `language` (LM1 and LM2 as loaded)."""
+    if name.startswith(("jaket.knowledge_module.", "knowledge_module.")):
+        return "knowledge"
+    return "new" if name in new_parameters else "language"
+
+
+def build_optimizer(model, args, new_parameters: set[str]):
+    """AdamW in three groups (each also split into decayed and undecayed parameters: no weight decay on biases and
+    LayerNorms). The language module is warmed up to `lm_learning_rate` then decays linearly; the knowledge module
+    decays linearly from `km_learning_rate`; the randomly initialised parameters decay linearly from
+    `head_learning_rate`: at the language module's 1e-5 they could not learn within a run, and their noise would be
+    all that L_t and L_e send into the language module.
+
+    The scheduler is stepped once per optimisation step by the caller (not per process), so the learning rate of
+    every step is the same whatever the number of processes."""
+    rates = {"language": args.lm_learning_rate, "knowledge": args.km_learning_rate, "new": args.head_learning_rate}
+    groups = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        km = any(part in name for part in KNOWLEDGE_PARTS)
         decay = not (name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name)
-        groups[(km, decay)].append(parameter)
+        groups.setdefault((parameter_group(name, new_parameters), decay), []).append(parameter)
     param_groups = [
-        {"params": params, "lr": args.km_learning_rate if km else args.lm_learning_rate,
-         "weight_decay": args.weight_decay if decay else 0.0, "knowledge_module": km}
-        for (km, decay), params in groups.items() if params
-    ]  # fmt: skip
+        {"params": params, "lr": rates[kind], "weight_decay": args.weight_decay if decay else 0.0, "group": kind}
+        for (kind, decay), params in sorted(groups.items())
+    ]
     optimizer = torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
 
     def language(step):  # linear warm-up to the peak, then linear decay to 0
@@ -127,11 +160,17 @@ def build_optimizer(model, args):
             return step / max(1, args.lm_warmup_steps)
         return max(0.0, (args.max_train_steps - step) / max(1, args.max_train_steps - args.lm_warmup_steps))
 
-    def knowledge(step):  # linear decay from the peak
+    def linear_decay(step):
         return max(0.0, 1.0 - step / max(1, args.max_train_steps))
 
-    lambdas = [knowledge if group["knowledge_module"] else language for group in param_groups]
+    lambdas = [language if group["group"] == "language" else linear_decay for group in param_groups]
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+
+
+def group_learning_rates(optimizer) -> dict:
+    """The current learning rate of each group, as `lm_lr`, `km_lr` and `head_lr`."""
+    names = {"language": "lm_lr", "knowledge": "km_lr", "new": "head_lr"}
+    return {names[group["group"]]: group["lr"] for group in optimizer.param_groups}
 
 
 def compute_sharded(accelerator, model, descriptions, batch_size):
@@ -192,6 +231,36 @@ def resolve_checkpoint(output_dir: Path, name: str) -> Path:
     return output_dir / pointer.read_text().strip()
 
 
+def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> PretrainingEvaluation:
+    """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
+    WordNet, every word's senses (for disambiguation)."""
+    sense_index = synset_descriptions = None
+    if args.dataset == "wordnet_semcor":
+        sense_index = read_sense_index(find_wordnet(data_dir))
+        entities = data.kg["entities"]
+        synset_descriptions = dict(zip(entities["id"], zip(entities["name"], entities["description"])))
+    sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
+                                          args.max_seq_length, args.per_device_train_batch_size, args.seed)  # fmt: skip
+    outside = outside_graph(data.kg)
+    if outside is not None:
+        outside = prepare_outside_graph(outside, tokenizer, args.eval_outside_entities, tuple(args.fanouts),
+                                        args.eval_outside_entities, args.description_length, args.seed)  # fmt: skip
+    return PretrainingEvaluation(sentences, outside, synset_descriptions, data.graph, tokenizer,
+                                 args.relation_embeddings, args.memory_batch_size)  # fmt: skip
+
+
+def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
+    """Run the held-out evaluation on the main process; log it, and write `<output_dir>/eval_results.json`."""
+    accelerator.wait_for_everyone()
+    if evaluation is not None:
+        results = {"step": step, **evaluation(accelerator.unwrap_model(model), memory, accelerator.device)}
+        logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        if report_to:
+            accelerator.log({f"eval/{k}": v for k, v in results.items() if k != "step"}, step=step)
+    accelerator.wait_for_everyone()
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -204,6 +273,9 @@ def main(argv=None):
         log_with=report_to,
         project_dir=str(output_dir),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        # A prepared scheduler otherwise steps once per process at each optimizer step: with N processes the
+        # warm-up would end N times too early. The loop steps it once per optimisation step instead.
+        step_scheduler_with_optimizer=False,
         # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
@@ -213,16 +285,17 @@ def main(argv=None):
 
     backbone = args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
+    data_dir = args.data_dir or default_data_dir()
     with accelerator.main_process_first():
-        graph, text = load_pretraining_data(
-            args.dataset, args.data_dir or default_data_dir(), args.dataset_cache_dir, args.max_entities,
-            args.max_train_samples,
-        )  # fmt: skip
-        train_dataset = tokenize_linked_text(text, tokenizer, graph, args.max_seq_length)
+        data = load_pretraining_data(args.dataset, data_dir, args.dataset_cache_dir, args.max_entities,
+                                     args.max_train_samples, args.heldout_text_fraction, args.heldout_seed)  # fmt: skip
+        train_dataset = tokenize_linked_text(data.text, tokenizer, data.graph, args.max_seq_length)
+    graph = data.graph
     entity_descriptions, relation_descriptions = description_inputs(tokenizer, graph, args.description_length)
     logger.info(
         f"{args.dataset}: {graph.num_entities} entities, {graph.num_relations} relations, {graph.num_triples} "
-        f"triples, {len(train_dataset)} texts"
+        f"triples, {len(train_dataset)} texts to train on, "
+        f"{len(data.heldout_text) if data.heldout_text is not None else 0} held out"
     )
 
     overrides = {"num_entity_categories": len(graph.category_names), "num_relation_types": graph.num_relations,
@@ -231,12 +304,12 @@ def main(argv=None):
                  "memory_momentum": args.memory_momentum}  # fmt: skip
     if args.num_lm1_layers:
         overrides["num_lm1_layers"] = args.num_lm1_layers
-    model = JaketForPreTraining.from_backbone(backbone, **overrides)
+    model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
 
     collator = DataCollatorWithMentions(tokenizer.pad_token_id)
     dataloader = DataLoader(train_dataset.with_format("python"), batch_size=args.per_device_train_batch_size,
                             shuffle=True, collate_fn=collator)  # fmt: skip
-    optimizer, scheduler = build_optimizer(model, args)
+    optimizer, scheduler = build_optimizer(model, args, set(loading_info["missing_keys"]))
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
 
     config = accelerator.unwrap_model(model).config
@@ -249,6 +322,9 @@ def main(argv=None):
         tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
         args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
     )  # fmt: skip
+    evaluation = None
+    if accelerator.is_main_process and data.heldout_text is not None:
+        evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)
 
     if args.resume_from_checkpoint:
         checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
@@ -262,6 +338,8 @@ def main(argv=None):
     if report_to:
         accelerator.init_trackers("jaket-pretraining", {k: str(v) for k, v in vars(args).items()})
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
+    if args.num_train_epochs:  # the schedules read args.max_train_steps at each step, so setting it here suffices
+        args.max_train_steps = math.ceil(args.num_train_epochs * steps_per_epoch)
     bar = tqdm(range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
     model.train()
     last_log = time.perf_counter()
@@ -271,7 +349,7 @@ def main(argv=None):
             dataloader.set_epoch(epoch)
         skip = (progress.completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
         batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
-        totals, micro, counted = {}, 0, 0
+        totals, micro, counted, entities = {}, 0, 0, 0
         for batch in batches:
             # Per-step, per-rank randomness (sampling, masking, dropout) that a resumed run reproduces exactly
             # without replaying earlier steps, whatever else drew from the global generator in between.
@@ -280,17 +358,18 @@ def main(argv=None):
             inputs = build_inputs({k: v.cpu() for k, v in batch.items()}, torch.Generator().manual_seed(seed))
             micro += 1
             with accelerator.accumulate(model):
-                output = model(**to_model_inputs(inputs, memory, accelerator.device))
+                output = model(**to_model_inputs(inputs, memory, accelerator.device, args.relation_embeddings))
                 accelerator.backward(output.loss)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             counted += 1
+            entities += inputs["subgraph_entity_ids"].numel()
             for key in ("loss", "masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss"):
                 if output[key] is not None:
                     totals[key] = totals.get(key, 0.0) + output[key].detach().float()
             if not accelerator.sync_gradients:
                 continue
+            scheduler.step()
             progress.completed_steps += 1
             micro = 0
             bar.update(1)
@@ -304,18 +383,24 @@ def main(argv=None):
                 means = {k: accelerator.gather(v.reshape(1)).mean().item() / counted for k, v in totals.items()}
                 elapsed, last_log = time.perf_counter() - last_log, time.perf_counter()
                 samples = counted * args.per_device_train_batch_size * accelerator.num_processes
-                means.update(lm_lr=scheduler.get_last_lr()[0], km_lr=scheduler.get_last_lr()[-1],
-                             samples_per_second=samples / elapsed)  # fmt: skip
-                logger.info(f"step {step}: " + json.dumps({k: round(v, 6) for k, v in means.items()}))
+                # KG entities that one optimisation step touches, over every micro-batch and process (the paper's
+                # 16,384 a step)
+                steps = counted / args.gradient_accumulation_steps
+                entities_per_step = accelerator.gather(torch.tensor([entities], device=accelerator.device)).sum().item() / steps
+                means.update(group_learning_rates(optimizer), samples_per_second=samples / elapsed,
+                             kg_entities_per_step=entities_per_step)  # fmt: skip
+                logger.info(f"step {step}: " + json.dumps({k: float(f"{v:.6g}") for k, v in means.items()}))
                 if report_to:
                     accelerator.log(means, step=step)
-                totals, counted = {}, 0
+                totals, counted, entities = {}, 0, 0
+            if args.eval_steps and step % args.eval_steps == 0 and step < args.max_train_steps:
+                run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, step)
             if step >= args.max_train_steps:
                 break
 
-    accelerator.wait_for_everyone()
+    run_evaluation(accelerator, evaluation, model, memory, output_dir, progress.completed_steps, report_to)
     unwrapped = accelerator.unwrap_model(model)
     logger.info(
         f"rank {accelerator.process_index}: memory fingerprint {fingerprint([memory.entity_embeddings])}, "

@@ -140,5 +140,6 @@ def run_script(script, args, launcher=(sys.executable,), timeout=600):
 def pretrained(tmp_path_factory, tiny_bert_checkpoint, datasets_cache):
     """examples/pretrain.py run for 12 steps with a tiny backbone: (output folder, log)."""
     output = tmp_path_factory.mktemp("pretrained")
-    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12))
+    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12,
+                                                          "--heldout_text_fraction", "0.25", "--eval_steps", "6"))  # fmt: skip
     return output, log

@@ -1,6 +1,7 @@
 """examples/pretrain.py end to end on the real WordNet + SemCor data, with a tiny backbone: the refresh hook in a
 real loop, two processes under Accelerate, and a killed run resumed from its last checkpoint."""
 
+import json
 import os
 import re
 import signal
@@ -8,10 +9,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
 
 from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
 
@@ -27,6 +29,15 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     losses = re.findall(r"step 12: (\{.*\})", log)
     assert losses and all(name in losses[0] for name in ("masked_lm_loss", "masked_entity_loss",
                                                           "entity_category_loss", "relation_type_loss"))  # fmt: skip
+
+    # the held-out evaluation ran after step 6 and at the end, on sentences that were never trained on
+    assert "step 6: held-out evaluation" in log and "texts to train on, 16 held out" in log
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["step"] == 12 and results["heldout_masked_entities"] > 0 and results["wsd_mentions"] > 0
+    assert results["outside_entities"] == results["outside_held_edges"] == 1000
+    for key in ("heldout_masked_token_accuracy", "heldout_masked_entity_hits_at_1", "wsd_hits_at_1",
+                "wsd_most_frequent_sense_hits_at_1", "outside_category_accuracy", "outside_relation_type_accuracy"):
+        assert 0.0 <= results[key] <= 1.0, key
 
     memory = EntityContextMemory.from_pretrained(out)
     graph = KnowledgeGraph.from_pretrained(out / "graph")
@@ -56,6 +67,13 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
     assert sorted(prints) == [0, 1], log[-3000:]
     assert prints[0] == prints[1]
     assert "step 6: memory refreshed" in log and "[RANK 1]" in log
+    # the learning rates after each logged step are those of one process: warm-up over 2 steps, decay to step 6
+    rates = {int(step): json.loads(values) for step, values in re.findall(r"step (\d+): (\{.*\})", log)}
+    assert sorted(rates) == [2, 4, 6]
+    for step, values in rates.items():
+        assert values["lm_lr"] == pytest.approx(1e-5 * (6 - step) / 4, abs=1e-9)
+        assert values["km_lr"] == pytest.approx(1e-4 * (6 - step) / 6, abs=1e-9)
+        assert values["head_lr"] == pytest.approx(1e-3 * (6 - step) / 6, abs=1e-9)
 
 
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache):
@@ -83,3 +101,23 @@ def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint
     final_a, final_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(output / "model.safetensors")
     for key in final_a:
         torch.testing.assert_close(final_a[key], final_b[key], rtol=0, atol=0)
+
+
+def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path):
+    import pretrain
+
+    # all-MiniLM-L6-v2 has no MLM head: its transform starts from random, like the other pre-training heads
+    model, info = JaketForPreTraining.from_backbone(minilm_path, output_loading_info=True, num_entity_categories=4,
+                                                    num_relation_types=3)  # fmt: skip
+    args = pretrain.parse_args(["--lm_learning_rate", "1e-5", "--km_learning_rate", "1e-4", "--head_learning_rate", "1e-3"])
+    optimizer, _ = pretrain.build_optimizer(model, args, set(info["missing_keys"]))
+    rate = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}  # peak rates
+    parameters = dict(model.named_parameters())
+    assert len(rate) == len(parameters)
+    for name in ("masked_entity_head.w1.weight", "entity_category_head.weight", "relation_type_head.dense.weight",
+                 "lm_head.dense.weight", "lm_head.bias", "jaket.merge.layer_norm.weight"):  # fmt: skip
+        assert rate[id(parameters[name])] == 1e-3, name
+    assert rate[id(parameters["jaket.knowledge_module.layers.0.projection.weight"])] == 1e-4
+    for name in ("jaket.lm1.0.attention.self.query.weight", "jaket.lm2.0.output.dense.weight",
+                 "jaket.embeddings.word_embeddings.weight"):  # fmt: skip
+        assert rate[id(parameters[name])] == 1e-5, name

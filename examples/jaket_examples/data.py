@@ -4,6 +4,7 @@ memory, and tokenized text whose mentions link into the graph."""
 import os
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 
@@ -41,13 +42,39 @@ def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, m
     return KnowledgeGraph.from_records(entities, kg["relations"], kg["triples"], category_names=names)
 
 
-def load_pretraining_data(name: str, data_dir, cache_dir=None, max_entities=None, max_text_samples=None):
-    """(graph, raw text) for pre-training on builder `name` (`wordnet_semcor` or `wikipedia_wikidata`)."""
+class PretrainingData(NamedTuple):
+    kg: datasets.DatasetDict  # the whole KG: entities (all parts), relations, triples
+    graph: KnowledgeGraph  # its pre-training part
+    text: datasets.Dataset  # linked text to train on
+    heldout_text: datasets.Dataset | None  # linked text never trained on
+
+
+def load_pretraining_data(name: str, data_dir, cache_dir=None, max_entities=None, max_text_samples=None,
+                          heldout_text_fraction=0.0, split_seed=0) -> PretrainingData:  # fmt: skip
+    """The KG and text of builder `name` (`wordnet_semcor` or `wikipedia_wikidata`), with a seeded
+    `heldout_text_fraction` of the text (after `max_text_samples`) held out. With `max_entities`, the graph keeps the
+    entities most mentioned in the training text."""
     kg = datasets_scripts.load(name, data_dir, cache_dir=cache_dir)
     text = datasets_scripts.load(name, data_dir, config_name="text", cache_dir=cache_dir)["train"]
     if max_text_samples:
         text = text.select(range(min(max_text_samples, len(text))))
-    return pretraining_graph(kg, text, max_entities), text
+    heldout = None
+    if heldout_text_fraction:
+        if not 0.0 < heldout_text_fraction < 1.0:
+            raise ValueError(f"the held-out fraction of the text must be in (0, 1), got {heldout_text_fraction}")
+        split = text.train_test_split(test_size=heldout_text_fraction, seed=split_seed, shuffle=True)
+        text, heldout = split["train"], split["test"]
+    return PretrainingData(kg, pretraining_graph(kg, text, max_entities), text, heldout)
+
+
+def outside_graph(kg: datasets.DatasetDict) -> KnowledgeGraph | None:
+    """The entities of a KG that pre-training never sees (`part` other than "pretrain"), as a graph of their own;
+    None when there are none."""
+    entities = kg["entities"].filter(lambda part: part != "pretrain", input_columns="part", keep_in_memory=True)
+    if len(entities) == 0:
+        return None
+    names = kg["entities"].features["category"].names
+    return KnowledgeGraph.from_records(entities, kg["relations"], kg["triples"], category_names=names)
 
 
 def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):

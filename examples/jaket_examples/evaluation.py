@@ -1,0 +1,225 @@
+"""Evaluating pre-training on data it never trained on: a held-out slice of the text, and the knowledge graph's
+entities outside the pre-training graph.
+
+- masked-token accuracy and masked-entity hits@1 among the training candidates (true entity, neighbours, random),
+  on the held-out sentences, masked as a training step masks them (with a fixed seed);
+- word-sense disambiguation as entity linking: each removed mention whose lemma has two or more WordNet senses,
+  linked by the masked-entity head among all senses of its lemma, beside WordNet's first-listed (most frequent)
+  sense;
+- entity-category accuracy on entities outside the pre-training graph, and relation-type accuracy on edges between
+  them, every edge between a held pair hidden in both directions.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
+
+from .pretraining import PretrainingInputs, to_model_inputs, unordered_pairs
+
+
+def _pos(synset_id: str) -> str:
+    """WordNet's index files list adjective satellites ("-s") under "a"."""
+    pos = synset_id.rsplit("-", 1)[1]
+    return "a" if pos == "s" else pos
+
+
+@dataclass
+class HeldoutSentences:
+    """The held-out sentences, tokenized, masked and batched once (ids only), with each removed mention's senses."""
+
+    batches: list = field(default_factory=list)  # (step inputs, [batch, removed] index into `senses` or -1)
+    senses: list = field(default_factory=list)  # per removed ambiguous mention: (sense synset ids, true synset id)
+
+
+def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inputs: PretrainingInputs,
+                              sense_index=None, max_length=128, batch_size=32, seed=0) -> HeldoutSentences:  # fmt: skip
+    """Tokenize the held-out rows with their mentions of `graph`'s entities, and draw once, with `seed`, what a
+    training step would mask. With `sense_index` ({(lemma, pos): synset ids}) and mentions carrying a `lemma`, the
+    removed mentions whose lemma has two or more senses are kept for disambiguation."""
+    records, texts, spans = [], [], []
+    for row in text:
+        linked = []
+        for mention in row["mentions"]:
+            if mention["entity"] in graph.entity_index:
+                linked.append((mention["start"], mention["end"], len(records)))
+                records.append((mention["entity"], mention.get("lemma")))
+        texts.append(row["text"])
+        spans.append(linked)
+    encoding = tokenize_with_mentions(tokenizer, texts, spans, max_length=max_length)
+    entity_of_record = torch.tensor([graph.entity_index[entity] for entity, _ in records] + [-1])
+    collate = DataCollatorWithMentions(tokenizer.pad_token_id)
+    keys = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+    prepared = HeldoutSentences()
+    generator = torch.Generator().manual_seed(seed)
+    for begin in range(0, len(texts), batch_size):
+        batch = collate([{k: encoding[k][i] for k in keys} for i in range(begin, min(begin + batch_size, len(texts)))])
+        record_ids = batch["mention_entity_ids"]
+        batch["mention_entity_ids"] = entity_of_record[record_ids]  # -1 pads map to the appended -1
+        inputs = build_inputs(batch, generator)
+        # which mention each removed one was: the one of its sentence starting at the same token
+        removed = inputs["masked_entity_starts"]
+        same = (removed.unsqueeze(-1) == batch["mention_starts"].unsqueeze(1)) & (removed >= 0).unsqueeze(-1)
+        removed_records = torch.where(removed >= 0, torch.gather(record_ids, 1, same.int().argmax(-1)), -1)
+        sense_rows = torch.full(removed.shape, -1)
+        for position in (removed_records >= 0).nonzero().tolist():
+            entity, lemma = records[int(removed_records[tuple(position)])]
+            if sense_index is None or lemma is None:
+                continue
+            senses = sense_index.get((lemma.lower().replace(" ", "_"), _pos(entity)), [])
+            if len(senses) >= 2 and entity in senses:
+                sense_rows[tuple(position)] = len(prepared.senses)
+                prepared.senses.append((senses, entity))
+        prepared.batches.append((inputs, sense_rows))
+    return prepared
+
+
+@dataclass
+class OutsideGraph:
+    """Entities outside the pre-training graph: a seeded sample of them with their neighbourhood, descriptions
+    tokenized, and held pairs whose every edge is hidden."""
+
+    subgraph_entity_ids: torch.Tensor
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+    num_seeds: int
+    categories: torch.Tensor
+    relation_head_index: torch.Tensor
+    relation_tail_index: torch.Tensor
+    relation_labels: torch.Tensor
+    descriptions: dict
+
+
+def prepare_outside_graph(graph: KnowledgeGraph, tokenizer, num_entities=1000, fanouts=(10, 10), num_pairs=1000,
+                          description_length=64, seed=0) -> OutsideGraph:  # fmt: skip
+    generator = torch.Generator().manual_seed(seed)
+    seeds = torch.randperm(graph.num_entities, generator=generator)[:num_entities]
+    subgraph = graph.sample_subgraph(seeds, fanouts, generator)
+    num_edges = subgraph.edge_type.numel()
+    held = torch.randperm(num_edges, generator=generator)[: min(num_pairs, num_edges // 2)]
+    pairs = unordered_pairs(subgraph.edge_index, subgraph.entity_ids.numel())
+    visible = ~torch.isin(pairs, pairs[held])
+    ids = subgraph.entity_ids.tolist()
+    descriptions = encode_descriptions(tokenizer, [graph.entity_names[i] for i in ids],
+                                       [graph.entity_descriptions[i] for i in ids], description_length)  # fmt: skip
+    return OutsideGraph(
+        subgraph.entity_ids, subgraph.edge_index[:, visible], subgraph.edge_type[visible], subgraph.num_seeds,
+        graph.entity_categories[subgraph.entity_ids[: subgraph.num_seeds]], subgraph.edge_index[1, held],
+        subgraph.edge_index[0, held], subgraph.edge_type[held], descriptions,
+    )  # fmt: skip
+
+
+@dataclass
+class PretrainingEvaluation:
+    """Everything `evaluate` needs, prepared once: the held-out sentences and, when the KG has them, the entities
+    outside the pre-training graph. `synset_descriptions` ({synset id: (name, description)}) describes the senses
+    that are not in the memory, which LM1 encodes at each evaluation."""
+
+    sentences: HeldoutSentences
+    outside: OutsideGraph | None = None
+    synset_descriptions: dict | None = None
+    graph: KnowledgeGraph | None = None
+    tokenizer: object = None
+    relation_embeddings: bool = False
+    batch_size: int = 64
+
+    @torch.no_grad()
+    def __call__(self, model, memory: EntityContextMemory, device) -> dict:
+        was_training = model.training
+        model.eval()
+        try:
+            results = self._sentences(model, memory, device)
+            if self.outside is not None:
+                results.update(self._outside(model, memory, device))
+        finally:
+            model.train(was_training)
+        return results
+
+    def _sense_table(self, model, memory):
+        """Embeddings of every sense that a removed mention may be linked to: from the memory where the entity is in
+        the pre-training graph, else encoded by LM1 from its description."""
+        synsets = sorted({s for senses, _ in self.sentences.senses for s in senses})
+        row = {s: i for i, s in enumerate(synsets)}
+        table = torch.empty(len(synsets), model.config.hidden_size)
+        in_graph = [s for s in synsets if s in self.graph.entity_index]
+        if in_graph:
+            ids = torch.tensor([self.graph.entity_index[s] for s in in_graph])
+            table[[row[s] for s in in_graph]] = memory.lookup(ids.to(memory.entity_embeddings.device)).cpu()
+        outside = [s for s in synsets if s not in self.graph.entity_index]
+        if outside:
+            names, descriptions = zip(*(self.synset_descriptions[s] for s in outside))
+            encoded = encode_descriptions(self.tokenizer, list(names), list(descriptions))
+            table[[row[s] for s in outside]] = EntityContextMemory.compute(model, encoded, self.batch_size)
+        return table, row
+
+    def _sentences(self, model, memory, device):
+        senses = self.sentences.senses
+        if senses:
+            table, row = self._sense_table(model, memory)
+        tokens = tokens_right = entities = entities_right = 0
+        linked_right = first_sense_right = 0
+        for inputs, sense_rows in self.sentences.batches:
+            model_inputs = to_model_inputs(inputs, memory, device, self.relation_embeddings)
+            num_candidates = model_inputs["masked_entity_candidate_embeddings"].shape[2]
+            width = max([len(senses[i][0]) for i in sense_rows[sense_rows >= 0].tolist()], default=0)
+            if width:
+                # the senses ride along as extra candidates, padded with zeros and scored -inf below
+                extra = torch.zeros(*sense_rows.shape, width, table.shape[1])
+                for position in (sense_rows >= 0).nonzero().tolist():
+                    synsets = senses[int(sense_rows[tuple(position)])][0]
+                    extra[tuple(position)][: len(synsets)] = table[[row[s] for s in synsets]]
+                model_inputs["masked_entity_candidate_embeddings"] = torch.cat(
+                    [model_inputs["masked_entity_candidate_embeddings"], extra.to(device)], dim=2
+                )
+            output = model(**model_inputs)
+            labels = model_inputs["labels"]
+            predicted = output.logits.argmax(-1)
+            tokens += int((labels != -100).sum())
+            tokens_right += int((predicted == labels[labels != -100]).sum())
+            scored = model_inputs["masked_entity_labels"] != -100
+            logits = output.masked_entity_logits.float().cpu()
+            entities += int(scored.sum())
+            entities_right += int((logits[..., :num_candidates].argmax(-1) == 0)[scored.cpu()].sum())
+            for position in (sense_rows >= 0).nonzero().tolist():
+                synsets, true = senses[int(sense_rows[tuple(position)])]
+                scores = logits[tuple(position)][num_candidates : num_candidates + len(synsets)]
+                linked_right += synsets[int(scores.argmax())] == true
+                first_sense_right += synsets[0] == true
+        results = {
+            "heldout_masked_tokens": tokens,
+            "heldout_masked_token_accuracy": tokens_right / max(1, tokens),
+            "heldout_masked_entities": entities,
+            "heldout_masked_entity_hits_at_1": entities_right / max(1, entities),
+        }
+        if senses:
+            results.update(
+                wsd_mentions=len(senses),
+                wsd_hits_at_1=linked_right / len(senses),
+                wsd_most_frequent_sense_hits_at_1=first_sense_right / len(senses),
+            )
+        return results
+
+    def _outside(self, model, memory, device):
+        outside = self.outside
+        initial = EntityContextMemory.compute(model, outside.descriptions, self.batch_size)
+        relations = memory.relation_embeddings.float()
+        output = model(
+            subgraph_entity_ids=outside.subgraph_entity_ids.to(device),
+            edge_index=outside.edge_index.to(device),
+            edge_type=outside.edge_type.to(device),
+            entity_init_embeddings=initial.to(device),
+            relation_embeddings=relations if self.relation_embeddings else torch.zeros_like(relations),
+            relation_head_index=outside.relation_head_index.to(device),
+            relation_tail_index=outside.relation_tail_index.to(device),
+        )
+        categories = output.entity_category_logits[: outside.num_seeds].argmax(-1).cpu()
+        labelled = outside.categories >= 0
+        relations_right = output.relation_type_logits.argmax(-1).cpu() == outside.relation_labels
+        return {
+            "outside_entities": int(labelled.sum()),
+            "outside_category_accuracy": float((categories == outside.categories)[labelled].float().mean()),
+            "outside_held_edges": int(outside.relation_labels.numel()),
+            "outside_relation_type_accuracy": float(relations_right.float().mean()),
+        }
