@@ -46,6 +46,10 @@ TAIL_CATEGORY = {
 TOPIC = re.compile(r"\[([^\]]+)\]")
 
 
+# Names the prepared cache: a change of what the builder writes bumps it. 1.1.0: no description states a triple.
+BUILDER_VERSION = datasets.Version("1.1.0")
+
+
 @dataclass
 class MetaQAConfig(datasets.BuilderConfig):
     kg_setting: str = "full"
@@ -55,9 +59,11 @@ class MetaQAConfig(datasets.BuilderConfig):
 class MetaQA(datasets.GeneratorBasedBuilder):
     """MetaQA vanilla 1-hop and 2-hop questions and its movie KB, https://github.com/yuyuz/MetaQA (CC BY 3.0)."""
 
-    VERSION = datasets.Version("1.1.0")  # 1.1.0: no description states a triple
+    VERSION = BUILDER_VERSION
     BUILDER_CONFIG_CLASS = MetaQAConfig
-    BUILDER_CONFIGS = [MetaQAConfig(name=n) for n in ("entities", "relations", "triples", "1-hop", "2-hop")]
+    BUILDER_CONFIGS = [
+        MetaQAConfig(name=n, version=BUILDER_VERSION) for n in ("entities", "relations", "triples", "1-hop", "2-hop")
+    ]
     DEFAULT_CONFIG_NAME = "1-hop"
 
     def _info(self):

@@ -49,6 +49,10 @@ LEMMA_TEXT_FEATURES = datasets.Features(
 )  # fmt: skip
 
 
+# Names the prepared cache: a change of what the builder writes bumps it. 1.1.0: mention lemmas.
+BUILDER_VERSION = datasets.Version("1.1.0")
+
+
 @dataclass
 class WordNetSemcorConfig(datasets.BuilderConfig):
     """heldout_fraction / split_seed: the reproducible held-out part of the KG (see `wordnet.split_heldout`).
@@ -64,9 +68,11 @@ class WordNetSemcor(datasets.GeneratorBasedBuilder):
     """WordNet 3.0 (https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz) and SemCor 3.0
     (https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0)."""
 
-    VERSION = datasets.Version("1.1.0")  # 1.1.0: mentions carry their lemma
+    VERSION = BUILDER_VERSION
     BUILDER_CONFIG_CLASS = WordNetSemcorConfig
-    BUILDER_CONFIGS = [WordNetSemcorConfig(name=name) for name in ("entities", "relations", "triples", "text")]
+    BUILDER_CONFIGS = [
+        WordNetSemcorConfig(name=n, version=BUILDER_VERSION) for n in ("entities", "relations", "triples", "text")
+    ]
     DEFAULT_CONFIG_NAME = "entities"
 
     def _wordnet(self):

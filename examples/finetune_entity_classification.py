@@ -27,15 +27,26 @@ from jaket_examples.finetuning import (
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
 
 import datasets_scripts
-from modeling_jaket import JaketForEntityClassification, JaketForSequenceClassification, KnowledgeGraph
+from modeling_jaket import (
+    JaketForEntityClassification,
+    JaketForPreTraining,
+    JaketForSequenceClassification,
+    KnowledgeGraph,
+)
 
 
 logger = logging.getLogger(__name__)
+# Two uses of JAKET's pre-trained category head, which the shared label space (WordNet's 45 lexicographer files) allows.
+JAKET_HEAD_METHODS = {
+    "jaket_zero_shot": "JAKET's pre-trained category head on the unseen KG, no fine-tuning (relation embeddings off, "
+                       "as in pre-training)",
+    "jaket_from_head": "JAKET fine-tuned with its classifier started from the pre-trained category head",
+}  # fmt: skip
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, METHODS, "folder with wordnet-3.0/ (and semcor-3.0/)",
+    add_common_arguments(parser, {**METHODS, **JAKET_HEAD_METHODS}, "folder with wordnet-3.0/ (and semcor-3.0/)",
                          dict(learning_rate=1e-3, num_train_epochs=20, per_device_train_batch_size=64,
                               output_dir="outputs/entity-classification"))  # fmt: skip
     parser.add_argument("--num_lm1_layers", type=int, default=None)
@@ -103,6 +114,18 @@ def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
     return results, model
 
 
+def start_from_category_head(model: JaketForEntityClassification, pretrained: str) -> None:
+    """Copy JAKET's pre-trained entity-category head (L_c) into the classifier: both map E^KM to WordNet's 45
+    lexicographer files."""
+    head = JaketForPreTraining.from_pretrained(pretrained).entity_category_head
+    if head.weight.shape != model.classifier.weight.shape:
+        raise ValueError(
+            f"the pre-trained category head of {pretrained} scores {head.weight.shape[0]} categories but this task has "
+            f"{model.classifier.weight.shape[0]} labels: it can start the classifier only when both are the same"
+        )
+    model.classifier.load_state_dict(head.state_dict())
+
+
 def main(argv=None):
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -112,12 +135,17 @@ def main(argv=None):
         accuracy, _ = classify_descriptions(args, graph)
         record = {"task": "entity_classification", "method": "lm", "seed": args.seed, "accuracy": accuracy}
         return save_results(args, args.method, record)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
+    base_method = "jaket" if args.method in JAKET_HEAD_METHODS else args.method
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if base_method == "jaket" else args.backbone)
     overrides = {"num_labels": len(graph.category_names)}
-    if args.num_lm1_layers and args.method != "jaket":
+    if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
-    model = load_model(args.method, JaketForEntityClassification, args.model_name_or_path, args.backbone, **overrides)
-    entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
+    model = load_model(base_method, JaketForEntityClassification, args.model_name_or_path, args.backbone, **overrides)
+    entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed)
+    if args.method in JAKET_HEAD_METHODS:
+        start_from_category_head(model, args.model_name_or_path)
+    if args.method == "jaket_zero_shot":
+        relation_table = torch.zeros_like(relation_table)  # as the head was pre-trained (§3.5)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     logger.info(f"{args.method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
 
@@ -135,7 +163,8 @@ def main(argv=None):
             model=wrapped, args=training_args, train_dataset=splits["train"],
             data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
         )  # fmt: skip
-        trainer.train()
+        if args.method != "jaket_zero_shot":
+            trainer.train()
         test = trainer.evaluate(splits["test"], metric_key_prefix="test")
         results[f"{percent}%"] = test["test_accuracy"]
         logger.info(f"{args.method} {percent}%: test accuracy {test['test_accuracy']:.4f}")

@@ -11,8 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 
 
-METHOD_ORDER = ["gnn", "lm", "lm_gnn", "lm_gnn_m", "jaket"]
-METHOD_NAMES = {"gnn": "GNN", "lm": "LM", "lm_gnn": "LM+GNN", "lm_gnn_m": "LM+GNN+M", "jaket": "JAKET"}
+METHOD_ORDER = ["gnn", "lm", "lm_gnn", "lm_gnn_m", "jaket", "jaket_zero_shot", "jaket_from_head"]
+METHOD_NAMES = {"gnn": "GNN", "lm": "LM", "lm_gnn": "LM+GNN", "lm_gnn_m": "LM+GNN+M", "jaket": "JAKET",
+                "jaket_zero_shot": "JAKET's category head, no fine-tuning",
+                "jaket_from_head": "JAKET, classifier from its category head"}  # fmt: skip
 
 
 def collect(folders):

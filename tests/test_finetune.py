@@ -17,10 +17,10 @@ from tokenization import encode_descriptions
 
 def common(tmp_path, datasets_cache, method, pretrained, backbone):
     args = ["--method", method, "--dataset_cache_dir", datasets_cache, "--output_dir", str(tmp_path), "--max_steps", "3"]
-    return args + (["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", backbone])
+    return args + (["--model_name_or_path", str(pretrained[0])] if method.startswith("jaket") else ["--backbone", backbone])
 
 
-@pytest.mark.parametrize("method", ["jaket", "gnn", "lm"])
+@pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     record = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
                                    + ["--fractions", "5", "--per_device_train_batch_size", "16"])  # fmt: skip
@@ -28,6 +28,26 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert 0.0 <= record["accuracy"]["5%"] <= 1.0
     saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
     assert saved == record
+
+
+def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pretrained, tmp_path, datasets_cache):
+    from finetune_entity_classification import start_from_category_head
+
+    from modeling_jaket import JaketForPreTraining
+
+    folder = str(pretrained[0])
+    model = load_model("jaket", JaketForEntityClassification, folder, None, num_labels=5)  # pre-trained on 45
+    with pytest.raises(ValueError, match="scores 45 categories but this task has 5 labels"):
+        start_from_category_head(model, folder)
+    model = load_model("jaket", JaketForEntityClassification, folder, None, num_labels=45)
+    start_from_category_head(model, folder)
+    head = JaketForPreTraining.from_pretrained(folder).entity_category_head
+    assert torch.equal(model.classifier.weight, head.weight) and torch.equal(model.classifier.bias, head.bias)
+
+    # zero-shot: the same test accuracy whatever the training fraction, since nothing is trained
+    record = entity_classification(common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None)
+                                   + ["--fractions", "100", "5"])  # fmt: skip
+    assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
 
 
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):

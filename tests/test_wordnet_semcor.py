@@ -1,5 +1,6 @@
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,11 @@ def test_load_rejects_unknown_names():
         ds.load("wordnet")
     with pytest.raises(ValueError, match="has no config 'kb'"):
         ds.load("wordnet_semcor", DATA_DIR, config_name="kb")
+
+
+def test_the_prepared_cache_is_named_by_the_builder_version(kg, datasets_cache):
+    from datasets_scripts.wordnet_semcor import BUILDER_VERSION
+
+    # a builder that writes something new bumps its version, so an older prepared copy is never read back
+    assert str(BUILDER_VERSION) == "1.1.0"
+    assert list(Path(datasets_cache).glob(f"wordnet_semcor/entities-*/{BUILDER_VERSION}"))
