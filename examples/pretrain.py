@@ -31,6 +31,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
+from safetensors.torch import load_file
 from jaket_examples.data import (
     default_backbone,
     default_data_dir,
@@ -47,6 +48,7 @@ from transformers import AutoTokenizer
 
 from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
+from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
 from tokenization import DataCollatorWithMentions
 
 
@@ -120,16 +122,38 @@ def parse_args(argv=None):
 
 
 class Progress:
-    """The optimisation step count, checkpointed beside everything else."""
+    """The optimisation step count."""
 
     def __init__(self):
         self.completed_steps = 0
 
-    def state_dict(self):
-        return {"completed_steps": self.completed_steps}
 
-    def load_state_dict(self, state):
-        self.completed_steps = int(state["completed_steps"])
+TRAINING_STATE_NAME = "training_state.json"
+
+
+def save_training_state(directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress):
+    """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
+    is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
+    code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
+    memory.save_pretrained(directory)
+    state = {"completed_steps": progress.completed_steps, "refresh_schedule": schedule.state_dict()}
+    (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
+
+
+def load_training_state(directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress):
+    state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
+    for path in (state_file, memory_file):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {directory} is not a complete pre-training checkpoint")
+    try:
+        state = json.loads(state_file.read_text())
+        completed_steps, schedule_state = int(state["completed_steps"]), state["refresh_schedule"]
+        tables = load_file(memory_file)
+    except (ValueError, KeyError, TypeError, OSError) as error:  # safetensors raises its own error, a ValueError too
+        raise ValueError(f"{directory}: unreadable training state or entity memory ({error})") from None
+    memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
+    schedule.load_state_dict(schedule_state)
+    progress.completed_steps = completed_steps
 
 
 def parameter_group(name: str, new_parameters: set[str]) -> str:
@@ -210,7 +234,7 @@ def fingerprint(tensors) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_checkpoint(accelerator, output_dir: Path, step: int):
+def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, progress):
     """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
     `latest` naming a complete checkpoint."""
     final = output_dir / f"checkpoint-{step}"
@@ -221,6 +245,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int):
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        save_training_state(staging, memory, schedule, progress)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -231,12 +256,16 @@ def save_checkpoint(accelerator, output_dir: Path, step: int):
 
 
 def resolve_checkpoint(output_dir: Path, name: str) -> Path:
-    if name != "latest":
-        return Path(name)
-    pointer = output_dir / "latest"
-    if not pointer.is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint latest: no {pointer}; no checkpoint was completed yet")
-    return output_dir / pointer.read_text().strip()
+    """The checkpoint folder that `--resume_from_checkpoint` names; checked before anything is loaded."""
+    if name == "latest":
+        pointer = output_dir / "latest"
+        if not pointer.is_file():
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no {pointer}; no checkpoint was completed yet")
+        name = output_dir / pointer.read_text().strip()
+    checkpoint = Path(name)
+    if not (checkpoint / TRAINING_STATE_NAME).is_file():
+        raise FileNotFoundError(f"--resume_from_checkpoint {checkpoint}: no {TRAINING_STATE_NAME} there; not a checkpoint")
+    return checkpoint
 
 
 def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> PretrainingEvaluation:
@@ -271,8 +300,10 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
 
 def main(argv=None):
     args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     output_dir = Path(args.output_dir)
+    if args.resume_from_checkpoint:  # before minutes of loading
+        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     report_to = None if args.report_to == "none" else args.report_to
     if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         report_to = None  # TensorBoard is optional: log to the console only
@@ -325,7 +356,6 @@ def main(argv=None):
                                  args.memory_momentum, getattr(torch, args.memory_dtype)).to(accelerator.device)  # fmt: skip
     schedule = RefreshSchedule.from_config(config)
     progress = Progress()
-    accelerator.register_for_checkpointing(memory, schedule, progress)
     build_inputs = PretrainingInputs(
         tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
         args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
@@ -335,8 +365,8 @@ def main(argv=None):
         evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)
 
     if args.resume_from_checkpoint:
-        checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
         accelerator.load_state(str(checkpoint))
+        load_training_state(checkpoint, memory, schedule, progress)
         logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")
     else:
         refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
@@ -404,7 +434,7 @@ def main(argv=None):
             if args.eval_steps and step % args.eval_steps == 0 and step < args.max_train_steps:
                 run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, step)
+                save_checkpoint(accelerator, output_dir, step, memory, schedule, progress)
             if step >= args.max_train_steps:
                 break
 

@@ -124,3 +124,43 @@ def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path)
     for name in ("jaket.lm1.0.attention.self.query.weight", "jaket.lm2.0.output.dense.weight",
                  "jaket.embeddings.word_embeddings.weight"):  # fmt: skip
         assert rate[id(parameters[name])] == 1e-5, name
+
+
+class _RunsCode:
+    """A pickle whose loading runs a command: what a crafted checkpoint file would hold."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    output = tmp_path / "out"
+    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 2, "--checkpointing_steps", "2",
+                                 "--heldout_text_fraction", "0")  # fmt: skip
+    run_script("pretrain.py", args)
+    checkpoint = output / "checkpoint-2"
+    assert sorted(p.name for p in checkpoint.glob("*.pkl")) == ["random_states_0.pkl"]  # weights_only-loadable
+    assert (checkpoint / "training_state.json").is_file() and (checkpoint / "entity_memory.safetensors").is_file()
+
+    marker = tmp_path / "code-ran"
+    torch.save(_RunsCode(marker), checkpoint / "custom_checkpoint_0.pkl")
+    resume = args + ["--max_train_steps", "4", "--resume_from_checkpoint", str(checkpoint)]
+    result = subprocess.run([sys.executable, str(SCRIPT), *resume], env=script_environment(), capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode != 0 and "custom_checkpoint" in result.stderr
+    assert not marker.exists()
+
+    (checkpoint / "custom_checkpoint_0.pkl").unlink()
+    resumed = run_script("pretrain.py", resume)
+    assert f"resumed from {checkpoint} at step 2" in resumed
+
+
+def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--output_dir", str(tmp_path), "--resume_from_checkpoint",
+                             str(tmp_path / "nowhere")], env=script_environment(), capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode != 0 and f"{tmp_path / 'nowhere'}: no training_state.json there" in result.stderr
+    assert "entity context memory" not in result.stderr and "wordnet_semcor:" not in result.stderr
