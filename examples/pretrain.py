@@ -106,7 +106,8 @@ def parse_args(argv=None):
     parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--heldout_text_fraction", type=float, default=0.02,
                         help="seeded fraction of the text never trained on, for the held-out evaluation (0: none)")
-    parser.add_argument("--heldout_seed", type=int, default=0, help="seed of the held-out text split")
+    parser.add_argument("--heldout_seed", type=int, default=0,
+                        help="seed of the held-out text split and of what the evaluation masks in it")
     parser.add_argument("--eval_steps", type=int, default=None,
                         help="evaluate on the held-out data every this many steps (always at the end)")
     parser.add_argument("--eval_outside_entities", type=int, default=1000,
@@ -277,11 +278,11 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> Pretraini
         entities = data.kg["entities"]
         synset_descriptions = dict(zip(entities["id"], zip(entities["name"], entities["description"])))
     sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
-                                          args.max_seq_length, args.per_device_train_batch_size, args.seed)  # fmt: skip
+                                          args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed)  # fmt: skip
     outside = outside_graph(data.kg)
     if outside is not None:
         outside = prepare_outside_graph(outside, tokenizer, args.eval_outside_entities, tuple(args.fanouts),
-                                        args.eval_outside_entities, args.description_length, args.seed)  # fmt: skip
+                                        args.eval_outside_entities, args.description_length, args.heldout_seed)  # fmt: skip
     return PretrainingEvaluation(sentences, outside, synset_descriptions, data.graph, tokenizer,
                                  args.relation_embeddings, args.memory_batch_size)  # fmt: skip
 

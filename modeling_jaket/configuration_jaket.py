@@ -55,6 +55,9 @@ class JaketConfig(PreTrainedConfig):
             E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 5).
         classifier_dropout (`float`, *optional*):
             Dropout of the classification heads; defaults to `hidden_dropout_prob`.
+        check_finite_inputs (`bool`, defaults to `False`):
+            Raise when the initial entity or relation embeddings hold NaN or infinity, naming the first bad row, instead
+            of letting it spread through the knowledge module. Costs one pass over them; nothing when off.
 
     Example:
 
@@ -101,6 +104,7 @@ class JaketConfig(PreTrainedConfig):
     memory_refresh_max_interval: int = 500
     memory_momentum: float = 0.8
     classifier_dropout: float | int | None = None
+    check_finite_inputs: bool = False
 
     def __post_init__(self, **kwargs):
         if self.backbone_type not in ("roberta", "bert"):

@@ -78,7 +78,8 @@ class KnowledgeGraph:
         entity_ids: list[str] | None = None,
         relation_ids: list[str] | None = None,
     ):
-        heads, relations, tails = (torch.as_tensor(x, dtype=torch.long).reshape(-1) for x in (heads, relations, tails))
+        heads, relations, tails = (as_index_tensor(x, f"triple {n}s").reshape(-1)
+                                   for x, n in ((heads, "head"), (relations, "relation"), (tails, "tail")))  # fmt: skip
         if not heads.shape == relations.shape == tails.shape:
             raise ValueError(
                 f"heads, relations and tails differ in length: {heads.numel()}, {relations.numel()}, {tails.numel()}"
@@ -97,7 +98,7 @@ class KnowledgeGraph:
             if values is not None and len(values) != count:
                 raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
         if entity_categories is not None:
-            entity_categories = torch.as_tensor(entity_categories, dtype=torch.long)
+            entity_categories = as_index_tensor(entity_categories, "entity_categories")
             if entity_categories.shape != (num_entities,):
                 raise ValueError(f"entity_categories has shape {tuple(entity_categories.shape)}, not ({num_entities},)")
 
@@ -186,7 +187,7 @@ class KnowledgeGraph:
     def sample_subgraph(self, seed_entities, fanouts=(10, 10), generator: torch.Generator | None = None) -> Subgraph:
         """The multi-hop neighbourhood of `seed_entities`: at hop h, each entity first reached at hop h - 1 (the seeds
         at hop 1) gets up to `fanouts[h - 1]` of its incoming edges, sampled uniformly without replacement."""
-        seeds = torch.as_tensor(seed_entities, dtype=torch.long).reshape(-1)
+        seeds = as_index_tensor(seed_entities, "seed entities").reshape(-1)
         if seeds.numel() == 0:
             raise ValueError("sample_subgraph needs at least one seed entity")
         _check_range("seed entity", seeds, self.num_entities, "num_entities")
@@ -234,8 +235,11 @@ class KnowledgeGraph:
             degrees = self.degree(current)
             offsets = (torch.rand(num_walks, generator=generator) * degrees).long().minimum((degrees - 1).clamp(min=0))
             restart = torch.randint(self.num_entities, (num_walks,), generator=generator)
-            step = self.neighbours[(self.rowptr[current] + offsets).clamp(max=max(self.num_triples - 1, 0))]
-            current = torch.where(degrees > 0, step, restart)
+            if not self.num_triples:  # a graph without triples: every walk restarts
+                current = restart
+            else:
+                step = self.neighbours[(self.rowptr[current] + offsets).clamp(max=self.num_triples - 1)]
+                current = torch.where(degrees > 0, step, restart)
             path.append(current)
         return torch.stack(path, dim=1)
 
@@ -283,6 +287,15 @@ class KnowledgeGraph:
             tensors["heads"], tensors["relations"], tensors["tails"],
             entity_categories=tensors.get("entity_categories"), **vocab,
         )  # fmt: skip
+
+
+def as_index_tensor(values, name: str) -> torch.Tensor:
+    """`values` as a long tensor of ids; floats (which would be truncated) and booleans (True would be id 1) are
+    refused, naming `name`."""
+    tensor = torch.as_tensor(values)
+    if tensor.numel() and (tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex()):
+        raise ValueError(f"{name} must be integer ids, got a {tensor.dtype} tensor")
+    return tensor.long()
 
 
 def _check_range(what: str, values: torch.Tensor, bound: int, bound_name: str) -> None:

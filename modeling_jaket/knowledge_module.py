@@ -118,7 +118,7 @@ class KnowledgeLayer(nn.Module):
         attention = segment_softmax(scores, target, num_entities)
         aggregated = scatter_sum(self.dropout(attention).unsqueeze(-1) * messages, target, num_entities)
 
-        update = self.dropout(self.activation(aggregated).reshape(num_entities, -1))
+        update = self.dropout(self.activation(aggregated).reshape(num_entities, self.num_heads * self.head_size))
         output = self.layer_norm(update + entity_embeddings)
         if return_attention_weights:
             return output, attention
@@ -163,6 +163,19 @@ class KnowledgeModule(nn.Module):
         return entity_embeddings
 
 
+def check_index_dtype(name: str, tensor: torch.Tensor) -> None:
+    """Indices must be integers: a float would be truncated, a boolean True read as index 1."""
+    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
+        raise ValueError(f"{name} must be an integer tensor of indices, got {tensor.dtype}")
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        row = int(bad.reshape(tensor.shape[0], -1).any(dim=1).nonzero()[0])
+        raise ValueError(f"{name} row {row} holds NaN or infinity ({int(bad.sum())} such values in all)")
+
+
 def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type) -> None:
     """Raise a `ValueError` naming the first inconsistent shape or out-of-range index."""
     if entity_embeddings.dim() != 2 or relation_embeddings.dim() != 2:
@@ -175,6 +188,11 @@ def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_
             f"entity_embeddings width {entity_embeddings.shape[1]} != relation_embeddings width "
             f"{relation_embeddings.shape[1]}"
         )
+    check_index_dtype("edge_index", edge_index)
+    check_index_dtype("edge_type", edge_type)
+    for name, tensor in (("entity_embeddings", entity_embeddings), ("relation_embeddings", relation_embeddings)):
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
     if edge_type.shape != (edge_index.shape[1],):

@@ -8,6 +8,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .graph import as_index_tensor
+
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
@@ -185,6 +187,7 @@ class EntityContextMemory(nn.Module):
 
     def lookup(self, entity_ids: torch.Tensor) -> torch.Tensor:
         """E^(0) rows for `entity_ids` of any shape, in float32: [*entity_ids.shape, hidden_size]."""
+        entity_ids = as_index_tensor(entity_ids, "entity ids")
         if entity_ids.numel() and (entity_ids.min() < 0 or entity_ids.max() >= self.num_entities):
             raise ValueError(
                 f"entity ids range over [{int(entity_ids.min())}, {int(entity_ids.max())}] but the memory holds "

@@ -17,7 +17,7 @@ from transformers.utils import cached_file, logging
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_jaket import JaketConfig
-from .knowledge_module import KnowledgeLayer, KnowledgeModule
+from .knowledge_module import KnowledgeLayer, KnowledgeModule, check_finite, check_index_dtype
 
 
 logger = logging.get_logger(__name__)
@@ -430,10 +430,16 @@ class JaketModel(JaketPreTrainedModel):
         """
         if output_attentions is None:
             output_attentions = self.config.output_attentions
+        for name, ids in (("mention_entity_ids", mention_entity_ids), ("subgraph_entity_ids", subgraph_entity_ids)):
+            if ids is not None:
+                check_index_dtype(name, ids)
         entity_embeddings = knowledge_attentions = None
         if entity_init_embeddings is not None:
             if relation_embeddings is None:
                 raise ValueError("entity_init_embeddings was given without relation_embeddings")
+            if self.config.check_finite_inputs:
+                check_finite("entity_init_embeddings", entity_init_embeddings)
+                check_finite("relation_embeddings", relation_embeddings)
             if edge_index is None:
                 edge_index = torch.empty(2, 0, dtype=torch.long, device=entity_init_embeddings.device)
                 edge_type = torch.empty(0, dtype=torch.long, device=entity_init_embeddings.device)

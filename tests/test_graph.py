@@ -116,6 +116,9 @@ def test_save_and_load(tmp_path):
         (lambda: star_and_chain_graph().sample_subgraph([40]), "seed entity at position 0 is 40"),
         (lambda: star_and_chain_graph().sample_subgraph([]), "at least one seed"),
         (lambda: KnowledgeGraph.from_pretrained("/nonexistent"), "no knowledge graph file"),
+        (lambda: star_and_chain_graph().sample_subgraph([1.7]), "seed entities must be integer ids, got a torch.float32"),
+        (lambda: star_and_chain_graph().sample_subgraph([True]), "seed entities must be integer ids, got a torch.bool"),
+        (lambda: KnowledgeGraph([0.5], [0], [1], 3, 1), "triple heads must be integer ids"),
     ],
 )
 def test_bad_graph_input_is_named(call, message):
@@ -145,3 +148,12 @@ def test_sample_neighbours_prefers_real_neighbours_then_pads_randomly():
     assert set(sampled[0].tolist()) <= set(range(1, 31)) and sampled[0].unique().numel() == 4
     assert sampled[1, 0] == 32  # 31's only neighbour, then random entities
     assert ((sampled >= 0) & (sampled < 35)).all()
+
+
+def test_a_graph_without_triples_samples_roots_and_subgraphs():
+    graph = KnowledgeGraph([], [], [], 5, 1)
+    generator = torch.Generator().manual_seed(0)
+    roots = graph.sample_roots(3, generator=generator)  # every walk restarts at a random entity
+    assert roots.numel() == 3 and roots.unique().numel() == 3 and ((roots >= 0) & (roots < 5)).all()
+    subgraph = graph.sample_subgraph(roots, generator=generator)
+    assert subgraph.edge_index.shape == (2, 0) and torch.equal(subgraph.entity_ids, roots)

@@ -113,6 +113,10 @@ def test_memory_errors_name_the_problem(tmp_path):
         memory.update(torch.randn(4, 8))
     with pytest.raises(ValueError, match="holds 5 entities"):
         memory.lookup(torch.tensor([5]))
+    with pytest.raises(ValueError, match="entity ids must be integer ids, got a torch.bool"):
+        memory.lookup(torch.tensor([True]))
+    with pytest.raises(ValueError, match="entity ids must be integer ids, got a torch.float32"):
+        memory.lookup(torch.tensor([1.9]))
     with pytest.raises(FileNotFoundError, match="no entity memory"):
         EntityContextMemory.from_pretrained(tmp_path)
     model = JaketModel(tiny_config())

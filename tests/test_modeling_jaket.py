@@ -202,6 +202,12 @@ def test_hidden_states_and_attentions_are_returned_when_asked():
         (dict(subgraph_entity_ids=torch.arange(10, 15)), "subgraph_entity_ids has 5 entries"),
         (dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=None), "input_ids is empty"),
         (dict(relation_embeddings=None), "without relation_embeddings"),
+        (dict(edge_index=torch.tensor([[1.0, 2.0], [0.0, 0.0]]), edge_type=torch.tensor([0, 1])),
+         "edge_index must be an integer tensor"),
+        (dict(edge_type=torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0])), "edge_type must be an integer tensor"),
+        (dict(edge_type=torch.tensor([True, False, True, False, True])), "edge_type must be an integer tensor"),
+        (dict(mention_entity_ids=torch.tensor([[10.0, 11.0], [12.0, -1.0]])), "mention_entity_ids must be an integer"),
+        (dict(subgraph_entity_ids=torch.arange(10, 16).float()), "subgraph_entity_ids must be an integer"),
     ],
 )
 def test_bad_model_inputs_are_named(config, change, message):
@@ -240,3 +246,20 @@ def test_with_labels_only_masked_positions_are_scored(config):
     torch.testing.assert_close(masked.logits, full[[0, 1], [3, 7]])
     expected = torch.nn.functional.cross_entropy(full[[0, 1], [3, 7]], torch.tensor([11, 12]))
     torch.testing.assert_close(masked.masked_lm_loss, expected)
+
+
+def test_an_empty_subgraph_gives_no_entity_embeddings(config):
+    empty = dict(subgraph_entity_ids=torch.empty(0, dtype=torch.long), edge_index=torch.empty(2, 0, dtype=torch.long),
+                 edge_type=torch.empty(0, dtype=torch.long), entity_init_embeddings=torch.empty(0, 32),
+                 relation_embeddings=torch.randn(3, 32))  # fmt: skip
+    output = JaketModel(config)(**text_inputs(), **empty)
+    assert output.entity_embeddings.shape == (0, 32) and output.last_hidden_state.shape == (2, 10, 32)
+
+
+def test_non_finite_initial_embeddings_are_named_when_checked(config):
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    inputs["entity_init_embeddings"][4, 7] = float("nan")
+    output = JaketModel(config)(**inputs)  # unchecked by default: the NaN spreads
+    assert torch.isnan(output.entity_embeddings).any()
+    with pytest.raises(ValueError, match=r"entity_init_embeddings row 4 holds NaN or infinity \(1 such"):
+        JaketModel(tiny_config(check_finite_inputs=True))(**inputs)

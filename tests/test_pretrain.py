@@ -53,6 +53,18 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
 
 
+def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained, tiny_bert_checkpoint, datasets_cache):
+    from evaluate_pretraining import main as evaluate_pretraining
+
+    out, _ = pretrained
+    at_the_end = json.loads((out / "eval_results.json").read_text())
+    flags = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path, 12, "--heldout_text_fraction", "0.25")
+    again = evaluate_pretraining([str(out), "--output_file", str(tmp_path / "again.json"), *flags])
+    assert again == {k: v for k, v in at_the_end.items() if k != "step"}
+    with pytest.raises(ValueError, match="differs from the 300 saved"):
+        evaluate_pretraining([str(out), *flags, "--max_entities", "200"])
+
+
 def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache):
     launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip

@@ -128,3 +128,12 @@ def test_collated_batch_runs_through_the_model(bert_tokenizer, minilm_path):
             edge_type=torch.tensor([0]), entity_init_embeddings=torch.randn(2, 384), relation_embeddings=torch.randn(1, 384),
         )  # fmt: skip
     assert output.last_hidden_state.shape == (2, batch["input_ids"].shape[1], 384)
+
+
+def test_no_descriptions_and_batches_without_mentions(bert_tokenizer):
+    assert encode_descriptions(bert_tokenizer, [], []) == {"input_ids": [], "mention_starts": [], "mention_ends": []}
+    encoding = bert_tokenizer(["a dog", "a cat sleeps"])
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{"input_ids": encoding["input_ids"][i], "attention_mask": encoding["attention_mask"][i]} for i in range(2)]
+    )
+    assert sorted(batch) == ["attention_mask", "input_ids"] and batch["input_ids"].shape == (2, 5)

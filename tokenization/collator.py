@@ -33,7 +33,8 @@ class DataCollatorWithMentions:
         length = max(len(feature["input_ids"]) for feature in features) if "input_ids" in keys else 0
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        num_mentions = max((len(feature[MENTION_KEYS[0]]) for feature in features), default=0)
+        mention_key = next((key for key in MENTION_KEYS if key in keys), None)  # text without mentions has none
+        num_mentions = max((len(feature[mention_key]) for feature in features), default=0) if mention_key else 0
         for key in keys:
             values = [feature[key] for feature in features]
             if key in TOKEN_KEYS and isinstance(values[0], (list, tuple)):  # token-level, not a sequence label

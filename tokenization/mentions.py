@@ -148,6 +148,8 @@ def encode_descriptions(
     the first token after the start token. The paper keeps the first 64 tokens of each description."""
     if len(names) != len(descriptions):
         raise ValueError(f"got {len(names)} names but {len(descriptions)} descriptions")
+    if not descriptions:
+        return BatchEncoding({"input_ids": [], "mention_starts": [], "mention_ends": []})
     mentions = []
     for index, (name, description) in enumerate(zip(names, descriptions)):
         if not isinstance(description, str) or not description.strip():

@@ -1,0 +1,63 @@
+"""Evaluate a pre-trained JAKET on the held-out data, as `pretrain.py` does at the end of its run:
+`python examples/evaluate_pretraining.py outputs/default/pretrained [pretrain.py's data flags]`.
+
+Give the data flags the run was given (`--dataset`, `--data_dir`, `--max_entities`, `--max_train_samples`,
+`--heldout_text_fraction`, `--heldout_seed`, ...): they rebuild the same held-out sentences and graph, and a graph
+that differs from the saved one is refused. The figures print as JSON and go to `<model>/eval_results.json` (or
+`--output_file`).
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import pretrain
+import torch
+from jaket_examples.data import default_data_dir, load_pretraining_data
+from jaket_examples.pretraining import PretrainingInputs
+from transformers import AutoTokenizer
+
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_name_or_path", help="an output folder of examples/pretrain.py")
+    parser.add_argument("--output_file", default=None, help="default: <model_name_or_path>/eval_results.json")
+    own, rest = parser.parse_known_args(argv)
+    args = pretrain.parse_args(rest)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    folder = Path(own.model_name_or_path)
+    if not (folder / "graph").is_dir():
+        raise FileNotFoundError(f"{folder} holds no graph/ folder: it is not an output folder of examples/pretrain.py")
+    if not args.heldout_text_fraction:
+        raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
+
+    data_dir = args.data_dir or default_data_dir()
+    data = load_pretraining_data(args.dataset, data_dir, args.dataset_cache_dir, args.max_entities,
+                                 args.max_train_samples, args.heldout_text_fraction, args.heldout_seed)  # fmt: skip
+    graph = KnowledgeGraph.from_pretrained(folder / "graph")
+    if graph.entity_ids != data.graph.entity_ids:
+        raise ValueError(
+            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the {graph.num_entities} "
+            f"saved in {folder / 'graph'}: pass the data flags the run was given"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = JaketForPreTraining.from_pretrained(folder)
+    memory = EntityContextMemory.from_pretrained(folder)
+    build_inputs = PretrainingInputs(
+        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
+        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
+    )  # fmt: skip
+    evaluation = pretrain.build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, data_dir)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    results = evaluation(model.to(device), memory.to(device), device)
+    output = Path(own.output_file) if own.output_file else folder / "eval_results.json"
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
