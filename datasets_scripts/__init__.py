@@ -9,6 +9,7 @@ import datasets
 from .common import DataFormatError
 from .entity_classification import EntityClassification
 from .fewrel import FewRel
+from .fewrel import parse_config_name as parse_fewrel_config_name
 from .metaqa import MetaQA
 from .wikipedia_wikidata import WikipediaWikidata
 from .wordnet_semcor import WordNetSemcor
@@ -41,6 +42,9 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
         return datasets.DatasetDict(parts)
     if config_name == "kg" and builder_class.DEFAULT_CONFIG_NAME not in KG_CONFIGS:
         config_name = builder_class.DEFAULT_CONFIG_NAME
+    if name == "fewrel":  # any N-way K-shot, not only the four named configs
+        config_name, fields = parse_fewrel_config_name(config_name)
+        config = {**fields, **config}
     if config_name not in names:
         raise ValueError(f"{name} has no config {config_name!r}; choose one of {names}")
     return _prepare(builder_class, config_name, data_dir, cache_dir, config)

@@ -10,7 +10,9 @@ Configs (`form`): `instances` (one sentence each, head and tail Wikidata Q-ids k
 instance, labelled 1 when they share a relation). Splits: `train` (meta-train relations) and `test` (meta-test).
 """
 
+import math
 import random
+import re
 from dataclasses import dataclass
 
 import datasets
@@ -41,8 +43,25 @@ class FewRelConfig(datasets.BuilderConfig):
     queries_per_class: int = 1
     train_episodes: int = 1000
     test_episodes: int = 1000
-    num_test_relations: int = 10
+    num_test_relations: int | None = None  # default: 5/8 of the file's relations (10 of 16), at least N
     seed: int = 0
+
+
+CONFIG_NAME = re.compile(r"^(episodes|pair)-(\d+)-(\d+)$")
+
+
+def parse_config_name(name: str) -> tuple[str, dict]:
+    """Any N-way K-shot name, `episodes-N-K` or `pair-N-K`: (a config it builds on, the fields that make it so)."""
+    match = CONFIG_NAME.match(name)
+    if match is None:
+        return name, {}
+    form, n_way, k_shot = match.group(1), int(match.group(2)), int(match.group(3))
+    return f"{form}-5-1", {"n_way": n_way, "k_shot": k_shot}
+
+
+def default_num_test_relations(num_relations: int, n_way: int) -> int:
+    """5/8 of the relations for meta-testing (10 of FewRel's 16), at least N, leaving at least one to train on."""
+    return min(max(n_way, math.ceil(5 * num_relations / 8)), num_relations - 1)
 
 
 def _config(form, n_way=5, k_shot=1):
@@ -60,6 +79,9 @@ class FewRel(datasets.GeneratorBasedBuilder):
     DEFAULT_CONFIG_NAME = "instances"
 
     def _info(self):
+        for field in ("n_way", "k_shot", "queries_per_class", "train_episodes", "test_episodes"):
+            if getattr(self.config, field) < 1:
+                raise ValueError(f"fewrel: {field} must be at least 1, got {getattr(self.config, field)}")
         if self.config.form == "instances":
             features = INSTANCE
         elif self.config.form == "episodes":
@@ -81,8 +103,13 @@ class FewRel(datasets.GeneratorBasedBuilder):
         by_relation = read_fewrel(paths["instances"], paths["relations"])
         relations = sorted(by_relation)
         count = self.config.num_test_relations
+        if count is None:
+            count = default_num_test_relations(len(relations), self.config.n_way)
         if not 0 < count < len(relations):
-            raise ValueError(f"fewrel: num_test_relations must be in [1, {len(relations) - 1}], got {count}")
+            raise ValueError(
+                f"fewrel: num_test_relations must be in [1, {len(relations) - 1}] ({paths['instances']} has "
+                f"{len(relations)} relations and meta-training needs one), got {count}"
+            )
         random.Random(self.config.seed).shuffle(relations)
         splits = {"train": relations[count:], "test": relations[:count]}
         return [

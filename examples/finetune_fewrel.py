@@ -42,8 +42,10 @@ def parse_args(argv=None):
     add_common_arguments(parser, FEWREL_METHODS, "folder with val_wiki.json and pid2name.json",
                          dict(learning_rate=2e-5, num_train_epochs=1, per_device_train_batch_size=16,
                               output_dir="outputs/fewrel"))  # fmt: skip
-    parser.add_argument("--n_way", type=int, default=5)
-    parser.add_argument("--k_shot", type=int, default=1)
+    parser.add_argument("--n_way", type=int, default=5, help="relations an episode tells apart (N)")
+    parser.add_argument("--k_shot", type=int, default=1, help="labelled instances of each relation in an episode (K)")
+    parser.add_argument("--num_test_relations", type=int, default=None,
+                        help="relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)")
     parser.add_argument("--train_episodes", type=int, default=1000)
     parser.add_argument("--test_episodes", type=int, default=500)
     parser.add_argument("--max_seq_length", type=int, default=256)
@@ -137,7 +139,8 @@ def main(argv=None):
     set_seed(args.seed)
     name = f"{args.n_way}-{args.k_shot}"
     common = dict(cache_dir=args.dataset_cache_dir, n_way=args.n_way, k_shot=args.k_shot, seed=args.seed,
-                  train_episodes=args.train_episodes, test_episodes=args.test_episodes)  # fmt: skip
+                  train_episodes=args.train_episodes, test_episodes=args.test_episodes,
+                  num_test_relations=args.num_test_relations)  # fmt: skip
     pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
     episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
     graph = entity_graph(datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir))

@@ -83,3 +83,24 @@ def test_bad_fewrel_files(tmp_path):
     (tmp_path / "val_wiki.json").write_text('{"P1": [{"tokens": ["a"], "h": ["a", "Q1", [[0]]]}], "P2": []}')
     with pytest.raises(DataFormatError, match="instance 0 of relation P1 is malformed"):
         ds.load("fewrel", tmp_path, cache_dir=str(tmp_path / "c2"))
+
+
+def test_any_n_way_k_shot_loads_and_nonsense_is_refused(tmp_path):
+    episodes = ds.load("fewrel", FEWREL, config_name="episodes-3-2", cache_dir=str(tmp_path), test_episodes=4)["test"]
+    assert len(episodes) == 4 and all(len(e["relations"]) == 3 and len(e["support"]) == 6 for e in episodes)
+    for config_name, message in (("episodes-0-1", "n_way must be at least 1, got 0"),
+                                 ("pair-5-0", "k_shot must be at least 1, got 0")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            ds.load("fewrel", FEWREL, config_name=config_name, cache_dir=str(tmp_path))
+
+
+def test_a_file_of_ten_relations_gets_a_working_split(tmp_path):
+    data = json.loads((FEWREL / "val_wiki.json").read_text())
+    (tmp_path / "val_wiki.json").write_text(json.dumps({r: data[r][:20] for r in sorted(data)[:10]}))
+    (tmp_path / "pid2name.json").write_text((FEWREL / "pid2name.json").read_text())
+    split = ds.load("fewrel", tmp_path, config_name="instances", cache_dir=str(tmp_path / "c"))
+    assert len(set(split["test"]["relation"][:])) == 7 and len(set(split["train"]["relation"][:])) == 3  # ceil(50/8)
+    five_way = ds.load("fewrel", tmp_path, config_name="episodes-5-1", cache_dir=str(tmp_path / "c"), test_episodes=2)
+    assert len(five_way["test"]) == 2
+    with pytest.raises(ValueError, match="num_test_relations must be in \\[1, 9\\] .* has 10 relations"):
+        ds.load("fewrel", tmp_path, config_name="instances", cache_dir=str(tmp_path / "c"), num_test_relations=10)

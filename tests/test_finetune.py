@@ -118,3 +118,9 @@ def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates(
     assert torch.equal(logits.grad[1], torch.zeros(3))
     none = answer_loss(logits, torch.zeros_like(answer_mask))
     assert none.item() == 0.0 and none.requires_grad
+
+
+@pytest.mark.parametrize("script", [entity_classification, fewrel, metaqa])
+def test_jaket_without_a_pretrained_model_is_refused_before_anything_loads(script):
+    with pytest.raises(ValueError, match="--method jaket needs --model_name_or_path"):
+        script([])  # the default method is jaket; before, this failed on loading a tokenizer from None

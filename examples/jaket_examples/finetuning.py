@@ -46,7 +46,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: st
 
 
 def resolve_common_arguments(args, data_subfolder: str = ""):
-    """Fill in the default backbone (all-MiniLM-L6-v2) and data folder (`../shared/data/<data_subfolder>`)."""
+    """Check the arguments before anything loads, and fill in the default backbone (all-MiniLM-L6-v2) and data folder
+    (`../shared/data/<data_subfolder>`)."""
+    if args.method.startswith("jaket") and not args.model_name_or_path:
+        raise ValueError(f"--method {args.method} needs --model_name_or_path, the output folder of examples/pretrain.py")
     args.backbone = args.backbone or default_backbone()
     args.data_dir = args.data_dir or str(Path(default_data_dir()) / data_subfolder)
     return args
