@@ -5,6 +5,7 @@ import bz2
 import gzip
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,34 +78,81 @@ def locate(
     return paths
 
 
-def open_text(path: str | os.PathLike):
-    """Open a text file, transparently decompressing `.gz` and `.bz2` (Wikidata dumps) as a stream."""
+def open_binary(path: str | os.PathLike):
+    """Open a file for reading bytes, transparently decompressing `.gz` and `.bz2` (Wikidata dumps) as a stream."""
     path = str(path)
     if path.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
+        return gzip.open(path, "rb")
     if path.endswith(".bz2"):
-        return bz2.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return bz2.open(path, "rb")
+    return open(path, "rb")
+
+
+# What reading a damaged compressed file raises: EOFError when it is cut short, gzip.BadGzipFile, zlib.error or
+# bz2's OSError when it is corrupt.
+DAMAGED = (EOFError, OSError, zlib.error)
+
+
+def _damaged(path, where: str, error: Exception) -> DataFormatError:
+    what = "the compressed file ends too early (truncated?)" if isinstance(error, EOFError) else f"unreadable ({error})"
+    return DataFormatError(f"{path}, {where}: {what}")
 
 
 def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its newline) for each line; fails on an empty file."""
-    empty = True
-    with open_text(path) as f:
-        for number, line in enumerate(f, start=1):
-            empty = False
-            yield number, line.rstrip("\n")
-    if empty:
+    """(1-based line number, line without its newline) for each line; fails on an empty file, on bytes that are not
+    UTF-8 and on a damaged compressed stream, naming the file and the line."""
+    number = 0
+    with open_binary(path) as f:
+        lines = iter(f)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except DAMAGED as error:
+                raise _damaged(path, f"line {number + 1}", error) from None
+            number += 1
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                bad = f"byte {raw[error.start]:#04x} at column {error.start + 1}"
+                raise format_error(path, number, f"not UTF-8 ({bad})") from None
+    if number == 0:
         raise DataFormatError(f"{path} is empty")
 
 
 def load_json(path: str | os.PathLike):
-    """A whole JSON file; a syntax error names the file and line."""
-    with open_text(path) as f:
+    """A whole JSON file; a syntax error or a byte that is not UTF-8 names the file and line. A key that appears
+    twice in one object (JSON would keep the last value and drop the first silently) is an error too."""
+    with open_binary(path) as f:
         try:
-            return json.load(f)
-        except json.JSONDecodeError as error:
-            raise format_error(path, error.lineno, f"not valid JSON ({error.msg})") from None
+            raw = f.read()
+        except DAMAGED as error:
+            raise _damaged(path, "reading", error) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise format_error(path, line, f"not UTF-8 (byte {raw[error.start]:#04x} at offset {error.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_without_duplicate_keys)
+    except json.JSONDecodeError as error:
+        raise format_error(path, error.lineno, f"not valid JSON ({error.msg})") from None
+    except DuplicateKeyError as error:
+        raise DataFormatError(f"{path}: key {error.args[0]!r} appears more than once in one object") from None
+
+
+class DuplicateKeyError(ValueError):
+    pass
+
+
+def _without_duplicate_keys(pairs):
+    result = {}
+    for key, value in pairs:
+        if key in result:
+            raise DuplicateKeyError(key)
+        result[key] = value
+    return result
 
 
 def format_error(path, line_number: int, what: str) -> DataFormatError:
