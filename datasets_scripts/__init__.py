@@ -6,7 +6,7 @@ directly and prepared with `download_and_prepare()`, which is what `load()` does
 
 import datasets
 
-from .common import DataFormatError
+from .common import DataFormatError, source_fingerprint
 from .entity_classification import EntityClassification
 from .fewrel import FewRel
 from .fewrel import parse_config_name as parse_fewrel_config_name
@@ -51,6 +51,7 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
 
 
 def _prepare(builder_class, config_name, data_dir, cache_dir, config):
+    config = {"source_fingerprint": source_fingerprint(data_dir), **config}
     builder = builder_class(config_name=config_name, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config)
     try:
         builder.download_and_prepare()

@@ -3,10 +3,12 @@
 
 import bz2
 import gzip
+import hashlib
 import json
 import os
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -36,6 +38,27 @@ MENTION_FEATURE = datasets.List(
 TEXT_FEATURES = datasets.Features(
     {"id": datasets.Value("string"), "text": datasets.Value("string"), "mentions": MENTION_FEATURE}
 )
+
+
+@dataclass
+class SourceConfig(datasets.BuilderConfig):
+    """What every builder's config shares. `source_fingerprint` is set by `load()` from the size and modification
+    time of every file under `data_dir`: datasets names the prepared cache after the config's fields, so a changed
+    source file gives a new cache instead of the stale one."""
+
+    source_fingerprint: str = ""
+
+
+def source_fingerprint(data_dir) -> str:
+    """A digest of (relative path, size, modification time) of every file under `data_dir` ("" without one)."""
+    if not data_dir or not Path(data_dir).is_dir():
+        return ""
+    digest = hashlib.sha256()
+    root = Path(data_dir)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
 
 
 def entity_features(category_names: list[str]) -> datasets.Features:

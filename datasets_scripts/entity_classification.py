@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import datasets
 
-from .common import entity_features
+from .common import SourceConfig, entity_features
 from .wordnet import find_wordnet, read_wordnet, split_heldout
 
 
@@ -19,7 +19,7 @@ SPLIT_SHARES = {"train": 0.2, "validation": 0.2, "test": 0.6}
 
 
 @dataclass
-class EntityClassificationConfig(datasets.BuilderConfig):
+class EntityClassificationConfig(SourceConfig):
     fraction: float = 1.0
     heldout_fraction: float = 0.1
     split_seed: int = 0

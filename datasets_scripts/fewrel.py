@@ -19,7 +19,7 @@ import datasets
 
 from tokenization import words_to_text
 
-from .common import MENTION_FEATURE, DataFormatError, load_json, locate
+from .common import MENTION_FEATURE, DataFormatError, SourceConfig, load_json, locate
 
 
 URL = "https://github.com/thunlp/FewRel/tree/master/data"
@@ -36,7 +36,7 @@ INSTANCE = {
 
 
 @dataclass
-class FewRelConfig(datasets.BuilderConfig):
+class FewRelConfig(SourceConfig):
     form: str = "instances"
     n_way: int = 5
     k_shot: int = 1

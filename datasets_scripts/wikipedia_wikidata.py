@@ -33,6 +33,7 @@ from .common import (
     TRIPLE_FEATURES,
     DataFormatError,
     DropCounter,
+    SourceConfig,
     entity_features,
     format_error,
     logger,
@@ -47,7 +48,7 @@ DUMP_NAMES = ("wikidata.json", "wikidata.json.bz2", "wikidata.json.gz")
 
 
 @dataclass
-class WikipediaWikidataConfig(datasets.BuilderConfig):
+class WikipediaWikidataConfig(SourceConfig):
     wikidata_dump: str | None = None
     wikipedia_dir: str | None = None
     min_neighbours: int = 5

@@ -26,6 +26,7 @@ from .common import (
     RELATION_FEATURES,
     TRIPLE_FEATURES,
     DropCounter,
+    SourceConfig,
     entity_features,
     format_error,
     logger,
@@ -54,7 +55,7 @@ BUILDER_VERSION = datasets.Version("1.1.0")
 
 
 @dataclass
-class WordNetSemcorConfig(datasets.BuilderConfig):
+class WordNetSemcorConfig(SourceConfig):
     """heldout_fraction / split_seed: the reproducible held-out part of the KG (see `wordnet.split_heldout`).
     semcor_file: SemCor's sentences (JSON lines); by default `<data_dir>/semcor-3.0/semcor3.0.sentences.jsonl.gz`
     when it exists, else the gloss examples are used."""

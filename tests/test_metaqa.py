@@ -94,3 +94,30 @@ def test_a_small_metaqa_builds(tmp_path):
 def test_malformed_metaqa_files_are_named(tmp_path, files, message):
     with pytest.raises(DataFormatError, match=message):
         ds.load("metaqa", write_metaqa(tmp_path / "m", **files), config_name="entities", cache_dir=str(tmp_path / "c"))
+
+
+def test_questions_whose_topic_is_not_in_the_kb_are_counted_and_fail_past_five_percent(tmp_path, caplog):
+    kb = "".join(f"Film {i}|directed_by|Person {i}\n" for i in range(40))
+    known = "".join(f"who directed [Film {i}]\tPerson {i}\n" for i in range(40))
+    folder = write_metaqa(tmp_path / "few", kb=kb, question=known + "who directed [Nowhere]\tNobody\n")
+    for hops in ("1-hop", "2-hop"):
+        for split in ("dev", "test"):
+            (folder / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n" * 41)
+    questions = ds.load("metaqa", folder, config_name="1-hop", cache_dir=str(tmp_path / "c1"))["test"]
+    assert len(questions) == 41 and questions[40]["mentions"] == [] and questions[40]["candidates"] == []
+    assert "dropped 1 of 41 mentions (2.44%)" in caplog.text
+
+    many = write_metaqa(tmp_path / "many", kb=kb, question=known + "who directed [Nowhere]\tNobody\n" * 5)
+    for hops in ("1-hop", "2-hop"):
+        for split in ("dev", "test"):
+            (many / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n" * 45)
+    with pytest.raises(DataFormatError, match=r"dropped 5 of 45 mentions \(11.11%\).*more than the 5% allowed"):
+        ds.load("metaqa", many, config_name="1-hop", cache_dir=str(tmp_path / "c2"))
+
+
+def test_a_changed_source_file_is_never_read_back_from_the_cache(tmp_path):
+    folder = write_metaqa(tmp_path / "m", kb="Kismet|directed_by|William Dieterle\nKismet|written_by|Edward Knoblock\n")
+    cache = str(tmp_path / "cache")
+    assert len(ds.load("metaqa", folder, config_name="entities", cache_dir=cache)["train"]) == 3
+    (folder / "kb.txt").write_text("Kismet|directed_by|William Dieterle\n")  # same cache folder, new content
+    assert len(ds.load("metaqa", folder, config_name="entities", cache_dir=cache)["train"]) == 2
