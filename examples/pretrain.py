@@ -33,6 +33,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from safetensors.torch import load_file
 from jaket_examples.data import (
+    check_saved_files,
     default_backbone,
     default_data_dir,
     description_inputs,
@@ -366,6 +367,7 @@ def main(argv=None):
         evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)
 
     if args.resume_from_checkpoint:
+        check_saved_files(checkpoint)
         accelerator.load_state(str(checkpoint))
         load_training_state(checkpoint, memory, schedule, progress)
         logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")

@@ -124,3 +124,19 @@ def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates(
 def test_jaket_without_a_pretrained_model_is_refused_before_anything_loads(script):
     with pytest.raises(ValueError, match="--method jaket needs --model_name_or_path"):
         script([])  # the default method is jaket; before, this failed on loading a tokenizer from None
+
+
+def test_damaged_weights_are_named(pretrained, tmp_path):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(pretrained[0], folder)
+    weights = folder / "model.safetensors"
+    whole = weights.read_bytes()
+    weights.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=f"{weights} is not a readable safetensors file"):
+        load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)
+    weights.write_bytes(whole)
+    (folder / "optimizer.bin").write_bytes(b"")
+    with pytest.raises(ValueError, match=f"{folder / 'optimizer.bin'} is empty"):
+        load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)

@@ -2,6 +2,7 @@
 memory, and tokenized text whose mentions link into the graph."""
 
 import os
+import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
@@ -102,3 +103,24 @@ def tokenize_linked_text(text: datasets.Dataset, tokenizer, graph: KnowledgeGrap
     tokenized = text.map(tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True)
     logger.warning(f"tokenize_linked_text: removed {outside} mentions of entities outside the graph")
     return tokenized
+
+
+def check_saved_files(folder) -> None:
+    """Name the first damaged weights or state file in a model or checkpoint folder, before a loader fails on it with
+    an error that does not say which: an empty file, a `.safetensors` whose header does not parse, or a torch file
+    (`.bin`, `.pkl`, zip archives since torch 1.6) cut short."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(folder).iterdir()):
+        if path.suffix not in (".safetensors", ".bin", ".pkl"):
+            continue
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty")
+        if path.suffix == ".safetensors":
+            try:
+                with safe_open(str(path), framework="pt") as weights:
+                    weights.keys()
+            except Exception as error:  # safetensors raises its own SafetensorError
+                raise ValueError(f"{path} is not a readable safetensors file ({error}); truncated?") from None
+        elif not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a complete torch file (no zip directory at its end); truncated?")

@@ -15,7 +15,7 @@ from transformers import TrainingArguments
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
 
-from .data import default_backbone, default_data_dir
+from .data import check_saved_files, default_backbone, default_data_dir
 
 
 METHODS = {
@@ -84,6 +84,8 @@ def load_model(method: str, model_class, pretrained: str | None, backbone: str, 
     if method == "jaket":
         if not pretrained:
             raise ValueError("--method jaket needs --model_name_or_path, the output folder of examples/pretrain.py")
+        if Path(pretrained).is_dir():
+            check_saved_files(pretrained)
         return model_class.from_pretrained(pretrained, **config)
     if method == "lm":
         config["km_num_layers"] = 0
