@@ -97,11 +97,18 @@ def _english(entity, field):
     return (entity.get(field) or {}).get("en", {}).get("value")
 
 
-def _item_claims(entity):
-    """(property, target Q-id) for each statement whose value is an item."""
-    for property_id, statements in (entity.get("claims") or {}).items():
-        for statement in statements:
-            value = statement.get("mainsnak", {}).get("datavalue", {}).get("value")
+def _item_claims(entity, path, number):
+    """(property, target Q-id) for each statement whose value is an item; a claim that is not a statement object
+    names the file, line, entity and property."""
+    claims = entity.get("claims") or {}
+    if not isinstance(claims, dict):
+        raise format_error(path, number, f"entity {entity['id']}: claims must be an object, got {type(claims).__name__}")
+    for property_id, statements in claims.items():
+        for statement in statements if isinstance(statements, list) else [statements]:
+            if not isinstance(statement, dict) or not isinstance(statement.get("mainsnak", {}), dict):
+                raise format_error(path, number, f"entity {entity['id']}, claim {property_id}: not a statement object "
+                                                 f"({statement!r:.60})")  # fmt: skip
+            value = (statement.get("mainsnak", {}).get("datavalue") or {}).get("value")
             if isinstance(value, dict) and value.get("entity-type") == "item" and "id" in value:
                 yield property_id, value["id"]
 
@@ -140,8 +147,10 @@ def read_wiki_kg(dump: Path, wikipedia: Path, min_neighbours: int, min_mentions:
         page = ((entity.get("sitelinks") or {}).get("enwiki") or {}).get("title")
         if entity.get("type") != "item" or not page:
             continue
-        claims = list(_item_claims(entity))
+        claims = list(_item_claims(entity, dump, number))
         instance_of = next((target for prop, target in claims if prop == "P31"), None)
+        if entity["id"] in items:
+            raise format_error(dump, number, f"entity {entity['id']} appears a second time in the dump")
         items[entity["id"]] = (_english(entity, "labels") or page, instance_of, claims)
         titles[normalise_title(page)] = entity["id"]
     if not items:

@@ -162,3 +162,12 @@ def test_entities_without_instance_of_have_no_category(tmp_path):
     inputs = PretrainingInputs(tokenizer, graph, num_roots=20)(batch, torch.Generator().manual_seed(0))
     labels = dict(zip(inputs["subgraph_entity_ids"].tolist(), inputs["entity_category_labels"].tolist()))
     assert labels[graph.entity_index["Q8"]] == -100 and labels[graph.entity_index["Q1"]] >= 0
+
+
+def test_a_claim_given_as_a_string_and_a_repeated_item_are_named(tmp_path):
+    broken = [dict(e, claims={"P31": "Q5"}) if e["id"] == "Q3" else e for e in ENTITIES]
+    with pytest.raises(DataFormatError, match=r"wikidata.json.bz2, line 4: entity Q3, claim P31: not a statement"):
+        load(write_sources(tmp_path / "a", entities=broken), tmp_path / "a", min_neighbours=1, min_mentions=1)
+    repeated = ENTITIES[:3] + [ENTITIES[1]] + ENTITIES[3:]
+    with pytest.raises(DataFormatError, match=r"wikidata.json.bz2, line 5: entity Q2 appears a second time"):
+        load(write_sources(tmp_path / "b", entities=repeated), tmp_path / "b", min_neighbours=1, min_mentions=1)
