@@ -53,8 +53,8 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
     from finetune_entity_classification import classify_descriptions, heldout_graph, parse_args
 
-    args = parse_args(["--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache, "--output_dir",
-                       str(tmp_path), "--max_steps", "3", "--fractions", "5"])  # fmt: skip
+    args = parse_args(["--method", "lm", "--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache,
+                       "--output_dir", str(tmp_path), "--max_steps", "3", "--fractions", "5"])  # fmt: skip
     graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
     accuracy, model = classify_descriptions(args, graph)
     assert set(accuracy) == {"5%"} and 0.0 <= accuracy["5%"] <= 1.0
