@@ -15,7 +15,6 @@ from pathlib import Path
 import pretrain
 import torch
 from jaket_examples.data import default_data_dir, load_pretraining_data
-from jaket_examples.pretraining import PretrainingInputs
 from transformers import AutoTokenizer
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
@@ -46,10 +45,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = JaketForPreTraining.from_pretrained(folder)
     memory = EntityContextMemory.from_pretrained(folder)
-    build_inputs = PretrainingInputs(
-        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
-        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
-    )  # fmt: skip
+    build_inputs = pretrain.pretraining_inputs(args, tokenizer, graph)
     evaluation = pretrain.build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, data_dir)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)

@@ -270,6 +270,14 @@ def resolve_checkpoint(output_dir: Path, name: str) -> Path:
     return checkpoint
 
 
+def pretraining_inputs(args, tokenizer, graph) -> PretrainingInputs:
+    """What builds a step's inputs (masks, removed mentions, subgraph, held pairs), from the flags."""
+    return PretrainingInputs(
+        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
+        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
+    )  # fmt: skip
+
+
 def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
     WordNet, every word's senses (for disambiguation)."""
@@ -358,10 +366,7 @@ def main(argv=None):
                                  args.memory_momentum, getattr(torch, args.memory_dtype)).to(accelerator.device)  # fmt: skip
     schedule = RefreshSchedule.from_config(config)
     progress = Progress()
-    build_inputs = PretrainingInputs(
-        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
-        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
-    )  # fmt: skip
+    build_inputs = pretraining_inputs(args, tokenizer, graph)
     evaluation = None
     if accelerator.is_main_process and data.heldout_text is not None:
         evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)

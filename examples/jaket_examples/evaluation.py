@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket.linking import candidate_embeddings
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
 
 from .pretraining import PretrainingInputs, to_model_inputs, unordered_pairs
@@ -138,21 +139,12 @@ class PretrainingEvaluation:
         return results
 
     def _sense_table(self, model, memory):
-        """Embeddings of every sense that a removed mention may be linked to: from the memory where the entity is in
-        the pre-training graph, else encoded by LM1 from its description."""
+        """Embeddings of every sense that a removed mention may be linked to, as the linker gets them: from the
+        memory where the entity is in the pre-training graph, else encoded by LM1 from its description."""
         synsets = sorted({s for senses, _ in self.sentences.senses for s in senses})
-        row = {s: i for i, s in enumerate(synsets)}
-        table = torch.empty(len(synsets), model.config.hidden_size)
-        in_graph = [s for s in synsets if s in self.graph.entity_index]
-        if in_graph:
-            ids = torch.tensor([self.graph.entity_index[s] for s in in_graph])
-            table[[row[s] for s in in_graph]] = memory.lookup(ids.to(memory.entity_embeddings.device)).cpu()
-        outside = [s for s in synsets if s not in self.graph.entity_index]
-        if outside:
-            names, descriptions = zip(*(self.synset_descriptions[s] for s in outside))
-            encoded = encode_descriptions(self.tokenizer, list(names), list(descriptions))
-            table[[row[s] for s in outside]] = EntityContextMemory.compute(model, encoded, self.batch_size)
-        return table, row
+        candidates = [self.graph.entity_index.get(s, self.synset_descriptions.get(s)) for s in synsets]
+        table = candidate_embeddings(model, self.tokenizer, candidates, memory, self.batch_size)
+        return table, {s: i for i, s in enumerate(synsets)}
 
     def _sentences(self, model, memory, device):
         senses = self.sentences.senses
