@@ -18,7 +18,7 @@ from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.linking import candidate_embeddings
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
 
-from .pretraining import PretrainingInputs, to_model_inputs, unordered_pairs
+from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
 
 
 def _pos(synset_id: str) -> str:
@@ -98,10 +98,7 @@ def prepare_outside_graph(graph: KnowledgeGraph, tokenizer, num_entities=1000, f
     generator = torch.Generator().manual_seed(seed)
     seeds = torch.randperm(graph.num_entities, generator=generator)[:num_entities]
     subgraph = graph.sample_subgraph(seeds, fanouts, generator)
-    num_edges = subgraph.edge_type.numel()
-    held = torch.randperm(num_edges, generator=generator)[: min(num_pairs, num_edges // 2)]
-    pairs = unordered_pairs(subgraph.edge_index, subgraph.entity_ids.numel())
-    visible = ~torch.isin(pairs, pairs[held])
+    held, visible = hold_out_pairs(subgraph, num_pairs, generator)
     ids = subgraph.entity_ids.tolist()
     descriptions = encode_descriptions(tokenizer, [graph.entity_names[i] for i in ids],
                                        [graph.entity_descriptions[i] for i in ids], description_length)  # fmt: skip

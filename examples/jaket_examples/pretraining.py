@@ -29,9 +29,15 @@ def _compress(values, keep, fill):
     return torch.where(kept, torch.gather(values, 1, order), fill)
 
 
-def unordered_pairs(edge_index: torch.Tensor, num_nodes: int) -> torch.Tensor:
-    """One integer per edge that is the same for (u, v) and (v, u)."""
-    return edge_index.min(dim=0).values * num_nodes + edge_index.max(dim=0).values
+def hold_out_pairs(subgraph, count: int, generator: torch.Generator):
+    """L_r's pairs: up to `count` sampled edges (at most half of them) to classify, and a mask of the edges the
+    knowledge module may see, which hides every edge between a held pair in both directions: nearly every WordNet
+    pointer has its inverse (hypernym / hyponym), which names the answer. Returns (held edge positions, visible)."""
+    num_edges = subgraph.edge_type.numel()
+    held = torch.randperm(num_edges, generator=generator)[: min(count, num_edges // 2)]
+    ends = subgraph.edge_index
+    pairs = ends.min(dim=0).values * subgraph.entity_ids.numel() + ends.max(dim=0).values  # same for (u, v), (v, u)
+    return held, ~torch.isin(pairs, pairs[held])
 
 
 @dataclass
@@ -62,12 +68,7 @@ class PretrainingInputs:
 
         seeds = torch.cat([entity_ids[kept], self.graph.sample_roots(self.num_roots, generator=generator)])
         subgraph = self.graph.sample_subgraph(seeds, self.fanouts, generator)
-        # L_r: classify some sampled edges, and hide from the knowledge module every edge between a held pair, in
-        # both directions: nearly every WordNet pointer has its inverse (hypernym / hyponym), which names the answer.
-        num_edges = subgraph.edge_type.numel()
-        held = torch.randperm(num_edges, generator=generator)[: min(self.num_relation_pairs, num_edges // 2)]
-        pairs = unordered_pairs(subgraph.edge_index, subgraph.entity_ids.numel())
-        visible = ~torch.isin(pairs, pairs[held])
+        held, visible = hold_out_pairs(subgraph, self.num_relation_pairs, generator)
 
         true_entities = _compress(entity_ids, removed, -1)
         true_or_zero = true_entities.clamp(min=0)  # padding rows get entity 0's candidates, labelled -100 below
