@@ -11,6 +11,7 @@ from .entity_classification import EntityClassification
 from .fewrel import FewRel
 from .fewrel import parse_config_name as parse_fewrel_config_name
 from .metaqa import MetaQA
+from .metaqa import parse_config_name as parse_metaqa_config_name
 from .wikipedia_wikidata import WikipediaWikidata
 from .wordnet_semcor import WordNetSemcor
 
@@ -42,8 +43,9 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
         return datasets.DatasetDict(parts)
     if config_name == "kg" and builder_class.DEFAULT_CONFIG_NAME not in KG_CONFIGS:
         config_name = builder_class.DEFAULT_CONFIG_NAME
-    if name == "fewrel":  # any N-way K-shot, not only the four named configs
-        config_name, fields = parse_fewrel_config_name(config_name)
+    parse = {"fewrel": parse_fewrel_config_name, "metaqa": parse_metaqa_config_name}.get(name)
+    if parse is not None:  # any N-way K-shot FewRel, any k-hop MetaQA, not only the named configs
+        config_name, fields = parse(config_name)
         config = {**fields, **config}
     if config_name not in names:
         raise ValueError(f"{name} has no config {config_name!r}; choose one of {names}")

@@ -6,15 +6,19 @@ Configs:
   its name alone (never by a triple: the memory would then hold an answer's edge). Categories are the entity's role in the KB (movie,
   person, year, ...). With `kg_setting="half"` each triple is dropped with probability 0.5 (seeded): the paper's
   KG-50%.
-- `1-hop`, `2-hop`: the vanilla questions, splits `validation` (train on it: no training questions are
-  available) and `test`. Each has its topic entity (from the brackets) as a mention, its answers, its candidates
-  (every entity within k hops of the topic in the chosen KG, either direction, topic excluded, as row indices into
-  the `entities` config), and `reachable` (some answer is a candidate).
+- `1-hop`, `2-hop`, `3-hop`, and any `k-hop` whose folder `k-hop/` is in the data directory: the vanilla
+  questions, splits `validation` (train on it: no training questions are available) and `test`. Each has its topic
+  entity (from the brackets) as a mention, its answers, its candidates (every entity within k hops of the topic in
+  the chosen KG, either direction, topic excluded, as row indices into the `entities` config), and `reachable`
+  (some answer is a candidate).
+
+Descriptions are sampled from the `dev` questions of every `k-hop/` folder present.
 """
 
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
 
@@ -32,12 +36,7 @@ from .common import (
 
 
 URL = "https://github.com/yuyuz/MetaQA"
-FILES = {
-    "kb": "kb.txt",
-    "relation_text": "relation2text.txt",
-    **{f"{hops}-{split}": f"{hops}/{split}.txt" for hops in ("1-hop", "2-hop") for split in ("dev", "test")},
-    **{f"{hops}-{split}-qtype": f"{hops}/qa_{split}_qtype.txt" for hops in ("1-hop", "2-hop") for split in ("dev", "test")},
-}
+KB_FILES = {"kb": "kb.txt", "relation_text": "relation2text.txt"}
 SPLITS = {"validation": "dev", "test": "test"}
 CATEGORIES = ["movie", "person", "year", "language", "tag", "genre", "votes", "rating"]
 TAIL_CATEGORY = {
@@ -46,6 +45,30 @@ TAIL_CATEGORY = {
     "has_imdb_rating": "rating",
 }  # fmt: skip
 TOPIC = re.compile(r"\[([^\]]+)\]")
+HOPS_NAME = re.compile(r"^([0-9]+)-hop$")
+
+
+def question_files(hops: int) -> dict[str, str]:
+    """{key: path relative to the data directory} of the k-hop question files, keys `<split>` and `<split>-qtype`."""
+    return {
+        **{split: f"{hops}-hop/{split}.txt" for split in SPLITS.values()},
+        **{f"{split}-qtype": f"{hops}-hop/qa_{split}_qtype.txt" for split in SPLITS.values()},
+    }
+
+
+def hops_present(data_dir) -> list[int]:
+    """The k of every `k-hop/` folder under `data_dir`, in order."""
+    if not data_dir or not Path(data_dir).is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in Path(data_dir).iterdir() if p.is_dir() and (m := HOPS_NAME.match(p.name)))
+
+
+def parse_config_name(name: str) -> tuple[str, dict]:
+    """Any `k-hop` name: (a config it builds on, the fields that make it so)."""
+    match = HOPS_NAME.match(name)
+    if match is None or name in NAMED_HOPS:
+        return name, {}
+    return "1-hop", {"hops": int(match.group(1))}
 
 
 # Names the prepared cache: a change of what the builder writes bumps it. 1.1.0: no description states a triple.
@@ -56,6 +79,10 @@ BUILDER_VERSION = datasets.Version("1.1.0")
 class MetaQAConfig(SourceConfig):
     kg_setting: str = "full"
     seed: int = 0
+    hops: int = 0  # the question configs' k; 0 for the KB configs
+
+
+NAMED_HOPS = ("1-hop", "2-hop", "3-hop")
 
 
 class MetaQA(datasets.GeneratorBasedBuilder):
@@ -63,14 +90,16 @@ class MetaQA(datasets.GeneratorBasedBuilder):
 
     VERSION = BUILDER_VERSION
     BUILDER_CONFIG_CLASS = MetaQAConfig
-    BUILDER_CONFIGS = [
-        MetaQAConfig(name=n, version=BUILDER_VERSION) for n in ("entities", "relations", "triples", "1-hop", "2-hop")
+    BUILDER_CONFIGS = [MetaQAConfig(name=n, version=BUILDER_VERSION) for n in ("entities", "relations", "triples")] + [
+        MetaQAConfig(name=n, version=BUILDER_VERSION, hops=int(n[0])) for n in NAMED_HOPS
     ]
     DEFAULT_CONFIG_NAME = "1-hop"
 
     def _info(self):
         if self.config.kg_setting not in ("full", "half"):
             raise ValueError(f"metaqa: kg_setting must be 'full' or 'half', got {self.config.kg_setting!r}")
+        if self.config.name.endswith("-hop") and self.config.hops < 1:
+            raise ValueError(f"metaqa: questions need at least 1 hop, got hops={self.config.hops}")
         features = {
             "entities": entity_features(CATEGORIES),
             "relations": RELATION_FEATURES,
@@ -87,9 +116,17 @@ class MetaQA(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(description=__doc__, features=features, homepage=URL)
 
     def _split_generators(self, dl_manager):
-        paths = locate(self.config.data_dir, "metaqa", URL, FILES)
+        if self.config.hops:
+            files = {**KB_FILES, **question_files(self.config.hops)}
+        elif self.config.name == "entities":  # descriptions come from every k-hop folder's dev questions
+            hops = hops_present(self.config.data_dir) or [1, 2]  # none: locate() names what to place where
+            files = {**KB_FILES, **{f"{k}-hop-dev{suffix}": f"{k}-hop/{relative}" for k in hops
+                                   for suffix, relative in (("", "dev.txt"), ("-qtype", "qa_dev_qtype.txt"))}}  # fmt: skip
+        else:
+            files = KB_FILES
+        paths = locate(self.config.data_dir, "metaqa", URL, files)
         kb = read_kb(paths["kb"], self.config.kg_setting, self.config.seed)
-        if self.config.name in ("entities", "relations", "triples"):
+        if not self.config.hops:
             return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"paths": paths, "kb": kb})]
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"paths": paths, "kb": kb, "split": split})
@@ -109,8 +146,7 @@ class MetaQA(datasets.GeneratorBasedBuilder):
             for i, (head, relation, tail) in enumerate(kb.triples):
                 yield i, {"head": kb.entities[head], "relation": relation, "tail": kb.entities[tail]}
         else:
-            hops = int(self.config.name[0])
-            key = f"{self.config.name}-{SPLITS[split]}"
+            hops, key = self.config.hops, SPLITS[split]
             # A topic that is not in the KB loses its mention (and has no candidates): counted, reported, and more
             # than 5% fails the build. The question stays, so that "all questions" keeps its denominator.
             drops = DropCounter(str(paths[key]))
@@ -120,7 +156,7 @@ class MetaQA(datasets.GeneratorBasedBuilder):
                     question = {**question, "mentions": []}
                 candidates = kb.neighbourhood(topic, hops) if topic is not None else []
                 names = {kb.entities[c] for c in candidates}
-                yield number, {**question, "id": f"{key}-{number}", "candidates": candidates,
+                yield number, {**question, "id": f"{hops}-hop-{key}-{number}", "candidates": candidates,
                                "reachable": any(a in names for a in question["answers"])}  # fmt: skip
             drops.report()
 
@@ -206,8 +242,7 @@ def sample_descriptions(paths, kb: KB, seed: int) -> list[str]:
     """One `validation` question naming each entity (seeded), else the entity's name."""
     rng = random.Random(seed)
     questions = [[] for _ in kb.entities]
-    for hops in ("1-hop", "2-hop"):
-        key = f"{hops}-dev"
+    for key in [k for k in paths if k.endswith("-hop-dev")]:  # in the order of k
         for _, question in read_questions(paths[key], paths[f"{key}-qtype"]):
             topic = kb.index.get(question["topic"])
             if topic is not None:

@@ -140,3 +140,16 @@ def test_damaged_weights_are_named(pretrained, tmp_path):
     (folder / "optimizer.bin").write_bytes(b"")
     with pytest.raises(ValueError, match=f"{folder / 'optimizer.bin'} is empty"):
         load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)
+
+
+def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_checkpoint):
+    from test_metaqa import CHAIN, write_metaqa
+
+    question = "who wrote films sharing a director with [M1]\tP2\n"
+    data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=question, hops_folders=("3-hop",))
+    record = metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
+                    + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
+    assert record["setting"] == "3-hop KG-Full" and record["test_questions"] == 1
+    assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # its answer is 3 hops away
+    with pytest.raises(SystemExit):
+        metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"])

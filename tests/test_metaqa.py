@@ -64,8 +64,9 @@ def test_half_kg_drops_about_half_the_triples(kg, tmp_path):
     assert set(zip(half["head"][:], half["relation"][:], half["tail"][:])) <= full
 
 
-def write_metaqa(folder, kb="Kismet|directed_by|William Dieterle\n", question="who directed [Kismet]\tWilliam Dieterle\n"):
-    for hops in ("1-hop", "2-hop"):
+def write_metaqa(folder, kb="Kismet|directed_by|William Dieterle\n", question="who directed [Kismet]\tWilliam Dieterle\n",
+                 hops_folders=("1-hop", "2-hop")):  # fmt: skip
+    for hops in hops_folders:
         (folder / hops).mkdir(parents=True, exist_ok=True)
         for split in ("dev", "test"):
             (folder / hops / f"{split}.txt").write_text(question)
@@ -121,3 +122,27 @@ def test_a_changed_source_file_is_never_read_back_from_the_cache(tmp_path):
     assert len(ds.load("metaqa", folder, config_name="entities", cache_dir=cache)["train"]) == 3
     (folder / "kb.txt").write_text("Kismet|directed_by|William Dieterle\n")  # same cache folder, new content
     assert len(ds.load("metaqa", folder, config_name="entities", cache_dir=cache)["train"]) == 2
+
+
+# M1 -directed_by- P1 -directed_by- M2 -written_by- P2 -written_by- M3: P1 is 1 hop from M1, M2 2, P2 3, M3 4.
+CHAIN = "M1|directed_by|P1\nM2|directed_by|P1\nM2|written_by|P2\nM3|written_by|P2\n"
+
+
+def test_any_k_hop_folder_loads_with_candidates_within_k_hops(tmp_path):
+    folder = write_metaqa(tmp_path / "m", kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n",
+                          hops_folders=("3-hop",))  # fmt: skip
+    entities = ds.load("metaqa", folder, config_name="entities", cache_dir=str(tmp_path / "c"))["train"]
+    index = {name: i for i, name in enumerate(entities["name"][:])}
+    three = ds.load("metaqa", folder, config_name="3-hop", cache_dir=str(tmp_path / "c"))["test"][0]
+    assert sorted(three["candidates"]) == sorted(index[n] for n in ("P1", "M2", "P2")) and three["reachable"]
+    # descriptions come from the folders present (here only 3-hop/): M1's is the question naming it
+    assert entities[index["M1"]]["description"] == "who wrote films sharing a director with M1"
+
+    with pytest.raises(FileNotFoundError, match=r"4-hop/dev\.txt"):
+        ds.load("metaqa", folder, config_name="4-hop", cache_dir=str(tmp_path / "c"))
+    write_metaqa(folder, kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n", hops_folders=("4-hop",))
+    four = ds.load("metaqa", folder, config_name="4-hop", cache_dir=str(tmp_path / "c"))["test"][0]
+    assert sorted(four["candidates"]) == sorted(index[n] for n in ("P1", "M2", "P2", "M3"))
+    assert four["id"] == "4-hop-test-1"
+    with pytest.raises(ValueError, match="at least 1 hop, got hops=0"):
+        ds.load("metaqa", folder, config_name="0-hop", cache_dir=str(tmp_path / "c"))
