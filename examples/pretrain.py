@@ -120,6 +120,10 @@ def parse_args(argv=None):
     parser.add_argument("--logging_steps", type=int, default=10)
     parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--deterministic", action="store_true",
+                        help="torch.use_deterministic_algorithms(True): on GPUs, deterministic kernels where torch has "
+                             "them (slower) and an error where it has none; on CPUs the run is deterministic already "
+                             "for a given thread count, process count and torch version")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -133,16 +137,28 @@ class Progress:
 TRAINING_STATE_NAME = "training_state.json"
 
 
-def save_training_state(directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress):
+def arithmetic(num_processes: int) -> dict:
+    """What decides how floating-point reductions are split, so what a resumed run must share with the run that
+    wrote its checkpoint to continue it bit for bit: CPU matmuls and sums are split across threads, gradients summed
+    across processes, and kernels change between torch versions."""
+    return {"num_processes": num_processes, "num_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def save_training_state(
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress, num_processes: int
+):
     """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
     is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
     code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
     memory.save_pretrained(directory)
-    state = {"completed_steps": progress.completed_steps, "refresh_schedule": schedule.state_dict()}
+    state = {"completed_steps": progress.completed_steps, "refresh_schedule": schedule.state_dict(),
+             "arithmetic": arithmetic(num_processes)}  # fmt: skip
     (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
 
 
-def load_training_state(directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress):
+def load_training_state(
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress, num_processes: int
+):
     state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
     for path in (state_file, memory_file):
         if not path.is_file():
@@ -156,6 +172,13 @@ def load_training_state(directory: Path, memory: EntityContextMemory, schedule: 
     memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
     schedule.load_state_dict(schedule_state)
     progress.completed_steps = completed_steps
+    written, now = state.get("arithmetic"), arithmetic(num_processes)
+    if written is not None and written != now:
+        changed = ", ".join(f"{key} {written.get(key)} -> {now[key]}" for key in now if written.get(key) != now[key])
+        logger.warning(
+            f"{directory} was written with other arithmetic ({changed}): the run goes on, but its results will differ "
+            "in the last bits from those of a run that was never stopped"
+        )
 
 
 def parameter_group(name: str, new_parameters: set[str]) -> str:
@@ -247,7 +270,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, 
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_training_state(staging, memory, schedule, progress)
+        save_training_state(staging, memory, schedule, progress, accelerator.num_processes)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -328,7 +351,9 @@ def main(argv=None):
         # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
-    set_seed(args.seed)
+    if args.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic
+    set_seed(args.seed, deterministic=args.deterministic)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -374,7 +399,7 @@ def main(argv=None):
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
         accelerator.load_state(str(checkpoint))
-        load_training_state(checkpoint, memory, schedule, progress)
+        load_training_state(checkpoint, memory, schedule, progress, accelerator.num_processes)
         logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")
     else:
         refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,

@@ -91,12 +91,23 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
         assert values["head_lr"] == pytest.approx(1e-3 * (6 - step) / 6, abs=1e-9)
 
 
-def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache):
+@pytest.fixture
+def busy_cpu():
+    """A process that keeps one core busy for the test's length: what a claim of determinism must survive."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    yield
+    burner.kill()
+    burner.wait()
+
+
+def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache, busy_cpu):
     steps = 40
     uninterrupted = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
 
+    # --deterministic (torch.use_deterministic_algorithms) changes nothing on a CPU: the killed and resumed runs use it
     output = tmp_path / "b"
-    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4")
+    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4",
+                                 "--deterministic")  # fmt: skip
     process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=script_environment(), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.time() + 300
@@ -176,3 +187,16 @@ def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
                             timeout=120)  # fmt: skip
     assert result.returncode != 0 and f"{tmp_path / 'nowhere'}: no training_state.json there" in result.stderr
     assert "entity context memory" not in result.stderr and "wordnet_semcor:" not in result.stderr
+
+
+def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
+    from accelerate import PartialState
+    from pretrain import Progress, RefreshSchedule, load_training_state, save_training_state
+
+    PartialState(cpu=True)  # Accelerate's logger needs a state
+    memory = EntityContextMemory(5, 2, 4)
+    save_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=1)
+    load_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=1)
+    assert "other arithmetic" not in caplog.text
+    load_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=2)
+    assert "other arithmetic (num_processes 1 -> 2)" in caplog.text
