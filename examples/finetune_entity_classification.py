@@ -160,7 +160,7 @@ def main(argv=None):
                             remove_columns=splits["train"].column_names, keep_in_memory=True)  # fmt: skip
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=args.method == "gnn")
-        training_args = training_arguments(args, f"{args.method}-{percent}", ["labels"],
+        training_args = training_arguments(args, f"{args.method}-{percent}", ["labels"], remove_unused_columns=False,
                                            per_device_eval_batch_size=args.per_device_eval_batch_size)  # fmt: skip
         trainer = Trainer(
             model=wrapped, args=training_args, train_dataset=splits["train"],

@@ -26,6 +26,7 @@ from jaket_examples.finetuning import (
     save_results,
     training_arguments,
 )
+from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Trainer, set_seed
 
 import datasets_scripts
@@ -114,7 +115,7 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     device = next(model.parameters()).device
     predictions, references = [], []
     model.eval()
-    for episode in episodes:
+    for episode in tqdm(episodes, desc="test episodes", leave=False):
         queries = [q for q in episode["queries"] for _ in episode["support"]]
         supports = [s for _ in episode["queries"] for s in episode["support"]]
         encoding = encode_pairs(tokenizer, graph, queries, supports, args.max_seq_length, use_mentions)
@@ -157,7 +158,7 @@ def main(argv=None):
                                              "mention_ends")}, "labels": batch["label"]}  # fmt: skip
 
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
-    training_args = training_arguments(args, f"{args.method}-{name}", ["labels"])
+    training_args = training_arguments(args, f"{args.method}-{name}", ["labels"], remove_unused_columns=False)
     trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
                       data_collator=PairCollator(tokenizer.pad_token_id))  # fmt: skip
     trainer.train()

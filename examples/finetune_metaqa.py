@@ -26,6 +26,7 @@ from jaket_examples.finetuning import (
     training_arguments,
 )
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Trainer, set_seed
 from transformers.modeling_outputs import ModelOutput
 
@@ -148,7 +149,7 @@ def hits_at_1(model, questions, collator, batch_size):
     device = next(model.parameters()).device
     model.eval()
     hits = []
-    for begin in range(0, len(questions), batch_size):
+    for begin in tqdm(range(0, len(questions), batch_size), desc="test questions", leave=False):
         features = [questions[i] for i in range(begin, min(begin + batch_size, len(questions)))]
         batch = collator(features)
         batch.pop("answer_mask")
@@ -195,7 +196,7 @@ def main(argv=None):
     uses_graph = graph if args.method != "lm" else None
 
     run_name = f"{args.method}-{args.hops}hop-{args.kg_setting}"
-    training_args = training_arguments(args, run_name, ["answer_mask"])
+    training_args = training_arguments(args, run_name, ["answer_mask"], remove_unused_columns=False)
     collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
     Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator).train()
     scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed),

@@ -3,17 +3,16 @@
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer, BertSelfAttention
 from transformers.models.roberta.modeling_roberta import RobertaEmbeddings
-from transformers.utils import cached_file, logging
+from transformers.utils import logging
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_jaket import JaketConfig
@@ -178,13 +177,30 @@ def span_mean(hidden_states, starts, ends):
     return (hidden_states[batch_index, starts.clamp(min=0)] + hidden_states[batch_index, ends.clamp(min=0)]) / 2
 
 
-def _cross_entropy(logits, labels):
-    """Mean cross-entropy over labels != -100; zero (kept in the graph) when there are none."""
+def _cross_entropy(logits, labels, num_items_in_batch=None):
+    """Cross-entropy over labels != -100: their mean, or, given `num_items_in_batch` (what `Trainer` counts over all
+    the micro-batches of a gradient-accumulation step), their sum divided by it, so that accumulating micro-batches
+    gives the gradient of the whole batch. Zero (kept in the graph) when no label counts."""
     labels = labels.to(logits.device).reshape(-1)
     logits = logits.reshape(-1, logits.shape[-1])
     if not (labels != -100).any():
         return logits.sum() * 0.0
-    return CrossEntropyLoss()(logits, labels)
+    if num_items_in_batch is None:
+        return CrossEntropyLoss()(logits, labels)
+    return CrossEntropyLoss(reduction="sum")(logits, labels) / num_items_in_batch
+
+
+def _output_flags(output_attentions, output_hidden_states) -> dict:
+    """The `output_*` flags that were set: one passed as None would hide the config's own setting."""
+    flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
+    return {name: value for name, value in flags.items() if value is not None}
+
+
+def _as_output(output: ModelOutput, return_dict: bool | None, config) -> ModelOutput | tuple:
+    """The output dataclass, or with `return_dict=False` (or `config.return_dict` False) its non-None fields as a
+    tuple, as every transformers head returns."""
+    return_dict = return_dict if return_dict is not None else config.return_dict
+    return output if return_dict else output.to_tuple()
 
 
 def _check_spans(name, starts, ends, sequence_length):
@@ -272,8 +288,9 @@ class JaketPreTrainedModel(PreTrainedModel):
         config = JaketConfig(backbone_type=backbone_type, **{**fields, **config_overrides})
         model = cls(config)
 
-        weights_file = cached_file(pretrained_model_name_or_path, "model.safetensors")
-        mapped, unused = model._map_backbone_state_dict(load_file(weights_file))
+        state_dict, not_in_checkpoint = _load_backbone_state_dict(pretrained_model_name_or_path)
+        mapped, unused = model._map_backbone_state_dict(state_dict)
+        unused += not_in_checkpoint
         result = model.load_state_dict(mapped, strict=False)
         tied = set(model.all_tied_weights_keys)
         missing = sorted(k for k in result.missing_keys if k not in tied)
@@ -337,6 +354,27 @@ class JaketPreTrainedModel(PreTrainedModel):
             else:
                 mapped[target] = value
         return mapped, unused
+
+
+def _load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[str]]:
+    """The weights of a RoBERTa/BERT checkpoint in any layout transformers loads (one or sharded safetensors files,
+    `pytorch_model.bin` read with `weights_only`, a hub name), loaded by transformers itself as a masked-LM model:
+    (the tensors the checkpoint holds, keyed as in the checkpoint; the checkpoint keys that model does not use)."""
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()  # its "newly initialised" warnings would name the MLM model, not ours
+    logging.disable_progress_bar()
+    try:
+        backbone, info = AutoModelForMaskedLM.from_pretrained(
+            pretrained_model_name_or_path, output_loading_info=True, dtype=torch.float32
+        )
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+    # what the checkpoint lacks was initialised at random by that load; tied copies are the embeddings again
+    skipped = set(info["missing_keys"]) | set(backbone.all_tied_weights_keys)
+    state_dict = {key: value for key, value in backbone.state_dict().items() if key not in skipped}
+    return state_dict, list(info["unexpected_keys"])
 
 
 class JaketModel(JaketPreTrainedModel):
@@ -495,6 +533,8 @@ class JaketForPreTraining(JaketPreTrainedModel):
     are given; `loss` is their sum."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight"}
+    # Four losses, each a mean over its own items: `Trainer` divides the total by the accumulation steps itself.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: JaketConfig):
         super().__init__(config)
@@ -518,6 +558,18 @@ class JaketForPreTraining(JaketPreTrainedModel):
 
     def forward(
         self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        mention_entity_ids: torch.LongTensor | None = None,
+        mention_starts: torch.LongTensor | None = None,
+        mention_ends: torch.LongTensor | None = None,
+        subgraph_entity_ids: torch.LongTensor | None = None,
+        edge_index: torch.LongTensor | None = None,
+        edge_type: torch.LongTensor | None = None,
+        entity_init_embeddings: torch.FloatTensor | None = None,
+        relation_embeddings: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         entity_category_labels: torch.LongTensor | None = None,
         relation_head_index: torch.LongTensor | None = None,
@@ -527,8 +579,11 @@ class JaketForPreTraining(JaketPreTrainedModel):
         masked_entity_ends: torch.LongTensor | None = None,
         masked_entity_candidate_embeddings: torch.FloatTensor | None = None,
         masked_entity_labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> JaketForPreTrainingOutput:
+    ) -> JaketForPreTrainingOutput | tuple:
         r"""
         Takes [`JaketModel`]'s inputs, and:
 
@@ -546,7 +601,13 @@ class JaketForPreTraining(JaketPreTrainedModel):
         masked_entity_labels (`torch.LongTensor` of shape `(batch_size, num_masked)`):
             Index of the true entity among the candidates; -100 pads.
         """
-        outputs = self.jaket(**kwargs)
+        outputs = self.jaket(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
+            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
+            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
+            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+        )  # fmt: skip
         entity_embeddings = outputs.entity_embeddings
         losses = {}
 
@@ -589,7 +650,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
             if masked_entity_labels is not None:
                 losses["masked_entity_loss"] = _cross_entropy(entity_logits, masked_entity_labels)
 
-        return JaketForPreTrainingOutput(
+        output = JaketForPreTrainingOutput(
             loss=sum(losses.values()) if losses else None,
             **losses,
             logits=logits,
@@ -600,6 +661,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
+        return _as_output(output, return_dict, self.config)
 
 
 class JaketForEntityClassification(JaketPreTrainedModel):
@@ -614,19 +676,49 @@ class JaketForEntityClassification(JaketPreTrainedModel):
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
 
-    def forward(self, labels: torch.LongTensor | None = None, **kwargs) -> EntityClassificationOutput:
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        mention_entity_ids: torch.LongTensor | None = None,
+        mention_starts: torch.LongTensor | None = None,
+        mention_ends: torch.LongTensor | None = None,
+        subgraph_entity_ids: torch.LongTensor | None = None,
+        edge_index: torch.LongTensor | None = None,
+        edge_type: torch.LongTensor | None = None,
+        entity_init_embeddings: torch.FloatTensor | None = None,
+        relation_embeddings: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> EntityClassificationOutput | tuple:
         r"""
         Takes [`JaketModel`]'s graph inputs (text is optional), and:
 
         labels (`torch.LongTensor` of shape `(num_subgraph_entities,)`):
             Class of each subgraph entity; -100 for entities not to be scored.
+        num_items_in_batch (`int` or `torch.Tensor`, passed by `Trainer`):
+            The labelled entities of all the micro-batches of one optimisation step: the loss is their summed
+            cross-entropy divided by it, right under gradient accumulation.
         """
-        outputs = self.jaket(**kwargs)
+        outputs = self.jaket(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
+            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
+            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
+            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+        )  # fmt: skip
         if outputs.entity_embeddings is None:
             raise ValueError("JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends")
         logits = self.classifier(self.dropout(outputs.entity_embeddings))
-        loss = _cross_entropy(logits, labels) if labels is not None else None
-        return EntityClassificationOutput(loss=loss, logits=logits, entity_embeddings=outputs.entity_embeddings)
+        loss = _cross_entropy(logits, labels, num_items_in_batch) if labels is not None else None
+        output = EntityClassificationOutput(loss=loss, logits=logits, entity_embeddings=outputs.entity_embeddings)
+        return _as_output(output, return_dict, self.config)
 
 
 class JaketForSequenceClassification(JaketPreTrainedModel):
@@ -639,14 +731,43 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
         self.classifier = JaketClassificationHead(config)
         self.post_init()
 
-    def forward(self, labels: torch.LongTensor | None = None, **kwargs) -> SequenceClassifierOutput:
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        mention_entity_ids: torch.LongTensor | None = None,
+        mention_starts: torch.LongTensor | None = None,
+        mention_ends: torch.LongTensor | None = None,
+        subgraph_entity_ids: torch.LongTensor | None = None,
+        edge_index: torch.LongTensor | None = None,
+        edge_type: torch.LongTensor | None = None,
+        entity_init_embeddings: torch.FloatTensor | None = None,
+        relation_embeddings: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
         r"""
         Takes [`JaketModel`]'s inputs, and:
 
-        labels (`torch.LongTensor` of shape `(batch_size,)`):
+        labels (`torch.LongTensor` of shape `(batch_size,)`, or `(batch_size, num_labels)` for multi-label):
             Class (or, with `num_labels == 1`, regression target) of each sequence.
+        num_items_in_batch (`int` or `torch.Tensor`, passed by `Trainer`):
+            The label values of all the micro-batches of one optimisation step: each loss is summed and divided by
+            it, right under gradient accumulation.
         """
-        outputs = self.jaket(**kwargs)
+        outputs = self.jaket(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
+            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
+            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
+            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+        )  # fmt: skip
         if outputs.last_hidden_state is None:
             raise ValueError("JaketForSequenceClassification needs input_ids")
         logits = self.classifier(outputs.last_hidden_state)
@@ -661,13 +782,17 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
                     self.config.problem_type = "single_label_classification"
                 else:
                     self.config.problem_type = "multi_label_classification"
+            reduction = "mean" if num_items_in_batch is None else "sum"
             if self.config.problem_type == "regression":
-                loss = MSELoss()(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                loss = MSELoss(reduction=reduction)(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
             elif self.config.problem_type == "single_label_classification":
-                loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+                loss = CrossEntropyLoss(reduction=reduction)(logits.view(-1, self.num_labels), labels.view(-1))
             else:
-                loss = BCEWithLogitsLoss()(logits, labels.to(logits.dtype))
+                loss = BCEWithLogitsLoss(reduction=reduction)(logits, labels.to(logits.dtype))
+            if num_items_in_batch is not None:
+                loss = loss / num_items_in_batch
 
-        return SequenceClassifierOutput(
+        output = SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+        return _as_output(output, return_dict, self.config)

@@ -114,6 +114,25 @@ def test_from_backbone_reports_every_key_not_loaded(minilm_path):
     assert len([k for k in loaded if k.startswith("jaket.lm")]) == 6 * 16
 
 
+def test_from_backbone_loads_every_checkpoint_layout_transformers_loads(tiny_bert_checkpoint, tmp_path):
+    from transformers import BertForMaskedLM
+
+    heads = dict(num_entity_categories=5, num_relation_types=3)
+    reference = JaketForPreTraining.from_backbone(tiny_bert_checkpoint, **heads).state_dict()
+    backbone = BertForMaskedLM.from_pretrained(tiny_bert_checkpoint)
+    backbone.save_pretrained(tmp_path / "sharded", max_shard_size="500KB")
+    assert len(list((tmp_path / "sharded").glob("model-*-of-*.safetensors"))) > 1
+    (tmp_path / "bin").mkdir()
+    backbone.config.save_pretrained(tmp_path / "bin")
+    torch.save(backbone.state_dict(), tmp_path / "bin" / "pytorch_model.bin")
+    for layout in ("sharded", "bin"):
+        model, info = JaketForPreTraining.from_backbone(str(tmp_path / layout), output_loading_info=True, **heads)
+        loaded = model.state_dict()
+        for key in set(reference) - set(info["missing_keys"]):  # the randomly initialised rest differs by design
+            torch.testing.assert_close(loaded[key], reference[key], rtol=0, atol=0, msg=f"{layout}: {key}")
+        assert "jaket.lm1.0.attention.self.query.weight" not in info["missing_keys"]
+
+
 def test_from_backbone_rejects_other_architectures(tmp_path):
     from transformers import GPT2Config
 
@@ -263,3 +282,60 @@ def test_non_finite_initial_embeddings_are_named_when_checked(config):
     assert torch.isnan(output.entity_embeddings).any()
     with pytest.raises(ValueError, match=r"entity_init_embeddings row 4 holds NaN or infinity \(1 such"):
         JaketModel(tiny_config(check_finite_inputs=True))(**inputs)
+
+
+@pytest.mark.parametrize("head", ["pretraining", "entity", "sequence"])
+def test_heads_return_tuples_with_return_dict_false(head):
+    config = tiny_config(num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    if head == "pretraining":
+        model, labels = JaketForPreTraining(config), dict(entity_category_labels=torch.tensor([0, 1, 2, 3, 4, -100]))
+    elif head == "entity":
+        model, labels = JaketForEntityClassification(config), dict(labels=torch.tensor([0, 1, 2, -100, 0, 1]))
+    else:
+        model, labels = JaketForSequenceClassification(config), dict(labels=torch.tensor([0, 2]))
+    model.eval()
+    as_dict = model(**inputs, **labels)
+    as_tuple = model(**inputs, **labels, return_dict=False)
+    assert isinstance(as_tuple, tuple) and len(as_tuple) == len(as_dict.to_tuple())
+    for ours, theirs in zip(as_tuple, as_dict.to_tuple()):
+        torch.testing.assert_close(ours, theirs)
+    torch.testing.assert_close(as_tuple[0], as_dict.loss)  # the loss comes first, as in every transformers head
+    model.config.return_dict = False  # the config's setting is honoured too
+    assert isinstance(model(**inputs, **labels), tuple)
+    if head != "entity":  # an entity classifier's output holds no text states
+        model.config.return_dict = True
+        states = model(**inputs, **labels, output_hidden_states=True).hidden_states
+        assert len(states) == config.num_hidden_layers + 1
+
+
+def test_num_items_in_batch_sums_the_loss_over_the_whole_accumulated_batch():
+    model = JaketForEntityClassification(tiny_config(num_labels=3, hidden_dropout_prob=0.0)).eval()
+    inputs = graph_inputs()
+    labels = torch.tensor([0, 1, 2, -100, 0, 1])
+    mean = model(**inputs, labels=labels).loss
+    summed = model(**inputs, labels=labels, num_items_in_batch=10).loss
+    torch.testing.assert_close(summed, mean * 5 / 10)  # 5 labelled entities here, 10 in the accumulated batch
+
+
+def test_trainer_with_default_columns_and_gradient_accumulation_matches_one_big_batch(tmp_path):
+    """remove_unused_columns=True (Trainer's default) keeps the inputs the head names; two micro-batches of 2 take
+    the same step as one batch of 4, because the loss is divided by all their labels, not by each micro-batch's."""
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    config = tiny_config(num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    generator = torch.Generator().manual_seed(0)
+    rows = {"input_ids": torch.randint(5, 300, (4, 8), generator=generator).tolist(), "attention_mask": [[1] * 8] * 4,
+            "labels": [0, 2, 1, 2], "text": ["a", "b", "c", "d"]}  # fmt: skip
+    trained = []
+    for batch_size, accumulation in ((4, 1), (2, 2)):
+        torch.manual_seed(0)
+        model = JaketForSequenceClassification(config)
+        args = TrainingArguments(output_dir=str(tmp_path / f"{batch_size}"), per_device_train_batch_size=batch_size,
+                                 gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd",
+                                 learning_rate=1.0, lr_scheduler_type="constant", report_to=[], save_strategy="no",
+                                 use_cpu=True, seed=0, data_seed=0)  # fmt: skip
+        Trainer(model=model, args=args, train_dataset=Dataset.from_dict(rows)).train()
+        trained.append(model.classifier.out_proj.weight.detach().clone())
+    torch.testing.assert_close(trained[0], trained[1])

@@ -56,13 +56,14 @@ def resolve_common_arguments(args, data_subfolder: str = ""):
 
 
 def training_arguments(args, run_name: str, label_names: list[str], **overrides) -> TrainingArguments:
-    """The `Trainer`'s settings from the common arguments: no checkpoints or trackers, AdamW with weight decay 0.01,
-    inputs kept whole (the collators build graph inputs the models' signatures do not name)."""
+    """The `Trainer`'s settings from the common arguments: no checkpoints or trackers, AdamW with weight decay 0.01.
+    A script whose collator builds the model's inputs from raw columns (an entity id, a question's candidates) passes
+    `remove_unused_columns=False`: those columns are no model input, and `Trainer` would drop them first."""
     settings = dict(
         output_dir=str(Path(args.output_dir) / run_name), learning_rate=args.learning_rate,
         num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed, weight_decay=0.01,
         per_device_train_batch_size=args.per_device_train_batch_size, save_strategy="no", eval_strategy="no",
-        report_to=[], remove_unused_columns=False, label_names=label_names, logging_steps=50,
+        report_to=[], label_names=label_names, logging_steps=50,
         use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     return TrainingArguments(**{**settings, **overrides})
@@ -100,7 +101,7 @@ def initial_embeddings(method, model, tokenizer, graph: KnowledgeGraph, seed=0, 
         return (torch.randn(graph.num_entities, hidden, generator=generator),
                 torch.randn(graph.num_relations, hidden, generator=generator))  # fmt: skip
     entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
-    entity_embeddings = EntityContextMemory.compute(model, entities, batch_size)
+    entity_embeddings = EntityContextMemory.compute(model, entities, batch_size, progress_bar=True)
     if graph.num_relations == 0:
         return entity_embeddings, torch.empty(0, entity_embeddings.shape[1])
     relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
