@@ -26,6 +26,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import datasets
+from datasets.utils.tqdm import tqdm
 
 from .common import (
     RELATION_FEATURES,
@@ -81,7 +82,7 @@ def strip_links(text: str) -> tuple[str, list[tuple[int, int, str]]]:
 
 def _wikidata_entities(path: Path):
     """Each entity object of the dump (the array's brackets and trailing commas skipped), with its line number."""
-    for number, line in read_lines(path):
+    for number, line in tqdm(read_lines(path), desc=f"reading {path.name}", unit=" lines"):
         line = line.strip().rstrip(",")
         if line in ("[", "]", ""):
             continue
@@ -117,7 +118,7 @@ def _articles(folder: Path):
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
         raise DataFormatError(f"{folder}: no WikiExtractor output files")
-    for path in files:
+    for path in tqdm(files, desc=f"reading articles under {folder.name}", unit=" files"):
         for number, line in read_lines(path):
             try:
                 article = json.loads(line)

@@ -234,7 +234,7 @@ def compute_sharded(accelerator, model, descriptions, batch_size):
     """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
     count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
     indices = torch.arange(rank, count, world)
-    local = EntityContextMemory.compute(model, descriptions, batch_size, indices)
+    local = EntityContextMemory.compute(model, descriptions, batch_size, indices, accelerator.is_local_main_process)
     rows = math.ceil(count / world)
     padded = torch.zeros(rows, local.shape[1])
     padded[: len(indices)] = local
@@ -338,8 +338,9 @@ def main(argv=None):
         checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     report_to = None if args.report_to == "none" else args.report_to
-    if report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        report_to = None  # TensorBoard is optional: log to the console only
+    tensorboard_missing = report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None
+    if tensorboard_missing:
+        report_to = None
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=report_to,
@@ -351,6 +352,8 @@ def main(argv=None):
         # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    if tensorboard_missing:
+        logger.warning("TensorBoard is not installed (pip install 'jaket[train]'): logging to the console only")
     if args.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what cuBLAS needs to be deterministic
     set_seed(args.seed, deterministic=args.deterministic)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/default}
 SEEDS=${SEEDS:-42}
 python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
-python3 -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 export HF_HUB_OFFLINE=1
 
 # pretrain.py's defaults are the embedded recipe (300 steps, 5,000 entities; README says where they differ from the

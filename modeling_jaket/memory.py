@@ -7,6 +7,7 @@ import os
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.utils import logging
 
 from .graph import as_index_tensor
 
@@ -118,10 +119,11 @@ class EntityContextMemory(nn.Module):
 
     @staticmethod
     @torch.no_grad()
-    def compute(model, descriptions: dict, batch_size: int = 64, indices=None) -> torch.Tensor:
+    def compute(model, descriptions: dict, batch_size: int = 64, indices=None, progress_bar: bool = False) -> torch.Tensor:
         """LM1's embedding of each description (or of those at `indices`), in length-sorted batches, in float32.
 
-        `model` is a [`JaketModel`] or any JAKET head; its training mode is restored afterwards.
+        `model` is a [`JaketModel`] or any JAKET head; its training mode is restored afterwards. `progress_bar` shows
+        the descriptions done (transformers' `logging.disable_progress_bar()` hides it).
         """
         base = model.base_model
         sequences = descriptions["input_ids"]
@@ -144,6 +146,8 @@ class EntityContextMemory(nn.Module):
         result = torch.empty(len(indices), base.config.hidden_size, dtype=torch.float32)
         was_training = base.training
         base.eval()
+        bar = logging.tqdm(total=len(order), desc="LM1 over descriptions", unit="description", leave=False,
+                           disable=not progress_bar)  # fmt: skip
         try:
             for begin in range(0, len(order), batch_size):
                 rows = order[begin : begin + batch_size]
@@ -153,7 +157,9 @@ class EntityContextMemory(nn.Module):
                     input_ids.to(device), attention_mask.to(device), starts[chosen].to(device), ends[chosen].to(device)
                 )
                 result[rows] = embeddings.float().cpu()
+                bar.update(len(rows))
         finally:
+            bar.close()
             base.train(was_training)
         return result
 
@@ -179,10 +185,15 @@ class EntityContextMemory(nn.Module):
             table.copy_(momentum * table.float() + (1.0 - momentum) * new)
         self.initialized.fill_(True)
 
-    def refresh(self, model, entity_descriptions: dict, relation_descriptions: dict | None = None, batch_size=64):
+    def refresh(
+        self, model, entity_descriptions: dict, relation_descriptions: dict | None = None, batch_size=64,
+        progress_bar: bool = False,
+    ):  # fmt: skip
         """Recompute every description's embedding with LM1 and fold it in with the momentum rule."""
-        new_entities = self.compute(model, entity_descriptions, batch_size)
-        new_relations = self.compute(model, relation_descriptions, batch_size) if relation_descriptions else None
+        new_entities = self.compute(model, entity_descriptions, batch_size, progress_bar=progress_bar)
+        new_relations = None
+        if relation_descriptions:
+            new_relations = self.compute(model, relation_descriptions, batch_size, progress_bar=progress_bar)
         self.update(new_entities, new_relations)
 
     def lookup(self, entity_ids: torch.Tensor) -> torch.Tensor:

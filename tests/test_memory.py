@@ -68,6 +68,22 @@ def test_compute_is_batch_invariant_and_matches_encode_descriptions():
     torch.testing.assert_close(shard, batched[[5, 1]], atol=1e-5, rtol=1e-5)
 
 
+def test_compute_shows_progress_when_asked_and_transformers_can_hide_it(capsys):
+    from transformers.utils import logging
+
+    model = JaketModel(tiny_config())
+    EntityContextMemory.compute(model, descriptions(), batch_size=3)
+    assert "LM1 over descriptions" not in capsys.readouterr().err
+    EntityContextMemory.compute(model, descriptions(), batch_size=3, progress_bar=True)
+    assert "LM1 over descriptions" in capsys.readouterr().err
+    logging.disable_progress_bar()
+    try:
+        EntityContextMemory.compute(model, descriptions(), batch_size=3, progress_bar=True)
+        assert "LM1 over descriptions" not in capsys.readouterr().err
+    finally:
+        logging.enable_progress_bar()
+
+
 def test_momentum_rule():
     memory = EntityContextMemory(4, 2, 8, momentum=0.8)
     first, second = torch.randn(4, 8), torch.randn(4, 8)

@@ -88,6 +88,12 @@ def test_kg_from_both_sources(tmp_path):
     assert relations["P800"]["name"] == "P800"  # no property entity in the dump: named by its id
 
 
+def test_the_dump_passes_show_progress(tmp_path, capsys):
+    load(write_sources(tmp_path / "src"), tmp_path, min_neighbours=1, min_mentions=1)
+    err = capsys.readouterr().err
+    assert "reading wikidata.json.bz2" in err and "reading articles under wikipedia" in err
+
+
 def test_description_keeps_the_first_tokens(tmp_path):
     kg = load(write_sources(tmp_path / "src", compress=False), tmp_path, min_neighbours=1, min_mentions=1,
               description_tokens=4)  # fmt: skip

@@ -13,6 +13,7 @@ entities outside the pre-training graph.
 from dataclasses import dataclass, field
 
 import torch
+from tqdm.auto import tqdm
 
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.linking import candidate_embeddings
@@ -55,7 +56,7 @@ def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inpu
     keys = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
     prepared = HeldoutSentences()
     generator = torch.Generator().manual_seed(seed)
-    for begin in range(0, len(texts), batch_size):
+    for begin in tqdm(range(0, len(texts), batch_size), desc="preparing held-out sentences", leave=False):
         batch = collate([{k: encoding[k][i] for k in keys} for i in range(begin, min(begin + batch_size, len(texts)))])
         record_ids = batch["mention_entity_ids"]
         batch["mention_entity_ids"] = entity_of_record[record_ids]  # -1 pads map to the appended -1
@@ -149,7 +150,7 @@ class PretrainingEvaluation:
             table, row = self._sense_table(model, memory)
         tokens = tokens_right = entities = entities_right = 0
         linked_right = first_sense_right = 0
-        for inputs, sense_rows in self.sentences.batches:
+        for inputs, sense_rows in tqdm(self.sentences.batches, desc="held-out sentences", leave=False):
             model_inputs = to_model_inputs(inputs, memory, device, self.relation_embeddings)
             num_candidates = model_inputs["masked_entity_candidate_embeddings"].shape[2]
             width = max([len(senses[i][0]) for i in sense_rows[sense_rows >= 0].tolist()], default=0)

