@@ -1,5 +1,5 @@
 """Evaluate a pre-trained JAKET on the held-out data, as `pretrain.py` does at the end of its run:
-`python examples/evaluate_pretraining.py outputs/default/pretrained [pretrain.py's data flags]`.
+`python examples/evaluate_pretraining.py jaket-base [pretrain.py's data flags]`.
 
 Give the data flags the run was given (`--dataset`, `--data_dir`, `--max_entities`, `--max_train_samples`,
 `--heldout_text_fraction`, `--heldout_seed`, ...): they rebuild the same held-out sentences and graph, and a graph

@@ -5,7 +5,7 @@ pre-trained LM1 (the paper does not update it while fine-tuning); `JaketForEntit
 entity from the knowledge module's output over its sampled 2-hop neighbourhood. `--method` picks JAKET or one of the
 paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training split, test accuracy for each.
 
-    python examples/finetune_entity_classification.py --model_name_or_path outputs/jaket-pretrained --method jaket
+    python examples/finetune_entity_classification.py --model_name_or_path jaket-base --method jaket
 """
 
 import argparse

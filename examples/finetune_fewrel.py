@@ -7,7 +7,7 @@ sentences are mentions, merged with their knowledge-module embeddings. No relati
 leak the label), and no Wikidata graph is available offline: each entity is described by its name, so the
 knowledge module sees isolated entities. Meta-train and meta-test relations are disjoint.
 
-    python examples/finetune_fewrel.py --model_name_or_path outputs/jaket-pretrained --method jaket --n_way 5 --k_shot 1
+    python examples/finetune_fewrel.py --model_name_or_path jaket-base --method jaket --n_way 5 --k_shot 1
 """
 
 import argparse

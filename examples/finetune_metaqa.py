@@ -7,7 +7,7 @@ probability of the answers among the candidates, on the training questions that 
 `--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
 answer is reachable in the graph.
 
-    python examples/finetune_metaqa.py --model_name_or_path outputs/jaket-pretrained --method jaket --hops 1
+    python examples/finetune_metaqa.py --model_name_or_path jaket-base --method jaket --hops 1
 """
 
 import argparse

@@ -24,6 +24,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from jaket_examples.data import (
     tokenize_linked_text,
 )
 from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
+from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
+from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -114,12 +117,13 @@ def parse_args(argv=None):
     parser.add_argument("--eval_outside_entities", type=int, default=1000,
                         help="entities outside the pre-training graph (and as many held edges) for the category and "
                              "relation-type accuracies")  # fmt: skip
-    parser.add_argument("--output_dir", default="outputs/jaket-pretrained")
+    parser.add_argument("--output_dir", default="jaket-base", help="where the model, its memory, graph, card and checkpoints go")
     parser.add_argument("--checkpointing_steps", type=int, default=None)
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
     parser.add_argument("--logging_steps", type=int, default=10)
     parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
     parser.add_argument("--seed", type=int, default=42)
+    add_hub_arguments(parser)
     parser.add_argument("--deterministic", action="store_true",
                         help="torch.use_deterministic_algorithms(True): on GPUs, deterministic kernels where torch has "
                              "them (slower) and an error where it has none; on CPUs the run is deterministic already "
@@ -331,7 +335,40 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
     accelerator.wait_for_everyone()
 
 
+# What the model card reports of eval_results.json: key -> (task type, task, metric).
+CARD_RESULTS = {
+    "heldout_masked_token_accuracy": ("fill-mask", "Masked tokens", "masked-token accuracy"),
+    "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among 16 candidates"),
+    "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
+    "wsd_most_frequent_sense_hits_at_1": ("entity-linking", "Word-sense disambiguation, first-sense baseline",
+                                          "hits@1 of WordNet's first sense"),
+    "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
+    "outside_relation_type_accuracy": ("relation-classification", "Relation type, held edges", "accuracy"),
+}  # fmt: skip
+
+
+def write_pretraining_card(args, output_dir: Path, backbone: str, command: list[str]):
+    """The model card of a pre-training run, its figures from `eval_results.json` (the held-out evaluation)."""
+    evaluation = output_dir / "eval_results.json"
+    measured = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
+    results = [Result(task_type, task, args.dataset, f"{args.dataset}, held out from pre-training", metric, measured[key])
+               for key, (task_type, task, metric) in CARD_RESULTS.items() if key in measured]  # fmt: skip
+    name = args.hub_model_id or output_dir.name
+    write_model_card(
+        output_dir, name,
+        f"JAKET pre-trained for {measured.get('step', args.max_train_steps)} steps on `{args.dataset}` "
+        f"({args.max_entities or 'all'} entities): LM1, the knowledge module, LM2 and the four pre-training heads, "
+        "with its entity context memory (`entity_memory.safetensors`) and its knowledge graph (`graph/`).",
+        backbone, [args.dataset], results, command,
+        f'from transformers import AutoModel\nfrom modeling_jaket import EntityContextMemory, KnowledgeGraph\n\n'
+        f'model = AutoModel.from_pretrained("{name}", trust_remote_code=True)\n'
+        f'memory = EntityContextMemory.from_pretrained("{name}")\n'
+        f'graph = KnowledgeGraph.from_pretrained("{name}", subfolder="graph")',
+    )  # fmt: skip
+
+
 def main(argv=None):
+    command = ["accelerate", "launch", "examples/pretrain.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     output_dir = Path(args.output_dir)
     if args.resume_from_checkpoint:  # before minutes of loading
@@ -359,6 +396,7 @@ def main(argv=None):
     set_seed(args.seed, deterministic=args.deterministic)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
+    repo_id = create_hub_repo(args) if accelerator.is_main_process else None
 
     backbone = args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -486,6 +524,8 @@ def main(argv=None):
         tokenizer.save_pretrained(output_dir)
         memory.save_pretrained(output_dir)
         graph.save_pretrained(output_dir / "graph")
+        write_pretraining_card(args, output_dir, backbone, command)
+        push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {progress.completed_steps} steps")
     if report_to:
         accelerator.end_training()
 

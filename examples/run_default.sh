@@ -2,7 +2,9 @@
 # The main job, end to end on the embedded default, on one CPU machine: install, pre-train JAKET on WordNet + SemCor
 # with all-MiniLM-L6-v2, then fine-tune and evaluate entity classification on the held-out (unseen) part of WordNet
 # for JAKET and the paper's baselines, and print the results table.
-#   bash examples/run_default.sh            (OUT=outputs/default, SEEDS="42")
+# The pre-trained model is written to jaket-base/ in the repository root, so that
+# AutoModel.from_pretrained("jaket-base", trust_remote_code=True) loads it as the model card says.
+#   bash examples/run_default.sh            (OUT=outputs/default for the fine-tuning runs, SEEDS="42")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/default}
@@ -12,13 +14,14 @@ python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e
 export HF_HUB_OFFLINE=1
 
 # pretrain.py's defaults are the embedded recipe (300 steps, 5,000 entities; README says where they differ from the
-# paper's); it evaluates itself on held-out sentences and entities into $OUT/pretrained/eval_results.json.
+# paper's); it evaluates itself on held-out sentences and entities into jaket-base/eval_results.json and writes
+# its model card (jaket-base/README.md) from them.
 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-    examples/pretrain.py --output_dir "$OUT/pretrained" --report_to none
+    examples/pretrain.py --output_dir jaket-base --report_to none
 
 for seed in $SEEDS; do
     for method in gnn lm lm_gnn lm_gnn_m jaket jaket_zero_shot jaket_from_head; do
-        python3 examples/finetune_entity_classification.py --method "$method" --model_name_or_path "$OUT/pretrained" \
+        python3 examples/finetune_entity_classification.py --method "$method" --model_name_or_path jaket-base \
             --output_dir "$OUT/entity-classification" --seed "$seed" --num_train_epochs 5
     done
 done

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 
+from .hub import resolve_file
+
 
 GRAPH_TENSORS_NAME = "graph.safetensors"
 GRAPH_VOCAB_NAME = "graph.json"
@@ -274,12 +276,12 @@ class KnowledgeGraph:
             json.dump(vocab, f, ensure_ascii=False)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "KnowledgeGraph":
-        tensors_path = os.path.join(directory, GRAPH_TENSORS_NAME)
-        vocab_path = os.path.join(directory, GRAPH_VOCAB_NAME)
-        for path in (tensors_path, vocab_path):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"no knowledge graph file at {path}: save one with KnowledgeGraph.save_pretrained")
+    def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs) -> "KnowledgeGraph":
+        """A graph saved with `save_pretrained`, from a folder or a Hub repo id: a pre-training run saves it in the
+        `graph` subfolder of the model (`KnowledgeGraph.from_pretrained("jaket-base", subfolder="graph")`)."""
+        what = "knowledge graph file (save one with KnowledgeGraph.save_pretrained)"
+        tensors_path = resolve_file(name_or_path, GRAPH_TENSORS_NAME, what, subfolder, **hub_kwargs)
+        vocab_path = resolve_file(name_or_path, GRAPH_VOCAB_NAME, what, subfolder, **hub_kwargs)
         tensors = load_file(tensors_path)
         with open(vocab_path, encoding="utf-8") as f:
             vocab = json.load(f)

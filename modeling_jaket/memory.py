@@ -10,6 +10,7 @@ from torch import nn
 from transformers.utils import logging
 
 from .graph import as_index_tensor
+from .hub import resolve_file
 
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
@@ -216,11 +217,11 @@ class EntityContextMemory(nn.Module):
             json.dump({"momentum": self.momentum, "dtype": str(self.entity_embeddings.dtype).split(".")[-1]}, f)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "EntityContextMemory":
-        path = os.path.join(directory, MEMORY_WEIGHTS_NAME)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"no entity memory at {path}: save one with EntityContextMemory.save_pretrained")
-        with open(os.path.join(directory, MEMORY_CONFIG_NAME)) as f:
+    def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs) -> "EntityContextMemory":
+        """A memory saved with `save_pretrained`, from a folder or a Hub repo id (`hub_kwargs`: revision, token, ...)."""
+        what = "entity memory (save one with EntityContextMemory.save_pretrained)"
+        path = resolve_file(name_or_path, MEMORY_WEIGHTS_NAME, what, subfolder, **hub_kwargs)
+        with open(resolve_file(name_or_path, MEMORY_CONFIG_NAME, what, subfolder, **hub_kwargs)) as f:
             settings = json.load(f)
         state = load_file(path)
         entities, relations = state["entity_embeddings"], state["relation_embeddings"]

@@ -1,16 +1,20 @@
 import re
+import shutil
 from pathlib import Path
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_readme_usage_example_runs(capsys):
-    usage = README.read_text().split("## Usage", 1)[1]
-    code = re.search(r"```python\n(.*?)```", usage, re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {})
-    printed = capsys.readouterr().out
-    assert "torch.Size([1, 6, 384]) torch.Size([3, 384])" in printed
+def test_readme_usage_examples_run(capsys, monkeypatch, tmp_path, pretrained):
+    usage = README.read_text().split("## Usage", 1)[1].split("\n## ", 1)[0]
+    from_jaket_base, from_scratch = re.findall(r"```python\n(.*?)```", usage, re.S)[:2]
+    shutil.copytree(pretrained[0], tmp_path / "jaket-base")  # what the main job leaves in the repository root
+    monkeypatch.chdir(tmp_path)
+    exec(compile(from_jaket_base, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == "JaketModel True"
+    exec(compile(from_scratch, "README.md", "exec"), {})
+    assert "torch.Size([1, 6, 384]) torch.Size([3, 384])" in capsys.readouterr().out
 
 
 def test_ci_runs_the_readme_test_command():

@@ -1,0 +1,103 @@
+"""The Hub path, without a network: a Hub cache laid out as huggingface_hub writes it stands in for a download, and a
+fake HfApi stands in for the uploads."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def as_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
+    """Put `folder` in `cache` as the snapshot of model repo `repo_id` at `main`, as hf_hub_download leaves it."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    shutil.copytree(folder, repo / "snapshots" / COMMIT)
+    return cache
+
+
+def test_memory_and_graph_load_from_a_hub_repo_id(tmp_path):
+    memory = EntityContextMemory(3, 1, 4)
+    memory.update(torch.randn(3, 4), torch.randn(1, 4))
+    graph = KnowledgeGraph([0], [0], [1], 3, 1, entity_names=["a", "b", "c"], relation_names=["r"],
+                           entity_descriptions=["a: x", "b: y", "c: z"], relation_descriptions=["r: w"])  # fmt: skip
+    memory.save_pretrained(tmp_path / "model")
+    graph.save_pretrained(tmp_path / "model" / "graph")
+    cache = as_hub_cache(tmp_path / "model", "someone/jaket-tiny", tmp_path / "cache")
+
+    loaded = EntityContextMemory.from_pretrained("someone/jaket-tiny", cache_dir=cache)
+    torch.testing.assert_close(loaded.entity_embeddings, memory.entity_embeddings)
+    loaded_graph = KnowledgeGraph.from_pretrained("someone/jaket-tiny", subfolder="graph", cache_dir=cache)
+    assert loaded_graph.entity_names == ["a", "b", "c"] and loaded_graph.num_triples == 1
+    with pytest.raises(FileNotFoundError, match=r"no knowledge graph file .* at someone/jaket-tiny/graph.safetensors"):
+        KnowledgeGraph.from_pretrained("someone/jaket-tiny", cache_dir=cache)  # not in the subfolder
+    with pytest.raises(FileNotFoundError, match="no entity memory .* at someone/elsewhere/entity_memory.safetensors"):
+        EntityContextMemory.from_pretrained("someone/elsewhere", cache_dir=cache)
+
+
+class FakeHfApi:
+    """huggingface_hub.HfApi's create_repo and upload_folder, on a local folder of repos."""
+
+    remote: Path = None
+    created: list = []
+
+    def __init__(self, token=None):
+        self.token = token
+
+    def create_repo(self, repo_id, exist_ok=False):
+        from types import SimpleNamespace
+
+        FakeHfApi.created.append(repo_id)
+        return SimpleNamespace(repo_id=repo_id)
+
+    def upload_folder(self, repo_id, folder_path, commit_message, ignore_patterns=()):
+        import fnmatch
+
+        assert repo_id in FakeHfApi.created, "uploaded to a repo that was never created"
+        target = FakeHfApi.remote / repo_id
+        for path in Path(folder_path).rglob("*"):
+            relative = path.relative_to(folder_path).as_posix()
+            if path.is_file() and not any(fnmatch.fnmatch(relative, pattern) for pattern in ignore_patterns):
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target / relative)
+
+
+def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(tmp_path, monkeypatch, tiny_bert_checkpoint,
+                                                                      datasets_cache):  # fmt: skip
+    from huggingface_hub import ModelCard
+    from pretrain import main as pretrain
+    from transformers import AutoModel
+
+    from conftest import pretraining_arguments
+
+    FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
+    monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)
+    pretrain(pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "jaket-base", 4, "--checkpointing_steps",
+                                   "2", "--heldout_text_fraction", "0.25", "--push_to_hub", "--hub_model_id",
+                                   "someone/jaket-tiny"))  # fmt: skip
+    pushed = FakeHfApi.remote / "someone" / "jaket-tiny"
+    names = {p.relative_to(pushed).as_posix() for p in pushed.rglob("*") if p.is_file()}
+    assert {"config.json", "model.safetensors", "entity_memory.safetensors", "graph/graph.safetensors", "README.md",
+            "modeling_jaket.py", "tokenizer.json", "eval_results.json"} <= names  # fmt: skip
+    assert not any(name.startswith(("checkpoint-", "latest")) for name in names)
+
+    card = ModelCard.load(pushed / "README.md")
+    measured = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    evaluation = json.loads((pushed / "eval_results.json").read_text())
+    assert measured["hits@1 among 16 candidates"] == pytest.approx(evaluation["heldout_masked_entity_hits_at_1"])
+    assert "--hub_model_id someone/jaket-tiny" in card.text and "@inproceedings{yu2022jaket" in card.text
+    assert card.data.model_name == "someone/jaket-tiny" and "## Limits" in card.text
+
+    cache = as_hub_cache(pushed, "someone/jaket-tiny", tmp_path / "cache")
+    model = AutoModel.from_pretrained("someone/jaket-tiny", trust_remote_code=True, cache_dir=cache)
+    assert type(model).__name__ == "JaketModel"
+    assert EntityContextMemory.from_pretrained("someone/jaket-tiny", cache_dir=cache).num_entities > 0
+    monkeypatch.chdir(tmp_path)  # the main job's folder loads by its name from the repository root, as the card says
+    assert type(AutoModel.from_pretrained("jaket-base", trust_remote_code=True)).__name__ == "JaketModel"
