@@ -10,7 +10,9 @@ paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training spli
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from jaket_examples.finetuning import (
@@ -20,10 +22,14 @@ from jaket_examples.finetuning import (
     initial_embeddings,
     load_model,
     masked_accuracy,
+    push_results,
     resolve_common_arguments,
+    save_fine_tuned,
     save_results,
     training_arguments,
 )
+from jaket_examples.hub import create_hub_repo
+from jaket_examples.model_card import Result
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
 
 import datasets_scripts
@@ -129,13 +135,25 @@ def start_from_category_head(model: JaketForEntityClassification, pretrained: st
     model.classifier.load_state_dict(head.state_dict())
 
 
+def card_results(accuracy: dict) -> list[Result]:
+    return [Result("entity-classification", f"Entity category, {percent} of the training split",
+                   "entity_classification", "WordNet's held-out part (unseen in pre-training), test split",
+                   "accuracy", value) for percent, value in accuracy.items()]  # fmt: skip
+
+
 def main(argv=None):
+    command = ["python", "examples/finetune_entity_classification.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
+    repo_id = create_hub_repo(args)
     graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
+    summary = (f"{args.method} ({({**METHODS, **JAKET_HEAD_METHODS})[args.method]}), fine-tuned for entity "
+               f"classification on an unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
     if args.method == "lm":
-        accuracy, _ = classify_descriptions(args, graph)
+        accuracy, model = classify_descriptions(args, graph)
+        folder = save_model_of_last_fraction(args, command, summary, accuracy, model, AutoTokenizer.from_pretrained(args.backbone))
+        push_results(args, repo_id, folder)
         record = {"task": "entity_classification", "method": "lm", "seed": args.seed, "accuracy": accuracy}
         return save_results(args, args.method, record)
     base_method = "jaket" if args.method in JAKET_HEAD_METHODS else args.method
@@ -172,8 +190,19 @@ def main(argv=None):
         results[f"{percent}%"] = test["test_accuracy"]
         logger.info(f"{args.method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
 
+    folder = save_model_of_last_fraction(args, command, summary, results, model, tokenizer,
+                                         wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
+    push_results(args, repo_id, folder)
     record = {"task": "entity_classification", "method": args.method, "seed": args.seed, "accuracy": results}
     return save_results(args, args.method, record)
+
+
+def save_model_of_last_fraction(args, command, summary, accuracy, model, tokenizer, *tables_and_graph):
+    """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
+    folder = Path(args.output_dir) / f"{args.method}-{args.fractions[-1]}-seed{args.seed}"
+    save_fine_tuned(args, folder, model, tokenizer, command, summary, "entity_classification", card_results(accuracy),
+                    *tables_and_graph)  # fmt: skip
+    return folder
 
 if __name__ == "__main__":
     main()

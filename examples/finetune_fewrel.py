@@ -12,7 +12,9 @@ knowledge module sees isolated entities. Meta-train and meta-test relations are 
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from jaket_examples.finetuning import (
@@ -22,10 +24,14 @@ from jaket_examples.finetuning import (
     add_common_arguments,
     initial_embeddings,
     load_model,
+    push_results,
     resolve_common_arguments,
+    save_fine_tuned,
     save_results,
     training_arguments,
 )
+from jaket_examples.hub import create_hub_repo
+from jaket_examples.model_card import Result
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Trainer, set_seed
 
@@ -135,9 +141,11 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
 
 
 def main(argv=None):
+    command = ["python", "examples/finetune_fewrel.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
+    repo_id = create_hub_repo(args)
     name = f"{args.n_way}-{args.k_shot}"
     common = dict(cache_dir=args.dataset_cache_dir, n_way=args.n_way, k_shot=args.k_shot, seed=args.seed,
                   train_episodes=args.train_episodes, test_episodes=args.test_episodes,
@@ -164,7 +172,14 @@ def main(argv=None):
     trainer.train()
     accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
 
-    record = {"task": "fewrel", "setting": f"{args.n_way}-way {args.k_shot}-shot", "method": args.method,
+    setting = f"{args.n_way}-way {args.k_shot}-shot"
+    folder = Path(args.output_dir) / f"{args.method}-{name}-seed{args.seed}"
+    result = Result("text-classification", f"Few-shot relation classification, {setting} (PAIR)", "fewrel",
+                    f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations", "accuracy", accuracy)  # fmt: skip
+    save_fine_tuned(args, folder, model, tokenizer, command, f"{args.method} fine-tuned as PAIR for FewRel, {setting}.",
+                    "fewrel", [result], wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
+    push_results(args, repo_id, folder)
+    record = {"task": "fewrel", "setting": setting, "method": args.method,
               "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
     return save_results(args, f"{args.method}-{name}", record)
 

@@ -12,7 +12,9 @@ answer is reachable in the graph.
 
 import argparse
 import logging
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from jaket_examples.finetuning import (
@@ -21,10 +23,15 @@ from jaket_examples.finetuning import (
     add_common_arguments,
     initial_embeddings,
     load_model,
+    push_results,
     resolve_common_arguments,
+    save_fine_tuned,
     save_results,
     training_arguments,
 )
+from jaket_examples.hub import create_hub_repo
+from jaket_examples.model_card import Result
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, Trainer, set_seed
@@ -171,9 +178,11 @@ def hits_at_1(model, questions, collator, batch_size):
 
 
 def main(argv=None):
+    command = ["python", "examples/finetune_metaqa.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
+    repo_id = create_hub_repo(args)
     kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
     graph = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], add_reverse=True,
                                         category_names=kg["entities"].features["category"].names)  # fmt: skip
@@ -202,7 +211,18 @@ def main(argv=None):
     scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed),
                        args.eval_batch_size)  # fmt: skip
 
-    record = {"task": "metaqa", "setting": f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}",
+    setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
+    folder = Path(args.output_dir) / f"{run_name}-seed{args.seed}"
+    results = [Result("question-answering", f"KG question answering, {setting}", "metaqa",
+                      f"MetaQA, first {len(test)} test questions{subset}", "hits@1", scores[key])
+               for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable")) if scores[key] is not None]  # fmt: skip
+    save_fine_tuned(args, folder, model, tokenizer, command,
+                    f"{args.method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
+                    "`question_projection.safetensors` and scored against each candidate's memory embedding.",
+                    "metaqa", results, qa.entity_table, qa.relation_table, graph)  # fmt: skip
+    save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")
+    push_results(args, repo_id, folder)
+    record = {"task": "metaqa", "setting": setting,
               "method": args.method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
     return save_results(args, run_name, record)
 

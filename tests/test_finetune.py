@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from finetune_entity_classification import main as entity_classification
 from finetune_fewrel import main as fewrel
 from finetune_metaqa import answer_loss
@@ -11,7 +12,7 @@ from finetune_metaqa import main as metaqa
 from jaket_examples.finetuning import initial_embeddings, load_model
 from safetensors.torch import load_file
 
-from modeling_jaket import EntityContextMemory, JaketForEntityClassification, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketForEntityClassification, JaketForSequenceClassification, KnowledgeGraph
 from tokenization import encode_descriptions
 
 
@@ -28,6 +29,11 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert 0.0 <= record["accuracy"]["5%"] <= 1.0
     saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
     assert saved == record
+    model_folder = tmp_path / f"{method}-5-seed42"  # the model as fine-tuned, with its card
+    card = ModelCard.load(model_folder / "README.md")
+    assert card.data.eval_results[0].metric_value == pytest.approx(record["accuracy"]["5%"])
+    model_class = JaketForSequenceClassification if method == "lm" else JaketForEntityClassification
+    assert model_class.from_pretrained(model_folder).config.num_labels == 45
 
 
 def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pretrained, tmp_path, datasets_cache):
@@ -95,6 +101,9 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
     record = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
                     + ["--train_episodes", "4", "--test_episodes", "4", "--n_way", "5", "--k_shot", "1"])  # fmt: skip
     assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
+    folder = tmp_path / f"{method}-5-1-seed42"
+    assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == pytest.approx(record["accuracy"])
+    assert EntityContextMemory.from_pretrained(folder).num_entities == KnowledgeGraph.from_pretrained(folder / "graph").num_entities
     assert 0.0 <= record["accuracy"] <= 1.0
 
 

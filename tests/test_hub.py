@@ -101,3 +101,27 @@ def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(tmp_path, 
     assert EntityContextMemory.from_pretrained("someone/jaket-tiny", cache_dir=cache).num_entities > 0
     monkeypatch.chdir(tmp_path)  # the main job's folder loads by its name from the repository root, as the card says
     assert type(AutoModel.from_pretrained("jaket-base", trust_remote_code=True)).__name__ == "JaketModel"
+
+
+def test_fine_tuning_saves_its_model_and_pushes_it(tmp_path, monkeypatch, pretrained):
+    from finetune_metaqa import main as metaqa
+    from huggingface_hub import ModelCard
+
+    from modeling_jaket import JaketModel
+    from test_metaqa import CHAIN, write_metaqa
+
+    FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
+    monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)
+    data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n",
+                        hops_folders=("3-hop",))  # fmt: skip
+    record = metaqa(["--method", "jaket", "--model_name_or_path", str(pretrained[0]), "--data_dir", str(data),
+                     "--dataset_cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+                     "--max_steps", "2", "--hops", "3", "--push_to_hub", "--hub_model_id", "someone/jaket-metaqa"])  # fmt: skip
+    pushed = FakeHfApi.remote / "someone" / "jaket-metaqa"
+    assert FakeHfApi.created == ["someone/jaket-metaqa"]
+    assert {"config.json", "model.safetensors", "question_projection.safetensors", "entity_memory.safetensors",
+            "README.md"} <= {p.name for p in pushed.iterdir()}  # fmt: skip
+    card = ModelCard.load(pushed / "README.md")
+    assert {r.metric_value for r in card.data.eval_results} == {record["hits@1"], record["hits@1_reachable"]}
+    assert card.data.base_model is None  # a local pre-training folder has no Hub id to cite
+    assert type(JaketModel.from_pretrained(tmp_path / "out" / "jaket-3hop-full-seed42")).__name__ == "JaketModel"

@@ -16,6 +16,8 @@ from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
 
 from .data import check_saved_files, default_backbone, default_data_dir
+from .hub import add_hub_arguments, push_folder
+from .model_card import Result, write_model_card
 
 
 METHODS = {
@@ -43,6 +45,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: st
     parser.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"])
     parser.add_argument("--output_dir", default=defaults["output_dir"])
     parser.add_argument("--seed", type=int, default=42)
+    add_hub_arguments(parser)
 
 
 def resolve_common_arguments(args, data_subfolder: str = ""):
@@ -67,6 +70,34 @@ def training_arguments(args, run_name: str, label_names: list[str], **overrides)
         use_cpu=not torch.cuda.is_available(),
     )  # fmt: skip
     return TrainingArguments(**{**settings, **overrides})
+
+
+def save_fine_tuned(
+    args, folder, model, tokenizer, command: list[str], summary: str, dataset: str, results: list[Result],
+    entity_table=None, relation_table=None, graph: KnowledgeGraph | None = None,
+):  # fmt: skip
+    """Save a fine-tuned model where `from_pretrained` finds it, with its tokenizer, the entity and relation tables it
+    read (as an `EntityContextMemory`), the graph, and a model card of its results."""
+    folder = Path(folder)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if entity_table is not None:
+        memory = EntityContextMemory(entity_table.shape[0], relation_table.shape[0], entity_table.shape[1])
+        memory.update(entity_table.detach().cpu(), relation_table.detach().cpu())
+        memory.save_pretrained(folder)
+    if graph is not None:
+        graph.save_pretrained(folder / "graph")
+    base = args.model_name_or_path if args.method.startswith("jaket") else args.backbone
+    name, cls = args.hub_model_id or folder.name, type(model).__name__
+    usage = f'from modeling_jaket import {cls}\nmodel = {cls}.from_pretrained("{name}")'
+    if entity_table is not None:
+        usage += f'\nmemory = EntityContextMemory.from_pretrained("{name}")  # the E^(0) table it read'
+    write_model_card(folder, name, summary, base, [dataset], results, command, usage)
+
+
+def push_results(args, repo_id: str | None, folder) -> None:
+    """With --push_to_hub, upload `folder` (a fine-tuned model and its card) to the repo created at the start."""
+    push_folder(repo_id, folder, args.hub_token, f"{args.method}, seed {args.seed}")
 
 
 def save_results(args, name: str, record: dict) -> dict:
