@@ -9,6 +9,8 @@ For each target entity v and each head k, over v's incoming edges (u -r-> v):
 are shared by all layers.
 """
 
+import warnings
+
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
@@ -17,6 +19,10 @@ try:  # optional: torch-scatter's kernels, used when installed (`pip install -e 
     import torch_scatter
 except ImportError:
     torch_scatter = None
+
+
+# torch warns once that its sparse CSR tensors are "in beta"; the two products used here are tested against Eq. (1)-(2)
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
 def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
@@ -46,6 +52,71 @@ def segment_softmax(scores: torch.Tensor, index: torch.Tensor, num_segments: int
     exp = shifted.exp()
     denominator = scatter_sum(exp, index, num_segments).index_select(0, index)
     return exp / denominator
+
+
+class EdgeLayout:
+    """A subgraph's edges sorted by target once, as two sparse patterns that the attention's weighted sums run on.
+
+    Each edge u -r-> v gives two entries in row v of an [N, N + P] matrix: one in column u (the neighbour's projected
+    embedding) and one in column N + r (the relation's). With the attention weights as values, one sparse-dense
+    product per head then computes sum_e alpha_e (W E_u + W R_r) for every target at once, without an [E, heads,
+    head_size] tensor of messages; its transpose (rows = columns above) gives the gradients.
+    """
+
+    def __init__(self, edge_index: torch.Tensor, edge_type: torch.Tensor, num_entities: int, num_relations: int):
+        neighbour, target = edge_index[0], edge_index[1]
+        self.num_entities, self.num_columns = num_entities, num_entities + num_relations
+        self.order = torch.argsort(target, stable=True)  # edge i of the sorted layout is edge order[i]
+        self.neighbour, self.target, self.edge_type = neighbour[self.order], target[self.order], edge_type[self.order]
+        counts = torch.bincount(self.target, minlength=num_entities)
+        self.crow = torch.cat([counts.new_zeros(1), (2 * counts).cumsum(0)])
+        self.col = torch.stack([self.neighbour, num_entities + self.edge_type], dim=1).reshape(-1)
+        # the transpose, as a row-sorted pattern of its own: entry j of it is entry transpose_order[j] above
+        self.transpose_order = torch.argsort(self.col, stable=True)
+        column_counts = torch.bincount(self.col, minlength=self.num_columns)
+        self.transpose_crow = torch.cat([column_counts.new_zeros(1), column_counts.cumsum(0)])
+        self.transpose_col = self.target.repeat_interleave(2)[self.transpose_order]
+
+    def matrix(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+        """The [N, N + P] matrix (or its transpose) with `values` [2E] in the sorted layout's entry order."""
+        if transpose:
+            return torch.sparse_csr_tensor(self.transpose_crow, self.transpose_col, values[self.transpose_order],
+                                           size=(self.num_columns, self.num_entities), check_invariants=False)  # fmt: skip
+        return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.num_entities, self.num_columns),
+                                       check_invariants=False)  # fmt: skip
+
+
+class AttentionWeightedSum(torch.autograd.Function):
+    """out[v, k] = sum over v's incoming edges e of attention[e, k] * columns[column of e, k], for both of an edge's
+    entries in an [`EdgeLayout`]: a sparse-dense product per head forward; backward, the transpose's product for the
+    columns and a sampled dense-dense product (the scores at the pattern's entries only) for the attention."""
+
+    @staticmethod
+    def forward(ctx, attention, columns, layout):
+        # attention: [E, K] in the layout's edge order; columns: [N + P, K, D] = [W E ; W R]
+        ctx.layout = layout
+        ctx.save_for_backward(attention, columns)
+        heads = [layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])]
+        return torch.stack(heads, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        attention, columns = ctx.saved_tensors
+        layout = ctx.layout
+        grad_attention = grad_columns = None
+        num_heads = attention.shape[1]
+        if ctx.needs_input_grad[0]:
+            grad_attention = torch.empty_like(attention)
+            pattern = layout.matrix(attention.new_zeros(2 * attention.shape[0]))
+            for k in range(num_heads):
+                scores = torch.sparse.sampled_addmm(pattern, grad_output[:, k].contiguous(), columns[:, k].t(), beta=0.0)
+                grad_attention[:, k] = scores.values().view(-1, 2).sum(1)
+        if ctx.needs_input_grad[1]:
+            grad_columns = torch.stack(
+                [layout.matrix(attention[:, k].repeat_interleave(2), transpose=True) @ grad_output[:, k].contiguous()
+                 for k in range(num_heads)], dim=1,
+            )  # fmt: skip
+        return grad_attention, grad_columns, None
 
 
 class KnowledgeLayer(nn.Module):
@@ -92,11 +163,28 @@ class KnowledgeLayer(nn.Module):
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
         return_attention_weights: bool = False,
+        layout: EdgeLayout | None = None,
     ):
+        """`layout`: the edges' [`EdgeLayout`], which a stack of layers over one graph builds once; built here when
+        not given. Attention weights are returned in `edge_index`'s order."""
         num_entities = entity_embeddings.shape[0]
-        neighbour, target = edge_index[0], edge_index[1]
-
         projected_entities = self._project(entity_embeddings)  # [N, K, D]
+        if self.composition == "add" and entity_embeddings.dtype in (torch.float32, torch.float64):
+            if layout is None:
+                layout = EdgeLayout(edge_index, edge_type, num_entities, relation_embeddings.shape[0])
+            projected_relations = self._project(relation_embeddings)  # [P, K, D]
+            target_scores = (projected_entities * self.attention_target).sum(-1)  # [N, K]
+            neighbour_scores = (projected_entities * self.attention_neighbour).sum(-1).index_select(0, layout.neighbour)
+            relation_scores = (projected_relations * self.attention_neighbour).sum(-1).index_select(0, layout.edge_type)
+            scores = self.leaky_relu(target_scores.index_select(0, layout.target) + neighbour_scores + relation_scores)
+            attention = segment_softmax(scores, layout.target, num_entities)
+            columns = torch.cat([projected_entities, projected_relations], dim=0)
+            aggregated = AttentionWeightedSum.apply(self.dropout(attention), columns, layout)
+            if return_attention_weights:
+                attention = torch.empty_like(attention).index_copy_(0, layout.order, attention)
+            return self._update(aggregated, entity_embeddings, attention, return_attention_weights)
+        # the general path (an MLP composition, half precision): one message per edge, gathered and scattered
+        neighbour, target = edge_index[0], edge_index[1]
         if self.composition == "add":
             projected_relations = self._project(relation_embeddings)  # [P, K, D]
             messages = projected_entities.index_select(0, neighbour) + projected_relations.index_select(0, edge_type)
@@ -117,8 +205,12 @@ class KnowledgeLayer(nn.Module):
         scores = self.leaky_relu(target_scores.index_select(0, target) + neighbour_scores)  # [E, K]
         attention = segment_softmax(scores, target, num_entities)
         aggregated = scatter_sum(self.dropout(attention).unsqueeze(-1) * messages, target, num_entities)
+        return self._update(aggregated, entity_embeddings, attention, return_attention_weights)
 
-        update = self.dropout(self.activation(aggregated).reshape(num_entities, self.num_heads * self.head_size))
+    def _update(self, aggregated, entity_embeddings, attention, return_attention_weights):
+        """E' = LayerNorm(concat_k sigma(aggregated_k) + E)."""
+        width = self.num_heads * self.head_size
+        update = self.dropout(self.activation(aggregated).reshape(entity_embeddings.shape[0], width))
         output = self.layer_norm(update + entity_embeddings)
         if return_attention_weights:
             return output, attention
@@ -152,10 +244,12 @@ class KnowledgeModule(nn.Module):
             E^KM [N, hidden], or `(E^KM, attentions)` when `output_attentions`.
         """
         check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type)
+        layout = EdgeLayout(edge_index, edge_type, entity_embeddings.shape[0], relation_embeddings.shape[0])
         attentions = []
         for layer in self.layers:
             entity_embeddings, attention = layer(
-                entity_embeddings, relation_embeddings, edge_index, edge_type, return_attention_weights=True
+                entity_embeddings, relation_embeddings, edge_index, edge_type, return_attention_weights=True,
+                layout=layout,
             )
             attentions.append(attention)
         if output_attentions:
