@@ -12,6 +12,7 @@ from .fewrel import FewRel
 from .fewrel import parse_config_name as parse_fewrel_config_name
 from .metaqa import MetaQA
 from .metaqa import parse_config_name as parse_metaqa_config_name
+from .user_kg import UserKG
 from .wikipedia_wikidata import WikipediaWikidata
 from .wordnet_semcor import WordNetSemcor
 
@@ -22,6 +23,7 @@ BUILDERS = {
     "fewrel": FewRel,
     "metaqa": MetaQA,
     "entity_classification": EntityClassification,
+    "user_kg": UserKG,
 }
 # Names that assemble several configs of one builder into one DatasetDict, keyed by config name.
 KG_CONFIGS = ("entities", "relations", "triples")

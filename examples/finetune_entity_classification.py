@@ -62,6 +62,9 @@ def parse_args(argv=None):
     parser.add_argument("--lm_learning_rate", type=float, default=5e-5,
                         help="--method lm fine-tunes the whole backbone on the descriptions, at this rate")
     parser.add_argument("--description_length", type=int, default=64, help="tokens of each description read")
+    parser.add_argument("--kg_dir", default=None,
+                        help="a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
+                             "datasets_scripts/user_kg.py) instead of WordNet's held-out part")  # fmt: skip
     return resolve_common_arguments(parser.parse_args(argv))
 
 
@@ -86,6 +89,23 @@ class SubgraphCollator:
                 "edge_type": subgraph.edge_type, "labels": labels}  # fmt: skip
 
 
+def task_graph(args) -> KnowledgeGraph:
+    """The graph to classify the entities of: a user's (--kg_dir), else WordNet's held-out part."""
+    if args.kg_dir is None:
+        return heldout_graph(args.data_dir, args.dataset_cache_dir)
+    kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir)
+    names = kg["entities"].features["category"].names
+    return KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], category_names=names)
+
+
+def fraction_splits(args, percent: int):
+    """train (that percentage of the training split) / validation / test of the labelled entities."""
+    if args.kg_dir is None:
+        return datasets_scripts.load("entity_classification", args.data_dir, config_name=f"fraction-{percent}",
+                                     cache_dir=args.dataset_cache_dir)  # fmt: skip
+    return datasets_scripts.load("user_kg", args.kg_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir)
+
+
 def heldout_graph(data_dir, cache_dir) -> KnowledgeGraph:
     kg = datasets_scripts.load("wordnet_semcor", data_dir, cache_dir=cache_dir)
     heldout = kg["entities"].filter(lambda part: part == "heldout", input_columns="part", keep_in_memory=True)
@@ -102,8 +122,7 @@ def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results = {}
     for percent in args.fractions:
-        splits = datasets_scripts.load("entity_classification", args.data_dir, config_name=f"fraction-{percent}",
-                                       cache_dir=args.dataset_cache_dir)  # fmt: skip
+        splits = fraction_splits(args, percent)
         splits = splits.map(
             lambda row: {**tokenizer(graph.entity_descriptions[graph.entity_index[row["id"]]], truncation=True,
                                      max_length=args.description_length), "labels": row["category"]},
@@ -135,9 +154,10 @@ def start_from_category_head(model: JaketForEntityClassification, pretrained: st
     model.classifier.load_state_dict(head.state_dict())
 
 
-def card_results(accuracy: dict) -> list[Result]:
-    return [Result("entity-classification", f"Entity category, {percent} of the training split",
-                   "entity_classification", "WordNet's held-out part (unseen in pre-training), test split",
+def card_results(args, accuracy: dict) -> list[Result]:
+    dataset, data = ("user_kg", f"{args.kg_dir}, test split") if args.kg_dir else (
+        "entity_classification", "WordNet's held-out part (unseen in pre-training), test split")
+    return [Result("entity-classification", f"Entity category, {percent} of the training split", dataset, data,
                    "accuracy", value) for percent, value in accuracy.items()]  # fmt: skip
 
 
@@ -147,7 +167,7 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     set_seed(args.seed)
     repo_id = create_hub_repo(args)
-    graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
+    graph = task_graph(args)
     summary = (f"{args.method} ({({**METHODS, **JAKET_HEAD_METHODS})[args.method]}), fine-tuned for entity "
                f"classification on an unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
     if args.method == "lm":
@@ -172,8 +192,7 @@ def main(argv=None):
 
     results = {}
     for percent in args.fractions:
-        splits = datasets_scripts.load("entity_classification", args.data_dir, config_name=f"fraction-{percent}",
-                                       cache_dir=args.dataset_cache_dir)  # fmt: skip
+        splits = fraction_splits(args, percent)
         splits = splits.map(lambda row: {"entity": graph.entity_index[row["id"]], "label": row["category"]},
                             remove_columns=splits["train"].column_names, keep_in_memory=True)  # fmt: skip
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
@@ -200,7 +219,8 @@ def main(argv=None):
 def save_model_of_last_fraction(args, command, summary, accuracy, model, tokenizer, *tables_and_graph):
     """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
     folder = Path(args.output_dir) / f"{args.method}-{args.fractions[-1]}-seed{args.seed}"
-    save_fine_tuned(args, folder, model, tokenizer, command, summary, "entity_classification", card_results(accuracy),
+    dataset = "user_kg" if args.kg_dir else "entity_classification"
+    save_fine_tuned(args, folder, model, tokenizer, command, summary, dataset, card_results(args, accuracy),
                     *tables_and_graph)  # fmt: skip
     return folder
 

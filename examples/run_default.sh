@@ -16,8 +16,9 @@ export HF_HUB_OFFLINE=1
 # pretrain.py's defaults are the embedded recipe (300 steps, 5,000 entities; README says where they differ from the
 # paper's); it evaluates itself on held-out sentences and entities into jaket-base/eval_results.json and writes
 # its model card (jaket-base/README.md) from them.
-accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-    examples/pretrain.py --output_dir jaket-base --report_to none
+# On CPUs, accelerate launch gives each process OMP_NUM_THREADS=1 unless told otherwise: one process, every core.
+accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision no \
+    --dynamo_backend no examples/pretrain.py --output_dir jaket-base --report_to none
 
 for seed in $SEEDS; do
     for method in gnn lm lm_gnn lm_gnn_m jaket jaket_zero_shot jaket_from_head; do

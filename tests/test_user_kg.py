@@ -1,0 +1,104 @@
+"""A knowledge graph of your own: the user_kg builder on the example KG and on broken files, and entity classification
+on it in one command."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import datasets_scripts as ds
+from datasets_scripts import DataFormatError
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_kg"
+
+
+def test_the_example_kg_loads_as_every_builder_does(tmp_path):
+    kg = ds.load("user_kg", EXAMPLE, cache_dir=str(tmp_path))
+    assert (len(kg["entities"]), len(kg["relations"]), len(kg["triples"])) == (24, 3, 25)
+    names = kg["entities"].features["category"].names
+    assert names == ["animal", "place", "plant"]
+    dog = kg["entities"][0]
+    assert dog["id"] == "dog" and names[dog["category"]] == "animal" and dog["description"].startswith("dog: ")
+    assert kg["entities"][23]["category"] == -1  # "canine" has no category: left out of classification
+    splits = ds.load("user_kg", EXAMPLE, config_name="fraction-100", cache_dir=str(tmp_path))
+    sizes = {name: len(split) for name, split in splits.items()}
+    assert sizes == {"train": 5, "validation": 5, "test": 13}  # 23 labelled entities, 20/20/60
+    ids = [set(split["id"][:]) for split in splits.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and "canine" not in set().union(*ids)
+    five = ds.load("user_kg", EXAMPLE, config_name="fraction-5", cache_dir=str(tmp_path))
+    assert len(five["train"]) == 1 and five["test"]["id"][:] == splits["test"]["id"][:]
+
+
+def test_json_lines_give_the_same_graph(tmp_path):
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    for name in ("entities", "relations", "triples"):
+        lines = (EXAMPLE / f"{name}.tsv").read_text().splitlines()
+        header = lines[0].split("\t")
+        rows = [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from_json = ds.load("user_kg", folder, cache_dir=str(tmp_path / "c1"))
+    from_tsv = ds.load("user_kg", EXAMPLE, cache_dir=str(tmp_path / "c2"))
+    for part in ("entities", "relations", "triples"):
+        assert from_json[part].to_list() == from_tsv[part].to_list()
+
+
+def broken(tmp_path, name, text):
+    folder = tmp_path / "kg"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / f"{name}.tsv").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("entities", "id\tname\n", r"entities.tsv, line 1: the header names no \['description'\] column"),
+        ("entities", "id\tname\tdescription\nx\tx\tx: y\nx\tx\tx: z\n", "entities.tsv, line 3: id 'x' was given before, on line 2"),
+        ("entities", "id\tname\tdescription\nx\tx\n", "entities.tsv, line 2: 2 fields where the header has 3"),
+        ("entities", "id\tname\tdescription\nx\tx\t \n", "entities.tsv, line 2: entities need a non-empty string 'description'"),
+        ("triples", "head\trelation\ttail\ndog\tkind_of\tunicorn\n", "triples.tsv, line 2: tail 'unicorn' is not among the entities"),
+        ("triples", "head\trelation\ttail\ndog\tloves\tcat\n", "triples.tsv, line 2: relation 'loves' is not among the relations"),
+        ("relations", "", "relations.tsv is empty"),
+    ],
+)
+def test_broken_files_are_named(tmp_path, name, text, message):
+    with pytest.raises(DataFormatError, match=message):
+        ds.load("user_kg", broken(tmp_path, name, text), cache_dir=str(tmp_path / "cache"))
+
+
+def test_missing_or_doubled_files_are_named(tmp_path):
+    folder = tmp_path / "kg"
+    shutil.copytree(EXAMPLE, folder)
+    (folder / "triples.tsv").unlink()
+    with pytest.raises(FileNotFoundError, match="must hold one of triples.jsonl and triples.tsv, it holds neither"):
+        ds.load("user_kg", folder, cache_dir=str(tmp_path / "c"))
+    (folder / "triples.tsv").write_text("head\trelation\ttail\n")
+    (folder / "triples.jsonl").write_text("")
+    with pytest.raises(FileNotFoundError, match="it holds both"):
+        ds.load("user_kg", folder, cache_dir=str(tmp_path / "c"))
+
+
+def test_too_few_labelled_entities_are_refused(tmp_path):
+    folder = broken(tmp_path, "entities", "id\tname\tdescription\tcategory\ndog\tdog\tdog: a dog\tanimal\n"
+                                          "wolf\twolf\twolf: a wolf\t\ncanine\tcanine\tcanine: a canine\t\n"
+                                          "kind_of\tk\tk: k\t\n")  # fmt: skip
+    (folder / "triples.tsv").write_text("head\trelation\ttail\ndog\tkind_of\tcanine\n")
+    with pytest.raises(DataFormatError, match="1 entities have a category; classification needs at least 3"):
+        ds.load("user_kg", folder, config_name="fraction-100", cache_dir=str(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("method", ["jaket", "lm_gnn_m"])
+def test_one_command_fine_tunes_and_tests_entity_classification_on_it(method, tmp_path, pretrained, tiny_bert_checkpoint):
+    from finetune_entity_classification import main as entity_classification
+    from huggingface_hub import ModelCard
+
+    source = ["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", tiny_bert_checkpoint]
+    record = entity_classification(["--kg_dir", str(EXAMPLE), "--method", method, *source, "--output_dir",
+                                    str(tmp_path), "--dataset_cache_dir", str(tmp_path / "cache"), "--max_steps", "3",
+                                    "--fractions", "100", "5"])  # fmt: skip
+    assert set(record["accuracy"]) == {"100%", "5%"} and all(0.0 <= a <= 1.0 for a in record["accuracy"].values())
+    card = ModelCard.load(tmp_path / f"{method}-5-seed42" / "README.md")
+    assert card.data.datasets == ["user_kg"] and len(card.data.eval_results) == 2
