@@ -61,19 +61,20 @@ logger = get_logger(__name__)
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="wordnet_semcor", choices=["wordnet_semcor", "wikipedia_wikidata"])
+    parser.add_argument("--dataset", default="wordnet_semcor", choices=["wordnet_semcor", "wikipedia_wikidata"],
+                        help="the builder of the KG and its linked text (wikipedia_wikidata: the paper's setting)")
     parser.add_argument("--data_dir", default=None, help="source files of --dataset (default: ../shared/data)")
-    parser.add_argument("--dataset_cache_dir", default=None)
+    parser.add_argument("--dataset_cache_dir", default=None, help="where datasets keeps prepared data (its default)")
     parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
     parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
     parser.add_argument("--max_entities", type=int, default=5000,
                         help="keep this many entities, most mentioned first (0: all, as the paper does); each memory "
                              "refresh encodes every entity's description, which is what bounds a CPU run")  # fmt: skip
-    parser.add_argument("--max_train_samples", type=int, default=None)
-    parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--max_train_samples", type=int, default=None, help="use only this many texts (a quick run)")
+    parser.add_argument("--max_seq_length", type=int, default=128, help="tokens per text (the paper's: 512)")
     parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
-    parser.add_argument("--per_device_train_batch_size", type=int, default=16)
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--per_device_train_batch_size", type=int, default=16, help="texts per process and micro-batch")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimisation step")
     parser.add_argument("--max_train_steps", type=int, default=300, help="optimisation steps (the embedded default's)")
     parser.add_argument("--num_train_epochs", type=float, default=None,
                         help="passes over the text; when given, sets --max_train_steps (the paper trains 8 epochs)")
@@ -82,32 +83,38 @@ def parse_args(argv=None):
                              "run; the embedded default's 300 steps barely move the language module at 1e-5)")
     parser.add_argument("--lm_warmup_steps", type=int, default=30, help="linear warm-up of the language module "
                         "(the paper's 3,000 is 3%% of its run; 30 is 10%% of the embedded default's)")  # fmt: skip
-    parser.add_argument("--km_learning_rate", type=float, default=1e-4)
+    parser.add_argument("--km_learning_rate", type=float, default=1e-4,
+                        help="peak rate of the knowledge module, linear decay (the paper's)")
     parser.add_argument("--head_learning_rate", type=float, default=1e-3,
                         help="peak rate of the parameters the backbone does not provide (the four pre-training heads, "
                              "the merge's LayerNorm, a missing MLM transform); linear decay")  # fmt: skip
-    parser.add_argument("--weight_decay", type=float, default=0.01)
-    parser.add_argument("--adam_beta1", type=float, default=0.9)
-    parser.add_argument("--adam_beta2", type=float, default=0.999)
-    parser.add_argument("--adam_epsilon", type=float, default=1e-8)
-    parser.add_argument("--mlm_probability", type=float, default=0.15)
-    parser.add_argument("--entity_mask_probability", type=float, default=0.15)
+    parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on all but biases and LayerNorms")
+    parser.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW's beta1 (the paper's)")
+    parser.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW's beta2 (the paper's)")
+    parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW's epsilon (the paper's)")
+    parser.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for L_t")
+    parser.add_argument("--entity_mask_probability", type=float, default=0.15,
+                        help="share of mentions removed from the merge for L_e")
     parser.add_argument("--num_roots", type=int, default=16, help="random-walk root entities per step")
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10],
+                        help="neighbours sampled per entity at each hop (the paper's: 10, 10)")
     parser.add_argument("--num_relation_pairs", type=int, default=16,
                         help="edges a step classifies for L_r; every edge between such a pair is hidden, both ways")
     parser.add_argument("--relation_embeddings", action="store_true",
                         help="give the knowledge module the relation memory in pre-training too; the paper (§3.5) uses "
                              "relation embeddings only in fine-tuning, so by default R = 0 here")  # fmt: skip
-    parser.add_argument("--num_neighbour_negatives", type=int, default=5)
-    parser.add_argument("--num_random_negatives", type=int, default=10)
-    parser.add_argument("--refresh_init_interval", type=int, default=10)
-    parser.add_argument("--refresh_ratio", type=int, default=2)
-    parser.add_argument("--refresh_repeats", type=int, default=3)
-    parser.add_argument("--refresh_max_interval", type=int, default=500)
-    parser.add_argument("--memory_momentum", type=float, default=0.8)
-    parser.add_argument("--memory_batch_size", type=int, default=64)
-    parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--num_neighbour_negatives", type=int, default=5,
+                        help="L_e candidates drawn from the true entity's neighbours")
+    parser.add_argument("--num_random_negatives", type=int, default=10, help="L_e candidates drawn at random")
+    parser.add_argument("--refresh_init_interval", type=int, default=10,
+                        help="steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)")
+    parser.add_argument("--refresh_ratio", type=int, default=2, help="growth of the refresh interval (T(i) above)")
+    parser.add_argument("--refresh_repeats", type=int, default=3, help="refreshes at each interval before it grows")
+    parser.add_argument("--refresh_max_interval", type=int, default=500, help="the longest interval between refreshes")
+    parser.add_argument("--memory_momentum", type=float, default=0.8, help="m in E <- m E + (1 - m) E_new")
+    parser.add_argument("--memory_batch_size", type=int, default=64, help="descriptions per LM1 batch in a refresh")
+    parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="storage of the memory table (bfloat16 halves it: 5.2 GiB at the paper's 3.66M entities)")
     parser.add_argument("--heldout_text_fraction", type=float, default=0.02,
                         help="seeded fraction of the text never trained on, for the held-out evaluation (0: none)")
     parser.add_argument("--heldout_seed", type=int, default=0,
@@ -117,12 +124,14 @@ def parse_args(argv=None):
     parser.add_argument("--eval_outside_entities", type=int, default=1000,
                         help="entities outside the pre-training graph (and as many held edges) for the category and "
                              "relation-type accuracies")  # fmt: skip
-    parser.add_argument("--output_dir", default="jaket-base", help="where the model, its memory, graph, card and checkpoints go")
-    parser.add_argument("--checkpointing_steps", type=int, default=None)
+    parser.add_argument("--output_dir", default="jaket-base",
+                        help="where the model, its memory, graph, card and checkpoints go")
+    parser.add_argument("--checkpointing_steps", type=int, default=None,
+                        help="save a resumable checkpoint every this many steps (safetensors and JSON, no pickles of ours)")
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
-    parser.add_argument("--logging_steps", type=int, default=10)
+    parser.add_argument("--logging_steps", type=int, default=10, help="log the losses and rates every this many steps")
     parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=42, help="seeds the model's new weights, sampling and masking")
     add_hub_arguments(parser)
     parser.add_argument("--deterministic", action="store_true",
                         help="torch.use_deterministic_algorithms(True): on GPUs, deterministic kernels where torch has "
