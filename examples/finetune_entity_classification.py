@@ -55,10 +55,12 @@ def parse_args(argv=None):
     add_common_arguments(parser, {**METHODS, **JAKET_HEAD_METHODS}, "folder with wordnet-3.0/ (and semcor-3.0/)",
                          dict(learning_rate=1e-3, num_train_epochs=20, per_device_train_batch_size=64,
                               output_dir="outputs/entity-classification"))  # fmt: skip
-    parser.add_argument("--num_lm1_layers", type=int, default=None)
-    parser.add_argument("--fractions", type=int, nargs="+", default=[100, 20, 5], choices=[100, 20, 5])
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
-    parser.add_argument("--per_device_eval_batch_size", type=int, default=256)
+    parser.add_argument("--num_lm1_layers", type=int, default=None,
+                        help="LM1's layers for the baselines built from the backbone (default: half)")  # fmt: skip
+    parser.add_argument("--fractions", type=int, nargs="+", default=[100, 20, 5], choices=[100, 20, 5],
+                        help="percentages of the training split to train on, one run each")  # fmt: skip
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10], help="neighbours sampled per entity and hop")
+    parser.add_argument("--per_device_eval_batch_size", type=int, default=256, help="entities per batch when testing")
     parser.add_argument("--lm_learning_rate", type=float, default=5e-5,
                         help="--method lm fine-tunes the whole backbone on the descriptions, at this rate")
     parser.add_argument("--description_length", type=int, default=64, help="tokens of each description read")

@@ -53,10 +53,10 @@ def parse_args(argv=None):
     parser.add_argument("--k_shot", type=int, default=1, help="labelled instances of each relation in an episode (K)")
     parser.add_argument("--num_test_relations", type=int, default=None,
                         help="relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)")
-    parser.add_argument("--train_episodes", type=int, default=1000)
-    parser.add_argument("--test_episodes", type=int, default=500)
-    parser.add_argument("--max_seq_length", type=int, default=256)
-    parser.add_argument("--eval_batch_size", type=int, default=64)
+    parser.add_argument("--train_episodes", type=int, default=1000, help="meta-training episodes turned into PAIR pairs")
+    parser.add_argument("--test_episodes", type=int, default=500, help="meta-test episodes scored")
+    parser.add_argument("--max_seq_length", type=int, default=256, help="tokens of a (query, support) pair")
+    parser.add_argument("--eval_batch_size", type=int, default=64, help="pairs per batch when testing")
     return resolve_common_arguments(parser.parse_args(argv), "fewrel")
 
 

@@ -52,12 +52,13 @@ def parse_args(argv=None):
                          dict(learning_rate=5e-5, num_train_epochs=1, per_device_train_batch_size=16,
                               output_dir="outputs/metaqa"))  # fmt: skip
     parser.add_argument("--hops", type=int, default=1, help="k: the questions of the data directory's k-hop/ folder")
-    parser.add_argument("--kg_setting", default="full", choices=["full", "half"])
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
-    parser.add_argument("--max_train_questions", type=int, default=None)
-    parser.add_argument("--max_test_questions", type=int, default=None)
+    parser.add_argument("--kg_setting", default="full", choices=["full", "half"],
+                        help="the whole KB (KG-Full) or a seeded half of its triples (KG-50%%)")  # fmt: skip
+    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10], help="neighbours sampled per entity and hop")
+    parser.add_argument("--max_train_questions", type=int, default=None, help="train on this many dev questions (seeded)")
+    parser.add_argument("--max_test_questions", type=int, default=None, help="test on the first this many test questions")
     parser.add_argument("--max_train_candidates", type=int, default=256, help="answers plus sampled other candidates")
-    parser.add_argument("--eval_batch_size", type=int, default=64)
+    parser.add_argument("--eval_batch_size", type=int, default=64, help="questions per batch when testing")
     args = parser.parse_args(argv)
     if args.hops < 1:
         parser.error(f"--hops must be at least 1, got {args.hops}")

@@ -1,4 +1,4 @@
-"""Every flag of the pre-training script says what it does."""
+"""Every flag of every script says what it does."""
 
 import argparse
 
@@ -23,4 +23,13 @@ def test_every_pretraining_flag_has_help(monkeypatch):
 
     actions = actions_of(parse_args, monkeypatch)
     assert len(actions) > 40
+    assert [action.option_strings[0] for action in actions if not action.help] == []
+
+
+@pytest.mark.parametrize("script", ["finetune_entity_classification", "finetune_fewrel", "finetune_metaqa"])
+def test_every_fine_tuning_flag_has_help(script, monkeypatch):
+    import importlib
+
+    actions = actions_of(importlib.import_module(script).parse_args, monkeypatch)
+    assert len(actions) > 15
     assert [action.option_strings[0] for action in actions if not action.help] == []

@@ -38,13 +38,15 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: st
     parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
     parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
     parser.add_argument("--data_dir", default=None, help=data_help)
-    parser.add_argument("--dataset_cache_dir", default=None)
-    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"])
-    parser.add_argument("--num_train_epochs", type=float, default=defaults["num_train_epochs"])
-    parser.add_argument("--max_steps", type=int, default=-1)
-    parser.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"])
-    parser.add_argument("--output_dir", default=defaults["output_dir"])
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dataset_cache_dir", default=None, help="where datasets keeps prepared data (its default)")
+    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"], help="AdamW's peak rate, linear decay")
+    parser.add_argument("--num_train_epochs", type=float, default=defaults["num_train_epochs"], help="passes over the training data")
+    parser.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (-1: the epochs decide)")
+    parser.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"],
+                        help="training examples per device and step")  # fmt: skip
+    parser.add_argument("--output_dir", default=defaults["output_dir"],
+                        help="where the results, the fine-tuned model and its card go")  # fmt: skip
+    parser.add_argument("--seed", type=int, default=42, help="seeds the data order, sampling and new weights")
     add_hub_arguments(parser)
 
 
