@@ -184,7 +184,8 @@ def main(argv=None):
     if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model = load_model(base_method, JaketForEntityClassification, args.model_name_or_path, args.backbone, **overrides)
-    entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed)
+    entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed,
+                                                      cache_dir=args.memory_cache_dir)  # fmt: skip
     if args.method in JAKET_HEAD_METHODS:
         start_from_category_head(model, args.model_name_or_path)
     if args.method == "jaket_zero_shot":

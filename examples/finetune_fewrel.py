@@ -157,7 +157,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
     model = load_model(args.method, JaketForSequenceClassification, args.model_name_or_path, args.backbone, num_labels=2)
     use_mentions = args.method != "lm"
-    entity_table, _ = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
+    entity_table, _ = initial_embeddings(args.method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
     wrapped = WithEntityTable(model, entity_table, torch.empty(0, model.config.hidden_size))
 
     def encode(batch):

@@ -197,7 +197,8 @@ def main(argv=None):
 
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
     model = load_model(args.method, JaketModel, args.model_name_or_path, args.backbone)
-    entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed)
+    entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed,
+                                                      cache_dir=args.memory_cache_dir)  # fmt: skip
     qa = KGQuestionAnswering(model, entity_table, relation_table)
     answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
     logger.info("training on %d of %d questions: the others have no answer within %d hops of their topic entity",

@@ -23,7 +23,8 @@ accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_proce
 for seed in $SEEDS; do
     for method in gnn lm lm_gnn lm_gnn_m jaket jaket_zero_shot jaket_from_head; do
         python3 examples/finetune_entity_classification.py --method "$method" --model_name_or_path jaket-base \
-            --output_dir "$OUT/entity-classification" --seed "$seed" --num_train_epochs 5
+            --output_dir "$OUT/entity-classification" --seed "$seed" --num_train_epochs 5 \
+            --memory_cache_dir "$OUT/memory-cache"  # the three JAKET methods encode the descriptions once
     done
 done
 python3 examples/results_table.py "$OUT/entity-classification"

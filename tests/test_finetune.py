@@ -162,3 +162,32 @@ def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_che
     assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # its answer is 3 hops away
     with pytest.raises(SystemExit):
         metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"])
+
+
+def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_path, monkeypatch, pretrained):
+    from transformers import AutoTokenizer
+
+    folder = str(pretrained[0])
+    model = load_model("jaket", JaketForEntityClassification, folder, None, num_labels=3)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"], relation_names=["is"],
+                           entity_descriptions=["dog: barks", "cat: meows"], relation_descriptions=["is: is"])  # fmt: skip
+    computed = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 1
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the cached memory was recomputed")
+
+    monkeypatch.setattr(EntityContextMemory, "compute", must_not_run)
+    cached = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    for ours, theirs in zip(cached, computed):
+        assert torch.equal(ours, theirs)
+    monkeypatch.undo()
+
+    with torch.no_grad():  # LM1 changed (another model): another key, computed again
+        model.jaket.lm1[0].output.dense.weight.add_(0.01)
+    changed = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2 and not torch.equal(changed[0], computed[0])
+    model.jaket.lm2[0].output.dense.weight.data.add_(0.01)  # LM2 does not encode descriptions: same key
+    initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2

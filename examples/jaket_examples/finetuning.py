@@ -2,16 +2,19 @@
 and the model wrapper that looks them up for the `Trainer`."""
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
 import evaluate
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from transformers import TrainingArguments
 
+import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
 
@@ -47,6 +50,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: st
     parser.add_argument("--output_dir", default=defaults["output_dir"],
                         help="where the results, the fine-tuned model and its card go")  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="seeds the data order, sampling and new weights")
+    parser.add_argument("--memory_cache_dir", default=None,
+                        help="keep the tables LM1 computes from the descriptions here, under a key of LM1's weights, "
+                             "the descriptions and the code, so that runs that share them encode them once")  # fmt: skip
     add_hub_arguments(parser)
 
 
@@ -126,19 +132,52 @@ def load_model(method: str, model_class, pretrained: str | None, backbone: str, 
     return model_class.from_backbone(backbone, **config)
 
 
-def initial_embeddings(method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64):
-    """E^(0) for every entity and R for every relation: from descriptions (LM methods and JAKET), or random."""
+def initial_embeddings(
+    method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64, cache_dir=None
+):  # fmt: skip
+    """E^(0) for every entity and R for every relation: from descriptions (LM methods and JAKET), or random.
+
+    With `cache_dir`, tables computed from descriptions are kept there under a key of everything they depend on
+    (LM1's weights, the tokenized descriptions, the batch size, the modeling code, torch's version): the JAKET
+    methods of one pre-trained model, or the baselines of one backbone, then encode the descriptions once."""
     if method in ("lm_gnn", "gnn"):
         generator = torch.Generator().manual_seed(seed)
         hidden = model.config.hidden_size
         return (torch.randn(graph.num_entities, hidden, generator=generator),
                 torch.randn(graph.num_relations, hidden, generator=generator))  # fmt: skip
     entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
+    relations = None
+    if graph.num_relations:
+        relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"memory-{memory_key(model, entities, relations, batch_size)}.safetensors"
+    if path is not None and path.is_file():
+        tables = load_file(path)
+        return tables["entities"], tables["relations"]
     entity_embeddings = EntityContextMemory.compute(model, entities, batch_size, progress_bar=True)
-    if graph.num_relations == 0:
-        return entity_embeddings, torch.empty(0, entity_embeddings.shape[1])
-    relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
-    return entity_embeddings, EntityContextMemory.compute(model, relations, batch_size)
+    relation_embeddings = torch.empty(0, entity_embeddings.shape[1])
+    if relations is not None:
+        relation_embeddings = EntityContextMemory.compute(model, relations, batch_size)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"entities": entity_embeddings, "relations": relation_embeddings}, path)
+    return entity_embeddings, relation_embeddings
+
+
+def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -> str:
+    """A digest of what LM1's encoding of the descriptions depends on (see `initial_embeddings`)."""
+    digest = hashlib.sha256()
+    base = model.base_model
+    for name, tensor in sorted(base.state_dict().items()):
+        if name.startswith(("embeddings.", "lm1.")):
+            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    texts = [dict(entities), dict(relations) if relations is not None else None]
+    digest.update(json.dumps([texts, batch_size, base.config.num_lm1_layers]).encode())
+    folder = Path(modeling_jaket.__file__).parent  # the modeling code: a change of it is a new key
+    for text in [path.read_text() for path in sorted(folder.glob("*.py"))] + [torch.__version__]:
+        digest.update(text.encode())
+    return digest.hexdigest()[:24]
 
 
 class WithEntityTable(nn.Module):
