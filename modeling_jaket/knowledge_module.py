@@ -94,15 +94,26 @@ class AttentionWeightedSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, attention, columns, layout):
         # attention: [E, K] in the layout's edge order; columns: [N + P, K, D] = [W E ; W R]
-        ctx.layout = layout
+        ctx.layout, ctx.dtypes = layout, (attention.dtype, columns.dtype)
+        # torch's sparse CSR products have no half-precision kernels on CPU: half inputs (autocast, a .half() or
+        # .bfloat16() model) are summed in float32, which also keeps the sums of many small weights accurate
+        compute_dtype = torch.promote_types(columns.dtype, torch.float32)
+        attention, columns = attention.to(compute_dtype), columns.to(compute_dtype)
         ctx.save_for_backward(attention, columns)
-        heads = [layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])]
-        return torch.stack(heads, dim=1)
+        with torch.autocast(columns.device.type, enabled=False):
+            heads = [layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])]
+        return torch.stack(heads, dim=1).to(ctx.dtypes[1])
 
     @staticmethod
     def backward(ctx, grad_output):
+        with torch.autocast(grad_output.device.type, enabled=False):
+            return AttentionWeightedSum._backward(ctx, grad_output)
+
+    @staticmethod
+    def _backward(ctx, grad_output):
         attention, columns = ctx.saved_tensors
         layout = ctx.layout
+        grad_output = grad_output.to(columns.dtype)
         grad_attention = grad_columns = None
         num_heads = attention.shape[1]
         if ctx.needs_input_grad[0]:
@@ -116,6 +127,10 @@ class AttentionWeightedSum(torch.autograd.Function):
                 [layout.matrix(attention[:, k].repeat_interleave(2), transpose=True) @ grad_output[:, k].contiguous()
                  for k in range(num_heads)], dim=1,
             )  # fmt: skip
+        if grad_attention is not None:
+            grad_attention = grad_attention.to(ctx.dtypes[0])
+        if grad_columns is not None:
+            grad_columns = grad_columns.to(ctx.dtypes[1])
         return grad_attention, grad_columns, None
 
 
@@ -169,7 +184,7 @@ class KnowledgeLayer(nn.Module):
         not given. Attention weights are returned in `edge_index`'s order."""
         num_entities = entity_embeddings.shape[0]
         projected_entities = self._project(entity_embeddings)  # [N, K, D]
-        if self.composition == "add" and entity_embeddings.dtype in (torch.float32, torch.float64):
+        if self.composition == "add":
             if layout is None:
                 layout = EdgeLayout(edge_index, edge_type, num_entities, relation_embeddings.shape[0])
             projected_relations = self._project(relation_embeddings)  # [P, K, D]
@@ -183,23 +198,13 @@ class KnowledgeLayer(nn.Module):
             if return_attention_weights:
                 attention = torch.empty_like(attention).index_copy_(0, layout.order, attention)
             return self._update(aggregated, entity_embeddings, attention, return_attention_weights)
-        # the general path (an MLP composition, half precision): one message per edge, gathered and scattered
+        # the MLP composition: one message per edge, gathered and scattered
         neighbour, target = edge_index[0], edge_index[1]
-        if self.composition == "add":
-            projected_relations = self._project(relation_embeddings)  # [P, K, D]
-            messages = projected_entities.index_select(0, neighbour) + projected_relations.index_select(0, edge_type)
-            neighbour_scores = (projected_entities * self.attention_neighbour).sum(-1).index_select(0, neighbour) + (
-                projected_relations * self.attention_neighbour
-            ).sum(-1).index_select(0, edge_type)
-        else:
-            composed = self.compose(
-                torch.cat(
-                    [entity_embeddings.index_select(0, neighbour), relation_embeddings.index_select(0, edge_type)],
-                    dim=-1,
-                )
-            )
-            messages = self._project(composed)
-            neighbour_scores = (messages * self.attention_neighbour).sum(-1)
+        composed = self.compose(
+            torch.cat([entity_embeddings.index_select(0, neighbour), relation_embeddings.index_select(0, edge_type)], dim=-1)
+        )
+        messages = self._project(composed)
+        neighbour_scores = (messages * self.attention_neighbour).sum(-1)
         target_scores = (projected_entities * self.attention_target).sum(-1)  # [N, K]
 
         scores = self.leaky_relu(target_scores.index_select(0, target) + neighbour_scores)  # [E, K]

@@ -87,6 +87,30 @@ def test_layer_gradients_match_the_per_node_reference(composition):
         torch.testing.assert_close(fast, slow)
 
 
+@pytest.mark.parametrize("half", ["autocast", "bfloat16 weights"])
+def test_layer_runs_in_half_precision_close_to_float64(half):
+    """Under bf16 autocast (Accelerate's --mixed_precision bf16) and with bf16 weights, the sparse weighted sums run in
+    float32 (torch has no half-precision CSR product on CPU) and the output and gradients stay close to float64."""
+    torch.manual_seed(4)
+    layer = KnowledgeLayer(tiny_config()).double().eval()
+    entities, relations = torch.randn(12, 32, dtype=torch.float64), torch.randn(3, 32, dtype=torch.float64)
+    edge_index, edge_type = random_graph(seed=5)
+    expected = layer(entities, relations, edge_index, edge_type)
+    inputs = [entities.float().requires_grad_(), relations.float().requires_grad_()]
+    if half == "autocast":
+        layer.float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = layer(*inputs, edge_index, edge_type)
+    else:
+        layer.bfloat16()
+        inputs = [x.detach().bfloat16().requires_grad_() for x in inputs]
+        output = layer(*inputs, edge_index, edge_type)
+    output.float().sum().backward()
+    torch.testing.assert_close(output.double(), expected, atol=0.1, rtol=0.05)
+    assert all(torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0 for x in inputs)
+    assert layer.attention_target.grad is not None and torch.isfinite(layer.attention_target.grad).all()
+
+
 def test_module_matches_reference_and_shares_relations():
     torch.manual_seed(1)
     module = KnowledgeModule(tiny_config()).double().eval()
