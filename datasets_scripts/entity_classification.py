@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import datasets
 
 from .common import SourceConfig, entity_features
-from .wordnet import find_wordnet, read_wordnet, split_heldout
+from .wordnet import find_wordnet, read_lexnames, read_wordnet, split_heldout
 
 
 SPLIT_SHARES = {"train": 0.2, "validation": 0.2, "test": 0.6}
@@ -41,7 +41,8 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
     def _info(self):
         if not 0.0 < self.config.fraction <= 1.0:
             raise ValueError(f"entity_classification: fraction must be in (0, 1], got {self.config.fraction}")
-        return datasets.DatasetInfo(description=__doc__, features=entity_features(self._wordnet().lexnames))
+        categories = read_lexnames(find_wordnet(self.config.data_dir))
+        return datasets.DatasetInfo(description=__doc__, features=entity_features(categories))
 
     def _split_generators(self, dl_manager):
         wordnet = self._wordnet()

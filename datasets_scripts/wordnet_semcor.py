@@ -32,7 +32,7 @@ from .common import (
     logger,
     read_lines,
 )
-from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_wordnet, split_heldout
+from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_lexnames, read_wordnet, split_heldout
 
 
 SEMCOR_URL = "https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0"
@@ -81,7 +81,7 @@ class WordNetSemcor(datasets.GeneratorBasedBuilder):
 
     def _info(self):
         features = {
-            "entities": lambda: entity_features(self._wordnet().lexnames),
+            "entities": lambda: entity_features(read_lexnames(find_wordnet(self.config.data_dir))),
             "relations": lambda: RELATION_FEATURES,
             "triples": lambda: TRIPLE_FEATURES,
             "text": lambda: LEMMA_TEXT_FEATURES,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from datasets import Dataset, DatasetDict
 from jaket_examples.finetuning import (
     METHODS,
     WithEntityTable,
@@ -108,6 +109,11 @@ def fraction_splits(args, percent: int):
     return datasets_scripts.load("user_kg", args.kg_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir)
 
 
+def entity_numbers(graph: KnowledgeGraph, split) -> list[int]:
+    """The graph's numbers of a split's entity ids (built as lists: `Dataset.map` would hash the whole graph)."""
+    return [graph.entity_index[key] for key in split["id"][:]]
+
+
 def heldout_graph(data_dir, cache_dir) -> KnowledgeGraph:
     kg = datasets_scripts.load("wordnet_semcor", data_dir, cache_dir=cache_dir)
     heldout = kg["entities"].filter(lambda part: part == "heldout", input_columns="part", keep_in_memory=True)
@@ -124,12 +130,13 @@ def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results = {}
     for percent in args.fractions:
-        splits = fraction_splits(args, percent)
-        splits = splits.map(
-            lambda row: {**tokenizer(graph.entity_descriptions[graph.entity_index[row["id"]]], truncation=True,
-                                     max_length=args.description_length), "labels": row["category"]},
-            remove_columns=splits["train"].column_names, keep_in_memory=True,
-        )  # fmt: skip
+        splits = DatasetDict({
+            name: Dataset.from_dict({
+                **tokenizer([graph.entity_descriptions[i] for i in entity_numbers(graph, split)], truncation=True,
+                            max_length=args.description_length),
+                "labels": split["category"][:],
+            }) for name, split in fraction_splits(args, percent).items()
+        })  # fmt: skip
         model.load_state_dict(initial_state)
         # batches of descriptions of like length: they average 23 tokens, and padding to each batch's longest
         # (up to 64) made fine-tuning the backbone 2-3x slower
@@ -195,9 +202,10 @@ def main(argv=None):
 
     results = {}
     for percent in args.fractions:
-        splits = fraction_splits(args, percent)
-        splits = splits.map(lambda row: {"entity": graph.entity_index[row["id"]], "label": row["category"]},
-                            remove_columns=splits["train"].column_names, keep_in_memory=True)  # fmt: skip
+        splits = DatasetDict({
+            name: Dataset.from_dict({"entity": entity_numbers(graph, split), "label": split["category"][:]})
+            for name, split in fraction_splits(args, percent).items()
+        })  # fmt: skip
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=args.method == "gnn")
         training_args = training_arguments(args, f"{args.method}-{percent}", ["labels"], remove_unused_columns=False,

@@ -260,8 +260,10 @@ def compute_sharded(accelerator, model, descriptions, batch_size):
 
 
 def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size):
-    new_entities = compute_sharded(accelerator, model, entity_descriptions, batch_size)
-    new_relations = compute_sharded(accelerator, model, relation_descriptions, batch_size)
+    # in the run's precision (--mixed_precision bf16: LM1 in bfloat16, the memory kept in --memory_dtype)
+    with accelerator.autocast():
+        new_entities = compute_sharded(accelerator, model, entity_descriptions, batch_size)
+        new_relations = compute_sharded(accelerator, model, relation_descriptions, batch_size)
     memory.update(new_entities, new_relations)
 
 
@@ -321,7 +323,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> Pretraini
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(data_dir))
         entities = data.kg["entities"]
-        synset_descriptions = dict(zip(entities["id"], zip(entities["name"], entities["description"])))
+        synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))
     sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
                                           args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed)  # fmt: skip
     outside = outside_graph(data.kg)
@@ -336,7 +338,8 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
     """Run the held-out evaluation on the main process; log it, and write `<output_dir>/eval_results.json`."""
     accelerator.wait_for_everyone()
     if evaluation is not None:
-        results = {"step": step, **evaluation(accelerator.unwrap_model(model), memory, accelerator.device)}
+        with accelerator.autocast():
+            results = {"step": step, **evaluation(accelerator.unwrap_model(model), memory, accelerator.device)}
         logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         if report_to:

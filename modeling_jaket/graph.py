@@ -55,6 +55,17 @@ def sample_without_replacement(degrees: torch.Tensor, k: int, generator=None) ->
     return chosen
 
 
+def _columns(records, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, list]:
+    """The named fields of `records` as lists: a `datasets.Dataset` by column (row by row is ~30x slower), a list of
+    dicts by key. An `optional` field is kept only when the (first) record has it."""
+    if hasattr(records, "column_names"):
+        present = [*names, *(name for name in optional if name in records.column_names)]
+        return {name: records[name][:] for name in present}
+    records = list(records)
+    present = [*names, *(name for name in optional if records and name in records[0])]
+    return {name: [record[name] for record in records] for name in present}
+
+
 class KnowledgeGraph:
     """A multi-relational graph over entities 0..N-1 and relations 0..P-1 with, optionally, their names,
     descriptions and category labels.
@@ -132,36 +143,36 @@ class KnowledgeGraph:
         naming those ids. Triples whose ends are not among `entities` are left out (pass the triples of the part you
         want). `add_reverse` adds, for each relation r, an inverse relation `r^-1` and the reversed triples, so that
         messages flow both ways."""
-        entities, relations = list(entities), list(relations)
-        entity_index = {e["id"]: i for i, e in enumerate(entities)}
-        relation_index = {r["id"]: i for i, r in enumerate(relations)}
-        if len(entity_index) != len(entities) or len(relation_index) != len(relations):
+        entities = _columns(entities, ("id", "name", "description"), optional=("category",))
+        relations = _columns(relations, ("id", "name", "description"))
+        triples = _columns(triples, ("head", "relation", "tail"))
+        entity_index = {key: i for i, key in enumerate(entities["id"])}
+        relation_index = {key: i for i, key in enumerate(relations["id"])}
+        if len(entity_index) != len(entities["id"]) or len(relation_index) != len(relations["id"]):
             raise ValueError("entity and relation ids must be distinct")
         heads, kinds, tails = [], [], []
-        for number, triple in enumerate(triples):
-            if triple["relation"] not in relation_index:
-                raise ValueError(f"triple {number} has relation {triple['relation']!r}, which is not among the relations")
-            head, tail = entity_index.get(triple["head"]), entity_index.get(triple["tail"])
+        for number, (head, relation, tail) in enumerate(zip(triples["head"], triples["relation"], triples["tail"])):
+            if relation not in relation_index:
+                raise ValueError(f"triple {number} has relation {relation!r}, which is not among the relations")
+            head, tail = entity_index.get(head), entity_index.get(tail)
             if head is not None and tail is not None:
                 heads.append(head)
-                kinds.append(relation_index[triple["relation"]])
+                kinds.append(relation_index[relation])
                 tails.append(tail)
-        relation_ids = [r["id"] for r in relations]
-        relation_names = [r["name"] for r in relations]
-        relation_descriptions = [r["description"] for r in relations]
+        relation_ids, relation_names = list(relations["id"]), list(relations["name"])
+        relation_descriptions = list(relations["description"])
         if add_reverse:
-            count = len(relations)
+            count = len(relation_ids)
             heads, kinds, tails = heads + tails, kinds + [k + count for k in kinds], tails + heads
             relation_ids += [f"{r}^-1" for r in relation_ids]
             relation_names += [f"inverse of {name}" for name in relation_names[:count]]
             relation_descriptions += [f"inverse of {text}" for text in relation_descriptions[:count]]
-        categories = [e["category"] for e in entities] if entities and "category" in entities[0] else None
         return cls(
-            heads, kinds, tails, len(entities), len(relation_ids),
-            entity_names=[e["name"] for e in entities], relation_names=relation_names,
-            entity_descriptions=[e["description"] for e in entities], relation_descriptions=relation_descriptions,
-            entity_categories=categories, category_names=category_names,
-            entity_ids=[e["id"] for e in entities], relation_ids=relation_ids,
+            heads, kinds, tails, len(entities["id"]), len(relation_ids),
+            entity_names=entities["name"], relation_names=relation_names,
+            entity_descriptions=entities["description"], relation_descriptions=relation_descriptions,
+            entity_categories=entities.get("category"), category_names=category_names,
+            entity_ids=entities["id"], relation_ids=relation_ids,
         )  # fmt: skip
 
     @property

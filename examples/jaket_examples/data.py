@@ -35,7 +35,7 @@ def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, m
     mentioned in `text` first, so that a small run keeps the entities its text is about."""
     entities = kg["entities"].filter(lambda part: part == "pretrain", input_columns="part", keep_in_memory=True)
     if max_entities and max_entities < len(entities):
-        counts = Counter(m["entity"] for mentions in text["mentions"] for m in mentions) if text is not None else Counter()
+        counts = Counter(m["entity"] for mentions in text["mentions"][:] for m in mentions) if text is not None else Counter()
         ids = entities["id"][:]
         ranked = sorted(range(len(ids)), key=lambda i: (-counts[ids[i]], i))[:max_entities]
         entities = entities.select(sorted(ranked), keep_in_memory=True)
