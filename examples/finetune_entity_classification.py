@@ -8,23 +8,24 @@ paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training spli
     python examples/finetune_entity_classification.py --model_name_or_path jaket-base --method jaket
 """
 
-import argparse
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict
 from jaket_examples.finetuning import (
     METHODS,
+    FineTuningArguments,
+    precision,
     WithEntityTable,
-    add_common_arguments,
     initial_embeddings,
     load_model,
     masked_accuracy,
+    method_field,
+    parse_fine_tuning_args,
     push_results,
-    resolve_common_arguments,
     save_fine_tuned,
     save_results,
     training_arguments,
@@ -51,24 +52,27 @@ JAKET_HEAD_METHODS = {
 }  # fmt: skip
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, {**METHODS, **JAKET_HEAD_METHODS}, "folder with wordnet-3.0/ (and semcor-3.0/)",
-                         dict(learning_rate=1e-3, num_train_epochs=20, per_device_train_batch_size=64,
-                              output_dir="outputs/entity-classification"))  # fmt: skip
-    parser.add_argument("--num_lm1_layers", type=int, default=None,
-                        help="LM1's layers for the baselines built from the backbone (default: half)")  # fmt: skip
-    parser.add_argument("--fractions", type=int, nargs="+", default=[100, 20, 5], choices=[100, 20, 5],
-                        help="percentages of the training split to train on, one run each")  # fmt: skip
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10], help="neighbours sampled per entity and hop")
-    parser.add_argument("--per_device_eval_batch_size", type=int, default=256, help="entities per batch when testing")
-    parser.add_argument("--lm_learning_rate", type=float, default=5e-5,
-                        help="--method lm fine-tunes the whole backbone on the descriptions, at this rate")
-    parser.add_argument("--description_length", type=int, default=64, help="tokens of each description read")
-    parser.add_argument("--kg_dir", default=None,
-                        help="a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
-                             "datasets_scripts/user_kg.py) instead of WordNet's held-out part")  # fmt: skip
-    return resolve_common_arguments(parser.parse_args(argv))
+@dataclass
+class EntityClassificationArguments(FineTuningArguments):
+    method: list[str] = method_field({**METHODS, **JAKET_HEAD_METHODS})
+    num_lm1_layers: int | None = field(default=None, metadata={"help": "LM1's layers for the baselines built from "
+                                                                        "the backbone (default: half)"})  # fmt: skip
+    fractions: list[int] = field(default_factory=lambda: [100, 20, 5], metadata={
+        "nargs": "+", "choices": [100, 20, 5], "help": "percentages of the training split to train on, one run each"})
+    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
+    lm_learning_rate: float = field(default=5e-5, metadata={"help": "--method lm fine-tunes the whole backbone on "
+                                                                     "the descriptions, at this rate"})  # fmt: skip
+    description_length: int = field(default=64, metadata={"help": "tokens of each description read"})
+    kg_dir: str | None = field(default=None, metadata={
+        "help": "a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
+                "datasets_scripts/user_kg.py) instead of WordNet's held-out part (the default data: a folder with "
+                "wordnet-3.0/ and semcor-3.0/)"})  # fmt: skip
+
+
+def parse_args(argv=None) -> EntityClassificationArguments:
+    return parse_fine_tuning_args(EntityClassificationArguments, argv, __doc__.split("\n\n")[0], learning_rate=1e-3,
+                                  num_train_epochs=20, per_device_train_batch_size=64, per_device_eval_batch_size=256,
+                                  output_dir="outputs/entity-classification")  # fmt: skip
 
 
 @dataclass
@@ -130,23 +134,22 @@ def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results = {}
     for percent in args.fractions:
-        splits = DatasetDict({
-            name: Dataset.from_dict({
-                **tokenizer([graph.entity_descriptions[i] for i in entity_numbers(graph, split)], truncation=True,
-                            max_length=args.description_length),
-                "labels": split["category"][:],
-            }) for name, split in fraction_splits(args, percent).items()
-        })  # fmt: skip
+        splits = fraction_splits(args, percent)
+        encoded = {name: tokenizer([graph.entity_descriptions[i] for i in entity_numbers(graph, split)],
+                                   truncation=True, max_length=args.description_length)
+                   for name, split in splits.items()}  # fmt: skip
+        # descriptions average 23 tokens: padded to each batch's longest (up to 64), reading them took 2-3x longer,
+        # so training batches are of like length and the test set is read shortest first (its order is no result)
+        test_order = sorted(range(len(splits["test"])), key=lambda i: len(encoded["test"]["input_ids"][i]))
+        train = Dataset.from_dict({**encoded["train"], "labels": splits["train"]["category"][:]})
+        test = Dataset.from_dict({**encoded["test"], "labels": splits["test"]["category"][:]}).select(test_order)
         model.load_state_dict(initial_state)
-        # batches of descriptions of like length: they average 23 tokens, and padding to each batch's longest
-        # (up to 64) made fine-tuning the backbone 2-3x slower
         training_args = training_arguments(args, f"lm-{percent}", ["labels"], learning_rate=args.lm_learning_rate,
-                                           per_device_eval_batch_size=args.per_device_eval_batch_size,
                                            train_sampling_strategy="group_by_length")  # fmt: skip
-        trainer = Trainer(model=model, args=training_args, train_dataset=splits["train"],
+        trainer = Trainer(model=model, args=training_args, train_dataset=train,
                           data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy)  # fmt: skip
         trainer.train()
-        results[f"{percent}%"] = trainer.evaluate(splits["test"], metric_key_prefix="test")["test_accuracy"]
+        results[f"{percent}%"] = trainer.evaluate(test, metric_key_prefix="test")["test_accuracy"]
         logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f}")
     return results, model
 
@@ -170,35 +173,42 @@ def card_results(args, accuracy: dict) -> list[Result]:
                    "accuracy", value) for percent, value in accuracy.items()]  # fmt: skip
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
+    """Fine-tune and test each of --method in turn on one loaded graph; returns their result records."""
     command = ["python", "examples/finetune_entity_classification.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(args.seed)
     repo_id = create_hub_repo(args)
     graph = task_graph(args)
-    summary = (f"{args.method} ({({**METHODS, **JAKET_HEAD_METHODS})[args.method]}), fine-tuned for entity "
-               f"classification on an unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
-    if args.method == "lm":
+    return [run_method(args, method, graph, command, repo_id) for method in args.method]
+
+
+def run_method(args, method: str, graph: KnowledgeGraph, command: list[str], repo_id: str | None) -> dict:
+    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
+    summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS})[method]}), fine-tuned for entity classification on an "
+               f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
+    if method == "lm":
         accuracy, model = classify_descriptions(args, graph)
-        folder = save_model_of_last_fraction(args, command, summary, accuracy, model, AutoTokenizer.from_pretrained(args.backbone))
-        push_results(args, repo_id, folder)
-        record = {"task": "entity_classification", "method": "lm", "seed": args.seed, "accuracy": accuracy}
-        return save_results(args, args.method, record)
-    base_method = "jaket" if args.method in JAKET_HEAD_METHODS else args.method
+        folder = save_model_of_last_fraction(args, method, command, summary, accuracy, model,
+                                             AutoTokenizer.from_pretrained(args.backbone))  # fmt: skip
+        push_results(args, method, repo_id, folder)
+        return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
+                                           "accuracy": accuracy})  # fmt: skip
+    base_method = "jaket" if method in JAKET_HEAD_METHODS else method
     tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if base_method == "jaket" else args.backbone)
     overrides = {"num_labels": len(graph.category_names)}
     if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model = load_model(base_method, JaketForEntityClassification, args.model_name_or_path, args.backbone, **overrides)
-    entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed,
-                                                      cache_dir=args.memory_cache_dir)  # fmt: skip
-    if args.method in JAKET_HEAD_METHODS:
+    with precision(args):
+        entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed,
+                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+    if method in JAKET_HEAD_METHODS:
         start_from_category_head(model, args.model_name_or_path)
-    if args.method == "jaket_zero_shot":
+    if method == "jaket_zero_shot":
         relation_table = torch.zeros_like(relation_table)  # as the head was pre-trained (§3.5)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    logger.info(f"{args.method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
+    logger.info(f"{method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
 
     results = {}
     for percent in args.fractions:
@@ -207,33 +217,33 @@ def main(argv=None):
             for name, split in fraction_splits(args, percent).items()
         })  # fmt: skip
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
-        wrapped = WithEntityTable(model, entity_table, relation_table, trainable=args.method == "gnn")
-        training_args = training_arguments(args, f"{args.method}-{percent}", ["labels"], remove_unused_columns=False,
-                                           per_device_eval_batch_size=args.per_device_eval_batch_size)  # fmt: skip
+        wrapped = WithEntityTable(model, entity_table, relation_table, trainable=method == "gnn")
+        training_args = training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False)
         trainer = Trainer(
             model=wrapped, args=training_args, train_dataset=splits["train"],
             data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
         )  # fmt: skip
-        if args.method != "jaket_zero_shot":
+        if method != "jaket_zero_shot":
             trainer.train()
         test = trainer.evaluate(splits["test"], metric_key_prefix="test")
         results[f"{percent}%"] = test["test_accuracy"]
-        logger.info(f"{args.method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
+        logger.info(f"{method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
 
-    folder = save_model_of_last_fraction(args, command, summary, results, model, tokenizer,
+    folder = save_model_of_last_fraction(args, method, command, summary, results, model, tokenizer,
                                          wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
-    push_results(args, repo_id, folder)
-    record = {"task": "entity_classification", "method": args.method, "seed": args.seed, "accuracy": results}
-    return save_results(args, args.method, record)
+    push_results(args, method, repo_id, folder)
+    return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
+                                       "accuracy": results})  # fmt: skip
 
 
-def save_model_of_last_fraction(args, command, summary, accuracy, model, tokenizer, *tables_and_graph):
+def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, *tables_and_graph):
     """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
-    folder = Path(args.output_dir) / f"{args.method}-{args.fractions[-1]}-seed{args.seed}"
+    folder = Path(args.output_dir) / f"{method}-{args.fractions[-1]}-seed{args.seed}"
     dataset = "user_kg" if args.kg_dir else "entity_classification"
-    save_fine_tuned(args, folder, model, tokenizer, command, summary, dataset, card_results(args, accuracy),
+    save_fine_tuned(args, method, folder, model, tokenizer, command, summary, dataset, card_results(args, accuracy),
                     *tables_and_graph)  # fmt: skip
     return folder
+
 
 if __name__ == "__main__":
     main()

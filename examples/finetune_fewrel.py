@@ -10,22 +10,24 @@ knowledge module sees isolated entities. Meta-train and meta-test relations are 
     python examples/finetune_fewrel.py --model_name_or_path jaket-base --method jaket --n_way 5 --k_shot 1
 """
 
-import argparse
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from jaket_examples.finetuning import (
     METHODS,
+    FineTuningArguments,
     WithEntityTable,
     accuracy_metric,
-    add_common_arguments,
     initial_embeddings,
     load_model,
+    method_field,
+    parse_fine_tuning_args,
+    precision,
     push_results,
-    resolve_common_arguments,
     save_fine_tuned,
     save_results,
     training_arguments,
@@ -44,20 +46,24 @@ logger = logging.getLogger(__name__)
 FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the sentences
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, FEWREL_METHODS, "folder with val_wiki.json and pid2name.json",
-                         dict(learning_rate=2e-5, num_train_epochs=1, per_device_train_batch_size=16,
-                              output_dir="outputs/fewrel"))  # fmt: skip
-    parser.add_argument("--n_way", type=int, default=5, help="relations an episode tells apart (N)")
-    parser.add_argument("--k_shot", type=int, default=1, help="labelled instances of each relation in an episode (K)")
-    parser.add_argument("--num_test_relations", type=int, default=None,
-                        help="relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)")
-    parser.add_argument("--train_episodes", type=int, default=1000, help="meta-training episodes turned into PAIR pairs")
-    parser.add_argument("--test_episodes", type=int, default=500, help="meta-test episodes scored")
-    parser.add_argument("--max_seq_length", type=int, default=256, help="tokens of a (query, support) pair")
-    parser.add_argument("--eval_batch_size", type=int, default=64, help="pairs per batch when testing")
-    return resolve_common_arguments(parser.parse_args(argv), "fewrel")
+@dataclass
+class FewRelArguments(FineTuningArguments):
+    method: list[str] = method_field(FEWREL_METHODS)
+    n_way: int = field(default=5, metadata={"help": "relations an episode tells apart (N)"})
+    k_shot: int = field(default=1, metadata={"help": "labelled instances of each relation in an episode (K)"})
+    num_test_relations: int | None = field(default=None, metadata={
+        "help": "relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)"})
+    train_episodes: int = field(default=1000, metadata={"help": "meta-training episodes turned into PAIR pairs"})
+    test_episodes: int = field(default=500, metadata={"help": "meta-test episodes scored"})
+    max_seq_length: int = field(default=256, metadata={"help": "tokens of a (query, support) pair"})
+
+    data_subfolder: ClassVar[str] = "fewrel"  # val_wiki.json and pid2name.json
+
+
+def parse_args(argv=None) -> FewRelArguments:
+    return parse_fine_tuning_args(FewRelArguments, argv, __doc__.split("\n\n")[0], learning_rate=2e-5,
+                                  num_train_epochs=1, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                                  output_dir="outputs/fewrel")  # fmt: skip
 
 
 def entity_graph(instances) -> KnowledgeGraph:
@@ -127,8 +133,8 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
         encoding = encode_pairs(tokenizer, graph, queries, supports, args.max_seq_length, use_mentions)
         features = [{k: encoding[k][i] for k in encoding} for i in range(len(queries))]
         margins = []
-        for begin in range(0, len(features), args.eval_batch_size):
-            batch = collator(features[begin : begin + args.eval_batch_size])
+        for begin in range(0, len(features), args.per_device_eval_batch_size):
+            batch = collator(features[begin : begin + args.per_device_eval_batch_size])
             with torch.no_grad():
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
             margins.append((logits[:, 1] - logits[:, 0]).cpu())
@@ -140,11 +146,11 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     return accuracy_metric().compute(predictions=predictions, references=references)["accuracy"]
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
+    """Fine-tune and test each of --method in turn on one set of episodes; returns their result records."""
     command = ["python", "examples/finetune_fewrel.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(args.seed)
     repo_id = create_hub_repo(args)
     name = f"{args.n_way}-{args.k_shot}"
     common = dict(cache_dir=args.dataset_cache_dir, n_way=args.n_way, k_shot=args.k_shot, seed=args.seed,
@@ -153,11 +159,17 @@ def main(argv=None):
     pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
     episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
     graph = entity_graph(datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir))
+    return [run_method(args, method, pairs, episodes, graph, command, repo_id) for method in args.method]
 
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
-    model = load_model(args.method, JaketForSequenceClassification, args.model_name_or_path, args.backbone, num_labels=2)
-    use_mentions = args.method != "lm"
-    entity_table, _ = initial_embeddings(args.method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
+
+def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
+    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
+    name = f"{args.n_way}-{args.k_shot}"
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
+    model = load_model(method, JaketForSequenceClassification, args.model_name_or_path, args.backbone, num_labels=2)
+    use_mentions = method != "lm"
+    with precision(args):
+        entity_table, _ = initial_embeddings(method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
     wrapped = WithEntityTable(model, entity_table, torch.empty(0, model.config.hidden_size))
 
     def encode(batch):
@@ -166,22 +178,24 @@ def main(argv=None):
                                              "mention_ends")}, "labels": batch["label"]}  # fmt: skip
 
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
-    training_args = training_arguments(args, f"{args.method}-{name}", ["labels"], remove_unused_columns=False)
+    training_args = training_arguments(args, f"{method}-{name}", ["labels"], remove_unused_columns=False)
     trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
                       data_collator=PairCollator(tokenizer.pad_token_id))  # fmt: skip
     trainer.train()
-    accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
+    with precision(args, trainer.args.device.type):
+        accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
 
     setting = f"{args.n_way}-way {args.k_shot}-shot"
-    folder = Path(args.output_dir) / f"{args.method}-{name}-seed{args.seed}"
+    folder = Path(args.output_dir) / f"{method}-{name}-seed{args.seed}"
     result = Result("text-classification", f"Few-shot relation classification, {setting} (PAIR)", "fewrel",
                     f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations", "accuracy", accuracy)  # fmt: skip
-    save_fine_tuned(args, folder, model, tokenizer, command, f"{args.method} fine-tuned as PAIR for FewRel, {setting}.",
+    save_fine_tuned(args, method, folder, model, tokenizer, command, f"{method} fine-tuned as PAIR for FewRel, {setting}.",
                     "fewrel", [result], wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
-    push_results(args, repo_id, folder)
-    record = {"task": "fewrel", "setting": setting, "method": args.method,
+    push_results(args, method, repo_id, folder)
+    record = {"task": "fewrel", "setting": setting, "method": method,
               "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
-    return save_results(args, f"{args.method}-{name}", record)
+    return save_results(args, f"{method}-{name}", record)
+
 
 if __name__ == "__main__":
     main()

@@ -10,21 +10,23 @@ answer is reachable in the graph.
     python examples/finetune_metaqa.py --model_name_or_path jaket-base --method jaket --hops 1
 """
 
-import argparse
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from jaket_examples.finetuning import (
     METHODS,
+    FineTuningArguments,
     accuracy_metric,
-    add_common_arguments,
     initial_embeddings,
     load_model,
+    method_field,
+    parse_fine_tuning_args,
+    precision,
     push_results,
-    resolve_common_arguments,
     save_fine_tuned,
     save_results,
     training_arguments,
@@ -46,23 +48,29 @@ logger = logging.getLogger(__name__)
 METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the question
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, METAQA_METHODS, "the MetaQA folder",
-                         dict(learning_rate=5e-5, num_train_epochs=1, per_device_train_batch_size=16,
-                              output_dir="outputs/metaqa"))  # fmt: skip
-    parser.add_argument("--hops", type=int, default=1, help="k: the questions of the data directory's k-hop/ folder")
-    parser.add_argument("--kg_setting", default="full", choices=["full", "half"],
-                        help="the whole KB (KG-Full) or a seeded half of its triples (KG-50%%)")  # fmt: skip
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10], help="neighbours sampled per entity and hop")
-    parser.add_argument("--max_train_questions", type=int, default=None, help="train on this many dev questions (seeded)")
-    parser.add_argument("--max_test_questions", type=int, default=None, help="test on the first this many test questions")
-    parser.add_argument("--max_train_candidates", type=int, default=256, help="answers plus sampled other candidates")
-    parser.add_argument("--eval_batch_size", type=int, default=64, help="questions per batch when testing")
-    args = parser.parse_args(argv)
-    if args.hops < 1:
-        parser.error(f"--hops must be at least 1, got {args.hops}")
-    return resolve_common_arguments(args, "metaqa")
+@dataclass
+class MetaQAArguments(FineTuningArguments):
+    method: list[str] = method_field(METAQA_METHODS)
+    hops: int = field(default=1, metadata={"help": "k: the questions of the data directory's k-hop/ folder"})
+    kg_setting: str = field(default="full", metadata={
+        "choices": ["full", "half"], "help": "the whole KB (KG-Full) or a seeded half of its triples (KG-50%%)"})
+    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
+    max_train_questions: int | None = field(default=None, metadata={"help": "train on this many dev questions (seeded)"})
+    max_test_questions: int | None = field(default=None, metadata={"help": "test on the first this many test questions"})
+    max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
+
+    data_subfolder: ClassVar[str] = "metaqa"
+
+    def __post_init__(self):
+        if self.hops < 1:
+            raise ValueError(f"--hops must be at least 1, got {self.hops}")
+        super().__post_init__()
+
+
+def parse_args(argv=None) -> MetaQAArguments:
+    return parse_fine_tuning_args(MetaQAArguments, argv, __doc__.split("\n\n")[0], learning_rate=5e-5,
+                                  num_train_epochs=1, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                                  output_dir="outputs/metaqa")  # fmt: skip
 
 
 class KGQuestionAnswering(nn.Module):
@@ -178,11 +186,11 @@ def hits_at_1(model, questions, collator, batch_size):
     }
 
 
-def main(argv=None):
+def main(argv=None) -> list[dict]:
+    """Fine-tune and test each of --method in turn on one loaded KB; returns their result records."""
     command = ["python", "examples/finetune_metaqa.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    set_seed(args.seed)
     repo_id = create_hub_repo(args)
     kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
     graph = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], add_reverse=True,
@@ -194,39 +202,47 @@ def main(argv=None):
         train = train.shuffle(seed=args.seed).select(range(min(args.max_train_questions, len(train))))
     if args.max_test_questions:
         test = test.select(range(min(args.max_test_questions, len(test))))
-
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if args.method == "jaket" else args.backbone)
-    model = load_model(args.method, JaketModel, args.model_name_or_path, args.backbone)
-    entity_table, relation_table = initial_embeddings(args.method, model, tokenizer, graph, args.seed,
-                                                      cache_dir=args.memory_cache_dir)  # fmt: skip
-    qa = KGQuestionAnswering(model, entity_table, relation_table)
     answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
     logger.info("training on %d of %d questions: the others have no answer within %d hops of their topic entity",
                 len(answerable), len(train), args.hops)  # fmt: skip
-    train, test = prepare(answerable, tokenizer, graph), prepare(test, tokenizer, graph)
-    uses_graph = graph if args.method != "lm" else None
+    return [run_method(args, method, graph, answerable, test, command, repo_id) for method in args.method]
 
-    run_name = f"{args.method}-{args.hops}hop-{args.kg_setting}"
+
+def run_method(args, method, graph, train, test, command, repo_id) -> dict:
+    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
+    model = load_model(method, JaketModel, args.model_name_or_path, args.backbone)
+    with precision(args):
+        entity_table, relation_table = initial_embeddings(method, model, tokenizer, graph, args.seed,
+                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+    qa = KGQuestionAnswering(model, entity_table, relation_table)
+    train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
+    uses_graph = graph if method != "lm" else None
+
+    run_name = f"{method}-{args.hops}hop-{args.kg_setting}"
     training_args = training_arguments(args, run_name, ["answer_mask"], remove_unused_columns=False)
     collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
-    Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator).train()
-    scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed),
-                       args.eval_batch_size)  # fmt: skip
+    trainer = Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator)
+    trainer.train()
+    with precision(args, trainer.args.device.type):
+        scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None,
+                                                      args.seed), args.per_device_eval_batch_size)  # fmt: skip
 
     setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
     folder = Path(args.output_dir) / f"{run_name}-seed{args.seed}"
     results = [Result("question-answering", f"KG question answering, {setting}", "metaqa",
                       f"MetaQA, first {len(test)} test questions{subset}", "hits@1", scores[key])
                for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable")) if scores[key] is not None]  # fmt: skip
-    save_fine_tuned(args, folder, model, tokenizer, command,
-                    f"{args.method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
+    save_fine_tuned(args, method, folder, model, tokenizer, command,
+                    f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
                     "`question_projection.safetensors` and scored against each candidate's memory embedding.",
                     "metaqa", results, qa.entity_table, qa.relation_table, graph)  # fmt: skip
     save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")
-    push_results(args, repo_id, folder)
+    push_results(args, method, repo_id, folder)
     record = {"task": "metaqa", "setting": setting,
-              "method": args.method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
+              "method": method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
     return save_results(args, run_name, record)
+
 
 if __name__ == "__main__":
     main()

@@ -401,6 +401,8 @@ def main(argv=None):
         # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    if accelerator.mixed_precision != "no":  # a launch setting, not one of ours: the card's command needs it
+        command[2:2] = ["--mixed_precision", accelerator.mixed_precision]
     if tensorboard_missing:
         logger.warning("TensorBoard is not installed (pip install 'jaket[train]'): logging to the console only")
     if args.deterministic:

@@ -12,19 +12,29 @@ SEEDS=${SEEDS:-42}
 python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
 python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 export HF_HUB_OFFLINE=1
+# bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX: 2.3x float32's matmul rate on
+# the 2-core machine of README's benchmark 7), float32 elsewhere (emulated bfloat16 is slower); PRECISION=no forces it
+if [ -z "${PRECISION:-}" ]; then
+    PRECISION=no
+    if python3 -c 'import sys, torch; sys.exit(not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))'; then
+        PRECISION=bf16
+    fi
+fi
+BF16=()
+[ "$PRECISION" = bf16 ] && BF16=(--bf16)
+echo "precision: $PRECISION"
 
 # pretrain.py's defaults are the embedded recipe (300 steps, 5,000 entities; README says where they differ from the
 # paper's); it evaluates itself on held-out sentences and entities into jaket-base/eval_results.json and writes
 # its model card (jaket-base/README.md) from them.
 # On CPUs, accelerate launch gives each process OMP_NUM_THREADS=1 unless told otherwise: one process, every core.
-accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision no \
+accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision "$PRECISION" \
     --dynamo_backend no examples/pretrain.py --output_dir jaket-base --report_to none
 
+# every method in one process, which loads the held-out graph once; the three JAKET methods encode the descriptions once
 for seed in $SEEDS; do
-    for method in gnn lm lm_gnn lm_gnn_m jaket jaket_zero_shot jaket_from_head; do
-        python3 examples/finetune_entity_classification.py --method "$method" --model_name_or_path jaket-base \
-            --output_dir "$OUT/entity-classification" --seed "$seed" --num_train_epochs 5 \
-            --memory_cache_dir "$OUT/memory-cache"  # the three JAKET methods encode the descriptions once
-    done
+    python3 examples/finetune_entity_classification.py --method gnn lm lm_gnn lm_gnn_m jaket jaket_zero_shot \
+        jaket_from_head --model_name_or_path jaket-base --output_dir "$OUT/entity-classification" --seed "$seed" \
+        --num_train_epochs 5 --memory_cache_dir "$OUT/memory-cache" "${BF16[@]}"
 done
 python3 examples/results_table.py "$OUT/entity-classification"

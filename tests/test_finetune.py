@@ -23,8 +23,8 @@ def common(tmp_path, datasets_cache, method, pretrained, backbone):
 
 @pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    record = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                                   + ["--fractions", "5", "--per_device_train_batch_size", "16"])  # fmt: skip
+    [record] = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                                     + ["--fractions", "5", "--per_device_train_batch_size", "16"])  # fmt: skip
     assert record["method"] == method and set(record["accuracy"]) == {"5%"}
     assert 0.0 <= record["accuracy"]["5%"] <= 1.0
     saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
@@ -34,6 +34,32 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert card.data.eval_results[0].metric_value == pytest.approx(record["accuracy"]["5%"])
     model_class = JaketForSequenceClassification if method == "lm" else JaketForEntityClassification
     assert model_class.from_pretrained(model_folder).config.num_labels == 45
+
+
+def test_several_methods_in_one_process_give_what_each_gives_alone(tmp_path, datasets_cache, pretrained,
+                                                                     tiny_bert_checkpoint):  # fmt: skip
+    flags = ["--backbone", tiny_bert_checkpoint, "--model_name_or_path", str(pretrained[0]), "--dataset_cache_dir",
+             datasets_cache, "--max_steps", "3", "--fractions", "5"]  # fmt: skip
+    together = entity_classification(["--method", "gnn", "jaket", "--output_dir", str(tmp_path / "both"), *flags])
+    alone = [entity_classification(["--method", method, "--output_dir", str(tmp_path / method), *flags])[0]
+             for method in ("gnn", "jaket")]  # fmt: skip
+    assert together == alone
+    assert {p.name for p in (tmp_path / "both").glob("results-*.json")} == {"results-gnn-seed42.json",
+                                                                            "results-jaket-seed42.json"}  # fmt: skip
+
+
+def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cache, pretrained):
+    """--bf16 (autocast, on the CPU with --use_cpu) through training, testing and LM1 over the descriptions; a bf16
+    memory is cached under a key of its own, never served to a float32 run."""
+    flags = common(tmp_path, datasets_cache, "jaket", pretrained, None) + ["--fractions", "5", "--memory_cache_dir",
+                                                                           str(tmp_path / "memories")]  # fmt: skip
+    [half] = entity_classification(flags + ["--bf16", "--use_cpu"])
+    [full] = entity_classification(flags)
+    assert 0.0 <= half["accuracy"]["5%"] <= 1.0 and 0.0 <= full["accuracy"]["5%"] <= 1.0
+    tables = sorted((tmp_path / "memories").glob("memory-*.safetensors"))
+    assert len(tables) == 2
+    first, second = (load_file(path)["entities"] for path in tables)
+    assert not torch.equal(first, second) and torch.allclose(first, second, atol=0.1)
 
 
 def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pretrained, tmp_path, datasets_cache):
@@ -51,8 +77,8 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
     assert torch.equal(model.classifier.weight, head.weight) and torch.equal(model.classifier.bias, head.bias)
 
     # zero-shot: the same test accuracy whatever the training fraction, since nothing is trained
-    record = entity_classification(common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None)
-                                   + ["--fractions", "100", "5"])  # fmt: skip
+    [record] = entity_classification(common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None)
+                                     + ["--fractions", "100", "5"])  # fmt: skip
     assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
 
 
@@ -98,8 +124,8 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
 
 @pytest.mark.parametrize("method", ["jaket", "lm"])
 def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    record = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                    + ["--train_episodes", "4", "--test_episodes", "4", "--n_way", "5", "--k_shot", "1"])  # fmt: skip
+    [record] = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                      + ["--train_episodes", "4", "--test_episodes", "4", "--n_way", "5", "--k_shot", "1"])  # fmt: skip
     assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
     folder = tmp_path / f"{method}-5-1-seed42"
     assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == pytest.approx(record["accuracy"])
@@ -109,9 +135,9 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
 
 @pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
 def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    record = metaqa(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                    + ["--hops", hops, "--kg_setting", kg_setting, "--max_train_questions", "32",
-                       "--max_test_questions", "40"])  # fmt: skip
+    [record] = metaqa(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+                      + ["--hops", hops, "--kg_setting", kg_setting, "--max_train_questions", "32",
+                         "--max_test_questions", "40"])  # fmt: skip
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
     assert 0.0 <= record["hits@1"] <= record["hits@1_reachable"] <= 1.0
@@ -156,11 +182,11 @@ def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_che
 
     question = "who wrote films sharing a director with [M1]\tP2\n"
     data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=question, hops_folders=("3-hop",))
-    record = metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
-                    + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
+    [record] = metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
+                      + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
     assert record["setting"] == "3-hop KG-Full" and record["test_questions"] == 1
     assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # its answer is 3 hops away
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="--hops must be at least 1, got 0"):
         metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"])
 
 

@@ -114,9 +114,9 @@ def test_fine_tuning_saves_its_model_and_pushes_it(tmp_path, monkeypatch, pretra
     monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)
     data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n",
                         hops_folders=("3-hop",))  # fmt: skip
-    record = metaqa(["--method", "jaket", "--model_name_or_path", str(pretrained[0]), "--data_dir", str(data),
-                     "--dataset_cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
-                     "--max_steps", "2", "--hops", "3", "--push_to_hub", "--hub_model_id", "someone/jaket-metaqa"])  # fmt: skip
+    [record] = metaqa(["--method", "jaket", "--model_name_or_path", str(pretrained[0]), "--data_dir", str(data),
+                       "--dataset_cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
+                       "--max_steps", "2", "--hops", "3", "--push_to_hub", "--hub_model_id", "someone/jaket-metaqa"])  # fmt: skip
     pushed = FakeHfApi.remote / "someone" / "jaket-metaqa"
     assert FakeHfApi.created == ["someone/jaket-metaqa"]
     assert {"config.json", "model.safetensors", "question_projection.safetensors", "entity_memory.safetensors",

@@ -2,6 +2,7 @@
 real loop, two processes under Accelerate, and a killed run resumed from its last checkpoint."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -200,3 +201,17 @@ def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
     assert "other arithmetic" not in caplog.text
     load_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=2)
     assert "other arithmetic (num_processes 1 -> 2)" in caplog.text
+
+
+def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    """accelerate launch --mixed_precision bf16 (what the main job uses on CPUs with native bfloat16): the knowledge
+    module's sparse sums crashed under autocast before; the steps, the refreshes and the evaluation run, and the
+    card's command carries the launch setting."""
+    output = tmp_path / "out"
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "bf16")
+    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
+                                                          "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
+    losses = [json.loads(line.split("step 4: ", 1)[1])["loss"] for line in log.splitlines() if "step 4: {" in line]
+    assert losses and math.isfinite(losses[0])
+    assert json.loads((output / "eval_results.json").read_text())["step"] == 4
+    assert "accelerate launch --mixed_precision bf16 examples/pretrain.py" in (output / "README.md").read_text()

@@ -1,10 +1,11 @@
 """What the fine-tuning scripts share: the paper's baselines (§4.1), the initial entity embeddings each one uses,
 and the model wrapper that looks them up for the `Trainer`."""
 
-import argparse
 import hashlib
 import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 import evaluate
 import numpy as np
@@ -12,14 +13,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transformers import TrainingArguments
+from transformers import HfArgumentParser, TrainingArguments
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
 
 from .data import check_saved_files, default_backbone, default_data_dir
-from .hub import add_hub_arguments, push_folder
+from .hub import push_folder
 from .model_card import Result, write_model_card
 
 
@@ -34,54 +35,80 @@ METHODS = {
 ACCURACY = str(Path(__file__).resolve().parents[1] / "metrics" / "accuracy")
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, methods, data_help: str, defaults: dict):
-    """The arguments every fine-tuning script takes; `defaults` sets the optimisation ones (learning_rate,
-    num_train_epochs, per_device_train_batch_size, output_dir)."""
-    parser.add_argument("--method", default="jaket", choices=sorted(methods), help="; ".join(f"{k}: {methods[k]}" for k in methods))
-    parser.add_argument("--model_name_or_path", default=None, help="output folder of examples/pretrain.py (--method jaket)")
-    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--data_dir", default=None, help=data_help)
-    parser.add_argument("--dataset_cache_dir", default=None, help="where datasets keeps prepared data (its default)")
-    parser.add_argument("--learning_rate", type=float, default=defaults["learning_rate"], help="AdamW's peak rate, linear decay")
-    parser.add_argument("--num_train_epochs", type=float, default=defaults["num_train_epochs"], help="passes over the training data")
-    parser.add_argument("--max_steps", type=int, default=-1, help="stop after this many steps (-1: the epochs decide)")
-    parser.add_argument("--per_device_train_batch_size", type=int, default=defaults["per_device_train_batch_size"],
-                        help="training examples per device and step")  # fmt: skip
-    parser.add_argument("--output_dir", default=defaults["output_dir"],
-                        help="where the results, the fine-tuned model and its card go")  # fmt: skip
-    parser.add_argument("--seed", type=int, default=42, help="seeds the data order, sampling and new weights")
-    parser.add_argument("--memory_cache_dir", default=None,
-                        help="keep the tables LM1 computes from the descriptions here, under a key of LM1's weights, "
-                             "the descriptions and the code, so that runs that share them encode them once")  # fmt: skip
-    add_hub_arguments(parser)
+def method_field(methods: dict[str, str]):
+    """`--method`: one or more of `methods` (name -> what it is), run one after another in one process."""
+    listing = "; ".join(f"{name}: {text}" for name, text in methods.items())
+    return field(
+        default_factory=lambda: ["jaket"],
+        metadata={"nargs": "+", "choices": sorted(methods), "help": "one or more methods, run one after another in "
+                  f"one process that loads the data and graph once; each writes its own results, model and card. {listing}"},
+    )  # fmt: skip
 
 
-def resolve_common_arguments(args, data_subfolder: str = ""):
-    """Check the arguments before anything loads, and fill in the default backbone (all-MiniLM-L6-v2) and data folder
-    (`../shared/data/<data_subfolder>`)."""
-    if args.method.startswith("jaket") and not args.model_name_or_path:
-        raise ValueError(f"--method {args.method} needs --model_name_or_path, the output folder of examples/pretrain.py")
-    args.backbone = args.backbone or default_backbone()
-    args.data_dir = args.data_dir or str(Path(default_data_dir()) / data_subfolder)
+@dataclass
+class FineTuningArguments(TrainingArguments):
+    """transformers' `TrainingArguments` (so every `Trainer` flag works: --bf16, --gradient_accumulation_steps,
+    --report_to, --push_to_hub, ...) and what every fine-tuning script adds. A script subclasses it with its methods,
+    its own flags and its defaults (`parse_fine_tuning_args`)."""
+
+    method: list[str] = method_field(METHODS)
+    model_name_or_path: str | None = field(default=None, metadata={"help": "output folder of examples/pretrain.py "
+                                                                            "(the jaket methods)"})  # fmt: skip
+    backbone: str | None = field(default=None, metadata={"help": "RoBERTa/BERT checkpoint for the baselines "
+                                                                  "(default: all-MiniLM-L6-v2)"})  # fmt: skip
+    data_dir: str | None = field(default=None, metadata={"help": "the task's data folder (default: under ../shared/data)"})
+    dataset_cache_dir: str | None = field(default=None, metadata={"help": "where datasets keeps prepared data (its default)"})
+    memory_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "keep the tables LM1 computes from the descriptions here, under a key of LM1's weights, "
+                          "the descriptions and the code, so that runs that share them encode them once"},
+    )  # fmt: skip
+
+    data_subfolder: ClassVar[str] = ""  # the task's folder under ../shared/data
+
+    def __post_init__(self):
+        super().__post_init__()
+        for method in self.method:
+            if method.startswith("jaket") and not self.model_name_or_path:
+                raise ValueError(f"--method {method} needs --model_name_or_path, the output folder of examples/pretrain.py")
+        self.backbone = self.backbone or default_backbone()
+        self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
+
+
+# What the fine-tuning scripts change of `TrainingArguments`' defaults: no checkpoints (each run saves its model once,
+# at the end), AdamW's weight decay 0.01 as in pre-training, no tracker unless asked, the CPU where there is no GPU.
+TRAINER_DEFAULTS = dict(save_strategy="no", eval_strategy="no", weight_decay=0.01, report_to="none", logging_steps=50,
+                        use_cpu=not torch.cuda.is_available())  # fmt: skip
+
+
+def parse_fine_tuning_args(arguments_class, argv=None, description: str = "", **defaults):
+    """Parse `argv` into `arguments_class` (a `FineTuningArguments`) with `HfArgumentParser`; `defaults` (the
+    script's learning rate, epochs, batch size, output folder) go over `TRAINER_DEFAULTS`."""
+    parser = HfArgumentParser(arguments_class, description=description)
+    parser.set_defaults(**{**TRAINER_DEFAULTS, **defaults})
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
     return args
 
 
 def training_arguments(args, run_name: str, label_names: list[str], **overrides) -> TrainingArguments:
-    """The `Trainer`'s settings from the common arguments: no checkpoints or trackers, AdamW with weight decay 0.01.
-    A script whose collator builds the model's inputs from raw columns (an entity id, a question's candidates) passes
-    `remove_unused_columns=False`: those columns are no model input, and `Trainer` would drop them first."""
-    settings = dict(
-        output_dir=str(Path(args.output_dir) / run_name), learning_rate=args.learning_rate,
-        num_train_epochs=args.num_train_epochs, max_steps=args.max_steps, seed=args.seed, weight_decay=0.01,
-        per_device_train_batch_size=args.per_device_train_batch_size, save_strategy="no", eval_strategy="no",
-        report_to=[], label_names=label_names, logging_steps=50,
-        use_cpu=not torch.cuda.is_available(),
-    )  # fmt: skip
+    """The `Trainer`'s settings of one run: the parsed ones, in `<output_dir>/<run_name>`. The scripts push their
+    results themselves (`push_results`), so the `Trainer` does not. A script whose collator builds the model's inputs
+    from raw columns (an entity id, a question's candidates) passes `remove_unused_columns=False`: those columns are no
+    model input, and `Trainer` would drop them first."""
+    settings = {f.name: getattr(args, f.name) for f in fields(TrainingArguments) if f.init}
+    settings.update(output_dir=str(Path(args.output_dir) / run_name), label_names=label_names, push_to_hub=False)
     return TrainingArguments(**{**settings, **overrides})
 
 
+def precision(args, device_type: str = "cpu"):
+    """--bf16 / --fp16 for what runs outside the `Trainer` (LM1 over the descriptions, where the model is loaded on
+    the CPU; a script's own test loop): autocast, as the `Trainer` applies it to training and evaluation."""
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+
 def save_fine_tuned(
-    args, folder, model, tokenizer, command: list[str], summary: str, dataset: str, results: list[Result],
+    args, method: str, folder, model, tokenizer, command: list[str], summary: str, dataset: str, results: list[Result],
     entity_table=None, relation_table=None, graph: KnowledgeGraph | None = None,
 ):  # fmt: skip
     """Save a fine-tuned model where `from_pretrained` finds it, with its tokenizer, the entity and relation tables it
@@ -95,7 +122,7 @@ def save_fine_tuned(
         memory.save_pretrained(folder)
     if graph is not None:
         graph.save_pretrained(folder / "graph")
-    base = args.model_name_or_path if args.method.startswith("jaket") else args.backbone
+    base = args.model_name_or_path if method.startswith("jaket") else args.backbone
     name, cls = args.hub_model_id or folder.name, type(model).__name__
     usage = f'from modeling_jaket import {cls}\nmodel = {cls}.from_pretrained("{name}")'
     if entity_table is not None:
@@ -103,9 +130,9 @@ def save_fine_tuned(
     write_model_card(folder, name, summary, base, [dataset], results, command, usage)
 
 
-def push_results(args, repo_id: str | None, folder) -> None:
+def push_results(args, method: str, repo_id: str | None, folder) -> None:
     """With --push_to_hub, upload `folder` (a fine-tuned model and its card) to the repo created at the start."""
-    push_folder(repo_id, folder, args.hub_token, f"{args.method}, seed {args.seed}")
+    push_folder(repo_id, folder, args.hub_token, f"{method}, seed {args.seed}")
 
 
 def save_results(args, name: str, record: dict) -> dict:
@@ -173,7 +200,8 @@ def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -
         if name.startswith(("embeddings.", "lm1.")):
             digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
     texts = [dict(entities), dict(relations) if relations is not None else None]
-    digest.update(json.dumps([texts, batch_size, base.config.num_lm1_layers]).encode())
+    autocast = torch.is_autocast_enabled("cpu") and str(torch.get_autocast_dtype("cpu"))  # a bf16 memory differs
+    digest.update(json.dumps([texts, batch_size, base.config.num_lm1_layers, autocast]).encode())
     folder = Path(modeling_jaket.__file__).parent  # the modeling code: a change of it is a new key
     for text in [path.read_text() for path in sorted(folder.glob("*.py"))] + [torch.__version__]:
         digest.update(text.encode())
