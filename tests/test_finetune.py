@@ -82,6 +82,25 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
     assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
 
 
+def test_length_buckets_pad_less_and_still_shuffle():
+    from finetune_entity_classification import LengthBucketSampler
+
+    lengths = torch.randint(5, 65, (470,), generator=torch.Generator().manual_seed(0)).tolist()
+    sampler = LengthBucketSampler(lengths, batch_size=64, seed=1)
+    first = list(sampler)
+    assert sorted(first) == list(range(470)) and list(sampler) == first  # every index once; seeded
+
+    def padded_tokens(order):
+        return sum(64 * max(lengths[i] for i in order[b : b + 64]) for b in range(0, len(order), 64))
+
+    shuffled = torch.randperm(470, generator=torch.Generator().manual_seed(2)).tolist()
+    assert padded_tokens(first) < 0.7 * padded_tokens(shuffled)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(second) == list(range(470)) and second != first
+    assert [set(first[b : b + 64]) for b in range(0, 470, 64)] != [set(second[b : b + 64]) for b in range(0, 470, 64)]
+
+
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
     from finetune_entity_classification import classify_descriptions, heldout_graph, parse_args
 
