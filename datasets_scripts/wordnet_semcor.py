@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from .common import (
     RELATION_FEATURES,
@@ -65,7 +66,7 @@ class WordNetSemcorConfig(SourceConfig):
     semcor_file: str | None = None
 
 
-class WordNetSemcor(datasets.GeneratorBasedBuilder):
+class WordNetSemcor(datasets.ArrowBasedBuilder):
     """WordNet 3.0 (https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz) and SemCor 3.0
     (https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0)."""
 
@@ -101,7 +102,12 @@ class WordNetSemcor(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN)]
 
-    def _generate_examples(self):
+    def _generate_tables(self):
+        # one Arrow table per config: datasets' encoding of 520k examples one by one took 2/3 of the preparation
+        rows = [row for _, row in self._rows()]
+        yield 0, pa.Table.from_pylist(rows, schema=self.info.features.arrow_schema)
+
+    def _rows(self):
         wordnet = self._wordnet()
         if self.config.name in ("entities", "text"):
             heldout = split_heldout(wordnet, self.config.heldout_fraction, self.config.split_seed)
