@@ -248,12 +248,14 @@ def group_learning_rates(optimizer) -> dict:
 def compute_sharded(accelerator, model, descriptions, batch_size):
     """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
     count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
-    indices = torch.arange(rank, count, world)
-    local = EntityContextMemory.compute(model, descriptions, batch_size, indices, accelerator.is_local_main_process)
     rows = math.ceil(count / world)
-    padded = torch.zeros(rows, local.shape[1])
-    padded[: len(indices)] = local
-    gathered = accelerator.gather(padded.to(accelerator.device)).cpu().view(world, rows, -1)
+    indices = torch.arange(rank, count, world)
+    # every rank encodes `rows` descriptions, so all run the same number of batches (what a model sharded across
+    # ranks needs, whose layers gather their weights collectively): a short shard repeats a description
+    filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
+    padded_indices = torch.cat([indices, filler.expand(rows - len(indices))])
+    local = EntityContextMemory.compute(model, descriptions, batch_size, padded_indices, accelerator.is_local_main_process)
+    gathered = accelerator.gather(local.to(accelerator.device)).cpu().view(world, rows, -1)
     full = torch.empty(count, local.shape[1])
     for r in range(world):
         shard = torch.arange(r, count, world)
@@ -530,13 +532,15 @@ def main(argv=None):
 
     run_evaluation(accelerator, evaluation, model, memory, output_dir, progress.completed_steps, report_to)
     unwrapped = accelerator.unwrap_model(model)
+    # the full weights on every rank, whatever the wrapping (a sharded model holds only its part in .parameters())
+    state_dict = accelerator.get_state_dict(model)
     logger.info(
         f"rank {accelerator.process_index}: memory fingerprint {fingerprint([memory.entity_embeddings])}, "
-        f"weights fingerprint {fingerprint(unwrapped.parameters())}",
+        f"weights fingerprint {fingerprint(state_dict.values())}",
         main_process_only=False,
     )
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir)
+        unwrapped.save_pretrained(output_dir, state_dict=state_dict)
         tokenizer.save_pretrained(output_dir)
         memory.save_pretrained(output_dir)
         graph.save_pretrained(output_dir / "graph")
