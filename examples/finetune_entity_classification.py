@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -113,9 +113,14 @@ def fraction_splits(args, percent: int):
     return datasets_scripts.load("user_kg", args.kg_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir)
 
 
-def entity_numbers(graph: KnowledgeGraph, split) -> list[int]:
-    """The graph's numbers of a split's entity ids (built as lists: `Dataset.map` would hash the whole graph)."""
-    return [graph.entity_index[key] for key in split["id"][:]]
+def labelled_splits(args, graph: KnowledgeGraph) -> dict[int, dict[str, tuple[list[int], list[int]]]]:
+    """{percent: {"train" / "test": (the graph's numbers of the split's entities, their categories)}} for each of
+    --fractions, loaded once for every method (as lists: `Dataset.map` would hash the whole graph)."""
+    return {
+        percent: {name: ([graph.entity_index[key] for key in split["id"][:]], split["category"][:])
+                  for name, split in fraction_splits(args, percent).items() if name in ("train", "test")}
+        for percent in args.fractions
+    }  # fmt: skip
 
 
 def heldout_graph(data_dir, cache_dir) -> KnowledgeGraph:
@@ -158,7 +163,7 @@ class LengthBucketTrainer(Trainer):
                                    self.args.seed)  # fmt: skip
 
 
-def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
+def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> dict:
     """The LM baseline as the paper runs it: the whole backbone reads each entity's description and is fine-tuned,
     with a classification head on its start token; no graph. Returns ({"<percent>%": test accuracy}, the model as
     trained on the last fraction)."""
@@ -166,20 +171,18 @@ def classify_descriptions(args, graph: KnowledgeGraph) -> dict:
     model = JaketForSequenceClassification.from_backbone(args.backbone, num_labels=len(graph.category_names))
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results = {}
-    for percent in args.fractions:
-        splits = fraction_splits(args, percent)
-        encoded = {name: tokenizer([graph.entity_descriptions[i] for i in entity_numbers(graph, split)],
-                                   truncation=True, max_length=args.description_length)
-                   for name, split in splits.items()}  # fmt: skip
+    for percent, split in splits.items():
+        data = {name: Dataset.from_dict({**tokenizer([graph.entity_descriptions[i] for i in entities], truncation=True,
+                                                     max_length=args.description_length), "labels": labels})
+                for name, (entities, labels) in split.items()}  # fmt: skip
         # descriptions average 23 tokens: padded to each batch's longest (up to 64), reading them took 2-3x longer,
         # so training batches are of like length (LengthBucketSampler) and the test set is read shortest first
-        test_order = sorted(range(len(splits["test"])), key=lambda i: len(encoded["test"]["input_ids"][i]))
-        train = Dataset.from_dict({**encoded["train"], "labels": splits["train"]["category"][:]})
-        test = Dataset.from_dict({**encoded["test"], "labels": splits["test"]["category"][:]}).select(test_order)
+        lengths = [len(ids) for ids in data["test"]["input_ids"][:]]
+        test = data["test"].select(sorted(range(len(lengths)), key=lengths.__getitem__))
         model.load_state_dict(initial_state)
         training_args = training_arguments(args, f"lm-{percent}", ["labels"], learning_rate=args.lm_learning_rate)
-        trainer = LengthBucketTrainer(model=model, args=training_args, train_dataset=train,
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy)  # fmt: skip
+        trainer = LengthBucketTrainer(model=model, args=training_args, train_dataset=data["train"],
+                                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy)  # fmt: skip
         trainer.train()
         results[f"{percent}%"] = trainer.evaluate(test, metric_key_prefix="test")["test_accuracy"]
         logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f}")
@@ -212,15 +215,16 @@ def main(argv=None) -> list[dict]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     repo_id = create_hub_repo(args)
     graph = task_graph(args)
-    return [run_method(args, method, graph, command, repo_id) for method in args.method]
+    splits = labelled_splits(args, graph)
+    return [run_method(args, method, graph, splits, command, repo_id) for method in args.method]
 
 
-def run_method(args, method: str, graph: KnowledgeGraph, command: list[str], repo_id: str | None) -> dict:
+def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None) -> dict:
     set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
     summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS})[method]}), fine-tuned for entity classification on an "
                f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
     if method == "lm":
-        accuracy, model = classify_descriptions(args, graph)
+        accuracy, model = classify_descriptions(args, graph, splits)
         folder = save_model_of_last_fraction(args, method, command, summary, accuracy, model,
                                              AutoTokenizer.from_pretrained(args.backbone))  # fmt: skip
         push_results(args, method, repo_id, folder)
@@ -243,21 +247,18 @@ def run_method(args, method: str, graph: KnowledgeGraph, command: list[str], rep
     logger.info(f"{method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
 
     results = {}
-    for percent in args.fractions:
-        splits = DatasetDict({
-            name: Dataset.from_dict({"entity": entity_numbers(graph, split), "label": split["category"][:]})
-            for name, split in fraction_splits(args, percent).items()
-        })  # fmt: skip
+    for percent, split in splits.items():
+        data = {name: Dataset.from_dict({"entity": entities, "label": labels}) for name, (entities, labels) in split.items()}
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=method == "gnn")
         training_args = training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False)
         trainer = Trainer(
-            model=wrapped, args=training_args, train_dataset=splits["train"],
+            model=wrapped, args=training_args, train_dataset=data["train"],
             data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
         )  # fmt: skip
         if method != "jaket_zero_shot":
             trainer.train()
-        test = trainer.evaluate(splits["test"], metric_key_prefix="test")
+        test = trainer.evaluate(data["test"], metric_key_prefix="test")
         results[f"{percent}%"] = test["test_accuracy"]
         logger.info(f"{method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
 

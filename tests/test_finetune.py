@@ -102,12 +102,12 @@ def test_length_buckets_pad_less_and_still_shuffle():
 
 
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
-    from finetune_entity_classification import classify_descriptions, heldout_graph, parse_args
+    from finetune_entity_classification import classify_descriptions, heldout_graph, labelled_splits, parse_args
 
     args = parse_args(["--method", "lm", "--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache,
                        "--output_dir", str(tmp_path), "--max_steps", "3", "--fractions", "5"])  # fmt: skip
     graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
-    accuracy, model = classify_descriptions(args, graph)
+    accuracy, model = classify_descriptions(args, graph, labelled_splits(args, graph))
     assert set(accuracy) == {"5%"} and 0.0 <= accuracy["5%"] <= 1.0
     backbone = load_file(f"{tiny_bert_checkpoint}/model.safetensors")
     trained = model.state_dict()
