@@ -13,7 +13,8 @@ import warnings
 
 import torch
 from torch import nn
-from transformers.activations import ACT2FN
+
+from .activations import get_activation
 
 try:  # optional: torch-scatter's kernels, used when installed (`pip install -e ".[scatter]"`)
     import torch_scatter
@@ -156,8 +157,7 @@ class KnowledgeLayer(nn.Module):
         self.attention_target = nn.Parameter(torch.empty(self.num_heads, self.head_size))
         self.attention_neighbour = nn.Parameter(torch.empty(self.num_heads, self.head_size))
         self.leaky_relu = nn.LeakyReLU(config.km_negative_slope)
-        # GAT's usual sigma is ELU, which transformers' ACT2FN does not list
-        self.activation = nn.ELU() if config.km_hidden_act == "elu" else ACT2FN[config.km_hidden_act]
+        self.activation = get_activation(config.km_hidden_act, field="km_hidden_act")
         self.dropout = nn.Dropout(config.km_dropout)
         self.layer_norm = nn.LayerNorm(hidden_size, eps=config.layer_norm_eps)
         self.initializer_range = config.initializer_range

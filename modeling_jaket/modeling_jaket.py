@@ -7,15 +7,12 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
 from transformers import initialization as init
-from transformers.activations import ACT2FN
-from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
-from transformers.models.bert.modeling_bert import BertEmbeddings, BertLayer, BertSelfAttention
-from transformers.models.roberta.modeling_roberta import RobertaEmbeddings
 from transformers.utils import logging
-from transformers.utils.output_capturing import capture_outputs
 
+from .activations import get_activation
 from .configuration_jaket import JaketConfig
+from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .knowledge_module import KnowledgeLayer, KnowledgeModule, check_finite, check_index_dtype
 
 
@@ -119,7 +116,7 @@ class JaketLMHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.activation = ACT2FN[config.hidden_act]
+        self.activation = get_activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
@@ -134,7 +131,7 @@ class JaketRelationTypeHead(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(2 * config.hidden_size, config.hidden_size)
-        self.activation = ACT2FN[config.hidden_act]
+        self.activation = get_activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.num_relation_types)
 
@@ -190,12 +187,6 @@ def _cross_entropy(logits, labels, num_items_in_batch=None):
     return CrossEntropyLoss(reduction="sum")(logits, labels) / num_items_in_batch
 
 
-def _output_flags(output_attentions, output_hidden_states) -> dict:
-    """The `output_*` flags that were set: one passed as None would hide the config's own setting."""
-    flags = {"output_attentions": output_attentions, "output_hidden_states": output_hidden_states}
-    return {name: value for name, value in flags.items() if value is not None}
-
-
 def _as_output(output: ModelOutput, return_dict: bool | None, config) -> ModelOutput | tuple:
     """The output dataclass, or with `return_dict=False` (or `config.return_dict` False) its non-None fields as a
     tuple, as every transformers head returns."""
@@ -240,10 +231,7 @@ class JaketPreTrainedModel(PreTrainedModel):
     base_model_prefix = "jaket"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _supports_flash_attn = True
-    _supports_attention_backend = True
-    _no_split_modules = ["BertEmbeddings", "RobertaEmbeddings", "BertLayer"]
-    _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
+    _no_split_modules = ["JaketEmbeddings", "JaketLayer"]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -254,7 +242,7 @@ class JaketPreTrainedModel(PreTrainedModel):
             init.normal_(module.attention_neighbour, mean=0.0, std=std)
         elif isinstance(module, JaketLMHead):
             init.zeros_(module.bias)
-        elif isinstance(module, (BertEmbeddings, RobertaEmbeddings)):
+        elif isinstance(module, JaketEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             init.zeros_(module.token_type_ids)
 
@@ -385,14 +373,13 @@ class JaketModel(JaketPreTrainedModel):
 
     def __init__(self, config: JaketConfig):
         super().__init__(config)
-        embeddings_class = RobertaEmbeddings if config.backbone_type == "roberta" else BertEmbeddings
-        self.embeddings = embeddings_class(config)
-        self.lm1 = nn.ModuleList([BertLayer(config, layer_idx=i) for i in range(config.num_lm1_layers)])
+        self.embeddings = JaketEmbeddings(config)
+        self.lm1 = nn.ModuleList([JaketLayer(config) for _ in range(config.num_lm1_layers)])
         self.knowledge_module = KnowledgeModule(config)
         self.merge = JaketMergeLayer(config)
-        self.lm2 = nn.ModuleList(
-            [BertLayer(config, layer_idx=i) for i in range(config.num_lm1_layers, config.num_hidden_layers)]
-        )
+        self.lm2 = nn.ModuleList([JaketLayer(config) for _ in range(config.num_lm2_layers)])
+        # set by `activation_checkpointing_enable` (with `_gradient_checkpointing_func`), as on transformers' encoders
+        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
@@ -401,13 +388,37 @@ class JaketModel(JaketPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
-    def _run_lm1(self, input_ids, attention_mask, token_type_ids=None, position_ids=None, **kwargs):
+    def _run_layers(self, layers, hidden_states, mask, all_hidden_states=None, all_attentions=None):
+        """Run `layers` in turn; append each output to `all_hidden_states` and each attention map to
+        `all_attentions` where those lists are given."""
+        output_attentions = all_attentions is not None
+        for layer in layers:
+            if self.gradient_checkpointing and self.training:
+                hidden_states, weights = self._gradient_checkpointing_func(
+                    layer.__call__, hidden_states, mask, output_attentions
+                )
+            else:
+                hidden_states, weights = layer(hidden_states, mask, output_attentions)
+            if all_hidden_states is not None:
+                all_hidden_states.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(weights)
+        return hidden_states
+
+    def _run_lm1(self, input_ids, attention_mask, token_type_ids=None, position_ids=None, all_hidden_states=None,
+                 all_attentions=None):  # fmt: skip
+        """LM1 over the text: (Z, the expanded attention mask LM2 reuses)."""
         if input_ids.numel() == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): there is no text to encode")
-        hidden_states = self.embeddings(input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
-        for layer in self.lm1:
-            hidden_states = layer(hidden_states, mask, **kwargs)
+        if attention_mask is not None and attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask {tuple(attention_mask.shape)} and input_ids {tuple(input_ids.shape)} differ in shape"
+            )
+        hidden_states = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        if all_hidden_states is not None:
+            all_hidden_states.append(hidden_states)
+        mask = expand_attention_mask(attention_mask)
+        hidden_states = self._run_layers(self.lm1, hidden_states, mask, all_hidden_states, all_attentions)
         return hidden_states, mask
 
     def encode_descriptions(self, input_ids, attention_mask=None, mention_starts=None, mention_ends=None):
@@ -432,7 +443,6 @@ class JaketModel(JaketPreTrainedModel):
         ends = torch.where(no_mention, 1, mention_ends).view(count, 1)
         return span_mean(hidden_states, starts, ends).squeeze(1)
 
-    @capture_outputs
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -448,8 +458,9 @@ class JaketModel(JaketPreTrainedModel):
         entity_init_embeddings: torch.FloatTensor | None = None,
         relation_embeddings: torch.FloatTensor | None = None,
         output_attentions: bool | None = None,
-        **kwargs,
-    ) -> JaketModelOutput:
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> JaketModelOutput | tuple:
         r"""
         input_ids, attention_mask, token_type_ids, position_ids:
             The text, as for RoBERTa/BERT. May be omitted to run the knowledge module alone.
@@ -465,9 +476,13 @@ class JaketModel(JaketPreTrainedModel):
             E^(0) of the subgraph's entities, from the entity context memory.
         relation_embeddings (`torch.FloatTensor` of shape `(num_relations, hidden_size)`):
             R, from the relation memory.
+        output_attentions, output_hidden_states, return_dict:
+            As for every transformers model; each defaults to the config's setting.
         """
         if output_attentions is None:
             output_attentions = self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         for name, ids in (("mention_entity_ids", mention_entity_ids), ("subgraph_entity_ids", subgraph_entity_ids)):
             if ids is not None:
                 check_index_dtype(name, ids)
@@ -488,12 +503,17 @@ class JaketModel(JaketPreTrainedModel):
         if input_ids is None:
             if entity_embeddings is None:
                 raise ValueError("JaketModel needs input_ids, entity_init_embeddings, or both")
-            return JaketModelOutput(
+            output = JaketModelOutput(
                 entity_embeddings=entity_embeddings,
                 knowledge_attentions=knowledge_attentions if output_attentions else None,
             )
+            return _as_output(output, return_dict, self.config)
 
-        lm1_output, mask = self._run_lm1(input_ids, attention_mask, token_type_ids, position_ids, **kwargs)
+        all_hidden_states = [] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        lm1_output, mask = self._run_lm1(
+            input_ids, attention_mask, token_type_ids, position_ids, all_hidden_states, all_attentions
+        )
         hidden_states = lm1_output
         if mention_entity_ids is not None:
             if entity_embeddings is None or subgraph_entity_ids is None:
@@ -516,15 +536,17 @@ class JaketModel(JaketPreTrainedModel):
             local = _locate_entities(mention_entity_ids, present, subgraph_entity_ids)
             hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
 
-        for layer in self.lm2:
-            hidden_states = layer(hidden_states, mask, **kwargs)
+        hidden_states = self._run_layers(self.lm2, hidden_states, mask, all_hidden_states, all_attentions)
 
-        return JaketModelOutput(
+        output = JaketModelOutput(
             last_hidden_state=hidden_states,
             lm1_last_hidden_state=lm1_output,
             entity_embeddings=entity_embeddings,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
             knowledge_attentions=knowledge_attentions if output_attentions else None,
         )
+        return _as_output(output, return_dict, self.config)
 
 
 class JaketForPreTraining(JaketPreTrainedModel):
@@ -582,7 +604,6 @@ class JaketForPreTraining(JaketPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> JaketForPreTrainingOutput | tuple:
         r"""
         Takes [`JaketModel`]'s inputs, and:
@@ -606,7 +627,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
             position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
             mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
             edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )  # fmt: skip
         entity_embeddings = outputs.entity_embeddings
         losses = {}
@@ -667,6 +688,9 @@ class JaketForPreTraining(JaketPreTrainedModel):
 class JaketForEntityClassification(JaketPreTrainedModel):
     """Entity classification from the knowledge module's output E^KM (the paper's unseen-KG task)."""
 
+    # `Trainer` passes `num_items_in_batch`, the labelled items of the whole accumulated batch
+    accepts_loss_kwargs = True
+
     def __init__(self, config: JaketConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -695,7 +719,6 @@ class JaketForEntityClassification(JaketPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
-        **kwargs,
     ) -> EntityClassificationOutput | tuple:
         r"""
         Takes [`JaketModel`]'s graph inputs (text is optional), and:
@@ -711,7 +734,7 @@ class JaketForEntityClassification(JaketPreTrainedModel):
             position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
             mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
             edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )  # fmt: skip
         if outputs.entity_embeddings is None:
             raise ValueError("JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends")
@@ -723,6 +746,9 @@ class JaketForEntityClassification(JaketPreTrainedModel):
 
 class JaketForSequenceClassification(JaketPreTrainedModel):
     """Sequence classification or regression from LM2's start-token output (used for FewRel in PAIR form)."""
+
+    # `Trainer` passes `num_items_in_batch`, the labelled items of the whole accumulated batch
+    accepts_loss_kwargs = True
 
     def __init__(self, config: JaketConfig):
         super().__init__(config)
@@ -750,7 +776,6 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         r"""
         Takes [`JaketModel`]'s inputs, and:
@@ -766,7 +791,7 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
             position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
             mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
             edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            return_dict=True, **_output_flags(output_attentions, output_hidden_states), **kwargs,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
         )  # fmt: skip
         if outputs.last_hidden_state is None:
             raise ValueError("JaketForSequenceClassification needs input_ids")

@@ -1,18 +1,26 @@
+import ast
+import configparser
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
 from conftest import tiny_config
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 LOAD_AND_RUN = """
-import sys, torch
+import sys, torch, transformers
 from transformers import AutoModel, AutoModelForPreTraining
 auto = {"AutoModel": AutoModel, "AutoModelForPreTraining": AutoModelForPreTraining}[sys.argv[2]]
 model = auto.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
@@ -20,23 +28,28 @@ assert type(model).__module__.startswith("transformers_modules"), type(model).__
 inputs = torch.load(sys.argv[3])
 with torch.no_grad():
     output = model(**inputs)
-torch.save({k: v for k, v in output.items() if torch.is_tensor(v)}, sys.argv[4])
-print(type(model).__name__)
+torch.save(dict(output.items()), sys.argv[4])
+print(type(model).__name__, transformers.__version__)
 """
 
 
-def run_fresh_process(folder, auto_class, inputs, tmp_path):
+def run_fresh_process(folder, auto_class, inputs, tmp_path, python_path=None):
+    """Load `folder` with `auto_class` in a new interpreter (imports searched in `python_path` first), run it on
+    `inputs`; (class name, transformers version, the output's fields)."""
     torch.save(inputs, tmp_path / "inputs.pt")
     script = tmp_path / "load.py"
     script.write_text(LOAD_AND_RUN)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    if python_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(python_path), env.get("PYTHONPATH", "")])
     # run outside the repository, so that only the code saved beside the weights can be imported
     result = subprocess.run(
         [sys.executable, str(script), str(folder), auto_class, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()[-1], torch.load(tmp_path / "out.pt")
+    name, version = result.stdout.strip().splitlines()[-1].split()
+    return name, version, torch.load(tmp_path / "out.pt")
 
 
 def model_inputs():
@@ -78,7 +91,7 @@ def test_trust_remote_code_round_trip_gives_identical_outputs(tmp_path, model_cl
     inputs = model_inputs()
     with torch.no_grad():
         expected = model(**inputs)
-    name, output = run_fresh_process(tmp_path / "model", auto_class, inputs, tmp_path)
+    name, _, output = run_fresh_process(tmp_path / "model", auto_class, inputs, tmp_path)
     assert name == model_class.__name__
     for key in compared:
         torch.testing.assert_close(output[key], expected[key], rtol=0, atol=0)
@@ -95,3 +108,80 @@ def test_in_process_auto_classes_resolve_to_jaket(tmp_path):
         (AutoModelForSequenceClassification, JaketForSequenceClassification),
     ):
         assert type(auto_class.from_config(tiny_config())) is expected
+
+
+def saved_code_files():
+    """The modules `save_pretrained` copies beside the weights: the config's and models' files and, recursively,
+    everything they import relatively."""
+    folder = ROOT / "modeling_jaket"
+    pending, seen = ["configuration_jaket", "modeling_jaket"], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                pending.append(node.module)
+    return sorted(folder / f"{name}.py" for name in seen)
+
+
+# What the saved code may import from transformers, module by module (None: any name): the top-level package
+# (`initialization` there is v5's weight-initialisation module, which skips weights already loaded from a
+# checkpoint), and the modules its documentation presents to model authors.
+PUBLIC_TRANSFORMERS = {"transformers": None, "transformers.modeling_outputs": None, "transformers.utils": {"logging"}}
+
+
+def test_saved_code_imports_only_public_transformers_modules(tmp_path):
+    files = saved_code_files()
+    JaketForPreTraining(tiny_config()).save_pretrained(tmp_path)
+    assert {path.name for path in files} <= set(os.listdir(tmp_path))  # these are what a published model carries
+    imports = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                imports.append((path.name, node.lineno, node.module, {alias.name for alias in node.names}))
+            elif isinstance(node, ast.Import):
+                imports += [(path.name, node.lineno, alias.name, set()) for alias in node.names]
+    used = {module for _, _, module, _ in imports if module.startswith("transformers")}
+    assert {"transformers", "transformers.utils"} <= used  # the walk sees the imports at all
+    for name, line, module, names in imports:
+        if module.startswith("transformers"):
+            assert module in PUBLIC_TRANSFORMERS, f"{name}:{line} imports {module}, outside transformers' public API"
+            allowed = PUBLIC_TRANSFORMERS[module]
+            assert allowed is None or names <= allowed, f"{name}:{line} imports {names - allowed} from {module}"
+
+
+def oldest_transformers() -> str:
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    for line in config["options"]["install_requires"].strip().splitlines():
+        requirement = Requirement(line)
+        if requirement.name == "transformers":
+            (lower,) = [spec.version for spec in requirement.specifier if spec.operator == ">="]
+            return lower
+    raise AssertionError("setup.cfg does not declare transformers")
+
+
+def test_saved_model_loads_under_the_oldest_transformers_in_range(tmp_path, tmp_path_factory):
+    """The declared range's lower bound, installed from the package registry beside the tested set, loads a model
+    saved under the tested release through `trust_remote_code` and gives the same outputs, hidden states and
+    attention maps."""
+    oldest = oldest_transformers()
+    target = tmp_path_factory.mktemp(f"transformers-{oldest}")
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--target", str(target), f"transformers=={oldest}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert install.returncode == 0, f"could not install transformers=={oldest}: {install.stderr[-2000:]}"
+    torch.manual_seed(0)
+    model = JaketForPreTraining(tiny_config()).eval()
+    model.save_pretrained(tmp_path / "model")
+    inputs = {**model_inputs(), "output_hidden_states": True, "output_attentions": True}
+    with torch.no_grad():
+        expected = model(**inputs)
+    name, version, output = run_fresh_process(tmp_path / "model", "AutoModelForPreTraining", inputs, tmp_path, target)
+    assert name == "JaketForPreTraining" and Version(version) == Version(oldest)
+    for key in ("logits", "entity_category_logits", "entity_embeddings", "hidden_states", "attentions"):
+        torch.testing.assert_close(output[key], expected[key])
