@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file
 from jaket_examples.data import (
     check_saved_files,
@@ -46,6 +46,7 @@ from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sen
 from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
+from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
@@ -245,6 +246,20 @@ def group_learning_rates(optimizer) -> dict:
     return {names[group["group"]]: group["lr"] for group in optimizer.param_groups}
 
 
+def is_sharded(accelerator) -> bool:
+    """Whether the model is sharded across the processes (FSDP2), so that every process must run each of its
+    forwards together, the evaluation's included. FSDP1 is refused: the memory refresh runs LM1 outside the model's
+    forward, where FSDP1 does not gather its flat parameters."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return False
+    if not accelerator.is_fsdp2:
+        raise ValueError(
+            "pretrain.py shards with FSDP2 only (accelerate launch --use_fsdp --fsdp_version 2 ...): the memory refresh "
+            "runs LM1 outside the model's forward, where FSDP1 does not gather its flat parameters"
+        )
+    return True
+
+
 def compute_sharded(accelerator, model, descriptions, batch_size):
     """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
     count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
@@ -339,11 +354,13 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> Pretraini
 
 
 def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
-    """Run the held-out evaluation on the main process; log it, and write `<output_dir>/eval_results.json`."""
+    """Run the held-out evaluation on the main process (on every process, the same, when the model is sharded
+    across them); log it, and write `<output_dir>/eval_results.json`."""
     accelerator.wait_for_everyone()
     if evaluation is not None:
         with accelerator.autocast():
             results = {"step": step, **evaluation(accelerator.unwrap_model(model), memory, accelerator.device)}
+    if evaluation is not None and accelerator.is_main_process:
         logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         if report_to:
@@ -405,6 +422,7 @@ def main(argv=None):
         # the shuffled order is a function of (seed, epoch), so a resumed run skips to the very same batches
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    sharded = is_sharded(accelerator)
     if accelerator.mixed_precision != "no":  # a launch setting, not one of ours: the card's command needs it
         command[2:2] = ["--mixed_precision", accelerator.mixed_precision]
     if tensorboard_missing:
@@ -444,6 +462,9 @@ def main(argv=None):
                             shuffle=True, collate_fn=collator)  # fmt: skip
     optimizer, scheduler = build_optimizer(model, args, set(loading_info["missing_keys"]))
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
+    if sharded:
+        # the refresh and the evaluation call LM1 through `encode_descriptions`, outside the model's forward
+        register_fsdp_forward_method(model, "encode_descriptions")
 
     config = accelerator.unwrap_model(model).config
     memory = EntityContextMemory(graph.num_entities, graph.num_relations, config.hidden_size,
@@ -452,7 +473,7 @@ def main(argv=None):
     progress = Progress()
     build_inputs = pretraining_inputs(args, tokenizer, graph)
     evaluation = None
-    if accelerator.is_main_process and data.heldout_text is not None:
+    if (accelerator.is_main_process or sharded) and data.heldout_text is not None:
         evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)
 
     if args.resume_from_checkpoint:
@@ -532,11 +553,15 @@ def main(argv=None):
 
     run_evaluation(accelerator, evaluation, model, memory, output_dir, progress.completed_steps, report_to)
     unwrapped = accelerator.unwrap_model(model)
-    # the full weights on every rank, whatever the wrapping (a sharded model holds only its part in .parameters())
+    # the full weights, whatever the wrapping (a sharded model holds only its part in .parameters()): on every rank,
+    # or, for a sharded model, on the main one (the others get an empty dict)
     state_dict = accelerator.get_state_dict(model)
+    for tied in unwrapped.all_tied_weights_keys:  # gathered shards hold a tied weight twice, as separate copies
+        state_dict.pop(tied, None)
+    weights = fingerprint(state_dict.values()) if state_dict else "(on the main process)"
     logger.info(
         f"rank {accelerator.process_index}: memory fingerprint {fingerprint([memory.entity_embeddings])}, "
-        f"weights fingerprint {fingerprint(state_dict.values())}",
+        f"weights fingerprint {weights}",
         main_process_only=False,
     )
     if accelerator.is_main_process:

@@ -123,10 +123,11 @@ class EntityContextMemory(nn.Module):
     def compute(model, descriptions: dict, batch_size: int = 64, indices=None, progress_bar: bool = False) -> torch.Tensor:
         """LM1's embedding of each description (or of those at `indices`), in length-sorted batches, in float32.
 
-        `model` is a [`JaketModel`] or any JAKET head; its training mode is restored afterwards. `progress_bar` shows
-        the descriptions done (transformers' `logging.disable_progress_bar()` hides it).
+        `model` is a [`JaketModel`] or any JAKET head, sharded or not (its `encode_descriptions` is what runs); its
+        training mode is restored afterwards. `progress_bar` shows the descriptions done (transformers'
+        `logging.disable_progress_bar()` hides it).
         """
-        base = model.base_model
+        config = model.config
         sequences = descriptions["input_ids"]
         starts = torch.as_tensor(descriptions["mention_starts"], dtype=torch.long)
         ends = torch.as_tensor(descriptions["mention_ends"], dtype=torch.long)
@@ -143,25 +144,25 @@ class EntityContextMemory(nn.Module):
             empty = indices[lengths == 0][0]
             raise ValueError(f"description {int(empty)} is empty: every entity needs a description")
         order = torch.argsort(lengths, descending=True)
-        device = next(base.parameters()).device
-        result = torch.empty(len(indices), base.config.hidden_size, dtype=torch.float32)
-        was_training = base.training
-        base.eval()
+        device = next(model.parameters()).device
+        result = torch.empty(len(indices), config.hidden_size, dtype=torch.float32)
+        was_training = model.training
+        model.eval()
         bar = logging.tqdm(total=len(order), desc="LM1 over descriptions", unit="description", leave=False,
                            disable=not progress_bar)  # fmt: skip
         try:
             for begin in range(0, len(order), batch_size):
                 rows = order[begin : begin + batch_size]
                 chosen = indices[rows]
-                input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], base.config.pad_token_id)
-                embeddings = base.encode_descriptions(
+                input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], config.pad_token_id)
+                embeddings = model.encode_descriptions(
                     input_ids.to(device), attention_mask.to(device), starts[chosen].to(device), ends[chosen].to(device)
                 )
                 result[rows] = embeddings.float().cpu()
                 bar.update(len(rows))
         finally:
             bar.close()
-            base.train(was_training)
+            model.train(was_training)
         return result
 
     @torch.no_grad()

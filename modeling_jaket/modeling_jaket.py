@@ -231,7 +231,9 @@ class JaketPreTrainedModel(PreTrainedModel):
     base_model_prefix = "jaket"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
-    _no_split_modules = ["JaketEmbeddings", "JaketLayer"]
+    # the units that sharding and device maps keep whole; not the embeddings, whose word table the LM head shares
+    # (Accelerate's FSDP2 shards the tied input and output embeddings together, as one unit of their own)
+    _no_split_modules = ["JaketLayer"]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -245,6 +247,12 @@ class JaketPreTrainedModel(PreTrainedModel):
         elif isinstance(module, JaketEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
             init.zeros_(module.token_type_ids)
+
+    def encode_descriptions(self, input_ids, attention_mask=None, mention_starts=None, mention_ends=None):
+        """E^(0) from descriptions by LM1, as [`JaketModel.encode_descriptions`]. A method of every JAKET class, so
+        that a sharded model can run it as a forward method of its own (FSDP2's `register_fsdp_forward_method`),
+        gathering its weights as its forward does."""
+        return self.base_model.encode_descriptions(input_ids, attention_mask, mention_starts, mention_ends)
 
     @classmethod
     def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,6 +93,57 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
         assert values["lm_lr"] == pytest.approx(peak * (6 - step) / 4, abs=1e-9)
         assert values["km_lr"] == pytest.approx(1e-4 * (6 - step) / 6, abs=1e-9)
         assert values["head_lr"] == pytest.approx(1e-3 * (6 - step) / 6, abs=1e-9)
+
+
+def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(tmp_path, tiny_bert_checkpoint,
+                                                                              datasets_cache):  # fmt: skip
+    """The same run under Accelerate's FSDP2 (each rank holds half of every weight) and under DDP: the memory
+    refreshed through the sharded model, the held-out evaluation and the saved weights agree."""
+    launch = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
+    # README's command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
+    fsdp_flags = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+            "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
+    extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299")
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        logs = {
+            name: run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name,
+                                                                  4, *extra), launcher=launcher)
+            for name, launcher in (("ddp", (*launch, "--multi_gpu")), ("fsdp", (*launch, *fsdp_flags)))
+        }  # fmt: skip
+    finally:
+        os.environ.pop("ACCELERATE_USE_CPU")
+    # Accelerate's FSDP2 state dict holds the full weights on the main process only: the run was sharded
+    assert "rank 1: memory fingerprint" in logs["fsdp"], logs["fsdp"][-3000:]
+    assert "weights fingerprint (on the main process)" in logs["fsdp"]
+    assert "weights fingerprint (on the main process)" not in logs["ddp"]
+    for name in ("ddp", "fsdp"):
+        assert "step 4: memory refreshed" in logs[name] and "[RANK 1]" in logs[name], logs[name][-2000:]
+    ddp, fsdp = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
+    assert sorted(ddp) == sorted(fsdp)
+    for key in ddp:
+        torch.testing.assert_close(fsdp[key], ddp[key], atol=1e-5, rtol=1e-4, msg=key)
+    memories = [EntityContextMemory.from_pretrained(tmp_path / name) for name in ("ddp", "fsdp")]
+    torch.testing.assert_close(memories[1].entity_embeddings, memories[0].entity_embeddings, atol=1e-5, rtol=1e-4)
+    results = [json.loads((tmp_path / name / "eval_results.json").read_text()) for name in ("ddp", "fsdp")]
+    assert results[1].keys() == results[0].keys() and results[0]["heldout_masked_tokens"] > 0
+    for key, value in results[0].items():
+        assert results[1][key] == pytest.approx(value, abs=0.02), key
+
+
+def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
+    """FSDP1 cannot start on CPUs at all (Accelerate's plugin wants a GPU), so its refusal is checked here."""
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    import pretrain
+
+    assert not pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, is_fsdp2=False))
+    assert pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
+    with pytest.raises(ValueError, match=r"FSDP2 only \(accelerate launch --use_fsdp --fsdp_version 2"):
+        pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False))
 
 
 @pytest.fixture
