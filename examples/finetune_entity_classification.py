@@ -18,10 +18,8 @@ from datasets import Dataset
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
-    precision,
     WithEntityTable,
-    initial_embeddings,
-    load_model,
+    load_method,
     masked_accuracy,
     method_field,
     parse_fine_tuning_args,
@@ -231,14 +229,11 @@ def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: 
         return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
                                            "accuracy": accuracy})  # fmt: skip
     base_method = "jaket" if method in JAKET_HEAD_METHODS else method
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if base_method == "jaket" else args.backbone)
     overrides = {"num_labels": len(graph.category_names)}
     if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
-    model = load_model(base_method, JaketForEntityClassification, args.model_name_or_path, args.backbone, **overrides)
-    with precision(args):
-        entity_table, relation_table = initial_embeddings(base_method, model, tokenizer, graph, args.seed,
-                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+    tokenizer, model, entity_table, relation_table = load_method(args, base_method, JaketForEntityClassification,
+                                                                 graph, **overrides)  # fmt: skip
     if method in JAKET_HEAD_METHODS:
         start_from_category_head(model, args.model_name_or_path)
     if method == "jaket_zero_shot":

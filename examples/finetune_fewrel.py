@@ -22,8 +22,7 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     WithEntityTable,
     accuracy_metric,
-    initial_embeddings,
-    load_model,
+    load_method,
     method_field,
     parse_fine_tuning_args,
     precision,
@@ -35,7 +34,7 @@ from jaket_examples.finetuning import (
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, Trainer, set_seed
+from transformers import Trainer
 
 import datasets_scripts
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
@@ -163,13 +162,9 @@ def main(argv=None) -> list[dict]:
 
 
 def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
-    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
     name = f"{args.n_way}-{args.k_shot}"
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
-    model = load_model(method, JaketForSequenceClassification, args.model_name_or_path, args.backbone, num_labels=2)
+    tokenizer, model, entity_table, _ = load_method(args, method, JaketForSequenceClassification, graph, num_labels=2)
     use_mentions = method != "lm"
-    with precision(args):
-        entity_table, _ = initial_embeddings(method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
     wrapped = WithEntityTable(model, entity_table, torch.empty(0, model.config.hidden_size))
 
     def encode(batch):

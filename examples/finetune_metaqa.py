@@ -21,8 +21,7 @@ from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
     accuracy_metric,
-    initial_embeddings,
-    load_model,
+    load_method,
     method_field,
     parse_fine_tuning_args,
     precision,
@@ -36,7 +35,7 @@ from jaket_examples.model_card import Result
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, Trainer, set_seed
+from transformers import Trainer
 from transformers.modeling_outputs import ModelOutput
 
 import datasets_scripts
@@ -209,12 +208,7 @@ def main(argv=None) -> list[dict]:
 
 
 def run_method(args, method, graph, train, test, command, repo_id) -> dict:
-    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
-    model = load_model(method, JaketModel, args.model_name_or_path, args.backbone)
-    with precision(args):
-        entity_table, relation_table = initial_embeddings(method, model, tokenizer, graph, args.seed,
-                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+    tokenizer, model, entity_table, relation_table = load_method(args, method, JaketModel, graph)
     qa = KGQuestionAnswering(model, entity_table, relation_table)
     train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
     uses_graph = graph if method != "lm" else None

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
@@ -190,6 +190,18 @@ def initial_embeddings(
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({"entities": entity_embeddings, "relations": relation_embeddings}, path)
     return entity_embeddings, relation_embeddings
+
+
+def load_method(args, method: str, model_class, graph: KnowledgeGraph, **config):
+    """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
+    not depend on the methods run before it in the process): (tokenizer, model, E^(0) table, R table)."""
+    set_seed(args.seed)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
+    model = load_model(method, model_class, args.model_name_or_path, args.backbone, **config)
+    with precision(args):
+        entity_table, relation_table = initial_embeddings(method, model, tokenizer, graph, args.seed,
+                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+    return tokenizer, model, entity_table, relation_table
 
 
 def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -> str:
