@@ -15,7 +15,8 @@ from .activations import get_activation
 
 class JaketEmbeddings(nn.Module):
     """Word + position + token-type embeddings, LayerNorm, dropout. With `backbone_type="roberta"`, positions count
-    from `pad_token_id + 1` over the non-padding tokens (fairseq's convention) and the position table has a padding row."""
+    from `pad_token_id + 1` over the non-padding tokens (fairseq's convention), and the position table has a padding
+    row."""
 
     def __init__(self, config):
         super().__init__()
@@ -27,8 +28,9 @@ class JaketEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.register_buffer("position_ids", torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
-        self.register_buffer("token_type_ids", torch.zeros(self.position_ids.size(), dtype=torch.long), persistent=False)
+        positions = torch.arange(config.max_position_embeddings).expand((1, -1))
+        self.register_buffer("position_ids", positions, persistent=False)
+        self.register_buffer("token_type_ids", torch.zeros(positions.size(), dtype=torch.long), persistent=False)
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None):
         batch_size, length = input_ids.shape

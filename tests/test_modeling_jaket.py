@@ -355,3 +355,17 @@ def test_the_longest_text_the_positions_allow_runs(backbone_type, longest):
         assert model(input_ids=torch.randint(5, 300, (1, longest))).last_hidden_state.shape == (1, longest, 32)
     with pytest.raises(ValueError, match=f"input_ids has {longest + 1} tokens a row; this model takes at most {longest}"):
         model(input_ids=torch.randint(5, 300, (1, longest + 1)))
+
+
+def test_eager_attention_gives_what_sdpa_gives_and_ignores_padding():
+    model = JaketModel(tiny_config()).eval()
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    inputs["attention_mask"][1, 7:] = 0
+    with torch.no_grad():
+        sdpa = model(**inputs).last_hidden_state
+        model.set_attn_implementation("eager")
+        eager = model(**inputs, output_attentions=True)
+    torch.testing.assert_close(eager.last_hidden_state, sdpa)
+    for weights in eager.attentions:
+        torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 10))
+        assert weights[1, :, :, 7:].abs().max() == 0 and weights[0, :, :, 7:].min() > 0
