@@ -565,7 +565,10 @@ def main(argv=None):
         main_process_only=False,
     )
     if accelerator.is_main_process:
-        unwrapped.save_pretrained(output_dir, state_dict=state_dict)
+        # FSDP2 swaps the model's class for a subclass of its own (FSDPJaketForPreTraining, defined in torch), whose
+        # module save_pretrained would copy beside the weights as the model's code: save through the plain class
+        saved = JaketForPreTraining(unwrapped.config) if sharded else unwrapped
+        saved.save_pretrained(output_dir, state_dict=state_dict)
         tokenizer.save_pretrained(output_dir)
         memory.save_pretrained(output_dir)
         graph.save_pretrained(output_dir / "graph")

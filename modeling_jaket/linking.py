@@ -48,7 +48,7 @@ def candidate_embeddings(
             else:
                 raise ValueError(f"candidate {i} is {candidate!r}: give an entity id, a description, or (name, description)")
         encoded = encode_descriptions(tokenizer, names, descriptions, max_length)
-        computed = EntityContextMemory.compute(model.jaket, encoded, batch_size)
+        computed = EntityContextMemory.compute(model, encoded, batch_size)
         for (i, _), row in zip(texts, computed):
             embeddings[i] = row
     return torch.stack(embeddings)

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,20 +99,25 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
 def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(tmp_path, tiny_bert_checkpoint,
                                                                               datasets_cache):  # fmt: skip
     """The same run under Accelerate's FSDP2 (each rank holds half of every weight) and under DDP: the memory
-    refreshed through the sharded model, the held-out evaluation and the saved weights agree."""
+    refreshed through the sharded model, the held-out evaluation and the saved model agree; and the sharded run,
+    resumed from its step-2 checkpoint, ends with the very weights it ended with uninterrupted."""
     launch = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
     # README's command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
     fsdp_flags = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-            "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
-    extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299")
+                  "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
+    extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299", "--checkpointing_steps", "2")
+    run = lambda name, launcher, *more: run_script(  # noqa: E731
+        "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, *extra, *more),
+        launcher=launcher,
+    )
     os.environ["ACCELERATE_USE_CPU"] = "true"
     try:
-        logs = {
-            name: run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name,
-                                                                  4, *extra), launcher=launcher)
-            for name, launcher in (("ddp", (*launch, "--multi_gpu")), ("fsdp", (*launch, *fsdp_flags)))
-        }  # fmt: skip
+        logs = {"ddp": run("ddp", (*launch, "--multi_gpu")), "fsdp": run("fsdp", (*launch, *fsdp_flags))}
+        (tmp_path / "resumed").mkdir()
+        shutil.copytree(tmp_path / "fsdp" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+        (tmp_path / "resumed" / "latest").write_text("checkpoint-2")
+        resumed_log = run("resumed", (*launch, *fsdp_flags), "--resume_from_checkpoint", "latest")
     finally:
         os.environ.pop("ACCELERATE_USE_CPU")
     # Accelerate's FSDP2 state dict holds the full weights on the main process only: the run was sharded
@@ -120,6 +126,11 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(t
     assert "weights fingerprint (on the main process)" not in logs["ddp"]
     for name in ("ddp", "fsdp"):
         assert "step 4: memory refreshed" in logs[name] and "[RANK 1]" in logs[name], logs[name][-2000:]
+    # the same files, the same code beside the weights (not torch's FSDP modules) and the same Auto classes
+    assert sorted(os.listdir(tmp_path / "fsdp")) == sorted(os.listdir(tmp_path / "ddp"))
+    configs = [json.loads((tmp_path / name / "config.json").read_text()) for name in ("ddp", "fsdp")]
+    assert configs[1]["auto_map"] == configs[0]["auto_map"] == {**configs[0]["auto_map"], "AutoModelForPreTraining":
+                                                                 "modeling_jaket.JaketForPreTraining"}  # fmt: skip
     ddp, fsdp = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
     assert sorted(ddp) == sorted(fsdp)
     for key in ddp:
@@ -130,6 +141,10 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(t
     assert results[1].keys() == results[0].keys() and results[0]["heldout_masked_tokens"] > 0
     for key, value in results[0].items():
         assert results[1][key] == pytest.approx(value, abs=0.02), key
+    assert "resumed from" in resumed_log and "checkpoint-2 at step 2" in resumed_log
+    resumed = load_file(tmp_path / "resumed" / "model.safetensors")
+    for key in fsdp:
+        torch.testing.assert_close(resumed[key], fsdp[key], rtol=0, atol=0, msg=key)
 
 
 def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
