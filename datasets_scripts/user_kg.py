@@ -60,7 +60,9 @@ class UserKG(datasets.GeneratorBasedBuilder):
         if self.config.name in ("relations", "triples"):
             features = {"relations": RELATION_FEATURES, "triples": TRIPLE_FEATURES}[self.config.name]
         else:
-            features = entity_features(read_kg(self.config.data_dir).category_names or ["none"])
+            # the category names alone (the entities file's one column): _info runs at every construction
+            rows = (row for _, row in read_rows(find_file(self.config.data_dir, "entities"), "entities"))
+            features = entity_features(category_names(rows) or ["none"])
         return datasets.DatasetInfo(description=__doc__, features=features)
 
     def _split_generators(self, dl_manager):
@@ -139,6 +141,11 @@ def read_rows(path: Path, kind: str):
         yield number, {column: row.get(column) for column in required + optional}
 
 
+def category_names(entity_rows) -> list[str]:
+    """The categories the entity rows name, sorted: the class labels, in their order."""
+    return sorted({row["category"] for row in entity_rows if row.get("category")})
+
+
 def read_kg(data_dir) -> UserKGFiles:
     files = {kind: find_file(data_dir, kind) for kind in COLUMNS}
     entities, relations, positions = [], [], {}
@@ -150,8 +157,8 @@ def read_kg(data_dir) -> UserKGFiles:
             seen[row["id"]] = number
             rows.append(row)
         positions[kind] = seen
-    category_names = sorted({row["category"] for row in entities if row.get("category")})
-    category_index = {name: i for i, name in enumerate(category_names)}
+    names = category_names(entities)
+    category_index = {name: i for i, name in enumerate(names)}
     entities = [{"id": row["id"], "name": row["name"], "description": row["description"],
                  "category": category_index.get(row.get("category") or "", -1), "part": "all"} for row in entities]  # fmt: skip
     triples = []
@@ -160,4 +167,4 @@ def read_kg(data_dir) -> UserKGFiles:
             if row[column] not in positions[kind]:
                 raise format_error(files["triples"], number, f"{column} {row[column]!r} is not among the {kind}")
         triples.append(row)
-    return UserKGFiles(files, entities, relations, triples, category_names)
+    return UserKGFiles(files, entities, relations, triples, names)

@@ -69,6 +69,18 @@ def test_broken_files_are_named(tmp_path, name, text, message):
         ds.load("user_kg", broken(tmp_path, name, text), cache_dir=str(tmp_path / "cache"))
 
 
+def test_a_builder_is_constructed_from_the_entities_file_alone(tmp_path):
+    """The features (the category names) come from the entities file; the triples are read when preparing."""
+    from datasets_scripts.user_kg import UserKG
+
+    folder = broken(tmp_path, "triples", "head\trelation\ttail\ndog\tkind_of\tunicorn\n")
+    expected = ds.load("user_kg", EXAMPLE, cache_dir=str(tmp_path / "c1"))["entities"].features["category"].names
+    builder = UserKG(config_name="entities", data_dir=str(folder), cache_dir=str(tmp_path / "c2"))
+    assert builder.info.features["category"].names == expected and len(expected) > 1
+    with pytest.raises(DataFormatError, match="tail 'unicorn' is not among the entities"):
+        ds.load("user_kg", folder, cache_dir=str(tmp_path / "c3"))
+
+
 def test_missing_or_doubled_files_are_named(tmp_path):
     folder = tmp_path / "kg"
     shutil.copytree(EXAMPLE, folder)
