@@ -35,9 +35,6 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "fraction-100"
 
-    def _wordnet(self):
-        return read_wordnet(find_wordnet(self.config.data_dir))
-
     def _info(self):
         if not 0.0 < self.config.fraction <= 1.0:
             raise ValueError(f"entity_classification: fraction must be in (0, 1], got {self.config.fraction}")
@@ -45,7 +42,7 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(description=__doc__, features=entity_features(categories))
 
     def _split_generators(self, dl_manager):
-        wordnet = self._wordnet()
+        wordnet = read_wordnet(find_wordnet(self.config.data_dir))
         heldout = split_heldout(wordnet, self.config.heldout_fraction, self.config.split_seed)
         members = [i for i, held in enumerate(heldout) if held]
         random.Random(self.config.seed).shuffle(members)

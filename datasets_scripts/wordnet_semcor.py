@@ -77,9 +77,6 @@ class WordNetSemcor(datasets.ArrowBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "entities"
 
-    def _wordnet(self):
-        return read_wordnet(find_wordnet(self.config.data_dir))
-
     def _info(self):
         features = {
             "entities": lambda: entity_features(read_lexnames(find_wordnet(self.config.data_dir))),
@@ -108,7 +105,7 @@ class WordNetSemcor(datasets.ArrowBasedBuilder):
         yield 0, pa.Table.from_pylist(rows, schema=self.info.features.arrow_schema)
 
     def _rows(self):
-        wordnet = self._wordnet()
+        wordnet = read_wordnet(find_wordnet(self.config.data_dir))
         if self.config.name in ("entities", "text"):
             heldout = split_heldout(wordnet, self.config.heldout_fraction, self.config.split_seed)
         if self.config.name == "entities":
