@@ -96,6 +96,11 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
         assert values["head_lr"] == pytest.approx(1e-3 * (6 - step) / 6, abs=1e-9)
 
 
+# README's FSDP2 command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
+FSDP2 = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
+         "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
+
+
 def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(tmp_path, tiny_bert_checkpoint,
                                                                               datasets_cache):  # fmt: skip
     """The same run under Accelerate's FSDP2 (each rank holds half of every weight) and under DDP: the memory
@@ -103,9 +108,7 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(t
     resumed from its step-2 checkpoint, ends with the very weights it ended with uninterrupted."""
     launch = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
-    # README's command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
-    fsdp_flags = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-                  "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
+    fsdp_flags = FSDP2
     extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299", "--checkpointing_steps", "2")
     run = lambda name, launcher, *more: run_script(  # noqa: E731
         "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, *extra, *more),
@@ -272,14 +275,24 @@ def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
     assert "other arithmetic (num_processes 1 -> 2)" in caplog.text
 
 
-def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache):
-    """accelerate launch --mixed_precision bf16 (what the main job uses on CPUs with native bfloat16): the knowledge
-    module's sparse sums crashed under autocast before; the steps, the refreshes and the evaluation run, and the
+@pytest.mark.parametrize("processes", ["one", "fsdp2"])
+def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache, processes):
+    """accelerate launch --mixed_precision bf16 (what the main job uses on CPUs with native bfloat16), in one process
+    (autocast) and sharded over two (FSDP2's bf16 parameters): the knowledge module's sparse sums crashed under
+    autocast before; the steps, the refreshes and the evaluation run, the weights are saved in float32, and the
     card's command carries the launch setting."""
     output = tmp_path / "out"
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--mixed_precision", "bf16")
-    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
-                                                          "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "bf16", "--dynamo_backend", "no")
+    launcher += ("--num_processes", "1") if processes == "one" else ("--num_processes", "2", "--num_machines", "1", *FSDP2)
+    os.environ["ACCELERATE_USE_CPU"] = "true"
+    try:
+        log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
+                                                              "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
+    finally:
+        os.environ.pop("ACCELERATE_USE_CPU")
+    weights = load_file(output / "model.safetensors")
+    assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
     losses = [json.loads(line.split("step 4: ", 1)[1])["loss"] for line in log.splitlines() if "step 4: {" in line]
     assert losses and math.isfinite(losses[0])
     assert json.loads((output / "eval_results.json").read_text())["step"] == 4
