@@ -68,17 +68,13 @@ def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained,
         evaluate_pretraining([str(out), *flags, "--max_entities", "200"])
 
 
-def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache):
+def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache, monkeypatch):
     launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
-    env_cpu = {"ACCELERATE_USE_CPU": "true"}
-    os.environ.update(env_cpu)
-    try:
-        # 299 entities: the second rank's shard of every refresh is one description short, and padded
-        log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6,
-                                                              "--max_entities", "299"), launcher=launcher)  # fmt: skip
-    finally:
-        os.environ.pop("ACCELERATE_USE_CPU")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    # 299 entities: the second rank's shard of every refresh is one description short, and padded
+    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6,
+                                                          "--max_entities", "299"), launcher=launcher)  # fmt: skip
     prints = {int(rank): (memory, weights) for rank, memory, weights in FINGERPRINT.findall(log)}
     assert sorted(prints) == [0, 1], log[-3000:]
     assert prints[0] == prints[1]
@@ -102,27 +98,23 @@ FSDP2 = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSF
 
 
 def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(tmp_path, tiny_bert_checkpoint,
-                                                                              datasets_cache):  # fmt: skip
+                                                                              datasets_cache, monkeypatch):  # fmt: skip
     """The same run under Accelerate's FSDP2 (each rank holds half of every weight) and under DDP: the memory
     refreshed through the sharded model, the held-out evaluation and the saved model agree; and the sharded run,
     resumed from its step-2 checkpoint, ends with the very weights it ended with uninterrupted."""
     launch = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
               "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
-    fsdp_flags = FSDP2
     extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299", "--checkpointing_steps", "2")
     run = lambda name, launcher, *more: run_script(  # noqa: E731
         "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, *extra, *more),
         launcher=launcher,
     )
-    os.environ["ACCELERATE_USE_CPU"] = "true"
-    try:
-        logs = {"ddp": run("ddp", (*launch, "--multi_gpu")), "fsdp": run("fsdp", (*launch, *fsdp_flags))}
-        (tmp_path / "resumed").mkdir()
-        shutil.copytree(tmp_path / "fsdp" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
-        (tmp_path / "resumed" / "latest").write_text("checkpoint-2")
-        resumed_log = run("resumed", (*launch, *fsdp_flags), "--resume_from_checkpoint", "latest")
-    finally:
-        os.environ.pop("ACCELERATE_USE_CPU")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    logs = {"ddp": run("ddp", (*launch, "--multi_gpu")), "fsdp": run("fsdp", (*launch, *FSDP2))}
+    (tmp_path / "resumed").mkdir()
+    shutil.copytree(tmp_path / "fsdp" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
+    (tmp_path / "resumed" / "latest").write_text("checkpoint-2")
+    resumed_log = run("resumed", (*launch, *FSDP2), "--resume_from_checkpoint", "latest")
     # Accelerate's FSDP2 state dict holds the full weights on the main process only: the run was sharded
     assert "rank 1: memory fingerprint" in logs["fsdp"], logs["fsdp"][-3000:]
     assert "weights fingerprint (on the main process)" in logs["fsdp"]
@@ -276,7 +268,8 @@ def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("processes", ["one", "fsdp2"])
-def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache, processes):
+def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache, processes,
+                                                             monkeypatch):  # fmt: skip
     """accelerate launch --mixed_precision bf16 (what the main job uses on CPUs with native bfloat16), in one process
     (autocast) and sharded over two (FSDP2's bf16 parameters): the knowledge module's sparse sums crashed under
     autocast before; the steps, the refreshes and the evaluation run, the weights are saved in float32, and the
@@ -284,12 +277,9 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert
     output = tmp_path / "out"
     launcher = (sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "bf16", "--dynamo_backend", "no")
     launcher += ("--num_processes", "1") if processes == "one" else ("--num_processes", "2", "--num_machines", "1", *FSDP2)
-    os.environ["ACCELERATE_USE_CPU"] = "true"
-    try:
-        log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
-                                                              "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
-    finally:
-        os.environ.pop("ACCELERATE_USE_CPU")
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
+    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
+                                                          "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
     weights = load_file(output / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())

@@ -1,5 +1,4 @@
 import ast
-import configparser
 import json
 import os
 import subprocess
@@ -8,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from packaging.requirements import Requirement
 from packaging.version import Version
 
 from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
 from conftest import tiny_config
+from test_packaging import requirements
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,14 +152,9 @@ def test_saved_code_imports_only_public_transformers_modules(tmp_path):
 
 
 def oldest_transformers() -> str:
-    config = configparser.ConfigParser()
-    config.read(ROOT / "setup.cfg")
-    for line in config["options"]["install_requires"].strip().splitlines():
-        requirement = Requirement(line)
-        if requirement.name == "transformers":
-            (lower,) = [spec.version for spec in requirement.specifier if spec.operator == ">="]
-            return lower
-    raise AssertionError("setup.cfg does not declare transformers")
+    (transformers,) = [requirement for requirement in requirements()[0] if requirement.name == "transformers"]
+    (lower,) = [spec.version for spec in transformers.specifier if spec.operator == ">="]
+    return lower
 
 
 def test_saved_model_loads_under_the_oldest_transformers_in_range(tmp_path, tmp_path_factory):
