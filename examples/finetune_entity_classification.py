@@ -218,10 +218,10 @@ def main(argv=None) -> list[dict]:
 
 
 def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None) -> dict:
-    set_seed(args.seed)  # a method's result does not depend on the methods run before it in the process
     summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS})[method]}), fine-tuned for entity classification on an "
                f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
     if method == "lm":
+        set_seed(args.seed)  # as load_method does for the others: a result does not depend on the methods before it
         accuracy, model = classify_descriptions(args, graph, splits)
         folder = save_model_of_last_fraction(args, method, command, summary, accuracy, model,
                                              AutoTokenizer.from_pretrained(args.backbone))  # fmt: skip
