@@ -43,6 +43,10 @@ class JaketConfig(PreTrainedConfig):
         km_composition (`str`, defaults to `"add"`):
             f(e, r) combining a neighbour's embedding with its relation's: `"add"` is e + r (the paper's), `"mlp"` is a
             two-layer MLP over [e; r].
+        merge_layer_norm (`str`, defaults to `"all"`):
+            Where the merge's LayerNorm (Eq. 3) applies once E^KM is added at the mention tokens: `"all"`, every
+            position of Z^merge, as the paper writes it; `"mentions"`, the mention tokens only, the others passing to
+            LM2 unchanged.
         num_entity_categories (`int`, *optional*):
             Classes of the entity-category pre-training task (L_c). Required by [`JaketForPreTraining`].
         num_relation_types (`int`, *optional*):
@@ -96,6 +100,7 @@ class JaketConfig(PreTrainedConfig):
     km_negative_slope: float = 0.2
     km_hidden_act: str = "elu"
     km_composition: str = "add"
+    merge_layer_norm: str = "all"
     num_entity_categories: int | None = None
     num_relation_types: int | None = None
     memory_refresh_init_interval: int = 10
@@ -123,6 +128,8 @@ class JaketConfig(PreTrainedConfig):
             )
         if self.km_composition not in ("add", "mlp"):
             raise ValueError(f"JaketConfig.km_composition must be 'add' or 'mlp', got {self.km_composition!r}")
+        if self.merge_layer_norm not in ("all", "mentions"):
+            raise ValueError(f"JaketConfig.merge_layer_norm must be 'all' or 'mentions', got {self.merge_layer_norm!r}")
         if not 0.0 <= self.memory_momentum < 1.0:
             raise ValueError(f"JaketConfig.memory_momentum must be in [0, 1), got {self.memory_momentum}")
         if kwargs.get("auto_map") is None:

@@ -95,17 +95,21 @@ class EntityClassificationOutput(ModelOutput):
 
 
 class JaketMergeLayer(nn.Module):
-    """Eq. (3): add E^KM_e at every token of each mention of e, then LayerNorm those tokens; others pass unchanged."""
+    """Eq. (3): add E^KM_e at every token of each mention of e, then LayerNorm every position
+    (`config.merge_layer_norm="all"`, the paper's) or the mention tokens only (`"mentions"`)."""
 
     def __init__(self, config):
         super().__init__()
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.normalize_every_position = config.merge_layer_norm == "all"
 
     def forward(self, hidden_states, mention_embeddings, mention_starts, mention_ends):
         positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
         covers = (positions >= mention_starts.unsqueeze(-1)) & (positions <= mention_ends.unsqueeze(-1))
         covers &= (mention_starts >= 0).unsqueeze(-1)  # [batch, mentions, tokens]
         added = torch.einsum("bml,bmh->blh", covers.to(hidden_states.dtype), mention_embeddings)
+        if self.normalize_every_position:
+            return self.layer_norm(hidden_states + added)
         is_mention = covers.any(dim=1).unsqueeze(-1)
         return torch.where(is_mention, self.layer_norm(hidden_states + added), hidden_states)
 

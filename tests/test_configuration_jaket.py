@@ -8,6 +8,7 @@ def test_defaults_are_the_papers():
     assert config.backbone_type == "roberta" and config.hidden_size == 768 and config.num_hidden_layers == 12
     assert config.num_lm1_layers == 6 and config.num_lm2_layers == 6
     assert (config.km_num_layers, config.km_num_heads, config.km_composition) == (2, 8, "add")
+    assert config.merge_layer_norm == "all"  # Eq. 3: LayerNorm over every position of Z^merge
     assert (
         config.memory_refresh_init_interval,
         config.memory_refresh_ratio,
@@ -34,6 +35,7 @@ def test_num_lm1_layers_defaults_to_half_and_round_trips(tmp_path):
         (dict(num_lm1_layers=0), "num_lm1_layers"),
         (dict(km_num_heads=7), r"hidden_size \(768\) must be divisible by km_num_heads \(7\)"),
         (dict(km_composition="mul"), "km_composition"),
+        (dict(merge_layer_norm="none"), "merge_layer_norm must be 'all' or 'mentions', got 'none'"),
         (dict(memory_momentum=1.5), "memory_momentum"),
     ],
 )

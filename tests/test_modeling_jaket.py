@@ -34,17 +34,36 @@ MENTIONS = dict(
 )
 
 
-def test_merge_touches_only_mention_tokens_then_layer_norms_them(config):
-    model = JaketModel(config).eval()
-    graph, text = graph_inputs(), text_inputs()
+def merged_states(model, **inputs):
+    """(Z from LM1, Z^merge as LM2 receives it, E^KM)."""
     captured = {}
     model.lm2[0].register_forward_pre_hook(lambda module, args: captured.setdefault("merged", args[0]))
     with torch.no_grad():
-        output = model(**text, **graph, **MENTIONS)
-    z, merged, e_km = output.lm1_last_hidden_state, captured["merged"], output.entity_embeddings
-    mention_tokens = torch.zeros(2, 10, dtype=torch.bool)
-    mention_tokens[0, 1:3] = mention_tokens[0, 4] = mention_tokens[1, 2:4] = True
-    torch.testing.assert_close(merged[~mention_tokens], z[~mention_tokens], rtol=0, atol=0)
+        output = model(**inputs)
+    return output.lm1_last_hidden_state, captured["merged"], output.entity_embeddings
+
+
+MENTION_TOKENS = torch.zeros(2, 10, dtype=torch.bool)
+MENTION_TOKENS[0, 1:3] = MENTION_TOKENS[0, 4] = MENTION_TOKENS[1, 2:4] = True
+
+
+def test_merge_adds_entity_embeddings_at_mention_tokens_then_layer_norms_every_position(config):
+    model = JaketModel(config).eval()  # merge_layer_norm="all", Eq. 3 as the paper writes it
+    with torch.no_grad():  # LM1's last layer normalises too: a LayerNorm at its initial (1, 0) would change nothing
+        model.merge.layer_norm.weight.uniform_(0.5, 2.0)
+    z, merged, e_km = merged_states(model, **text_inputs(), **graph_inputs(), **MENTIONS)
+    layer_norm = model.merge.layer_norm
+    added = torch.zeros_like(z)
+    added[0, 1:3], added[0, 4], added[1, 2:4] = e_km[0], e_km[1], e_km[2]
+    torch.testing.assert_close(merged, layer_norm(z + added))
+    assert not torch.allclose(merged[~MENTION_TOKENS], z[~MENTION_TOKENS])
+
+
+def test_mention_only_merge_layer_norms_only_mention_tokens(config):
+    config.merge_layer_norm = "mentions"
+    model = JaketModel(config).eval()
+    z, merged, e_km = merged_states(model, **text_inputs(), **graph_inputs(), **MENTIONS)
+    torch.testing.assert_close(merged[~MENTION_TOKENS], z[~MENTION_TOKENS], rtol=0, atol=0)
     layer_norm = model.merge.layer_norm
     torch.testing.assert_close(merged[0, 1], layer_norm(z[0, 1] + e_km[0]))
     torch.testing.assert_close(merged[0, 2], layer_norm(z[0, 2] + e_km[0]))
@@ -52,14 +71,17 @@ def test_merge_touches_only_mention_tokens_then_layer_norms_them(config):
     torch.testing.assert_close(merged[1, 3], layer_norm(z[1, 3] + e_km[2]))
 
 
-def test_without_graph_it_is_the_plain_encoder(config):
+@pytest.mark.parametrize("merge_layer_norm", ["all", "mentions"])
+def test_a_batch_without_mentions_is_the_plain_encoder_or_layer_normed_as_the_mode_says(config, merge_layer_norm):
+    config.merge_layer_norm = merge_layer_norm
     model = JaketModel(config).eval()
-    text = text_inputs()
     with torch.no_grad():
-        plain = model(**text).last_hidden_state
-        with_graph = model(**text, **graph_inputs(), mention_entity_ids=torch.full((2, 1), -1),
-                           mention_starts=torch.full((2, 1), -1), mention_ends=torch.full((2, 1), -1)).last_hidden_state
-    torch.testing.assert_close(plain, with_graph)
+        model.merge.layer_norm.weight.uniform_(0.5, 2.0)
+    none = dict(mention_entity_ids=torch.full((2, 1), -1), mention_starts=torch.full((2, 1), -1),
+                mention_ends=torch.full((2, 1), -1))  # fmt: skip
+    z, merged, _ = merged_states(model, **text_inputs(), **graph_inputs(), **none)
+    expected = model.merge.layer_norm(z) if merge_layer_norm == "all" else z
+    torch.testing.assert_close(merged, expected)
 
 
 def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):
