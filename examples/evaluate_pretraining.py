@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pretrain
 import torch
-from jaket_examples.data import default_data_dir, load_pretraining_data
+from jaket_examples.data import default_data_dir, load_pretraining_data, surface_forms
 from transformers import AutoTokenizer
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
@@ -45,8 +45,9 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = JaketForPreTraining.from_pretrained(folder)
     memory = EntityContextMemory.from_pretrained(folder)
-    build_inputs = pretrain.pretraining_inputs(args, tokenizer, graph)
-    evaluation = pretrain.build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, data_dir)
+    forms = surface_forms(graph, data.text)
+    build_inputs = pretrain.pretraining_inputs(args, tokenizer, graph, forms)
+    evaluation = pretrain.build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, data_dir, forms)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)
     output = Path(own.output_file) if own.output_file else folder / "eval_results.json"

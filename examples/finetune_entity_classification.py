@@ -5,6 +5,11 @@ pre-trained LM1 (the paper does not update it while fine-tuning); `JaketForEntit
 entity from the knowledge module's output over its sampled 2-hop neighbourhood. `--method` picks JAKET or one of the
 paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training split, test accuracy for each.
 
+Every method and fraction gets the same protocol: `--step_budget` optimizer steps (capped at `--max_epochs`), a
+validation split carved from the fraction's training labels, and a grid of learning rates (each method's own times
+`--learning_rate_grid`) by steps (`--num_evaluations` points of each run), chosen on validation; the test split is
+read once, by the chosen weights.
+
     python examples/finetune_entity_classification.py --model_name_or_path jaket-base --method jaket
 """
 
@@ -18,7 +23,10 @@ from datasets import Dataset
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
+    HeadRateTrainer,
+    ProtocolArguments,
     WithEntityTable,
+    carve_validation,
     load_method,
     masked_accuracy,
     method_field,
@@ -26,11 +34,12 @@ from jaket_examples.finetuning import (
     push_results,
     save_fine_tuned,
     save_results,
+    select_on_validation,
     training_arguments,
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
-from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, set_seed
+from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
 import datasets_scripts
 from modeling_jaket import (
@@ -48,18 +57,32 @@ JAKET_HEAD_METHODS = {
                        "as in pre-training)",
     "jaket_from_head": "JAKET fine-tuned with its classifier started from the pre-trained category head",
 }  # fmt: skip
+# The controls of those gains: each loads a pre-training run of `examples/pretrain.py --losses ...` given by its flag.
+CONTROL_METHODS = {
+    "lm_gnn_m_category": "LM+GNN+M whose knowledge module and classifier were first trained with L_c alone on the "
+                         "pre-training graph's categories (pretrain.py --losses entity_category; --category_control_path)"
+                         ", fine-tuned from that head: the control for JAKET's category head",
+    "lm_mlm": "LM+GNN+M over a language model continued with L_t alone on the pre-training text, with no knowledge "
+              "module (pretrain.py --losses masked_lm; --mlm_control_path): the control for what the text gives",
+}
+CONTROL_PATHS = {"lm_gnn_m_category": "category_control_path", "lm_mlm": "mlm_control_path"}
 
 
 @dataclass
-class EntityClassificationArguments(FineTuningArguments):
-    method: list[str] = method_field({**METHODS, **JAKET_HEAD_METHODS})
+class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
+    method: list[str] = method_field({**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS})
+    category_control_path: str | None = field(default=None, metadata={
+        "help": "output folder of examples/pretrain.py --losses entity_category (--method lm_gnn_m_category)"})
+    mlm_control_path: str | None = field(default=None, metadata={
+        "help": "output folder of examples/pretrain.py --losses masked_lm (--method lm_mlm)"})
     num_lm1_layers: int | None = field(default=None, metadata={"help": "LM1's layers for the baselines built from "
                                                                         "the backbone (default: half)"})  # fmt: skip
     fractions: list[int] = field(default_factory=lambda: [100, 20, 5], metadata={
         "nargs": "+", "choices": [100, 20, 5], "help": "percentages of the training split to train on, one run each"})
     fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
     lm_learning_rate: float = field(default=5e-5, metadata={"help": "--method lm fine-tunes the whole backbone on "
-                                                                     "the descriptions, at this rate"})  # fmt: skip
+                                                                     "the descriptions, at this rate (times the "
+                                                                     "grid; its head at --head_learning_rate)"})  # fmt: skip
     description_length: int = field(default=64, metadata={"help": "tokens of each description read"})
     kg_dir: str | None = field(default=None, metadata={
         "help": "a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
@@ -67,9 +90,16 @@ class EntityClassificationArguments(FineTuningArguments):
                 "wordnet-3.0/ and semcor-3.0/)"})  # fmt: skip
 
 
+    def __post_init__(self):
+        super().__post_init__()
+        for method, flag in CONTROL_PATHS.items():
+            if method in self.method and not getattr(self, flag):
+                raise ValueError(f"--method {method} needs --{flag}, the output folder of its control pre-training run")
+
+
 def parse_args(argv=None) -> EntityClassificationArguments:
     return parse_fine_tuning_args(EntityClassificationArguments, argv, __doc__.split("\n\n")[0], learning_rate=1e-3,
-                                  num_train_epochs=20, per_device_train_batch_size=64, per_device_eval_batch_size=256,
+                                  per_device_train_batch_size=64, per_device_eval_batch_size=256,
                                   output_dir="outputs/entity-classification")  # fmt: skip
 
 
@@ -112,13 +142,16 @@ def fraction_splits(args, percent: int):
 
 
 def labelled_splits(args, graph: KnowledgeGraph) -> dict[int, dict[str, tuple[list[int], list[int]]]]:
-    """{percent: {"train" / "test": (the graph's numbers of the split's entities, their categories)}} for each of
-    --fractions, loaded once for every method (as lists: `Dataset.map` would hash the whole graph)."""
-    return {
-        percent: {name: ([graph.entity_index[key] for key in split["id"][:]], split["category"][:])
-                  for name, split in fraction_splits(args, percent).items() if name in ("train", "test")}
-        for percent in args.fractions
-    }  # fmt: skip
+    """{percent: {"train" / "validation" / "test": (the graph's numbers of the split's entities, their categories)}}
+    for each of --fractions, loaded once for every method (as lists: `Dataset.map` would hash the whole graph). The
+    validation split is carved from the fraction's training split (`--validation_share`, seeded by `--seed`)."""
+    splits = {}
+    for percent in args.fractions:
+        loaded = fraction_splits(args, percent)
+        train, test = ([graph.entity_index[key] for key in loaded[name]["id"][:]] for name in ("train", "test"))
+        train, validation = carve_validation(train, loaded["train"]["category"][:], args.validation_share, args.seed)
+        splits[percent] = {"train": train, "validation": validation, "test": (test, loaded["test"]["category"][:])}
+    return splits
 
 
 def heldout_graph(data_dir, cache_dir) -> KnowledgeGraph:
@@ -153,7 +186,7 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         return iter([index for b in torch.randperm(len(batches), generator=generator).tolist() for index in batches[b]])
 
 
-class LengthBucketTrainer(Trainer):
+class LengthBucketTrainer(HeadRateTrainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"][:]]
@@ -161,30 +194,36 @@ class LengthBucketTrainer(Trainer):
                                    self.args.seed)  # fmt: skip
 
 
-def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> dict:
+def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[dict, dict, object]:
     """The LM baseline as the paper runs it: the whole backbone reads each entity's description and is fine-tuned,
-    with a classification head on its start token; no graph. Returns ({"<percent>%": test accuracy}, the model as
-    trained on the last fraction)."""
+    with a classification head on its start token; no graph. Returns ({"<percent>%": test accuracy}, {"<percent>%":
+    the settings chosen on validation}, the model as trained on the last fraction)."""
     tokenizer = AutoTokenizer.from_pretrained(args.backbone)
     model = JaketForSequenceClassification.from_backbone(args.backbone, num_labels=len(graph.category_names))
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    results = {}
+    results, chosen = {}, {}
     for percent, split in splits.items():
-        data = {name: Dataset.from_dict({**tokenizer([graph.entity_descriptions[i] for i in entities], truncation=True,
-                                                     max_length=args.description_length), "labels": labels})
-                for name, (entities, labels) in split.items()}  # fmt: skip
         # descriptions average 23 tokens: padded to each batch's longest (up to 64), reading them took 2-3x longer,
-        # so training batches are of like length (LengthBucketSampler) and the test set is read shortest first
-        lengths = [len(ids) for ids in data["test"]["input_ids"][:]]
-        test = data["test"].select(sorted(range(len(lengths)), key=lengths.__getitem__))
+        # so training batches are of like length (LengthBucketSampler) and the other splits are read shortest first
+        data = {}
+        for name, (entities, labels) in split.items():
+            encoded = tokenizer([graph.entity_descriptions[i] for i in entities], truncation=True,
+                                max_length=args.description_length)  # fmt: skip
+            dataset = Dataset.from_dict({**encoded, "labels": labels})
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            data[name] = dataset if name == "train" else dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
         model.load_state_dict(initial_state)
-        training_args = training_arguments(args, f"lm-{percent}", ["labels"], learning_rate=args.lm_learning_rate)
-        trainer = LengthBucketTrainer(model=model, args=training_args, train_dataset=data["train"],
-                                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy)  # fmt: skip
-        trainer.train()
-        results[f"{percent}%"] = trainer.evaluate(test, metric_key_prefix="test")["test_accuracy"]
-        logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f}")
-    return results, model
+        make_trainer = lambda training_args: LengthBucketTrainer(  # noqa: E731
+            model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
+            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy,
+            head_learning_rate=args.head_learning_rate,
+        )  # fmt: skip
+        chosen[f"{percent}%"] = select_on_validation(args, f"lm-{percent}", model, args.lm_learning_rate, make_trainer,
+                                                     len(data["train"]))  # fmt: skip
+        test = make_trainer(training_arguments(args, f"lm-{percent}", ["labels"])).evaluate(data["test"], metric_key_prefix="test")
+        results[f"{percent}%"] = test["test_accuracy"]
+        logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen[f'{percent}%']}")
+    return results, chosen, model
 
 
 def start_from_category_head(model: JaketForEntityClassification, pretrained: str) -> None:
@@ -218,50 +257,52 @@ def main(argv=None) -> list[dict]:
 
 
 def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None) -> dict:
-    summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS})[method]}), fine-tuned for entity classification on an "
+    summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS})[method]}), fine-tuned for entity classification on an "
                f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
     if method == "lm":
         set_seed(args.seed)  # as load_method does for the others: a result does not depend on the methods before it
-        accuracy, model = classify_descriptions(args, graph, splits)
+        accuracy, chosen, model = classify_descriptions(args, graph, splits)
         folder = save_model_of_last_fraction(args, method, command, summary, accuracy, model,
                                              AutoTokenizer.from_pretrained(args.backbone))  # fmt: skip
         push_results(args, method, repo_id, folder)
         return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
-                                           "accuracy": accuracy})  # fmt: skip
-    base_method = "jaket" if method in JAKET_HEAD_METHODS else method
+                                           "accuracy": accuracy, "chosen": chosen})  # fmt: skip
+    base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
+    pretrained = getattr(args, CONTROL_PATHS[method]) if method in CONTROL_PATHS else args.model_name_or_path
     overrides = {"num_labels": len(graph.category_names)}
     if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
     tokenizer, model, entity_table, relation_table = load_method(args, base_method, JaketForEntityClassification,
-                                                                 graph, **overrides)  # fmt: skip
-    if method in JAKET_HEAD_METHODS:
-        start_from_category_head(model, args.model_name_or_path)
+                                                                 graph, pretrained, **overrides)  # fmt: skip
+    if method in ("jaket_zero_shot", "jaket_from_head", "lm_gnn_m_category"):
+        start_from_category_head(model, pretrained)
     if method == "jaket_zero_shot":
         relation_table = torch.zeros_like(relation_table)  # as the head was pre-trained (§3.5)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     logger.info(f"{method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
 
-    results = {}
+    results, chosen = {}, {}
     for percent, split in splits.items():
         data = {name: Dataset.from_dict({"entity": entities, "label": labels}) for name, (entities, labels) in split.items()}
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=method == "gnn")
-        training_args = training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False)
-        trainer = Trainer(
-            model=wrapped, args=training_args, train_dataset=data["train"],
+        make_trainer = lambda training_args: HeadRateTrainer(  # noqa: E731
+            model=wrapped, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
             data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
+            head_learning_rate=args.head_learning_rate,
         )  # fmt: skip
         if method != "jaket_zero_shot":
-            trainer.train()
-        test = trainer.evaluate(data["test"], metric_key_prefix="test")
-        results[f"{percent}%"] = test["test_accuracy"]
-        logger.info(f"{method} {percent}%: test accuracy {test['test_accuracy']:.4f}")
+            chosen[f"{percent}%"] = select_on_validation(args, f"{method}-{percent}", wrapped, args.learning_rate,
+                                                         make_trainer, len(data["train"]), remove_unused_columns=False)  # fmt: skip
+        tester = make_trainer(training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False))
+        results[f"{percent}%"] = tester.evaluate(data["test"], metric_key_prefix="test")["test_accuracy"]
+        logger.info(f"{method} {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen.get(f'{percent}%')}")
 
     folder = save_model_of_last_fraction(args, method, command, summary, results, model, tokenizer,
                                          wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
     push_results(args, method, repo_id, folder)
     return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
-                                       "accuracy": results})  # fmt: skip
+                                       "accuracy": results, "chosen": chosen})  # fmt: skip
 
 
 def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, *tables_and_graph):

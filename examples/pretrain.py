@@ -39,13 +39,15 @@ from jaket_examples.data import (
     default_data_dir,
     description_inputs,
     load_pretraining_data,
+    confusable_entities,
     outside_graph,
+    surface_forms,
     tokenize_linked_text,
 )
 from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
 from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
-from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
+from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -106,7 +108,17 @@ def parse_args(argv=None):
                              "relation embeddings only in fine-tuning, so by default R = 0 here")  # fmt: skip
     parser.add_argument("--num_neighbour_negatives", type=int, default=5,
                         help="L_e candidates drawn from the true entity's neighbours")
-    parser.add_argument("--num_random_negatives", type=int, default=10, help="L_e candidates drawn at random")
+    parser.add_argument("--num_hard_negatives", type=int, default=5,
+                        help="L_e candidates that share a surface form with the true entity (WordNet: the other senses "
+                             "of its lemmas; names and the training text's mention spans), random where there are fewer")
+    parser.add_argument("--num_random_negatives", type=int, default=5, help="L_e candidates drawn at random")
+    parser.add_argument("--merge_layer_norm", default="all", choices=["all", "mentions"],
+                        help="the merge's LayerNorm (Eq. 3) over every position (the paper's) or the mention tokens only")
+    parser.add_argument("--losses", nargs="+", default=list(LOSS_INPUTS), choices=list(LOSS_INPUTS),
+                        help="the pre-training losses to train on (default: all four). A subset is a control: "
+                             "entity_category alone trains the knowledge module and its head on the memory of the "
+                             "unchanged language model; masked_lm alone continues the language model on the same text "
+                             "with no knowledge module")
     parser.add_argument("--refresh_init_interval", type=int, default=10,
                         help="steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)")
     parser.add_argument("--refresh_ratio", type=int, default=2, help="growth of the refresh interval (T(i) above)")
@@ -327,15 +339,17 @@ def resolve_checkpoint(output_dir: Path, name: str) -> Path:
     return checkpoint
 
 
-def pretraining_inputs(args, tokenizer, graph) -> PretrainingInputs:
-    """What builds a step's inputs (masks, removed mentions, subgraph, held pairs), from the flags."""
+def pretraining_inputs(args, tokenizer, graph, forms) -> PretrainingInputs:
+    """What builds a step's inputs (masks, removed mentions and their candidates, subgraph, held pairs), from the
+    flags; `forms` are the entities' surface forms, which L_e's hard negatives share."""
     return PretrainingInputs(
         tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
-        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives,
+        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives, args.num_hard_negatives,
+        confusable_entities(forms) if args.num_hard_negatives else None,
     )  # fmt: skip
 
 
-def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> PretrainingEvaluation:
+def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
     WordNet, every word's senses (for disambiguation)."""
     sense_index = synset_descriptions = None
@@ -344,13 +358,14 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir) -> Pretraini
         entities = data.kg["entities"]
         synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))
     sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
-                                          args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed)  # fmt: skip
+                                          args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed,
+                                          forms)  # fmt: skip
     outside = outside_graph(data.kg)
     if outside is not None:
         outside = prepare_outside_graph(outside, tokenizer, args.eval_outside_entities, tuple(args.fanouts),
                                         args.eval_outside_entities, args.description_length, args.heldout_seed)  # fmt: skip
-    return PretrainingEvaluation(sentences, outside, synset_descriptions, data.graph, tokenizer,
-                                 args.relation_embeddings, args.memory_batch_size)  # fmt: skip
+    return PretrainingEvaluation(sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings,
+                                 args.memory_batch_size)  # fmt: skip
 
 
 def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
@@ -371,12 +386,18 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
 # What the model card reports of eval_results.json: key -> (task type, task, metric).
 CARD_RESULTS = {
     "heldout_masked_token_accuracy": ("fill-mask", "Masked tokens", "masked-token accuracy"),
-    "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among 16 candidates"),
+    "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among the training candidates"),
+    "heldout_masked_entity_string_match_hits_at_1": ("entity-linking", "Masked entities, string-match baseline",
+                                                     "hits@1 among the training candidates"),
     "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
     "wsd_most_frequent_sense_hits_at_1": ("entity-linking", "Word-sense disambiguation, first-sense baseline",
                                           "hits@1 of WordNet's first sense"),
     "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
+    "outside_category_majority_accuracy": ("entity-classification", "Entity category, majority-class baseline",
+                                           "accuracy"),
     "outside_relation_type_accuracy": ("relation-classification", "Relation type, held edges", "accuracy"),
+    "outside_relation_type_majority_accuracy": ("relation-classification", "Relation type, majority-class baseline",
+                                                "accuracy"),
 }  # fmt: skip
 
 
@@ -452,7 +473,7 @@ def main(argv=None):
     overrides = {"num_entity_categories": len(graph.category_names), "num_relation_types": graph.num_relations,
                  "memory_refresh_init_interval": args.refresh_init_interval, "memory_refresh_ratio": args.refresh_ratio,
                  "memory_refresh_repeats": args.refresh_repeats, "memory_refresh_max_interval": args.refresh_max_interval,
-                 "memory_momentum": args.memory_momentum}  # fmt: skip
+                 "memory_momentum": args.memory_momentum, "merge_layer_norm": args.merge_layer_norm}  # fmt: skip
     if args.num_lm1_layers:
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
@@ -471,10 +492,13 @@ def main(argv=None):
                                  args.memory_momentum, getattr(torch, args.memory_dtype)).to(accelerator.device)  # fmt: skip
     schedule = RefreshSchedule.from_config(config)
     progress = Progress()
-    build_inputs = pretraining_inputs(args, tokenizer, graph)
+    forms = surface_forms(graph, data.text)
+    build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
+    losses = set(args.losses)
+    trains_language_model = bool(losses & {"masked_lm", "masked_entity"})  # else the memory never changes
     evaluation = None
     if (accelerator.is_main_process or sharded) and data.heldout_text is not None:
-        evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir)
+        evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms)
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
@@ -507,6 +531,7 @@ def main(argv=None):
             seed = (args.seed * 1_000_003 + progress.completed_steps * 4099 + micro) * 64 + accelerator.process_index
             torch.manual_seed(seed)
             inputs = build_inputs({k: v.cpu() for k, v in batch.items()}, torch.Generator().manual_seed(seed))
+            inputs = select_losses(inputs, losses)
             micro += 1
             with accelerator.accumulate(model):
                 output = model(**to_model_inputs(inputs, memory, accelerator.device, args.relation_embeddings))
@@ -514,9 +539,9 @@ def main(argv=None):
                 optimizer.step()
                 optimizer.zero_grad()
             counted += 1
-            entities += inputs["subgraph_entity_ids"].numel()
+            entities += inputs["subgraph_entity_ids"].numel() if "subgraph_entity_ids" in inputs else 0
             for key in ("loss", "masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss"):
-                if output[key] is not None:
+                if getattr(output, key) is not None:
                     totals[key] = totals.get(key, 0.0) + output[key].detach().float()
             if not accelerator.sync_gradients:
                 continue
@@ -525,7 +550,7 @@ def main(argv=None):
             micro = 0
             bar.update(1)
             step = progress.completed_steps
-            if schedule.should_refresh(step):
+            if trains_language_model and schedule.should_refresh(step):
                 refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
                                relation_descriptions, args.memory_batch_size)  # fmt: skip
                 schedule.mark_refreshed(step)

@@ -103,7 +103,10 @@ class JaketMergeLayer(nn.Module):
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.normalize_every_position = config.merge_layer_norm == "all"
 
-    def forward(self, hidden_states, mention_embeddings, mention_starts, mention_ends):
+    def forward(self, hidden_states, mention_embeddings=None, mention_starts=None, mention_ends=None):
+        """Without mentions nothing is added, and the LayerNorm still runs where it covers every position."""
+        if mention_embeddings is None:
+            return self.layer_norm(hidden_states) if self.normalize_every_position else hidden_states
         positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
         covers = (positions >= mention_starts.unsqueeze(-1)) & (positions <= mention_ends.unsqueeze(-1))
         covers &= (mention_starts >= 0).unsqueeze(-1)  # [batch, mentions, tokens]
@@ -380,7 +383,9 @@ def _load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list
 class JaketModel(JaketPreTrainedModel):
     """LM1 -> merge with the knowledge module's entity embeddings (Eq. 3) -> LM2.
 
-    Without mentions or a subgraph it is a plain RoBERTa/BERT encoder; without text it runs the knowledge module only.
+    Without a knowledge module (`km_num_layers=0`) it is a plain RoBERTa/BERT encoder. With one, text without mentions
+    still passes the merge's LayerNorm where it covers every position (`merge_layer_norm="all"`), as in pre-training;
+    without text it runs the knowledge module only.
     """
 
     def __init__(self, config: JaketConfig):
@@ -547,6 +552,8 @@ class JaketModel(JaketPreTrainedModel):
             present = mention_starts >= 0
             local = _locate_entities(mention_entity_ids, present, subgraph_entity_ids)
             hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
+        elif self.config.km_num_layers:
+            hidden_states = self.merge(hidden_states)
 
         hidden_states = self._run_layers(self.lm2, hidden_states, mask, all_hidden_states, all_attentions)
 

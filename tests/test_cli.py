@@ -46,7 +46,8 @@ def test_trainer_flags_reach_the_trainer_and_script_defaults_apply(tmp_path):
     args = parse_args(["--method", "gnn", "lm", "--output_dir", str(tmp_path), "--gradient_accumulation_steps", "3",
                        "--bf16", "--use_cpu", "--lr_scheduler_type", "cosine", "--push_to_hub"])  # fmt: skip
     assert args.method == ["gnn", "lm"]
-    assert (args.learning_rate, args.num_train_epochs, args.per_device_train_batch_size) == (1e-3, 20, 64)
+    assert (args.learning_rate, args.per_device_train_batch_size, args.step_budget, args.head_learning_rate) == (
+        1e-3, 64, 200, 1e-3)
     run = training_arguments(args, "gnn-5", ["labels"], remove_unused_columns=False)
     assert run.output_dir == str(tmp_path / "gnn-5") and run.gradient_accumulation_steps == 3 and run.bf16
     assert run.lr_scheduler_type == "cosine" and run.weight_decay == 0.01 and run.save_strategy == "no"

@@ -1,7 +1,13 @@
 """Held-out evaluation of pre-training (examples/jaket_examples/evaluation.py)."""
 
 import torch
-from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
+from jaket_examples.evaluation import (
+    PretrainingEvaluation,
+    majority_share,
+    prepare_heldout_sentences,
+    prepare_outside_graph,
+    string_match_hits,
+)
 from jaket_examples.pretraining import PretrainingInputs
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
@@ -21,7 +27,8 @@ ROWS = [
 # dog has two senses, its true one first; bark two, the true one second; cat and canine one each
 SENSES = {("dog", "n"): ["dog-n", "frump-n"], ("bark", "v"): ["bay-v", "bark-v"], ("cat", "n"): ["cat-n"],
           ("canine", "n"): ["canine-n"]}  # fmt: skip
-DESCRIPTIONS = {"frump-n": ("frump", "frump: a dull unattractive person"), "bay-v": ("bay", "bay: to howl")}
+DESCRIPTIONS = {"frump-n": ("frump", "frump: a dull unattractive person"), "bay-v": ("bay", "bay: to howl"),
+                "dog-n": ("dog", "dog: a canine"), "bark-v": ("bark", "bark: to woof")}
 
 
 def graph():
@@ -48,13 +55,42 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
     memory.refresh(model, *[{"input_ids": [[101, 2000 + i, 102] for i in range(n)], "mention_starts": [1] * n,
                              "mention_ends": [1] * n} for n in (4, 2)])  # fmt: skip
     outside = prepare_outside_graph(kg, bert_tokenizer, num_entities=4, num_pairs=2)
-    evaluation = PretrainingEvaluation(sentences, outside, DESCRIPTIONS, kg, bert_tokenizer)
+    evaluation = PretrainingEvaluation(sentences, outside, DESCRIPTIONS, bert_tokenizer)
     results = evaluation(model.train(), memory, torch.device("cpu"))
     assert model.training  # restored
     assert results["heldout_masked_entities"] == 4 and results["wsd_mentions"] == 2
     assert results["wsd_most_frequent_sense_hits_at_1"] == 0.5  # dog's first sense is right, bark's is not
     assert results["outside_entities"] == 4 and results["outside_held_edges"] == 1
+    assert results["outside_category_majority_accuracy"] == 0.75  # categories 0, 0, 1, 0
+    assert results["outside_relation_type_majority_accuracy"] == 1.0  # one held edge
     for key in ("heldout_masked_token_accuracy", "heldout_masked_entity_hits_at_1", "wsd_hits_at_1",
                 "outside_category_accuracy", "outside_relation_type_accuracy"):  # fmt: skip
         assert 0.0 <= results[key] <= 1.0, key
     assert evaluation(model, memory, torch.device("cpu")) == results  # fixed masks: the same figures twice
+
+
+def test_string_match_picks_at_random_among_the_candidates_whose_forms_match_the_mention():
+    forms = [{"dog"}, {"dog", "hound"}, {"cat"}]
+    assert string_match_hits({"dog"}, [0, 1, 2], forms) == 0.5  # two candidates are called "dog"
+    assert string_match_hits({"dogs", "dog"}, [0, 2], forms) == 1.0  # the text or the lemma may match
+    assert string_match_hits({"hound"}, [0, 1, 2], forms) == 0.0  # only a negative matches
+    assert string_match_hits({"puppy"}, [0, 1, 2], forms) == 1 / 3  # nothing matches: any candidate
+
+
+def test_the_string_match_floor_is_averaged_over_the_removed_mentions(bert_tokenizer):
+    kg = graph()
+    # no negatives: the only candidate is the true entity, which every removed mention's name matches
+    build = PretrainingInputs(bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=0,
+                              num_random_negatives=0)  # fmt: skip
+    assert prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2).string_match_hits == 4
+    # with one random negative: a mention whose text or lemma is among the forms of both candidates or of neither
+    # gets 1/2, one that matches only the true entity 1; here only "dog" matches anything, and the mention "dog"
+    build.num_random_negatives = 1
+    forms = [{"dog"}, {"cat"}, {"cat"}, {"cat"}]
+    sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2, forms=forms)
+    assert sentences.string_match_hits == 1.0 + 0.5 * 3  # dog: 1 (no other candidate is "dog"); the rest: 1/2
+
+
+def test_majority_share_is_the_most_frequent_labels_share():
+    assert majority_share(torch.tensor([1, 1, 2, 0])) == 0.5
+    assert majority_share(torch.tensor([3])) == 1.0

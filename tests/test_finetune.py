@@ -13,7 +13,13 @@ from jaket_examples.finetuning import initial_embeddings, load_model
 from safetensors.torch import load_file
 
 from modeling_jaket import EntityContextMemory, JaketForEntityClassification, JaketForSequenceClassification, KnowledgeGraph
+
+from conftest import tiny_config
 from tokenization import encode_descriptions
+
+
+# the fair protocol at its smallest: three steps, one learning rate, one validation evaluation
+QUICK = ["--step_budget", "3", "--learning_rate_grid", "1", "--num_evaluations", "1"]
 
 
 def common(tmp_path, datasets_cache, method, pretrained, backbone):
@@ -24,7 +30,7 @@ def common(tmp_path, datasets_cache, method, pretrained, backbone):
 @pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     [record] = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                                     + ["--fractions", "5", "--per_device_train_batch_size", "16"])  # fmt: skip
+                                     + ["--fractions", "5", "--per_device_train_batch_size", "16", *QUICK])  # fmt: skip
     assert record["method"] == method and set(record["accuracy"]) == {"5%"}
     assert 0.0 <= record["accuracy"]["5%"] <= 1.0
     saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
@@ -39,7 +45,7 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
 def test_several_methods_in_one_process_give_what_each_gives_alone(tmp_path, datasets_cache, pretrained,
                                                                      tiny_bert_checkpoint):  # fmt: skip
     flags = ["--backbone", tiny_bert_checkpoint, "--model_name_or_path", str(pretrained[0]), "--dataset_cache_dir",
-             datasets_cache, "--max_steps", "3", "--fractions", "5"]  # fmt: skip
+             datasets_cache, "--fractions", "5", *QUICK]  # fmt: skip
     together = entity_classification(["--method", "gnn", "jaket", "--output_dir", str(tmp_path / "both"), *flags])
     alone = [entity_classification(["--method", method, "--output_dir", str(tmp_path / method), *flags])[0]
              for method in ("gnn", "jaket")]  # fmt: skip
@@ -52,7 +58,7 @@ def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cac
     """--bf16 (autocast, on the CPU with --use_cpu) through training, testing and LM1 over the descriptions; a bf16
     memory is cached under a key of its own, never served to a float32 run."""
     flags = common(tmp_path, datasets_cache, "jaket", pretrained, None) + ["--fractions", "5", "--memory_cache_dir",
-                                                                           str(tmp_path / "memories")]  # fmt: skip
+                                                                           str(tmp_path / "memories"), *QUICK]  # fmt: skip
     [half] = entity_classification(flags + ["--bf16", "--use_cpu"])
     [full] = entity_classification(flags)
     assert 0.0 <= half["accuracy"]["5%"] <= 1.0 and 0.0 <= full["accuracy"]["5%"] <= 1.0
@@ -78,7 +84,7 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
 
     # zero-shot: the same test accuracy whatever the training fraction, since nothing is trained
     [record] = entity_classification(common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None)
-                                     + ["--fractions", "100", "5"])  # fmt: skip
+                                     + ["--fractions", "100", "5", *QUICK])  # fmt: skip
     assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
 
 
@@ -236,3 +242,44 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
     model.jaket.lm2[0].output.dense.weight.data.add_(0.01)  # LM2 does not encode descriptions: same key
     initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2
+
+
+def test_validation_is_carved_from_the_training_labels_the_same_for_every_method():
+    from jaket_examples.finetuning import carve_validation
+
+    entities, labels = list(range(100, 110)), [i % 3 for i in range(10)]
+    (train, train_labels), (validation, validation_labels) = carve_validation(entities, labels, 0.2, seed=1)
+    assert len(validation) == 2 and sorted(train + validation) == entities
+    assert all(labels[e - 100] == label for e, label in zip(train + validation, train_labels + validation_labels))
+    assert carve_validation(entities, labels, 0.2, seed=1)[1] == (validation, validation_labels)
+    assert len(carve_validation(entities[:2], labels[:2], 0.2, seed=1)[1][0]) == 1  # at least one on each side
+    with pytest.raises(ValueError, match="1 training example: carving a validation split"):
+        carve_validation(entities[:1], labels[:1], 0.2, seed=1)
+
+
+def test_every_fraction_gets_the_step_budget_up_to_the_epoch_cap():
+    from jaket_examples.finetuning import budget_steps
+
+    assert budget_steps(2353, 64, 200, 100) == 200  # 100%: about 5 epochs
+    assert budget_steps(94, 64, 200, 100) == 200  # 5%: 100 epochs of 2 batches
+    assert budget_steps(94, 64, 200, 10) == 20  # the cap binds
+
+
+def test_the_head_learns_at_its_own_rate(tmp_path):
+    from jaket_examples.finetuning import HeadRateTrainer
+    from transformers import TrainingArguments
+
+    model = JaketForSequenceClassification(tiny_config(num_labels=3))
+    trainer = HeadRateTrainer(model=model, args=TrainingArguments(str(tmp_path), learning_rate=2e-5, use_cpu=True,
+                                                                  report_to="none"), head_learning_rate=1e-3)  # fmt: skip
+    rates = {id(p): group["lr"] for group in trainer.create_optimizer().param_groups for p in group["params"]}
+    assert {rates[id(p)] for n, p in model.named_parameters() if n.startswith("classifier.")} == {1e-3}
+    assert {rates[id(p)] for n, p in model.named_parameters() if not n.startswith("classifier.")} == {2e-5}
+
+
+def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+    flags = common(tmp_path, datasets_cache, "gnn", pretrained, tiny_bert_checkpoint)
+    [record] = entity_classification(flags + ["--fractions", "5", "--step_budget", "4", "--learning_rate_grid", "0.5",
+                                              "1", "--num_evaluations", "2"])  # fmt: skip
+    chosen = record["chosen"]["5%"]
+    assert chosen["learning_rate"] in (5e-4, 1e-3) and chosen["step"] in (2, 4) and chosen["steps"] == 4

@@ -37,9 +37,10 @@ MENTIONS = dict(
 def merged_states(model, **inputs):
     """(Z from LM1, Z^merge as LM2 receives it, E^KM)."""
     captured = {}
-    model.lm2[0].register_forward_pre_hook(lambda module, args: captured.setdefault("merged", args[0]))
+    hook = model.lm2[0].register_forward_pre_hook(lambda module, args: captured.update(merged=args[0]))
     with torch.no_grad():
         output = model(**inputs)
+    hook.remove()
     return output.lm1_last_hidden_state, captured["merged"], output.entity_embeddings
 
 
@@ -79,9 +80,19 @@ def test_a_batch_without_mentions_is_the_plain_encoder_or_layer_normed_as_the_mo
         model.merge.layer_norm.weight.uniform_(0.5, 2.0)
     none = dict(mention_entity_ids=torch.full((2, 1), -1), mention_starts=torch.full((2, 1), -1),
                 mention_ends=torch.full((2, 1), -1))  # fmt: skip
-    z, merged, _ = merged_states(model, **text_inputs(), **graph_inputs(), **none)
-    expected = model.merge.layer_norm(z) if merge_layer_norm == "all" else z
-    torch.testing.assert_close(merged, expected)
+    for inputs in (dict(**graph_inputs(), **none), {}):  # mentions all padding, or text alone
+        z, merged, _ = merged_states(model, **text_inputs(), **inputs)
+        expected = model.merge.layer_norm(z) if merge_layer_norm == "all" else z
+        torch.testing.assert_close(merged, expected)
+
+
+def test_without_a_knowledge_module_it_is_the_plain_encoder(config):
+    config.km_num_layers = 0
+    model = JaketModel(config).eval()
+    with torch.no_grad():
+        model.merge.layer_norm.weight.uniform_(0.5, 2.0)
+    z, merged, _ = merged_states(model, **text_inputs())
+    torch.testing.assert_close(merged, z, rtol=0, atol=0)
 
 
 def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):
@@ -96,7 +107,9 @@ def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):
 
 
 def test_lm1_equals_bert_backbone_after_num_lm1_layers(minilm_path, bert_tokenizer):
-    model = JaketModel.from_backbone(minilm_path, num_lm1_layers=3).eval()
+    # the merge's LayerNorm over every position (the default) is the one module between LM1 and LM2 that the backbone
+    # lacks: with it on the mention tokens only, text without mentions passes as through the backbone
+    model = JaketModel.from_backbone(minilm_path, num_lm1_layers=3, merge_layer_norm="mentions").eval()
     backbone = AutoModel.from_pretrained(minilm_path).eval()
     batch = bert_tokenizer(["a dog barks at the mailman", "hello"], padding=True, return_tensors="pt")
     with torch.no_grad():

@@ -68,6 +68,31 @@ def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained,
         evaluate_pretraining([str(out), *flags, "--max_entities", "200"])
 
 
+def test_loss_subsets_are_the_controls_of_the_joint_objective(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    """--losses entity_category trains the knowledge module and its head over the memory of the unchanged language
+    model (the control for JAKET's category head); --losses masked_lm continues the language model on the same text
+    with no knowledge module (the control for what pre-training's text alone gives)."""
+    from transformers import BertForMaskedLM
+
+    from pretrain import main as pretrain
+
+    def run(name, *losses):
+        pretrain(pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, "--losses", *losses,
+                                       "--heldout_text_fraction", "0"))  # fmt: skip
+        return load_file(tmp_path / name / "model.safetensors")
+
+    backbone = BertForMaskedLM.from_pretrained(tiny_bert_checkpoint).state_dict()
+    category = run("category", "entity_category")
+    lm1_query = "bert.encoder.layer.0.attention.self.query.weight"
+    torch.testing.assert_close(category["jaket.lm1.0.attention.self.query.weight"], backbone[lm1_query], rtol=0, atol=0)
+    masked_lm = run("masked_lm", "masked_lm")
+    assert not torch.equal(masked_lm["jaket.lm1.0.attention.self.query.weight"], backbone[lm1_query])
+    # the category run's knowledge module and head moved from where the text-only run left them (at initialisation)
+    for key in ("jaket.knowledge_module.layers.0.projection.weight", "entity_category_head.weight"):
+        assert not torch.equal(category[key], masked_lm[key]), key
+    torch.testing.assert_close(masked_lm["relation_type_head.decoder.weight"], category["relation_type_head.decoder.weight"])
+
+
 def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache, monkeypatch):
     launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip

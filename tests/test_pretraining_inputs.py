@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from jaket_examples.pretraining import PretrainingInputs, to_model_inputs
+from jaket_examples.data import confusable_entities, surface_forms
+from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
@@ -76,3 +77,49 @@ def test_relation_embeddings_reach_the_knowledge_module_only_when_asked(step_inp
     assert not to_model_inputs(inputs, memory, torch.device("cpu"))["relation_embeddings"].any()  # §3.5
     with_relations = to_model_inputs(inputs, memory, torch.device("cpu"), relation_embeddings=True)
     torch.testing.assert_close(with_relations["relation_embeddings"], memory.relation_embeddings)
+
+
+def test_surface_forms_come_from_names_mention_spans_and_lemmas():
+    graph = KnowledgeGraph([], [], [], 3, 1, entity_names=["bank", "bank", "river_bank"], entity_ids=["b1", "b2", "rb"])
+    text = {"text": ["Banks of the river"], "mentions": [[{"start": 0, "end": 5, "entity": "b2", "lemma": "bank"},
+                                                          {"start": 13, "end": 18, "entity": "zz", "lemma": "river"}]]}  # fmt: skip
+    assert surface_forms(graph, text) == [{"bank"}, {"bank", "banks"}, {"river bank"}]  # "zz" is not in the graph
+
+
+def test_confusable_entities_join_every_two_entities_of_a_form_and_cap_large_forms():
+    confusables = confusable_entities([{"bank"}, {"bank", "shore"}, {"shore"}, {"river"}])
+    pairs = set(zip(confusables.targets.tolist(), confusables.neighbours.tolist()))
+    assert pairs == {(0, 1), (1, 0), (1, 2), (2, 1)}
+    capped = confusable_entities([{"set"}] * 6, max_per_form=2)
+    assert capped.degree().tolist() == [2] * 6 and capped.num_triples == 12
+
+
+def test_hard_negatives_are_entities_sharing_a_surface_form(bert_tokenizer):
+    graph = KnowledgeGraph([0, 1, 2], [0, 1, 0], [1, 2, 0], 40, 2)
+    confusables = confusable_entities([{"dog"}, {"cat"}] + [set()] * 37 + [{"dog"}])  # dog: entities 0 and 39
+    encoding = tokenize_with_mentions(bert_tokenizer, TEXTS, MENTIONS, num_entities=40)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
+    )
+    build = PretrainingInputs(bert_tokenizer, graph, entity_mask_probability=1.0, num_neighbour_negatives=2,
+                              num_random_negatives=3, num_hard_negatives=1, confusables=confusables)  # fmt: skip
+    inputs = build(batch, torch.Generator().manual_seed(0))
+    candidates, labels = inputs["masked_entity_candidate_ids"], inputs["masked_entity_labels"]
+    assert candidates.shape == (2, 2, 1 + 2 + 1 + 3)
+    true = candidates[..., 0][labels == 0].tolist()
+    hard = candidates[..., 3][labels == 0].tolist()
+    assert sorted(true) == [0, 1, 1] and all(h == 39 for t, h in zip(true, hard) if t == 0)
+    with pytest.raises(ValueError, match="num_hard_negatives needs `confusables`"):
+        PretrainingInputs(bert_tokenizer, graph, num_hard_negatives=1)
+
+
+def test_a_subset_of_losses_keeps_only_what_those_losses_read(step_inputs):
+    inputs = step_inputs(0.5)
+    category = select_losses(inputs, {"entity_category"})  # the knowledge module alone: no text, no other labels
+    assert set(category) == {"subgraph_entity_ids", "edge_index", "edge_type", "entity_category_labels"}
+    text_only = select_losses(inputs, {"masked_lm"})  # the language model alone, on the same masked text
+    assert set(text_only) == {"input_ids", "attention_mask", "labels"}
+    torch.testing.assert_close(text_only["input_ids"], inputs["input_ids"])
+    assert select_losses(inputs, set(LOSS_INPUTS)) == inputs
+    with pytest.raises(ValueError, match=r"unknown losses \['masked_lm_loss'\]"):
+        select_losses(inputs, {"masked_lm_loss"})

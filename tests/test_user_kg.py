@@ -109,8 +109,9 @@ def test_one_command_fine_tunes_and_tests_entity_classification_on_it(method, tm
 
     source = ["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", tiny_bert_checkpoint]
     [record] = entity_classification(["--kg_dir", str(EXAMPLE), "--method", method, *source, "--output_dir",
-                                      str(tmp_path), "--dataset_cache_dir", str(tmp_path / "cache"), "--max_steps", "3",
-                                      "--fractions", "100", "5"])  # fmt: skip
-    assert set(record["accuracy"]) == {"100%", "5%"} and all(0.0 <= a <= 1.0 for a in record["accuracy"].values())
-    card = ModelCard.load(tmp_path / f"{method}-5-seed42" / "README.md")
-    assert card.data.datasets == ["user_kg"] and len(card.data.eval_results) == 2
+                                      str(tmp_path), "--dataset_cache_dir", str(tmp_path / "cache"), "--step_budget", "3",
+                                      "--learning_rate_grid", "1", "--fractions", "100"])  # fmt: skip
+    assert set(record["accuracy"]) == {"100%"} and 0.0 <= record["accuracy"]["100%"] <= 1.0
+    assert record["chosen"]["100%"]["steps"] == 3 and record["chosen"]["100%"]["learning_rate"] == 1e-3
+    card = ModelCard.load(tmp_path / f"{method}-100-seed42" / "README.md")
+    assert card.data.datasets == ["user_kg"] and len(card.data.eval_results) == 1

@@ -78,6 +78,43 @@ def outside_graph(kg: datasets.DatasetDict) -> KnowledgeGraph | None:
     return KnowledgeGraph.from_records(entities, kg["relations"], kg["triples"], category_names=names)
 
 
+def normalize_form(text: str) -> str:
+    """A surface form as the alias index keys it: lower case, WordNet's underscores as spaces."""
+    return " ".join(text.replace("_", " ").lower().split())
+
+
+def surface_forms(graph: KnowledgeGraph, text: datasets.Dataset | None = None) -> list[set[str]]:
+    """Each entity's known surface forms: its name and, from the linked `text`, every span that mentions it and the
+    mention's lemma where the text has one (WordNet + SemCor). This is the alias index of an entity linker: Wikipedia
+    anchors or SemCor's sense-tagged words name the entities that a form may refer to."""
+    forms = [{normalize_form(name)} for name in graph.entity_names]
+    if text is not None:
+        for row, mentions in zip(text["text"][:], text["mentions"][:]):
+            for mention in mentions:
+                entity = graph.entity_index.get(mention["entity"])
+                if entity is not None:
+                    forms[entity].add(normalize_form(row[mention["start"] : mention["end"]]))
+                    if mention.get("lemma"):
+                        forms[entity].add(normalize_form(mention["lemma"]))
+    return forms
+
+
+def confusable_entities(forms: list[set[str]], max_per_form: int = 64) -> KnowledgeGraph:
+    """A graph whose edges join entities that share a surface form (WordNet: the senses of one lemma), from which L_e's
+    hard negatives are sampled (`KnowledgeGraph.sample_neighbours`). A form shared by more than `max_per_form + 1`
+    entities joins each to the next `max_per_form` of them, cyclically, so the graph grows linearly with the KG."""
+    by_form = {}
+    for entity, entity_forms in enumerate(forms):
+        for form in entity_forms:
+            by_form.setdefault(form, []).append(entity)
+    pairs = set()
+    for entities in by_form.values():
+        reach = min(len(entities) - 1, max_per_form)
+        pairs.update((a, entities[(i + j) % len(entities)]) for i, a in enumerate(entities) for j in range(1, reach + 1))
+    heads, tails = zip(*sorted(pairs)) if pairs else ((), ())
+    return KnowledgeGraph(list(heads), [0] * len(heads), list(tails), len(forms), 1)
+
+
 def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
     """Tokenized entity and relation descriptions, as `EntityContextMemory.refresh` takes them."""
     entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)

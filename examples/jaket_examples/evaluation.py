@@ -1,13 +1,18 @@
 """Evaluating pre-training on data it never trained on: a held-out slice of the text, and the knowledge graph's
 entities outside the pre-training graph.
 
-- masked-token accuracy and masked-entity hits@1 among the training candidates (true entity, neighbours, random),
-  on the held-out sentences, masked as a training step masks them (with a fixed seed);
+- masked-token accuracy and masked-entity hits@1 among the training candidates (true entity, neighbours, entities
+  sharing a surface form, random), on the held-out sentences, masked as a training step masks them (with a fixed
+  seed), beside a string-match linker's (the candidates one of whose known surface forms is the mention's text or
+  lemma, one of them at random; any candidate at random where none matches);
 - word-sense disambiguation as entity linking: each removed mention whose lemma has two or more WordNet senses,
-  linked by the masked-entity head among all senses of its lemma, beside WordNet's first-listed (most frequent)
-  sense;
+  linked by the masked-entity head among all senses of its lemma (every sense encoded by LM1 from its description),
+  beside WordNet's first-listed (most frequent) sense;
 - entity-category accuracy on entities outside the pre-training graph, and relation-type accuracy on edges between
-  them, every edge between a held pair hidden in both directions.
+  them, every edge between a held pair hidden in both directions, each beside its majority class's.
+
+Each figure's floor is in the results beside it: `heldout_masked_entity_string_match_hits_at_1`,
+`wsd_most_frequent_sense_hits_at_1`, `outside_category_majority_accuracy`, `outside_relation_type_majority_accuracy`.
 """
 
 from dataclasses import dataclass, field
@@ -19,6 +24,7 @@ from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.linking import candidate_embeddings
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
 
+from .data import normalize_form
 from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
 
 
@@ -34,24 +40,37 @@ class HeldoutSentences:
 
     batches: list = field(default_factory=list)  # (step inputs, [batch, removed] index into `senses` or -1)
     senses: list = field(default_factory=list)  # per removed ambiguous mention: (sense synset ids, true synset id)
+    string_match_hits: float = 0.0  # the string-match linker's expected hits over the removed mentions
+
+
+def string_match_hits(mention_forms: set[str], candidates: list[int], forms: list[set[str]]) -> float:
+    """A string-match linker's chance of picking candidate 0 (the true entity): one of the candidates that has one of
+    `mention_forms` among its surface forms, at random; any candidate at random where none has."""
+    matches = [bool(forms[c] & mention_forms) for c in candidates]
+    return matches[0] / sum(matches) if any(matches) else 1 / len(candidates)
 
 
 def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inputs: PretrainingInputs,
-                              sense_index=None, max_length=128, batch_size=32, seed=0) -> HeldoutSentences:  # fmt: skip
+                              sense_index=None, max_length=128, batch_size=32, seed=0,
+                              forms: list[set[str]] | None = None) -> HeldoutSentences:  # fmt: skip
     """Tokenize the held-out rows with their mentions of `graph`'s entities, and draw once, with `seed`, what a
     training step would mask. With `sense_index` ({(lemma, pos): synset ids}) and mentions carrying a `lemma`, the
-    removed mentions whose lemma has two or more senses are kept for disambiguation."""
+    removed mentions whose lemma has two or more senses are kept for disambiguation. `forms` (each entity's surface
+    forms, `data.surface_forms`; by default its name) are what the string-match floor matches mentions against."""
+    forms = forms if forms is not None else [{normalize_form(name)} for name in graph.entity_names]
     records, texts, spans = [], [], []
     for row in text:
         linked = []
         for mention in row["mentions"]:
             if mention["entity"] in graph.entity_index:
                 linked.append((mention["start"], mention["end"], len(records)))
-                records.append((mention["entity"], mention.get("lemma")))
+                surface = {normalize_form(row["text"][mention["start"] : mention["end"]])}
+                surface |= {normalize_form(mention["lemma"])} if mention.get("lemma") else set()
+                records.append((mention["entity"], mention.get("lemma"), surface))
         texts.append(row["text"])
         spans.append(linked)
     encoding = tokenize_with_mentions(tokenizer, texts, spans, max_length=max_length)
-    entity_of_record = torch.tensor([graph.entity_index[entity] for entity, _ in records] + [-1])
+    entity_of_record = torch.tensor([graph.entity_index[record[0]] for record in records] + [-1])
     collate = DataCollatorWithMentions(tokenizer.pad_token_id)
     keys = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
     prepared = HeldoutSentences()
@@ -67,7 +86,9 @@ def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inpu
         removed_records = torch.where(removed >= 0, torch.gather(record_ids, 1, same.int().argmax(-1)), -1)
         sense_rows = torch.full(removed.shape, -1)
         for position in (removed_records >= 0).nonzero().tolist():
-            entity, lemma = records[int(removed_records[tuple(position)])]
+            entity, lemma, surface = records[int(removed_records[tuple(position)])]
+            candidates = inputs["masked_entity_candidate_ids"][tuple(position)].tolist()
+            prepared.string_match_hits += string_match_hits(surface, candidates, forms)
             if sense_index is None or lemma is None:
                 continue
             senses = sense_index.get((lemma.lower().replace(" ", "_"), _pos(entity)), [])
@@ -113,13 +134,12 @@ def prepare_outside_graph(graph: KnowledgeGraph, tokenizer, num_entities=1000, f
 @dataclass
 class PretrainingEvaluation:
     """Everything `evaluate` needs, prepared once: the held-out sentences and, when the KG has them, the entities
-    outside the pre-training graph. `synset_descriptions` ({synset id: (name, description)}) describes the senses
-    that are not in the memory, which LM1 encodes at each evaluation."""
+    outside the pre-training graph. `synset_descriptions` ({synset id: (name, description)}) describes every sense
+    a removed mention may be linked to, which LM1 encodes at each evaluation."""
 
     sentences: HeldoutSentences
     outside: OutsideGraph | None = None
     synset_descriptions: dict | None = None
-    graph: KnowledgeGraph | None = None
     tokenizer: object = None
     relation_embeddings: bool = False
     batch_size: int = 64
@@ -136,18 +156,18 @@ class PretrainingEvaluation:
             model.train(was_training)
         return results
 
-    def _sense_table(self, model, memory):
-        """Embeddings of every sense that a removed mention may be linked to, as the linker gets them: from the
-        memory where the entity is in the pre-training graph, else encoded by LM1 from its description."""
+    def _sense_table(self, model):
+        """Embeddings of every sense that a removed mention may be linked to, each encoded by LM1 from its
+        description, whether the memory holds it or not: every sense of a word from one source."""
         synsets = sorted({s for senses, _ in self.sentences.senses for s in senses})
-        candidates = [self.graph.entity_index.get(s, self.synset_descriptions.get(s)) for s in synsets]
-        table = candidate_embeddings(model, self.tokenizer, candidates, memory, self.batch_size)
+        candidates = [self.synset_descriptions[s] for s in synsets]
+        table = candidate_embeddings(model, self.tokenizer, candidates, batch_size=self.batch_size)
         return table, {s: i for i, s in enumerate(synsets)}
 
     def _sentences(self, model, memory, device):
         senses = self.sentences.senses
         if senses:
-            table, row = self._sense_table(model, memory)
+            table, row = self._sense_table(model)
         tokens = tokens_right = entities = entities_right = 0
         linked_right = first_sense_right = 0
         for inputs, sense_rows in tqdm(self.sentences.batches, desc="held-out sentences", leave=False):
@@ -182,6 +202,7 @@ class PretrainingEvaluation:
             "heldout_masked_token_accuracy": tokens_right / max(1, tokens),
             "heldout_masked_entities": entities,
             "heldout_masked_entity_hits_at_1": entities_right / max(1, entities),
+            "heldout_masked_entity_string_match_hits_at_1": self.sentences.string_match_hits / max(1, entities),
         }
         if senses:
             results.update(
@@ -210,6 +231,13 @@ class PretrainingEvaluation:
         return {
             "outside_entities": int(labelled.sum()),
             "outside_category_accuracy": float((categories == outside.categories)[labelled].float().mean()),
+            "outside_category_majority_accuracy": majority_share(outside.categories[labelled]),
             "outside_held_edges": int(outside.relation_labels.numel()),
             "outside_relation_type_accuracy": float(relations_right.float().mean()),
+            "outside_relation_type_majority_accuracy": majority_share(outside.relation_labels),
         }
+
+
+def majority_share(labels: torch.Tensor) -> float:
+    """The accuracy of always answering the most frequent of `labels`: a classifier's floor."""
+    return float(torch.bincount(labels).max() / labels.numel()) if labels.numel() else 0.0

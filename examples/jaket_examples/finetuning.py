@@ -3,6 +3,7 @@ and the model wrapper that looks them up for the `Trainer`."""
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
@@ -13,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from transformers import AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
@@ -192,12 +193,14 @@ def initial_embeddings(
     return entity_embeddings, relation_embeddings
 
 
-def load_method(args, method: str, model_class, graph: KnowledgeGraph, **config):
+def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
     """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
-    not depend on the methods run before it in the process): (tokenizer, model, E^(0) table, R table)."""
+    not depend on the methods run before it in the process): (tokenizer, model, E^(0) table, R table). `pretrained`
+    (default `args.model_name_or_path`) is the pre-training output the jaket method loads."""
     set_seed(args.seed)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path if method == "jaket" else args.backbone)
-    model = load_model(method, model_class, args.model_name_or_path, args.backbone, **config)
+    pretrained = pretrained or args.model_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(pretrained if method == "jaket" else args.backbone)
+    model = load_model(method, model_class, pretrained, args.backbone, **config)
     with precision(args):
         entity_table, relation_table = initial_embeddings(method, model, tokenizer, graph, args.seed,
                                                           cache_dir=args.memory_cache_dir)  # fmt: skip
@@ -255,3 +258,116 @@ def masked_accuracy(eval_prediction):
     scored = labels != -100
     predictions = np.argmax(logits[scored], axis=-1)
     return accuracy_metric().compute(predictions=predictions, references=labels[scored])
+
+
+# The fair protocol (every task, every method): one optimizer-step budget at every label fraction, a validation
+# split carved from the training labels, and a small grid chosen on it; the test set is read once, by the choice.
+@dataclass
+class ProtocolArguments:
+    """What every fine-tuning script adds to choose each method's settings on validation."""
+
+    step_budget: int = field(default=200, metadata={"help": "optimizer steps of every run, at every label fraction "
+                                                             "(fewer labels: more epochs), up to --max_epochs"})  # fmt: skip
+    max_epochs: float = field(default=100.0, metadata={"help": "the cap on passes over the training labels"})
+    learning_rate_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0], metadata={
+        "nargs": "+", "help": "multipliers of each method's own learning rate, one training run each; the same grid "
+                              "for every method"})  # fmt: skip
+    num_evaluations: int = field(default=4, metadata={"help": "validation evaluations over a run (at 1/n, 2/n, ... of "
+                                                               "its steps): the steps grid"})  # fmt: skip
+    head_learning_rate: float = field(default=1e-3, metadata={"help": "the classifier's rate, in every method and "
+                                                                       "at every grid point"})  # fmt: skip
+    validation_share: float = field(default=0.2, metadata={"help": "share of each fraction's training labels held "
+                                                                    "out to choose the settings on (never the test)"})  # fmt: skip
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("step_budget", "max_epochs", "num_evaluations", "head_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
+        if not self.learning_rate_grid or min(self.learning_rate_grid) <= 0:
+            raise ValueError(f"--learning_rate_grid needs positive multipliers, got {self.learning_rate_grid}")
+        if not 0.0 < self.validation_share < 1.0:
+            raise ValueError(f"--validation_share must be in (0, 1), got {self.validation_share}")
+
+
+def carve_validation(entities: list, labels: list, share: float, seed: int):
+    """Split training examples into (train, validation) lists of (entities, labels), seeded: every method of a run
+    gets the same split. At least one example lands on each side."""
+    if len(entities) < 2:
+        raise ValueError(
+            f"{len(entities)} training example: carving a validation split to choose the settings on needs at least "
+            "two; train on a larger fraction (--fractions) or label more entities"
+        )
+    order = torch.randperm(len(entities), generator=torch.Generator().manual_seed(seed)).tolist()
+    count = min(len(entities) - 1, max(1, round(share * len(entities))))
+    pick = lambda rows: ([entities[i] for i in sorted(rows)], [labels[i] for i in sorted(rows)])  # noqa: E731
+    return pick(order[count:]), pick(order[:count])
+
+
+def budget_steps(num_examples: int, batch_size: int, step_budget: int, max_epochs: float) -> int:
+    """The optimizer steps of a run: the budget, or `max_epochs` passes over the examples if those are fewer."""
+    return max(1, min(step_budget, math.ceil(max_epochs * math.ceil(num_examples / batch_size))))
+
+
+class KeepBestOnValidation(TrainerCallback):
+    """Keeps a copy of the weights at the evaluation with the best validation accuracy (the earliest on a tie)."""
+
+    def __init__(self):
+        self.accuracy, self.step, self.state = -1.0, 0, None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        if metrics["eval_accuracy"] > self.accuracy:
+            self.accuracy, self.step = metrics["eval_accuracy"], state.global_step
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class HeadRateTrainer(Trainer):
+    """A `Trainer` whose classification head (parameters under `classifier.`) learns at `head_learning_rate`, every
+    other trained parameter at `args.learning_rate`: a fresh head needs a rate of its own whatever the body's."""
+
+    def __init__(self, *args, head_learning_rate: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_learning_rate = head_learning_rate
+
+    def create_optimizer(self):
+        if self.optimizer is None:
+            decay = set(self.get_decay_parameter_names(self.model))
+            groups = {}
+            for name, parameter in self.model.named_parameters():
+                if parameter.requires_grad:
+                    head = name.startswith("classifier.") or ".classifier." in name
+                    groups.setdefault((head, name in decay), []).append(parameter)
+            self.optimizer = torch.optim.AdamW(
+                [{"params": params, "lr": self.head_learning_rate if head else self.args.learning_rate,
+                  "weight_decay": self.args.weight_decay if decayed else 0.0}
+                 for (head, decayed), params in sorted(groups.items())],
+                betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+            )  # fmt: skip
+        return self.optimizer
+
+
+def select_on_validation(args, run_name: str, model, base_rate: float, make_trainer, num_train: int,
+                         **overrides) -> dict:  # fmt: skip
+    """Train `model` once per point of `args.learning_rate_grid` (times `base_rate`, the method's own rate) for the
+    step budget, evaluating on validation `args.num_evaluations` times; leave `model` with the weights of the best
+    (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
+    validation data; `overrides` go to every run's `training_arguments`."""
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    steps = budget_steps(num_train, args.per_device_train_batch_size, args.step_budget, args.max_epochs)
+    best = None
+    for multiplier in args.learning_rate_grid:
+        model.load_state_dict(initial)
+        rate = base_rate * multiplier
+        training_args = training_arguments(
+            args, f"{run_name}-lr{rate:g}", ["labels"], learning_rate=rate, max_steps=steps, eval_strategy="steps",
+            eval_steps=max(1, math.ceil(steps / args.num_evaluations)), num_train_epochs=1, **overrides,
+        )  # fmt: skip
+        keeper = KeepBestOnValidation()
+        trainer = make_trainer(training_args)
+        trainer.add_callback(keeper)
+        trainer.train()
+        if best is None or keeper.accuracy > best[0].accuracy:
+            best = (keeper, rate)
+    keeper, rate = best
+    model.load_state_dict(keeper.state)
+    return {"learning_rate": rate, "step": keeper.step, "steps": steps, "validation_accuracy": keeper.accuracy}

@@ -45,6 +45,10 @@ class PretrainingInputs:
     """Builds a step's inputs: masked tokens (L_t), removed mentions and their candidates (L_e), and a subgraph of
     random-walk roots plus the mentioned entities with categories (L_c) and held-out edges to classify (L_r).
 
+    L_e's candidates are the true entity, then `num_neighbour_negatives` of its neighbours, `num_hard_negatives`
+    entities that share a surface form with it (from `confusables`, a graph of such pairs; random where it has fewer)
+    and `num_random_negatives` random entities.
+
     Memory lookups happen in `to_model_inputs`, on the memory's device, so that the data side holds only ids."""
 
     tokenizer: object
@@ -56,6 +60,12 @@ class PretrainingInputs:
     num_relation_pairs: int = 16
     num_neighbour_negatives: int = 5
     num_random_negatives: int = 10
+    num_hard_negatives: int = 0
+    confusables: KnowledgeGraph | None = None
+
+    def __post_init__(self):
+        if self.num_hard_negatives and self.confusables is None:
+            raise ValueError("num_hard_negatives needs `confusables`, the graph of entities that share a surface form")
 
     def __call__(self, batch: dict, generator: torch.Generator) -> dict:
         input_ids, labels = mask_tokens(
@@ -72,17 +82,16 @@ class PretrainingInputs:
 
         true_entities = _compress(entity_ids, removed, -1)
         true_or_zero = true_entities.clamp(min=0)  # padding rows get entity 0's candidates, labelled -100 below
-        candidates = torch.cat(
-            [
-                true_or_zero.unsqueeze(-1),
-                self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives, generator).view(
-                    *true_entities.shape, self.num_neighbour_negatives
-                ),
-                torch.randint(self.graph.num_entities, (*true_entities.shape, self.num_random_negatives),
-                              generator=generator),  # fmt: skip
-            ],
-            dim=-1,
-        )
+        shape = true_entities.shape
+        candidates = [
+            true_or_zero.unsqueeze(-1),
+            self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives, generator),
+            torch.randint(self.graph.num_entities, (true_or_zero.numel(), self.num_random_negatives), generator=generator),
+        ]
+        if self.num_hard_negatives:
+            hard = self.confusables.sample_neighbours(true_or_zero.reshape(-1), self.num_hard_negatives, generator)
+            candidates.insert(2, hard)
+        candidates = torch.cat([c.view(*shape, c.shape[-1]) for c in candidates], dim=-1)
         category_labels = None
         if self.graph.entity_categories is not None:  # entities without a category (-1) are left out of L_c
             category_labels = self.graph.entity_categories[subgraph.entity_ids]
@@ -109,15 +118,41 @@ class PretrainingInputs:
         }
 
 
+# Each pre-training loss and the inputs that only it reads.
+LOSS_INPUTS = {
+    "masked_lm": ("labels",),
+    "masked_entity": ("masked_entity_starts", "masked_entity_ends", "masked_entity_candidate_ids", "masked_entity_labels"),
+    "entity_category": ("entity_category_labels",),
+    "relation_type": ("relation_head_index", "relation_tail_index", "relation_labels"),
+}
+TEXT_INPUTS = ("input_ids", "attention_mask")
+GRAPH_INPUTS = ("subgraph_entity_ids", "edge_index", "edge_type", "mention_entity_ids", "mention_starts", "mention_ends")
+
+
+def select_losses(inputs: dict, losses: set[str]) -> dict:
+    """A step's inputs for `losses` alone, the controls of the joint objective: without the text when no text loss
+    (L_t, L_e) is asked for, so that only the knowledge module and its heads train; without the graph when L_t alone
+    is, so that the language model continues on the same text with no knowledge module."""
+    if unknown := losses - LOSS_INPUTS.keys():
+        raise ValueError(f"unknown losses {sorted(unknown)}; choose from {sorted(LOSS_INPUTS)}")
+    dropped = {key for loss, keys in LOSS_INPUTS.items() if loss not in losses for key in keys}
+    if not losses & {"masked_lm", "masked_entity"}:
+        dropped.update(TEXT_INPUTS, ("mention_entity_ids", "mention_starts", "mention_ends"))
+    if losses == {"masked_lm"}:
+        dropped.update(GRAPH_INPUTS)
+    return {key: value for key, value in inputs.items() if key not in dropped}
+
+
 def to_model_inputs(inputs: dict, memory: EntityContextMemory, device, relation_embeddings: bool = False) -> dict:
     """Look E^(0) up for the subgraph and the candidates, and move everything to `device`.
 
     §3.5: "we use relation embeddings only during fine-tuning". Without `relation_embeddings` the knowledge module
     gets R = 0, so f(E_u, R_r) = E_u and the edges' types reach it only through L_r's labels."""
     inputs = {k: v.to(device) for k, v in inputs.items() if v is not None}
-    inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
-    relations = memory.relation_embeddings.float()
-    inputs["relation_embeddings"] = relations if relation_embeddings else torch.zeros_like(relations)
-    # [batch, removed mentions, candidates, hidden]; a batch may have no removed mention
-    inputs["masked_entity_candidate_embeddings"] = memory.lookup(inputs.pop("masked_entity_candidate_ids"))
+    if "subgraph_entity_ids" in inputs:
+        inputs["entity_init_embeddings"] = memory.lookup(inputs["subgraph_entity_ids"])
+        relations = memory.relation_embeddings.float()
+        inputs["relation_embeddings"] = relations if relation_embeddings else torch.zeros_like(relations)
+    if "masked_entity_candidate_ids" in inputs:  # [batch, removed mentions, candidates, hidden]; may have no mention
+        inputs["masked_entity_candidate_embeddings"] = memory.lookup(inputs.pop("masked_entity_candidate_ids"))
     return inputs
