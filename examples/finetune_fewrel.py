@@ -3,9 +3,18 @@
 PAIR (Gao et al. 2019) reads a query sentence and a support sentence together and says whether they express the
 same relation; an N-way K-shot episode is answered by the class whose K support sentences score highest on
 average. `JaketForSequenceClassification` reads the pair from its start token; the head and tail entities of both
-sentences are mentions, merged with their knowledge-module embeddings. No relation embeddings are used (they would
-leak the label), and no Wikidata graph is available offline: each entity is described by its name, so the
-knowledge module sees isolated entities. Meta-train and meta-test relations are disjoint.
+sentences are mentions, merged with their knowledge-module embeddings over their sampled 2-hop neighbourhood.
+Meta-train and meta-test relations are disjoint.
+
+FewRel's entities are Wikidata items; `--kg` says which graph joins them (`examples/pretrain.py`'s relation
+embeddings, described from `pid2name.json` or the user's relations, are used as in §3.5):
+- `meta_train` (the default, offline): the meta-train relations' own instances as (head, relation, tail) triples,
+  both directions; never a meta-test relation's;
+- `user` with `--kg_dir`: a knowledge graph of your own over Wikidata ids (user_kg's format), e.g. the
+  `wikipedia_wikidata` builder's output; its triples of meta-test relations are dropped (they would name the answer);
+- `none`: isolated entities, each described by its name.
+In every case the edges between two entities of one (query, support) pair are hidden from the knowledge module:
+in meta-training they would state the very relation the pair is about.
 
     python examples/finetune_fewrel.py --model_name_or_path jaket-base --method jaket --n_way 5 --k_shot 1
 """
@@ -37,6 +46,8 @@ from tqdm.auto import tqdm
 from transformers import Trainer
 
 import datasets_scripts
+from datasets_scripts.common import load_json
+from datasets_scripts.fewrel import FILES
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 
@@ -55,8 +66,18 @@ class FewRelArguments(FineTuningArguments):
     train_episodes: int = field(default=1000, metadata={"help": "meta-training episodes turned into PAIR pairs"})
     test_episodes: int = field(default=500, metadata={"help": "meta-test episodes scored"})
     max_seq_length: int = field(default=256, metadata={"help": "tokens of a (query, support) pair"})
+    kg: str = field(default="meta_train", metadata={"choices": ["meta_train", "user", "none"], "help": "the graph "
+                    "over FewRel's entities: the meta-train instances' triples, your own (--kg_dir), or none"})  # fmt: skip
+    kg_dir: str | None = field(default=None, metadata={"help": "--kg user: a folder of entities, relations and "
+                                                                "triples over Wikidata ids (datasets_scripts/user_kg.py)"})  # fmt: skip
+    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
 
     data_subfolder: ClassVar[str] = "fewrel"  # val_wiki.json and pid2name.json
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.kg == "user") != (self.kg_dir is not None):
+            raise ValueError("--kg user goes with --kg_dir (a folder of your knowledge graph), and --kg_dir with --kg user")
 
 
 def parse_args(argv=None) -> FewRelArguments:
@@ -65,17 +86,33 @@ def parse_args(argv=None) -> FewRelArguments:
                                   output_dir="outputs/fewrel")  # fmt: skip
 
 
-def entity_graph(instances) -> KnowledgeGraph:
-    """Every head and tail entity of FewRel, described by its name (the text of its first mention); no triples."""
+def entity_graph(instances, kg: str = "none", relation_names: dict | None = None, user_kg=None) -> KnowledgeGraph:
+    """Every head and tail entity of FewRel, described by its name (the text of its first mention), joined by `kg`'s
+    triples: "meta_train", the meta-train instances' (`relation_names`: {pid: (name, description)}); "user", those
+    of `user_kg` (a `user_kg` DatasetDict over Wikidata ids, whose descriptions then win) but its meta-test
+    relations'; "none", no triples. Triples are added in both directions."""
     names = {}
     for split in instances.values():
         for row in split:
             for mention in row["mentions"]:
                 names.setdefault(mention["entity"], row["text"][mention["start"] : mention["end"]])
-    ids = sorted(names)
-    return KnowledgeGraph([], [], [], len(ids), 0, entity_names=[names[q] for q in ids],
-                          entity_descriptions=[names[q] for q in ids], entity_ids=ids, relation_names=[],
-                          relation_descriptions=[])  # fmt: skip
+    entities = {q: {"id": q, "name": names[q], "description": names[q]} for q in sorted(names)}
+    relations, triples = [], []
+    if kg == "meta_train":
+        used = sorted({row["relation"] for row in instances["train"]})
+        relations = [{"id": p, "name": relation_names[p][0], "description": f"{relation_names[p][0]}: "
+                      f"{relation_names[p][1]}"} for p in used]  # fmt: skip
+        triples = [{"head": row["mentions"][0]["entity"], "relation": row["relation"], "tail": row["mentions"][1]["entity"]}
+                   for row in instances["train"]]  # fmt: skip
+    elif kg == "user":
+        test_relations = {row["relation"] for row in instances["test"]}
+        triples = [t for t in user_kg["triples"] if t["relation"] not in test_relations]
+        logger.info(f"--kg_dir: {len(user_kg['triples']) - len(triples)} triples of meta-test relations dropped")
+        near = {t[end] for t in triples for end in ("head", "tail") if t["head"] in names or t["tail"] in names}
+        entities.update({e["id"]: e for e in user_kg["entities"] if e["id"] in names or e["id"] in near})
+        relations = list(user_kg["relations"])
+    unique = list({(t["head"], t["relation"], t["tail"]): t for t in triples}.values())
+    return KnowledgeGraph.from_records(list(entities.values()), relations, unique, add_reverse=bool(relations))
 
 
 def pair_text(query, support, separator):
@@ -107,22 +144,36 @@ def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=T
 
 @dataclass
 class PairCollator:
-    """Pads a batch of pairs and adds the subgraph of their mentioned entities (no edges, no relations)."""
+    """Pads a batch of pairs and adds the sampled neighbourhood of their mentioned entities, without the edges
+    between two entities of one pair (they would state the relation the pair is about)."""
 
     pad_token_id: int
+    graph: KnowledgeGraph
+    fanouts: tuple = (10, 10)
+    seed: int = 0
+
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     def __call__(self, features):
         batch = DataCollatorWithMentions(self.pad_token_id)(features)
-        mentioned = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0].unique()
-        batch["subgraph_entity_ids"] = mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long)
-        batch["edge_index"] = torch.empty(2, 0, dtype=torch.long)
-        batch["edge_type"] = torch.empty(0, dtype=torch.long)
+        ids = batch["mention_entity_ids"]
+        mentioned = ids[ids >= 0].unique()
+        subgraph = self.graph.sample_subgraph(mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long),
+                                              self.fanouts, self.generator)  # fmt: skip
+        count = self.graph.num_entities
+        held = torch.cat([(row[row >= 0].unsqueeze(1) * count + row[row >= 0].unsqueeze(0)).reshape(-1) for row in ids])
+        ends = subgraph.entity_ids[subgraph.edge_index]
+        visible = ~torch.isin(ends[0] * count + ends[1], held)
+        batch["subgraph_entity_ids"] = subgraph.entity_ids
+        batch["edge_index"] = subgraph.edge_index[:, visible]
+        batch["edge_type"] = subgraph.edge_type[visible]
         return batch
 
 
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
-    collator = PairCollator(tokenizer.pad_token_id)
+    collator = PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed)
     device = next(model.parameters()).device
     predictions, references = [], []
     model.eval()
@@ -157,15 +208,20 @@ def main(argv=None) -> list[dict]:
                   num_test_relations=args.num_test_relations)  # fmt: skip
     pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
     episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
-    graph = entity_graph(datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir))
+    instances = datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir)
+    relation_names = load_json(Path(args.data_dir) / FILES["relations"]) if args.kg == "meta_train" else None
+    user_kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir) if args.kg_dir else None
+    graph = entity_graph(instances, args.kg, relation_names, user_kg)
+    logger.info(f"FewRel graph ({args.kg}): {graph.num_entities} entities, {graph.num_triples} triples")
     return [run_method(args, method, pairs, episodes, graph, command, repo_id) for method in args.method]
 
 
 def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
     name = f"{args.n_way}-{args.k_shot}"
-    tokenizer, model, entity_table, _ = load_method(args, method, JaketForSequenceClassification, graph, num_labels=2)
+    tokenizer, model, entity_table, relation_table = load_method(args, method, JaketForSequenceClassification, graph,
+                                                                 num_labels=2)  # fmt: skip
     use_mentions = method != "lm"
-    wrapped = WithEntityTable(model, entity_table, torch.empty(0, model.config.hidden_size))
+    wrapped = WithEntityTable(model, entity_table, relation_table)
 
     def encode(batch):
         encoding = encode_pairs(tokenizer, graph, batch["query"], batch["support"], args.max_seq_length, use_mentions)
@@ -175,7 +231,7 @@ def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
     training_args = training_arguments(args, f"{method}-{name}", ["labels"], remove_unused_columns=False)
     trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
-                      data_collator=PairCollator(tokenizer.pad_token_id))  # fmt: skip
+                      data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed))  # fmt: skip
     trainer.train()
     with precision(args, trainer.args.device.type):
         accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
@@ -187,7 +243,7 @@ def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
     save_fine_tuned(args, method, folder, model, tokenizer, command, f"{method} fine-tuned as PAIR for FewRel, {setting}.",
                     "fewrel", [result], wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
     push_results(args, method, repo_id, folder)
-    record = {"task": "fewrel", "setting": setting, "method": method,
+    record = {"task": "fewrel", "setting": setting, "method": method, "kg": args.kg,
               "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
     return save_results(args, f"{method}-{name}", record)
 

@@ -31,6 +31,8 @@ def collect(folders):
                 for fraction, accuracy in record["accuracy"].items():
                     table["Entity classification, unseen KG (accuracy)"][(method, fraction)].append(accuracy)
             elif record["task"] == "fewrel":
+                if record.get("kg") == "none" and method != "lm":  # the knowledge module saw isolated entities
+                    method += " (no KG)"
                 table["FewRel (accuracy)"][(method, record["setting"])].append(record["accuracy"])
             elif record["task"] == "metaqa":
                 table["MetaQA (hits@1, all / reachable)"][(method, record["setting"])].append(
@@ -54,11 +56,12 @@ def render(table) -> str:
     lines = []
     for task, cells in table.items():
         columns = sorted({column for _, column in cells}, key=lambda c: (len(c), c), reverse=True)
-        methods = [m for m in METHOD_ORDER if any(key[0] == m for key in cells)]
+        methods = sorted({key[0] for key in cells}, key=lambda m: (METHOD_ORDER.index(m.split(" (")[0]), m))
         lines += [f"### {task}", "", "| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         for method in methods:
             row = [cell(cells[(method, c)]) if (method, c) in cells else "–" for c in columns]
-            lines.append(f"| {METHOD_NAMES[method]} | " + " | ".join(row) + " |")
+            base, _, kind = method.partition(" (")
+            lines.append(f"| {METHOD_NAMES[base]}{' (' + kind if kind else ''} | " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
 

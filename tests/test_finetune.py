@@ -111,9 +111,10 @@ def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path,
     from finetune_entity_classification import classify_descriptions, heldout_graph, labelled_splits, parse_args
 
     args = parse_args(["--method", "lm", "--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache,
-                       "--output_dir", str(tmp_path), "--max_steps", "3", "--fractions", "5"])  # fmt: skip
+                       "--output_dir", str(tmp_path), "--fractions", "5", *QUICK])  # fmt: skip
     graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
-    accuracy, model = classify_descriptions(args, graph, labelled_splits(args, graph))
+    accuracy, chosen, model = classify_descriptions(args, graph, labelled_splits(args, graph))
+    assert chosen["5%"]["learning_rate"] == 5e-5 and chosen["5%"]["steps"] == 3
     assert set(accuracy) == {"5%"} and 0.0 <= accuracy["5%"] <= 1.0
     backbone = load_file(f"{tiny_bert_checkpoint}/model.safetensors")
     trained = model.state_dict()
@@ -283,3 +284,64 @@ def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cach
                                               "1", "--num_evaluations", "2"])  # fmt: skip
     chosen = record["chosen"]["5%"]
     assert chosen["learning_rate"] in (5e-4, 1e-3) and chosen["step"] in (2, 4) and chosen["steps"] == 4
+
+
+@pytest.fixture(scope="module")
+def fewrel_instances(datasets_cache):
+    import datasets_scripts as ds
+    from conftest import DATA_DIR
+
+    return ds.load("fewrel", DATA_DIR / "fewrel", config_name="instances", cache_dir=datasets_cache)
+
+
+def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances):
+    from conftest import DATA_DIR
+    from datasets_scripts.common import load_json
+    from finetune_fewrel import entity_graph
+
+    names = load_json(DATA_DIR / "fewrel" / "pid2name.json")
+    graph = entity_graph(fewrel_instances, "meta_train", names)
+    train = {(r["mentions"][0]["entity"], r["relation"], r["mentions"][1]["entity"]) for r in fewrel_instances["train"]}
+    test_relations = set(fewrel_instances["test"]["relation"][:])
+    assert graph.num_triples == 2 * len(train) and graph.num_relations == 2 * 6  # both directions, 6 relations
+    assert not test_relations & set(graph.relation_ids)
+    heads, tails = graph.targets.tolist(), graph.neighbours.tolist()
+    stored = {(graph.entity_ids[h], graph.relation_ids[r], graph.entity_ids[t])
+              for h, r, t in zip(heads, graph.edge_types.tolist(), tails) if r < 6}  # fmt: skip
+    assert stored == train
+    p = graph.relation_ids[0]
+    assert graph.relation_descriptions[0] == f"{names[p][0]}: {names[p][1]}"
+    isolated = entity_graph(fewrel_instances, "none")
+    assert isolated.num_triples == 0 and isolated.entity_ids == graph.entity_ids
+
+
+def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(fewrel_instances, tmp_path, datasets_cache):
+    import datasets_scripts as ds
+    from finetune_fewrel import entity_graph
+
+    train_row, test_row = fewrel_instances["train"][0], fewrel_instances["test"][0]
+    a, b = (m["entity"] for m in train_row["mentions"])
+    (tmp_path / "entities.tsv").write_text(f"id\tname\tdescription\n{a}\tA\tA: the first\nQ1\tfar\tfar: a neighbour\n")
+    (tmp_path / "relations.tsv").write_text(f"id\tname\tdescription\nP1\tnear\tnear: close to\n"
+                                            f"{test_row['relation']}\tanswer\tanswer: a meta-test relation\n")  # fmt: skip
+    (tmp_path / "triples.tsv").write_text(f"head\trelation\ttail\n{a}\tP1\tQ1\n{a}\t{test_row['relation']}\tQ1\n")
+    kg = ds.load("user_kg", tmp_path, cache_dir=datasets_cache)
+    graph = entity_graph(fewrel_instances, "user", user_kg=kg)
+    assert graph.num_triples == 2  # P1 both ways; the meta-test relation's triple is gone
+    assert graph.entity_descriptions[graph.entity_index[a]] == "A: the first"
+    assert graph.entity_descriptions[graph.entity_index[b]] == train_row["text"][train_row["mentions"][1]["start"] :
+                                                                                 train_row["mentions"][1]["end"]]  # fmt: skip
+    assert "Q1" in graph.entity_index
+
+
+def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
+    from finetune_fewrel import PairCollator
+
+    # 0 - 1 (both in the first pair), 0 - 2, 2 - 3 (both in the second), both directions
+    heads, tails = [0, 0, 2], [1, 2, 3]
+    graph = KnowledgeGraph(heads + tails, [0, 0, 0, 1, 1, 1], tails + heads, 4, 2)
+    features = [{"input_ids": [101, 5, 6, 102], "attention_mask": [1] * 4, "mention_entity_ids": ids,
+                 "mention_starts": [1, 2], "mention_ends": [1, 2]} for ids in ([0, 1], [2, 3])]  # fmt: skip
+    batch = PairCollator(bert_tokenizer.pad_token_id, graph)(features)
+    ends = batch["subgraph_entity_ids"][batch["edge_index"]].t().tolist()
+    assert sorted(map(tuple, ends)) == [(0, 2), (2, 0)]
