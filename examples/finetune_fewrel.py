@@ -16,6 +16,11 @@ embeddings, described from `pid2name.json` or the user's relations, are used as 
 In every case the edges between two entities of one (query, support) pair are hidden from the knowledge module:
 in meta-training they would state the very relation the pair is about.
 
+The protocol of every fine-tuning script: `--step_budget` steps, and a grid of learning rates (`--learning_rate_grid`
+times the method's own) by steps (`--num_evaluations` points) chosen on `--validation_episodes` episodes of the
+meta-train relations drawn after the training ones (new episodes; their sentences may also occur in training
+pairs); the meta-test episodes are answered once, by the chosen weights.
+
     python examples/finetune_fewrel.py --model_name_or_path jaket-base --method jaket --n_way 5 --k_shot 1
 """
 
@@ -29,6 +34,8 @@ import torch
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
+    HeadRateTrainer,
+    ProtocolArguments,
     WithEntityTable,
     accuracy_metric,
     load_method,
@@ -38,12 +45,11 @@ from jaket_examples.finetuning import (
     push_results,
     save_fine_tuned,
     save_results,
-    training_arguments,
+    select_on_validation,
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
 from tqdm.auto import tqdm
-from transformers import Trainer
 
 import datasets_scripts
 from datasets_scripts.common import load_json
@@ -57,7 +63,7 @@ FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone
 
 
 @dataclass
-class FewRelArguments(FineTuningArguments):
+class FewRelArguments(ProtocolArguments, FineTuningArguments):
     method: list[str] = method_field(FEWREL_METHODS)
     n_way: int = field(default=5, metadata={"help": "relations an episode tells apart (N)"})
     k_shot: int = field(default=1, metadata={"help": "labelled instances of each relation in an episode (K)"})
@@ -65,6 +71,8 @@ class FewRelArguments(FineTuningArguments):
         "help": "relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)"})
     train_episodes: int = field(default=1000, metadata={"help": "meta-training episodes turned into PAIR pairs"})
     test_episodes: int = field(default=500, metadata={"help": "meta-test episodes scored"})
+    validation_episodes: int = field(default=50, metadata={"help": "meta-train episodes, drawn after the training "
+                                                                    "ones, to choose the settings on"})  # fmt: skip
     max_seq_length: int = field(default=256, metadata={"help": "tokens of a (query, support) pair"})
     kg: str = field(default="meta_train", metadata={"choices": ["meta_train", "user", "none"], "help": "the graph "
                     "over FewRel's entities: the meta-train instances' triples, your own (--kg_dir), or none"})  # fmt: skip
@@ -82,7 +90,7 @@ class FewRelArguments(FineTuningArguments):
 
 def parse_args(argv=None) -> FewRelArguments:
     return parse_fine_tuning_args(FewRelArguments, argv, __doc__.split("\n\n")[0], learning_rate=2e-5,
-                                  num_train_epochs=1, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                                  per_device_train_batch_size=16, per_device_eval_batch_size=64,
                                   output_dir="outputs/fewrel")  # fmt: skip
 
 
@@ -171,6 +179,22 @@ class PairCollator:
         return batch
 
 
+class EpisodeTrainer(HeadRateTrainer):
+    """A `Trainer` whose evaluation answers the N-way K-shot episodes of `eval_dataset` with `score(model, episodes)`
+    and reports their accuracy as `eval_accuracy`."""
+
+    def __init__(self, *args, score, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.score = score
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        episodes = self.eval_dataset if eval_dataset is None else eval_dataset
+        metrics = {f"{metric_key_prefix}_accuracy": self.score(self.model, episodes)}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
     collator = PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed)
@@ -208,15 +232,19 @@ def main(argv=None) -> list[dict]:
                   num_test_relations=args.num_test_relations)  # fmt: skip
     pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
     episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
+    # the meta-train episodes are drawn in sequence: the ones after the first train_episodes are new
+    drawn = args.train_episodes + args.validation_episodes
+    validation = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}",
+                                       **{**common, "train_episodes": drawn})["train"].select(range(args.train_episodes, drawn))  # fmt: skip
     instances = datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir)
     relation_names = load_json(Path(args.data_dir) / FILES["relations"]) if args.kg == "meta_train" else None
     user_kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir) if args.kg_dir else None
     graph = entity_graph(instances, args.kg, relation_names, user_kg)
     logger.info(f"FewRel graph ({args.kg}): {graph.num_entities} entities, {graph.num_triples} triples")
-    return [run_method(args, method, pairs, episodes, graph, command, repo_id) for method in args.method]
+    return [run_method(args, method, pairs, validation, episodes, graph, command, repo_id) for method in args.method]
 
 
-def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
+def run_method(args, method, pairs, validation, episodes, graph, command, repo_id) -> dict:
     name = f"{args.n_way}-{args.k_shot}"
     tokenizer, model, entity_table, relation_table = load_method(args, method, JaketForSequenceClassification, graph,
                                                                  num_labels=2)  # fmt: skip
@@ -229,12 +257,19 @@ def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
                                              "mention_ends")}, "labels": batch["label"]}  # fmt: skip
 
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
-    training_args = training_arguments(args, f"{method}-{name}", ["labels"], remove_unused_columns=False)
-    trainer = Trainer(model=wrapped, args=training_args, train_dataset=train,
-                      data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed))  # fmt: skip
-    trainer.train()
-    with precision(args, trainer.args.device.type):
-        accuracy = evaluate_episodes(wrapped, episodes, tokenizer, graph, args, use_mentions)
+
+    def score(model, episodes):
+        with precision(args, next(model.parameters()).device.type):
+            return evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions)
+
+    make_trainer = lambda training_args: EpisodeTrainer(  # noqa: E731
+        model=wrapped, args=training_args, train_dataset=train, eval_dataset=validation,
+        data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
+        head_learning_rate=args.head_learning_rate, score=score,
+    )  # fmt: skip
+    chosen = select_on_validation(args, f"{method}-{name}", wrapped, args.learning_rate, make_trainer, len(train),
+                                  remove_unused_columns=False)  # fmt: skip
+    accuracy = score(wrapped, episodes)
 
     setting = f"{args.n_way}-way {args.k_shot}-shot"
     folder = Path(args.output_dir) / f"{method}-{name}-seed{args.seed}"
@@ -243,8 +278,8 @@ def run_method(args, method, pairs, episodes, graph, command, repo_id) -> dict:
     save_fine_tuned(args, method, folder, model, tokenizer, command, f"{method} fine-tuned as PAIR for FewRel, {setting}.",
                     "fewrel", [result], wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
     push_results(args, method, repo_id, folder)
-    record = {"task": "fewrel", "setting": setting, "method": method, "kg": args.kg,
-              "seed": args.seed, "accuracy": accuracy, "test_episodes": len(episodes)}  # fmt: skip
+    record = {"task": "fewrel", "setting": setting, "method": method, "kg": args.kg, "seed": args.seed,
+              "accuracy": accuracy, "test_episodes": len(episodes), "chosen": chosen}  # fmt: skip
     return save_results(args, f"{method}-{name}", record)
 
 

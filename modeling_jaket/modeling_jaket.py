@@ -551,7 +551,8 @@ class JaketModel(JaketPreTrainedModel):
                 )
             present = mention_starts >= 0
             local = _locate_entities(mention_entity_ids, present, subgraph_entity_ids)
-            hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
+            if self.config.km_num_layers or present.any():  # a plain encoder stays plain while nothing is merged
+                hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
         elif self.config.km_num_layers:
             hidden_states = self.merge(hidden_states)
 

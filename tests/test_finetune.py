@@ -151,8 +151,10 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
 @pytest.mark.parametrize("method", ["jaket", "lm"])
 def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     [record] = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                      + ["--train_episodes", "4", "--test_episodes", "4", "--n_way", "5", "--k_shot", "1"])  # fmt: skip
+                      + ["--train_episodes", "4", "--test_episodes", "4", "--validation_episodes", "2", "--n_way", "5",
+                         "--k_shot", "1", *QUICK])  # fmt: skip
     assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
+    assert record["kg"] == "meta_train" and record["chosen"]["steps"] == 3 and record["chosen"]["step"] == 3
     folder = tmp_path / f"{method}-5-1-seed42"
     assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == pytest.approx(record["accuracy"])
     assert EntityContextMemory.from_pretrained(folder).num_entities == KnowledgeGraph.from_pretrained(folder / "graph").num_entities

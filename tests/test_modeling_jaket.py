@@ -91,8 +91,11 @@ def test_without_a_knowledge_module_it_is_the_plain_encoder(config):
     model = JaketModel(config).eval()
     with torch.no_grad():
         model.merge.layer_norm.weight.uniform_(0.5, 2.0)
-    z, merged, _ = merged_states(model, **text_inputs())
-    torch.testing.assert_close(merged, z, rtol=0, atol=0)
+    none = dict(mention_entity_ids=torch.full((2, 1), -1), mention_starts=torch.full((2, 1), -1),
+                mention_ends=torch.full((2, 1), -1))  # fmt: skip
+    for inputs in ({}, dict(**graph_inputs(), **none)):  # text alone, or with padding mentions (FewRel's LM baseline)
+        z, merged, _ = merged_states(model, **text_inputs(), **inputs)
+        torch.testing.assert_close(merged, z, rtol=0, atol=0)
 
 
 def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):

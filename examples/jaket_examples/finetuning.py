@@ -276,8 +276,6 @@ class ProtocolArguments:
                                                                "its steps): the steps grid"})  # fmt: skip
     head_learning_rate: float = field(default=1e-3, metadata={"help": "the classifier's rate, in every method and "
                                                                        "at every grid point"})  # fmt: skip
-    validation_share: float = field(default=0.2, metadata={"help": "share of each fraction's training labels held "
-                                                                    "out to choose the settings on (never the test)"})  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()
@@ -286,8 +284,6 @@ class ProtocolArguments:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if not self.learning_rate_grid or min(self.learning_rate_grid) <= 0:
             raise ValueError(f"--learning_rate_grid needs positive multipliers, got {self.learning_rate_grid}")
-        if not 0.0 < self.validation_share < 1.0:
-            raise ValueError(f"--validation_share must be in (0, 1), got {self.validation_share}")
 
 
 def carve_validation(entities: list, labels: list, share: float, seed: int):
