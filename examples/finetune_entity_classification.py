@@ -90,13 +90,8 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
                 "wordnet-3.0/ and semcor-3.0/)"})  # fmt: skip
 
 
-    validation_share: float = field(default=0.2, metadata={"help": "share of each fraction's training labels held "
-                                                                    "out to choose the settings on (never the test)"})  # fmt: skip
-
     def __post_init__(self):
         super().__post_init__()
-        if not 0.0 < self.validation_share < 1.0:
-            raise ValueError(f"--validation_share must be in (0, 1), got {self.validation_share}")
         for method, flag in CONTROL_PATHS.items():
             if method in self.method and not getattr(self, flag):
                 raise ValueError(f"--method {method} needs --{flag}, the output folder of its control pre-training run")

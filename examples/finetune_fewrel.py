@@ -34,8 +34,8 @@ import torch
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
-    HeadRateTrainer,
     ProtocolArguments,
+    ScoredTrainer,
     WithEntityTable,
     accuracy_metric,
     load_method,
@@ -179,22 +179,6 @@ class PairCollator:
         return batch
 
 
-class EpisodeTrainer(HeadRateTrainer):
-    """A `Trainer` whose evaluation answers the N-way K-shot episodes of `eval_dataset` with `score(model, episodes)`
-    and reports their accuracy as `eval_accuracy`."""
-
-    def __init__(self, *args, score, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.score = score
-
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-        episodes = self.eval_dataset if eval_dataset is None else eval_dataset
-        metrics = {f"{metric_key_prefix}_accuracy": self.score(self.model, episodes)}
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
-
-
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
     collator = PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed)
@@ -262,7 +246,7 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         with precision(args, next(model.parameters()).device.type):
             return evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions)
 
-    make_trainer = lambda training_args: EpisodeTrainer(  # noqa: E731
+    make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
         model=wrapped, args=training_args, train_dataset=train, eval_dataset=validation,
         data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
         head_learning_rate=args.head_learning_rate, score=score,

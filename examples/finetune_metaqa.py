@@ -7,6 +7,10 @@ probability of the answers among the candidates, on the training questions that 
 `--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
 answer is reachable in the graph.
 
+The protocol of every fine-tuning script: `--step_budget` steps, and a grid of learning rates (`--learning_rate_grid`
+times the method's own; the question projection at `--head_learning_rate`) by steps (`--num_evaluations` points)
+chosen on hits@1 over `--validation_share` of the training questions; the test questions are answered once.
+
     python examples/finetune_metaqa.py --model_name_or_path jaket-base --method jaket --hops 1
 """
 
@@ -20,6 +24,8 @@ import torch
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
+    ProtocolArguments,
+    ScoredTrainer,
     accuracy_metric,
     load_method,
     method_field,
@@ -28,14 +34,13 @@ from jaket_examples.finetuning import (
     push_results,
     save_fine_tuned,
     save_results,
-    training_arguments,
+    select_on_validation,
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import Trainer
 from transformers.modeling_outputs import ModelOutput
 
 import datasets_scripts
@@ -48,7 +53,7 @@ METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone
 
 
 @dataclass
-class MetaQAArguments(FineTuningArguments):
+class MetaQAArguments(ProtocolArguments, FineTuningArguments):
     method: list[str] = method_field(METAQA_METHODS)
     hops: int = field(default=1, metadata={"help": "k: the questions of the data directory's k-hop/ folder"})
     kg_setting: str = field(default="full", metadata={
@@ -68,7 +73,7 @@ class MetaQAArguments(FineTuningArguments):
 
 def parse_args(argv=None) -> MetaQAArguments:
     return parse_fine_tuning_args(MetaQAArguments, argv, __doc__.split("\n\n")[0], learning_rate=5e-5,
-                                  num_train_epochs=1, per_device_train_batch_size=16, per_device_eval_batch_size=64,
+                                  per_device_train_batch_size=16, per_device_eval_batch_size=64,
                                   output_dir="outputs/metaqa")  # fmt: skip
 
 
@@ -202,25 +207,37 @@ def main(argv=None) -> list[dict]:
     if args.max_test_questions:
         test = test.select(range(min(args.max_test_questions, len(test))))
     answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
-    logger.info("training on %d of %d questions: the others have no answer within %d hops of their topic entity",
-                len(answerable), len(train), args.hops)  # fmt: skip
-    return [run_method(args, method, graph, answerable, test, command, repo_id) for method in args.method]
+    if len(answerable) < 2:
+        raise ValueError(f"{len(answerable)} training question with an answer within {args.hops} hops: carving a "
+                         "validation split to choose the settings on needs at least two")  # fmt: skip
+    split = answerable.train_test_split(test_size=args.validation_share, seed=args.seed)  # validation from training
+    logger.info("training on %d and choosing on %d of %d questions: the others have no answer within %d hops of their "
+                "topic entity", len(split["train"]), len(split["test"]), len(train), args.hops)  # fmt: skip
+    return [run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
+            for method in args.method]  # fmt: skip
 
 
-def run_method(args, method, graph, train, test, command, repo_id) -> dict:
+def run_method(args, method, graph, train, validation, test, command, repo_id) -> dict:
     tokenizer, model, entity_table, relation_table = load_method(args, method, JaketModel, graph)
     qa = KGQuestionAnswering(model, entity_table, relation_table)
-    train, test = prepare(train, tokenizer, graph), prepare(test, tokenizer, graph)
+    train, validation, test = (prepare(questions, tokenizer, graph) for questions in (train, validation, test))
     uses_graph = graph if method != "lm" else None
 
+    def evaluate(model, questions):  # every candidate of every question
+        with precision(args, next(model.parameters()).device.type):
+            collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed)
+            return hits_at_1(model, questions, collator, args.per_device_eval_batch_size)
+
     run_name = f"{method}-{args.hops}hop-{args.kg_setting}"
-    training_args = training_arguments(args, run_name, ["answer_mask"], remove_unused_columns=False)
     collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
-    trainer = Trainer(model=qa, args=training_args, train_dataset=train, data_collator=collator)
-    trainer.train()
-    with precision(args, trainer.args.device.type):
-        scores = hits_at_1(qa, test, QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None,
-                                                      args.seed), args.per_device_eval_batch_size)  # fmt: skip
+    make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
+        model=qa, args=training_args, train_dataset=train, eval_dataset=validation, data_collator=collator,
+        head_learning_rate=args.head_learning_rate, head_names=("question_projection",),
+        score=lambda model, questions: evaluate(model, questions)["hits@1"],
+    )  # fmt: skip
+    chosen = select_on_validation(args, run_name, qa, args.learning_rate, make_trainer, len(train),
+                                  remove_unused_columns=False, label_names=["answer_mask"])  # fmt: skip
+    scores = evaluate(qa, test)
 
     setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
     folder = Path(args.output_dir) / f"{run_name}-seed{args.seed}"
@@ -233,8 +250,8 @@ def run_method(args, method, graph, train, test, command, repo_id) -> dict:
                     "metaqa", results, qa.entity_table, qa.relation_table, graph)  # fmt: skip
     save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")
     push_results(args, method, repo_id, folder)
-    record = {"task": "metaqa", "setting": setting,
-              "method": method, "seed": args.seed, "test_questions": len(test), **scores}  # fmt: skip
+    record = {"task": "metaqa", "setting": setting, "method": method, "seed": args.seed, "test_questions": len(test),
+              **scores, "chosen": chosen}  # fmt: skip
     return save_results(args, run_name, record)
 
 

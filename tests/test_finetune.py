@@ -165,8 +165,9 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
 def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     [record] = metaqa(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
                       + ["--hops", hops, "--kg_setting", kg_setting, "--max_train_questions", "32",
-                         "--max_test_questions", "40"])  # fmt: skip
+                         "--max_test_questions", "40", *QUICK])  # fmt: skip
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
+    assert record["chosen"]["steps"] == 3 and record["chosen"]["learning_rate"] == 5e-5
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
     assert 0.0 <= record["hits@1"] <= record["hits@1_reachable"] <= 1.0
 
@@ -208,12 +209,16 @@ def test_damaged_weights_are_named(pretrained, tmp_path):
 def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_checkpoint):
     from test_metaqa import CHAIN, write_metaqa
 
-    question = "who wrote films sharing a director with [M1]\tP2\n"
-    data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=question, hops_folders=("3-hop",))
+    questions = "who wrote films sharing a director with [M1]\tP2\nwho directed [M2]\tP1\n"
+    data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=questions, hops_folders=("3-hop",))
     [record] = metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
-                      + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
-    assert record["setting"] == "3-hop KG-Full" and record["test_questions"] == 1
-    assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # its answer is 3 hops away
+                      + ["--data_dir", str(data), "--hops", "3", *QUICK])  # fmt: skip
+    assert record["setting"] == "3-hop KG-Full" and record["test_questions"] == 2
+    assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # both answers are within 3 hops
+    data = write_metaqa(tmp_path / "one", kb=CHAIN, question=questions.splitlines()[0] + "\n", hops_folders=("3-hop",))
+    with pytest.raises(ValueError, match="1 training question with an answer within 3 hops: carving a validation"):
+        metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
+               + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
     with pytest.raises(ValueError, match="--hops must be at least 1, got 0"):
         metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"])
 

@@ -70,7 +70,7 @@ def write_metaqa(folder, kb="Kismet|directed_by|William Dieterle\n", question="w
         (folder / hops).mkdir(parents=True, exist_ok=True)
         for split in ("dev", "test"):
             (folder / hops / f"{split}.txt").write_text(question)
-            (folder / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n")
+            (folder / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n" * question.count("\n"))
     (folder / "kb.txt").write_text(kb)
     relations = ["directed by", "written by", "starred actors", "release year", "in language", "has tags",
                  "has genre", "has imdb votes", "has imdb rating"]  # fmt: skip

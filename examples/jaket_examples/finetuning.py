@@ -276,6 +276,9 @@ class ProtocolArguments:
                                                                "its steps): the steps grid"})  # fmt: skip
     head_learning_rate: float = field(default=1e-3, metadata={"help": "the classifier's rate, in every method and "
                                                                        "at every grid point"})  # fmt: skip
+    validation_share: float = field(default=0.2, metadata={"help": "share of the training labels (entities, "
+                                                                    "questions) held out to choose the settings on, "
+                                                                    "never the test's"})  # fmt: skip
 
     def __post_init__(self):
         super().__post_init__()
@@ -284,6 +287,8 @@ class ProtocolArguments:
                 raise ValueError(f"--{name} must be positive, got {getattr(self, name)}")
         if not self.learning_rate_grid or min(self.learning_rate_grid) <= 0:
             raise ValueError(f"--learning_rate_grid needs positive multipliers, got {self.learning_rate_grid}")
+        if not 0.0 < self.validation_share < 1.0:
+            raise ValueError(f"--validation_share must be in (0, 1), got {self.validation_share}")
 
 
 def carve_validation(entities: list, labels: list, share: float, seed: int):
@@ -318,12 +323,12 @@ class KeepBestOnValidation(TrainerCallback):
 
 
 class HeadRateTrainer(Trainer):
-    """A `Trainer` whose classification head (parameters under `classifier.`) learns at `head_learning_rate`, every
-    other trained parameter at `args.learning_rate`: a fresh head needs a rate of its own whatever the body's."""
+    """A `Trainer` whose task head (the modules named `head_names`) learns at `head_learning_rate`, every other
+    trained parameter at `args.learning_rate`: a fresh head needs a rate of its own whatever the body's."""
 
-    def __init__(self, *args, head_learning_rate: float, **kwargs):
+    def __init__(self, *args, head_learning_rate: float, head_names=("classifier",), **kwargs):
         super().__init__(*args, **kwargs)
-        self.head_learning_rate = head_learning_rate
+        self.head_learning_rate, self.head_names = head_learning_rate, set(head_names)
 
     def create_optimizer(self):
         if self.optimizer is None:
@@ -331,7 +336,7 @@ class HeadRateTrainer(Trainer):
             groups = {}
             for name, parameter in self.model.named_parameters():
                 if parameter.requires_grad:
-                    head = name.startswith("classifier.") or ".classifier." in name
+                    head = bool(self.head_names & set(name.split(".")))
                     groups.setdefault((head, name in decay), []).append(parameter)
             self.optimizer = torch.optim.AdamW(
                 [{"params": params, "lr": self.head_learning_rate if head else self.args.learning_rate,
@@ -342,8 +347,24 @@ class HeadRateTrainer(Trainer):
         return self.optimizer
 
 
+class ScoredTrainer(HeadRateTrainer):
+    """A `HeadRateTrainer` whose evaluation is a task's own: `score(model, eval_dataset)` (FewRel's episodes,
+    MetaQA's hits@1), reported as `eval_accuracy`."""
+
+    def __init__(self, *args, score, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.score = score
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        examples = self.eval_dataset if eval_dataset is None else eval_dataset
+        metrics = {f"{metric_key_prefix}_accuracy": self.score(self.model, examples)}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
 def select_on_validation(args, run_name: str, model, base_rate: float, make_trainer, num_train: int,
-                         **overrides) -> dict:  # fmt: skip
+                         label_names=("labels",), **overrides) -> dict:  # fmt: skip
     """Train `model` once per point of `args.learning_rate_grid` (times `base_rate`, the method's own rate) for the
     step budget, evaluating on validation `args.num_evaluations` times; leave `model` with the weights of the best
     (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
@@ -355,7 +376,7 @@ def select_on_validation(args, run_name: str, model, base_rate: float, make_trai
         model.load_state_dict(initial)
         rate = base_rate * multiplier
         training_args = training_arguments(
-            args, f"{run_name}-lr{rate:g}", ["labels"], learning_rate=rate, max_steps=steps, eval_strategy="steps",
+            args, f"{run_name}-lr{rate:g}", list(label_names), learning_rate=rate, max_steps=steps, eval_strategy="steps",
             eval_steps=max(1, math.ceil(steps / args.num_evaluations)), num_train_epochs=1, **overrides,
         )  # fmt: skip
         keeper = KeepBestOnValidation()
