@@ -26,6 +26,7 @@ import os
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -352,14 +353,16 @@ def pretraining_inputs(args, tokenizer, graph, forms) -> PretrainingInputs:
 def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
     WordNet, every word's senses (for disambiguation)."""
-    sense_index = synset_descriptions = None
+    sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(data_dir))
+        sense_counts = Counter((m["lemma"].lower().replace(" ", "_"), m["entity"])
+                               for mentions in data.text["mentions"][:] for m in mentions if m.get("lemma"))  # fmt: skip
         entities = data.kg["entities"]
         synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))
     sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
                                           args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed,
-                                          forms)  # fmt: skip
+                                          forms, sense_counts)  # fmt: skip
     outside = outside_graph(data.kg)
     if outside is not None:
         outside = prepare_outside_graph(outside, tokenizer, args.eval_outside_entities, tuple(args.fanouts),
@@ -392,6 +395,10 @@ CARD_RESULTS = {
     "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
     "wsd_most_frequent_sense_hits_at_1": ("entity-linking", "Word-sense disambiguation, first-sense baseline",
                                           "hits@1 of WordNet's first sense"),
+    "wsd_with_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation with the training text's sense prior",
+                                 "hits@1 among the senses of the lemma"),
+    "wsd_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation, the training text's sense prior alone",
+                            "hits@1 of the most frequent sense in the training text"),
     "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
     "outside_category_majority_accuracy": ("entity-classification", "Entity category, majority-class baseline",
                                            "accuracy"),

@@ -6,6 +6,7 @@ from jaket_examples.evaluation import (
     majority_share,
     prepare_heldout_sentences,
     prepare_outside_graph,
+    sense_log_prior,
     string_match_hits,
 )
 from jaket_examples.pretraining import PretrainingInputs
@@ -67,6 +68,27 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
                 "outside_category_accuracy", "outside_relation_type_accuracy"):  # fmt: skip
         assert 0.0 <= results[key] <= 1.0, key
     assert evaluation(model, memory, torch.device("cpu")) == results  # fixed masks: the same figures twice
+    assert "wsd_prior_hits_at_1" not in results  # no sense counts given
+
+
+def test_the_training_texts_sense_prior_ranks_senses_alone_and_with_the_head(bert_tokenizer):
+    kg = graph()
+    build = PretrainingInputs(bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1,
+                              num_random_negatives=2)  # fmt: skip
+    # the training text saw "dog" as frump (wrong here) and "bark" as bark-v (right) a billion times
+    counts = {("dog", "frump-n"): 10**9, ("bark", "bark-v"): 10**9}
+    sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2, sense_counts=counts)
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=len(bert_tokenizer), num_entity_categories=2, num_relation_types=2)
+    model = JaketForPreTraining(config)
+    memory = EntityContextMemory(4, 2, config.hidden_size)
+    results = PretrainingEvaluation(sentences, None, DESCRIPTIONS, bert_tokenizer)(model, memory, torch.device("cpu"))
+    assert results["wsd_prior_hits_at_1"] == 0.5
+    assert results["wsd_with_prior_hits_at_1"] == 0.5  # a prior this sure outweighs the head
+
+
+def test_sense_log_prior_is_add_one_smoothed():
+    torch.testing.assert_close(sense_log_prior([0, 2]), torch.tensor([0.25, 0.75]).log())
 
 
 def test_string_match_picks_at_random_among_the_candidates_whose_forms_match_the_mention():

@@ -7,7 +7,9 @@ entities outside the pre-training graph.
   lemma, one of them at random; any candidate at random where none matches);
 - word-sense disambiguation as entity linking: each removed mention whose lemma has two or more WordNet senses,
   linked by the masked-entity head among all senses of its lemma (every sense encoded by LM1 from its description),
-  beside WordNet's first-listed (most frequent) sense;
+  beside WordNet's first-listed (most frequent) sense; and, where the training text's sense counts are given, the
+  head's probabilities times the prior p(sense | lemma) from those counts (add-one smoothed), beside that prior
+  alone: an entity linker's usual alias prior, from the training text only;
 - entity-category accuracy on entities outside the pre-training graph, and relation-type accuracy on edges between
   them, every edge between a held pair hidden in both directions, each beside its majority class's.
 
@@ -40,6 +42,7 @@ class HeldoutSentences:
 
     batches: list = field(default_factory=list)  # (step inputs, [batch, removed] index into `senses` or -1)
     senses: list = field(default_factory=list)  # per removed ambiguous mention: (sense synset ids, true synset id)
+    sense_log_priors: list = field(default_factory=list)  # per ambiguous mention: log p(sense | lemma), or None
     string_match_hits: float = 0.0  # the string-match linker's expected hits over the removed mentions
 
 
@@ -52,11 +55,13 @@ def string_match_hits(mention_forms: set[str], candidates: list[int], forms: lis
 
 def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inputs: PretrainingInputs,
                               sense_index=None, max_length=128, batch_size=32, seed=0,
-                              forms: list[set[str]] | None = None) -> HeldoutSentences:  # fmt: skip
+                              forms: list[set[str]] | None = None, sense_counts=None) -> HeldoutSentences:  # fmt: skip
     """Tokenize the held-out rows with their mentions of `graph`'s entities, and draw once, with `seed`, what a
     training step would mask. With `sense_index` ({(lemma, pos): synset ids}) and mentions carrying a `lemma`, the
     removed mentions whose lemma has two or more senses are kept for disambiguation. `forms` (each entity's surface
-    forms, `data.surface_forms`; by default its name) are what the string-match floor matches mentions against."""
+    forms, `data.surface_forms`; by default its name) are what the string-match floor matches mentions against.
+    `sense_counts` ({(lemma, synset id): mentions in the training text}) gives each ambiguous mention its senses'
+    prior."""
     forms = forms if forms is not None else [{normalize_form(name)} for name in graph.entity_names]
     records, texts, spans = [], [], []
     for row in text:
@@ -95,8 +100,16 @@ def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inpu
             if len(senses) >= 2 and entity in senses:
                 sense_rows[tuple(position)] = len(prepared.senses)
                 prepared.senses.append((senses, entity))
+                prepared.sense_log_priors.append(None if sense_counts is None else sense_log_prior(
+                    [sense_counts.get((lemma.lower().replace(" ", "_"), s), 0) for s in senses]))  # fmt: skip
         prepared.batches.append((inputs, sense_rows))
     return prepared
+
+
+def sense_log_prior(counts: list[int]) -> torch.Tensor:
+    """log p(sense | lemma) from the senses' counts, add-one smoothed: a sense never seen keeps a little mass."""
+    counts = torch.tensor(counts, dtype=torch.float) + 1.0
+    return (counts / counts.sum()).log()
 
 
 @dataclass
@@ -169,7 +182,7 @@ class PretrainingEvaluation:
         if senses:
             table, row = self._sense_table(model)
         tokens = tokens_right = entities = entities_right = 0
-        linked_right = first_sense_right = 0
+        linked_right = first_sense_right = with_prior_right = prior_right = 0
         for inputs, sense_rows in tqdm(self.sentences.batches, desc="held-out sentences", leave=False):
             model_inputs = to_model_inputs(inputs, memory, device, self.relation_embeddings)
             num_candidates = model_inputs["masked_entity_candidate_embeddings"].shape[2]
@@ -197,6 +210,10 @@ class PretrainingEvaluation:
                 scores = logits[tuple(position)][num_candidates : num_candidates + len(synsets)]
                 linked_right += synsets[int(scores.argmax())] == true
                 first_sense_right += synsets[0] == true
+                log_prior = self.sentences.sense_log_priors[int(sense_rows[tuple(position)])]
+                if log_prior is not None:  # argmax keeps the first on a tie: WordNet's order
+                    with_prior_right += synsets[int((scores.log_softmax(-1) + log_prior).argmax())] == true
+                    prior_right += synsets[int(log_prior.argmax())] == true
         results = {
             "heldout_masked_tokens": tokens,
             "heldout_masked_token_accuracy": tokens_right / max(1, tokens),
@@ -210,6 +227,9 @@ class PretrainingEvaluation:
                 wsd_hits_at_1=linked_right / len(senses),
                 wsd_most_frequent_sense_hits_at_1=first_sense_right / len(senses),
             )
+            if self.sentences.sense_log_priors[0] is not None:
+                results.update(wsd_with_prior_hits_at_1=with_prior_right / len(senses),
+                               wsd_prior_hits_at_1=prior_right / len(senses))  # fmt: skip
         return results
 
     def _outside(self, model, memory, device):
