@@ -283,6 +283,9 @@ def test_the_head_learns_at_its_own_rate(tmp_path):
     rates = {id(p): group["lr"] for group in trainer.create_optimizer().param_groups for p in group["params"]}
     assert {rates[id(p)] for n, p in model.named_parameters() if n.startswith("classifier.")} == {1e-3}
     assert {rates[id(p)] for n, p in model.named_parameters() if not n.startswith("classifier.")} == {2e-5}
+    sgd = HeadRateTrainer(model=model, args=TrainingArguments(str(tmp_path), optim="sgd", use_cpu=True, report_to="none"),
+                          head_learning_rate=1e-3)  # fmt: skip
+    assert isinstance(sgd.create_optimizer(), torch.optim.SGD)  # --optim still chooses the optimizer
 
 
 def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):

@@ -338,11 +338,11 @@ class HeadRateTrainer(Trainer):
                 if parameter.requires_grad:
                     head = bool(self.head_names & set(name.split(".")))
                     groups.setdefault((head, name in decay), []).append(parameter)
-            self.optimizer = torch.optim.AdamW(
+            optimizer_class, settings = self.get_optimizer_cls_and_kwargs(self.args, self.model)  # --optim's
+            self.optimizer = optimizer_class(
                 [{"params": params, "lr": self.head_learning_rate if head else self.args.learning_rate,
                   "weight_decay": self.args.weight_decay if decayed else 0.0}
-                 for (head, decayed), params in sorted(groups.items())],
-                betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon,
+                 for (head, decayed), params in sorted(groups.items())], **settings,
             )  # fmt: skip
         return self.optimizer
 
