@@ -45,6 +45,7 @@ from jaket_examples.data import (
     surface_forms,
     tokenize_linked_text,
 )
+from jaket_examples.curve import HISTORY_NAME, record_evaluation
 from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
 from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
@@ -373,7 +374,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> Pr
 
 def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
     """Run the held-out evaluation on the main process (on every process, the same, when the model is sharded
-    across them); log it, and write `<output_dir>/eval_results.json`."""
+    across them); log it, write `<output_dir>/eval_results.json` and add it to the history and its curve."""
     accelerator.wait_for_everyone()
     if evaluation is not None:
         with accelerator.autocast():
@@ -381,6 +382,7 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
     if evaluation is not None and accelerator.is_main_process:
         logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        record_evaluation(output_dir, results)
         if report_to:
             accelerator.log({f"eval/{k}": v for k, v in results.items() if k != "step"}, step=step)
     accelerator.wait_for_everyone()
@@ -513,6 +515,8 @@ def main(argv=None):
         load_training_state(checkpoint, memory, schedule, progress, accelerator.num_processes)
         logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")
     else:
+        if accelerator.is_main_process:  # a new run starts a new history of held-out figures
+            (output_dir / HISTORY_NAME).unlink(missing_ok=True)
         refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
                        relation_descriptions, args.memory_batch_size)  # fmt: skip
         logger.info("entity context memory computed by LM1")

@@ -116,3 +116,14 @@ def test_the_string_match_floor_is_averaged_over_the_removed_mentions(bert_token
 def test_majority_share_is_the_most_frequent_labels_share():
     assert majority_share(torch.tensor([1, 1, 2, 0])) == 0.5
     assert majority_share(torch.tensor([3])) == 1.0
+
+
+def test_a_resumed_run_continues_the_history_from_its_step(tmp_path):
+    from jaket_examples.curve import record_evaluation
+
+    figures = {"heldout_masked_entity_hits_at_1": 0.5, "heldout_masked_entity_string_match_hits_at_1": 0.4}
+    for step in (100, 200, 300):
+        record_evaluation(tmp_path, {"step": step, **figures})
+    history = record_evaluation(tmp_path, {"step": 200, **figures, "heldout_masked_entity_hits_at_1": 0.6})
+    assert [(e["step"], e["heldout_masked_entity_hits_at_1"]) for e in history] == [(100, 0.5), (200, 0.6)]
+    assert (tmp_path / "eval_curve.png").stat().st_size > 1000

@@ -56,6 +56,14 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
 
 
+def test_held_out_figures_are_kept_at_every_evaluation_with_a_curve(pretrained):
+    out, _ = pretrained
+    history = json.loads((out / "eval_history.json").read_text())
+    assert [entry["step"] for entry in history] == [6, 12]
+    assert history[-1] == json.loads((out / "eval_results.json").read_text())
+    assert (out / "eval_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained, tiny_bert_checkpoint, datasets_cache):
     from evaluate_pretraining import main as evaluate_pretraining
 

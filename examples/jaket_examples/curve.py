@@ -1,0 +1,44 @@
+"""Pre-training's held-out figures over its steps: a JSON history and a PNG curve beside the model."""
+
+import json
+from pathlib import Path
+
+HISTORY_NAME, CURVE_NAME = "eval_history.json", "eval_curve.png"
+# the figures drawn, each with its floor (dashed, same colour)
+CURVES = {
+    "heldout_masked_token_accuracy": None,
+    "heldout_masked_entity_hits_at_1": "heldout_masked_entity_string_match_hits_at_1",
+    "wsd_hits_at_1": "wsd_most_frequent_sense_hits_at_1",
+    "outside_category_accuracy": "outside_category_majority_accuracy",
+    "outside_relation_type_accuracy": "outside_relation_type_majority_accuracy",
+}
+
+
+def record_evaluation(output_dir: Path, results: dict) -> list[dict]:
+    """Append `results` (with its `step`) to `<output_dir>/eval_history.json` and redraw `eval_curve.png`."""
+    path = Path(output_dir) / HISTORY_NAME
+    history = json.loads(path.read_text()) if path.is_file() else []
+    history = [entry for entry in history if entry["step"] < results["step"]] + [results]  # a resumed run goes on
+    path.write_text(json.dumps(history, indent=2) + "\n")
+    plot_history(history, Path(output_dir) / CURVE_NAME)
+    return history
+
+
+def plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(8, 5))
+    steps = [entry["step"] for entry in history]
+    for (key, floor), colour in zip(CURVES.items(), pyplot.rcParams["axes.prop_cycle"].by_key()["color"]):
+        if key in history[-1]:
+            axes.plot(steps, [100 * entry[key] for entry in history], marker="o", color=colour, label=key)
+        if floor and floor in history[-1]:
+            axes.plot(steps, [100 * entry[floor] for entry in history], linestyle="--", color=colour, label=floor)
+    axes.set(xlabel="pre-training step", ylabel="%", title="held-out figures (dashed: each one's floor)")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
