@@ -30,7 +30,7 @@ def plot_history(history: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(8, 5))
+    figure, axes = pyplot.subplots(figsize=(11, 5))
     steps = [entry["step"] for entry in history]
     for (key, floor), colour in zip(CURVES.items(), pyplot.rcParams["axes.prop_cycle"].by_key()["color"]):
         if key in history[-1]:
@@ -38,7 +38,7 @@ def plot_history(history: list[dict], path: Path) -> None:
         if floor and floor in history[-1]:
             axes.plot(steps, [100 * entry[floor] for entry in history], linestyle="--", color=colour, label=floor)
     axes.set(xlabel="pre-training step", ylabel="%", title="held-out figures (dashed: each one's floor)")
-    axes.legend(fontsize=7)
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))  # beside the curves, not over them
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
