@@ -388,25 +388,26 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
     accelerator.wait_for_everyone()
 
 
-# What the model card reports of eval_results.json: key -> (task type, task, metric).
+# What the model card reports of eval_results.json: key -> (task type, task, metric). The Hub's model-index groups
+# results by task type and dataset under one task name, so the metric names tell the results of one type apart.
 CARD_RESULTS = {
     "heldout_masked_token_accuracy": ("fill-mask", "Masked tokens", "masked-token accuracy"),
     "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among the training candidates"),
     "heldout_masked_entity_string_match_hits_at_1": ("entity-linking", "Masked entities, string-match baseline",
-                                                     "hits@1 among the training candidates"),
+                                                     "hits@1 of string matching among the training candidates"),
     "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
     "wsd_most_frequent_sense_hits_at_1": ("entity-linking", "Word-sense disambiguation, first-sense baseline",
                                           "hits@1 of WordNet's first sense"),
     "wsd_with_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation with the training text's sense prior",
-                                 "hits@1 among the senses of the lemma"),
+                                 "hits@1 among the senses of the lemma, times the training text's prior"),
     "wsd_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation, the training text's sense prior alone",
                             "hits@1 of the most frequent sense in the training text"),
     "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
     "outside_category_majority_accuracy": ("entity-classification", "Entity category, majority-class baseline",
-                                           "accuracy"),
+                                           "accuracy of the majority class"),
     "outside_relation_type_accuracy": ("relation-classification", "Relation type, held edges", "accuracy"),
     "outside_relation_type_majority_accuracy": ("relation-classification", "Relation type, majority-class baseline",
-                                                "accuracy"),
+                                                "accuracy of the majority class"),
 }  # fmt: skip
 
 
