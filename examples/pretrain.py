@@ -46,7 +46,12 @@ from jaket_examples.data import (
     tokenize_linked_text,
 )
 from jaket_examples.curve import HISTORY_NAME, record_evaluation
-from jaket_examples.evaluation import PretrainingEvaluation, prepare_heldout_sentences, prepare_outside_graph
+from jaket_examples.evaluation import (
+    PretrainingEvaluation,
+    lemma_key,
+    prepare_heldout_sentences,
+    prepare_outside_graph,
+)
 from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
@@ -357,7 +362,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> Pr
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(data_dir))
-        sense_counts = Counter((m["lemma"].lower().replace(" ", "_"), m["entity"])
+        sense_counts = Counter((lemma_key(m["lemma"]), m["entity"])
                                for mentions in data.text["mentions"][:] for m in mentions if m.get("lemma"))  # fmt: skip
         entities = data.kg["entities"]
         synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))

@@ -30,6 +30,11 @@ from .data import normalize_form
 from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
 
 
+def lemma_key(lemma: str) -> str:
+    """A lemma as WordNet's sense index keys it: lower case, words joined by underscores."""
+    return lemma.lower().replace(" ", "_")
+
+
 def _pos(synset_id: str) -> str:
     """WordNet's index files list adjective satellites ("-s") under "a"."""
     pos = synset_id.rsplit("-", 1)[1]
@@ -96,12 +101,12 @@ def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inpu
             prepared.string_match_hits += string_match_hits(surface, candidates, forms)
             if sense_index is None or lemma is None:
                 continue
-            senses = sense_index.get((lemma.lower().replace(" ", "_"), _pos(entity)), [])
+            senses = sense_index.get((lemma_key(lemma), _pos(entity)), [])
             if len(senses) >= 2 and entity in senses:
                 sense_rows[tuple(position)] = len(prepared.senses)
                 prepared.senses.append((senses, entity))
                 prepared.sense_log_priors.append(None if sense_counts is None else sense_log_prior(
-                    [sense_counts.get((lemma.lower().replace(" ", "_"), s), 0) for s in senses]))  # fmt: skip
+                    [sense_counts.get((lemma_key(lemma), s), 0) for s in senses]))  # fmt: skip
         prepared.batches.append((inputs, sense_rows))
     return prepared
 
