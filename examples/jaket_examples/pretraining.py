@@ -126,7 +126,8 @@ LOSS_INPUTS = {
     "relation_type": ("relation_head_index", "relation_tail_index", "relation_labels"),
 }
 TEXT_INPUTS = ("input_ids", "attention_mask")
-GRAPH_INPUTS = ("subgraph_entity_ids", "edge_index", "edge_type", "mention_entity_ids", "mention_starts", "mention_ends")
+MENTION_INPUTS = ("mention_entity_ids", "mention_starts", "mention_ends")  # text and graph both: gone with either
+GRAPH_INPUTS = ("subgraph_entity_ids", "edge_index", "edge_type", *MENTION_INPUTS)
 
 
 def select_losses(inputs: dict, losses: set[str]) -> dict:
@@ -137,7 +138,7 @@ def select_losses(inputs: dict, losses: set[str]) -> dict:
         raise ValueError(f"unknown losses {sorted(unknown)}; choose from {sorted(LOSS_INPUTS)}")
     dropped = {key for loss, keys in LOSS_INPUTS.items() if loss not in losses for key in keys}
     if not losses & {"masked_lm", "masked_entity"}:
-        dropped.update(TEXT_INPUTS, ("mention_entity_ids", "mention_starts", "mention_ends"))
+        dropped.update(TEXT_INPUTS, MENTION_INPUTS)
     if losses == {"masked_lm"}:
         dropped.update(GRAPH_INPUTS)
     return {key: value for key, value in inputs.items() if key not in dropped}
