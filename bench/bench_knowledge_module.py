@@ -51,8 +51,16 @@ def layer_step(variant, args, device):
 
     seconds = median_seconds(timed, repeats=args.repeats)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
-    return report("knowledge_module_layer", variant=variant, nodes=args.nodes, edges=args.edges, hidden=args.hidden,
-                  heads=args.heads, seconds=seconds, peak_memory_mib=round(peak, 1))  # fmt: skip
+    return report(
+        "knowledge_module_layer",
+        variant=variant,
+        nodes=args.nodes,
+        edges=args.edges,
+        hidden=args.hidden,
+        heads=args.heads,
+        seconds=seconds,
+        peak_memory_mib=round(peak, 1),
+    )
 
 
 def main():
@@ -72,13 +80,19 @@ def main():
     variants = ["jaket"]
     variants += ["pyg"] if importlib.util.find_spec("torch_geometric") else []
     variants += ["scatter"] if importlib.util.find_spec("torch_scatter") else []
-    sizes = [f"--{k}={getattr(args, k)}" for k in ("nodes", "edges", "relations", "hidden", "heads", "repeats", "device")]
+    sizes = [
+        f"--{k}={getattr(args, k)}" for k in ("nodes", "edges", "relations", "hidden", "heads", "repeats", "device")
+    ]
     results = {v: run_isolated("bench_knowledge_module", "--variant", v, *sizes) for v in variants}
     for record in results.values():
         print(json.dumps(record))
     for other in variants[1:]:
-        report("knowledge_module_layer_ratio", baseline=other, time_ratio=results[other]["seconds"] / results["jaket"]["seconds"],
-               memory_ratio=results[other]["peak_memory_mib"] / results["jaket"]["peak_memory_mib"])  # fmt: skip
+        report(
+            "knowledge_module_layer_ratio",
+            baseline=other,
+            time_ratio=results[other]["seconds"] / results["jaket"]["seconds"],
+            memory_ratio=results[other]["peak_memory_mib"] / results["jaket"]["peak_memory_mib"],
+        )
     if len(variants) == 1:
         print("torch_geometric is not installed: pip install torch-geometric==2.8.1 to compare with GATConv")
 

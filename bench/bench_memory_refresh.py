@@ -11,10 +11,10 @@ import argparse
 import time
 
 import torch
-from jaket_examples.data import default_backbone, default_data_dir, description_inputs, load_pretraining_data
 from transformers import AutoModel, AutoTokenizer
 
 from bench.common import report
+from jaket_examples.data import default_backbone, default_data_dir, description_inputs, load_pretraining_data
 from modeling_jaket import EntityContextMemory, JaketModel
 from modeling_jaket.memory import pad_batch
 
@@ -70,11 +70,18 @@ def main():
     descriptions, _ = description_inputs(tokenizer, graph)
     model = JaketModel.from_backbone(backbone)
     lm1 = AutoModel.from_pretrained(backbone, num_hidden_layers=model.config.num_lm1_layers).eval()
-    encode = sentence_transformer_encode(backbone, model.config.num_lm1_layers, graph.entity_descriptions,
-                                         args.batch_size, max(len(ids) for ids in descriptions["input_ids"]))  # fmt: skip
-    runs = {"refresh": lambda: EntityContextMemory.compute(model, descriptions, args.batch_size),
-            "plain_lm1": lambda: plain_lm1(lm1, descriptions, args.batch_size),
-            "sentence_transformers": encode}  # fmt: skip
+    encode = sentence_transformer_encode(
+        backbone,
+        model.config.num_lm1_layers,
+        graph.entity_descriptions,
+        args.batch_size,
+        max(len(ids) for ids in descriptions["input_ids"]),
+    )
+    runs = {
+        "refresh": lambda: EntityContextMemory.compute(model, descriptions, args.batch_size),
+        "plain_lm1": lambda: plain_lm1(lm1, descriptions, args.batch_size),
+        "sentence_transformers": encode,
+    }
     times = {name: [] for name in runs}
     for _ in range(args.repeats):  # interleaved, so that all see the same machine load
         for name, run in runs.items():
@@ -86,13 +93,18 @@ def main():
     flops = encoder_flops(model.config, model.config.num_lm1_layers, lengths)
     refresh_flops_per_second = flops * rate["refresh"] / graph.num_entities
     peak = matmul_flops_per_second()
-    report("memory_refresh", entities=graph.num_entities, refresh_entities_per_second=rate["refresh"],
-           plain_lm1_entities_per_second=rate["plain_lm1"],
-           sentence_transformers_entities_per_second=rate["sentence_transformers"],
-           refresh_speedup_over_plain=rate["refresh"] / rate["plain_lm1"],
-           refresh_speedup_over_sentence_transformers=rate["refresh"] / rate["sentence_transformers"],
-           refresh_gflops_per_second=refresh_flops_per_second / 1e9, matmul_gflops_per_second=peak / 1e9,
-           fraction_of_matmul_rate=refresh_flops_per_second / peak)  # fmt: skip
+    report(
+        "memory_refresh",
+        entities=graph.num_entities,
+        refresh_entities_per_second=rate["refresh"],
+        plain_lm1_entities_per_second=rate["plain_lm1"],
+        sentence_transformers_entities_per_second=rate["sentence_transformers"],
+        refresh_speedup_over_plain=rate["refresh"] / rate["plain_lm1"],
+        refresh_speedup_over_sentence_transformers=rate["refresh"] / rate["sentence_transformers"],
+        refresh_gflops_per_second=refresh_flops_per_second / 1e9,
+        matmul_gflops_per_second=peak / 1e9,
+        fraction_of_matmul_rate=refresh_flops_per_second / peak,
+    )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ import argparse
 import time
 
 import torch
-from jaket_examples.data import default_backbone, default_data_dir, description_inputs, pretraining_graph
 from transformers import AutoTokenizer
 
 import datasets_scripts
 from bench.common import median_seconds, report
+from jaket_examples.data import default_backbone, default_data_dir, description_inputs, pretraining_graph
 from modeling_jaket import EntityContextMemory, JaketConfig, JaketModel, KnowledgeGraph, KnowledgeModule
 
 
@@ -38,8 +38,16 @@ def main():
     kg = datasets_scripts.load("wordnet_semcor", default_data_dir())
     full = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"])
     seconds, edges = sampling(full, args.roots, args.repeats)
-    report("subgraph_sampling", entities=full.num_entities, triples=full.num_triples, roots=args.roots,
-           fanouts=[10, 10], edges_per_subgraph=edges, seconds=seconds, edges_per_second=edges / seconds)  # fmt: skip
+    report(
+        "subgraph_sampling",
+        entities=full.num_entities,
+        triples=full.num_triples,
+        roots=args.roots,
+        fanouts=[10, 10],
+        edges_per_subgraph=edges,
+        seconds=seconds,
+        edges_per_second=edges / seconds,
+    )
 
     text = datasets_scripts.load("wordnet_semcor", default_data_dir(), config_name="text")["train"]
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
@@ -55,25 +63,36 @@ def main():
         relations = torch.randn(graph.num_relations, table.shape[1])
         generator = torch.Generator().manual_seed(0)
 
-        def graph_step():
+        def graph_step(graph=graph, table=table, relations=relations, generator=generator):
             subgraph = graph.sample_subgraph(graph.sample_roots(args.roots, generator=generator), (10, 10), generator)
             with torch.no_grad():
                 module(table[subgraph.entity_ids], relations, subgraph.edge_index, subgraph.edge_type)
 
         step = median_seconds(graph_step, args.repeats)
         rates.append(graph.num_entities / refresh)
-        report("scaling", entities=graph.num_entities, triples=graph.num_triples, refresh_seconds=refresh,
-               graph_step_seconds=step, memory_table_mib=table.numel() * 4 / 2**20)  # fmt: skip
+        report(
+            "scaling",
+            entities=graph.num_entities,
+            triples=graph.num_triples,
+            refresh_seconds=refresh,
+            graph_step_seconds=step,
+            memory_table_mib=table.numel() * 4 / 2**20,
+        )
 
     rate = sum(rates) / len(rates)
     paper_entities, hidden = 3_660_000, 768
-    report("paper_setting_estimate", entities=paper_entities, triples=20_000_000,
-           memory_table_gib_float32=paper_entities * hidden * 4 / 2**30,
-           memory_table_gib_bfloat16=paper_entities * hidden * 2 / 2**30,
-           csr_gib_int64=(20_000_000 * 2 + paper_entities + 1) * 8 / 2**30,
-           refresh_hours_at_measured_rate=paper_entities / rate / 3600, measured_entities_per_second=rate,
-           note="measured rate is this machine's, with the embedded default's 3-layer, 384-wide LM1; RoBERTa-base's "
-                "6-layer, 768-wide LM1 does about 8x the work per description (twice the layers, four times per layer)")  # fmt: skip
+    report(
+        "paper_setting_estimate",
+        entities=paper_entities,
+        triples=20_000_000,
+        memory_table_gib_float32=paper_entities * hidden * 4 / 2**30,
+        memory_table_gib_bfloat16=paper_entities * hidden * 2 / 2**30,
+        csr_gib_int64=(20_000_000 * 2 + paper_entities + 1) * 8 / 2**30,
+        refresh_hours_at_measured_rate=paper_entities / rate / 3600,
+        measured_entities_per_second=rate,
+        note="measured rate is this machine's, with the embedded default's 3-layer, 384-wide LM1; RoBERTa-base's "
+        "6-layer, 768-wide LM1 does about 8x the work per description (twice the layers, four times per layer)",
+    )
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ transformers' BertForMaskedLM, and JAKET's own step without graph inputs.
 import argparse
 
 import torch
-from jaket_examples.data import default_backbone
-from jaket_examples.pretraining import to_model_inputs
 from transformers import AutoModelForMaskedLM
 
 from bench.common import median_seconds, pretraining_setup, report
+from jaket_examples.data import default_backbone
+from jaket_examples.pretraining import to_model_inputs
 from modeling_jaket.memory import pad_batch
 
 
@@ -22,7 +22,9 @@ def on_the_fly_inputs(model, inputs, descriptions, pad_token_id):
     entity_descriptions, relation_descriptions = descriptions
     inputs = dict(inputs)
     candidates = inputs.pop("masked_entity_candidate_ids")
-    needed, inverse = torch.unique(torch.cat([inputs["subgraph_entity_ids"], candidates.reshape(-1)]), return_inverse=True)
+    needed, inverse = torch.unique(
+        torch.cat([inputs["subgraph_entity_ids"], candidates.reshape(-1)]), return_inverse=True
+    )
 
     def encode(texts, ids):
         input_ids, attention_mask = pad_batch([texts["input_ids"][i] for i in ids.tolist()], pad_token_id)
@@ -34,7 +36,9 @@ def on_the_fly_inputs(model, inputs, descriptions, pad_token_id):
     count = inputs["subgraph_entity_ids"].numel()
     inputs["entity_init_embeddings"] = embeddings[inverse[:count]]
     inputs["masked_entity_candidate_embeddings"] = embeddings[inverse[count:]].view(*candidates.shape, -1)
-    inputs["relation_embeddings"] = encode(relation_descriptions, torch.arange(len(relation_descriptions["input_ids"])))
+    inputs["relation_embeddings"] = encode(
+        relation_descriptions, torch.arange(len(relation_descriptions["input_ids"]))
+    )
     return {k: v for k, v in inputs.items() if v is not None}
 
 
@@ -44,7 +48,9 @@ def main():
     parser.add_argument("--max_entities", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    model, tokenizer, graph, memory, descriptions, batches = pretraining_setup(args.max_entities, batch_size=args.batch_size)
+    model, tokenizer, graph, memory, descriptions, batches = pretraining_setup(
+        args.max_entities, batch_size=args.batch_size
+    )
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     mlm = AutoModelForMaskedLM.from_pretrained(default_backbone()).train()
@@ -76,18 +82,31 @@ def main():
         mlm_optimizer.zero_grad()
 
     with_memory = median_seconds(lambda: step(lambda b: to_model_inputs(b, memory, "cpu")), args.repeats * 3)
-    on_the_fly = median_seconds(lambda: step(lambda b: on_the_fly_inputs(model, b, descriptions, tokenizer.pad_token_id)),
-                                args.repeats)  # fmt: skip
+    on_the_fly = median_seconds(
+        lambda: step(lambda b: on_the_fly_inputs(model, b, descriptions, tokenizer.pad_token_id)), args.repeats
+    )
     plain = median_seconds(mlm_step, args.repeats * 3)
     text_only = median_seconds(text_only_step, args.repeats * 3)
     entities = sum(b["subgraph_entity_ids"].numel() for b in batches) / len(batches)
-    report("memory_vs_on_the_fly_step", batch_size=args.batch_size, mean_subgraph_entities=round(entities),
-           step_seconds_with_memory=with_memory, step_seconds_on_the_fly=on_the_fly, speedup=on_the_fly / with_memory)  # fmt: skip
+    report(
+        "memory_vs_on_the_fly_step",
+        batch_size=args.batch_size,
+        mean_subgraph_entities=round(entities),
+        step_seconds_with_memory=with_memory,
+        step_seconds_on_the_fly=on_the_fly,
+        speedup=on_the_fly / with_memory,
+    )
     # transformers' BertForMaskedLM scores every position against the vocabulary; JAKET's head scores the masked
     # ones only, so the knowledge overhead proper is measured against JAKET's own text-only step.
-    report("jaket_vs_mlm_step", batch_size=args.batch_size, jaket_step_seconds=with_memory,
-           bert_for_masked_lm_step_seconds=plain, jaket_text_only_step_seconds=text_only,
-           overhead_vs_bert_for_masked_lm=with_memory / plain, overhead_vs_text_only=with_memory / text_only)  # fmt: skip
+    report(
+        "jaket_vs_mlm_step",
+        batch_size=args.batch_size,
+        jaket_step_seconds=with_memory,
+        bert_for_masked_lm_step_seconds=plain,
+        jaket_text_only_step_seconds=text_only,
+        overhead_vs_bert_for_masked_lm=with_memory / plain,
+        overhead_vs_text_only=with_memory / text_only,
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ def report(benchmark: str, **figures) -> dict:
 
 
 def run_isolated(module: str, *args: str) -> dict:
-    """Run `python -m bench.<module> args` in a fresh process (so peak memory is its own) and return its last record."""
-    result = subprocess.run([sys.executable, "-m", f"bench.{module}", *args], capture_output=True, text=True, check=False)
+    """Run `python -m bench.<module> args` in a fresh process (so peak memory is its own); return its last record."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args], capture_output=True, text=True, check=False
+    )
     if result.returncode != 0:
         raise RuntimeError(f"bench.{module} {' '.join(args)} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -52,27 +54,37 @@ def run_isolated(module: str, *args: str) -> dict:
 def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, backbone=None):
     """The embedded default's data and model, as examples/pretrain.py builds them: (model, tokenizer, graph, memory,
     descriptions, batches of PretrainingInputs)."""
-    from jaket_examples.data import default_backbone, default_data_dir, description_inputs, load_pretraining_data
-    from jaket_examples.data import tokenize_linked_text
-    from jaket_examples.pretraining import PretrainingInputs
     from transformers import AutoTokenizer
 
+    from jaket_examples.data import (
+        default_backbone,
+        default_data_dir,
+        description_inputs,
+        load_pretraining_data,
+        tokenize_linked_text,
+    )
+    from jaket_examples.pretraining import PretrainingInputs
     from modeling_jaket import EntityContextMemory, JaketForPreTraining
     from tokenization import DataCollatorWithMentions
 
     backbone = backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
-    data = load_pretraining_data("wordnet_semcor", default_data_dir(), max_entities=max_entities, max_text_samples=max_texts)
+    data = load_pretraining_data(
+        "wordnet_semcor", default_data_dir(), max_entities=max_entities, max_text_samples=max_texts
+    )
     graph, text = data.graph, data.text
     dataset = tokenize_linked_text(text, tokenizer, graph, 128).with_format("python")
-    model = JaketForPreTraining.from_backbone(backbone, num_entity_categories=len(graph.category_names),
-                                              num_relation_types=graph.num_relations)  # fmt: skip
+    model = JaketForPreTraining.from_backbone(
+        backbone, num_entity_categories=len(graph.category_names), num_relation_types=graph.num_relations
+    )
     descriptions = description_inputs(tokenizer, graph)
     memory = EntityContextMemory(graph.num_entities, graph.num_relations, model.config.hidden_size)
     memory.refresh(model, *descriptions)
     collate = DataCollatorWithMentions(tokenizer.pad_token_id)
     build = PretrainingInputs(tokenizer, graph)
     generator = torch.Generator().manual_seed(seed)
-    batches = [build(collate([dataset[i] for i in range(start, start + batch_size)]), generator)
-               for start in range(0, batch_size * 8, batch_size)]  # fmt: skip
+    batches = [
+        build(collate([dataset[i] for i in range(start, start + batch_size)]), generator)
+        for start in range(0, batch_size * 8, batch_size)
+    ]
     return model, tokenizer, graph, memory, descriptions, batches

@@ -16,7 +16,6 @@ from .user_kg import UserKG
 from .wikipedia_wikidata import WikipediaWikidata
 from .wordnet_semcor import WordNetSemcor
 
-
 BUILDERS = {
     "wordnet_semcor": WordNetSemcor,
     "wikipedia_wikidata": WikipediaWikidata,
@@ -56,7 +55,9 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
 
 def _prepare(builder_class, config_name, data_dir, cache_dir, config):
     config = {"source_fingerprint": source_fingerprint(data_dir), **config}
-    builder = builder_class(config_name=config_name, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config)
+    builder = builder_class(
+        config_name=config_name, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config
+    )
     try:
         builder.download_and_prepare()
     except datasets.exceptions.DatasetGenerationError as error:

@@ -14,7 +14,6 @@ from pathlib import Path
 import datasets
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 ENTITY_FEATURES = datasets.Features(
@@ -117,7 +116,9 @@ DAMAGED = (EOFError, OSError, zlib.error)
 
 
 def _damaged(path, where: str, error: Exception) -> DataFormatError:
-    what = "the compressed file ends too early (truncated?)" if isinstance(error, EOFError) else f"unreadable ({error})"
+    what = (
+        "the compressed file ends too early (truncated?)" if isinstance(error, EOFError) else f"unreadable ({error})"
+    )
     return DataFormatError(f"{path}, {where}: {what}")
 
 

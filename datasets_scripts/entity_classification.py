@@ -14,7 +14,6 @@ import datasets
 from .common import SourceConfig, entity_features
 from .wordnet import find_wordnet, read_lexnames, read_wordnet, split_heldout
 
-
 SPLIT_SHARES = {"train": 0.2, "validation": 0.2, "test": 0.6}
 
 
@@ -60,5 +59,13 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
     def _generate_examples(self, wordnet, indices):
         for i in indices:
             synset = wordnet.synsets[i]
-            yield i, {"id": synset.id, "name": synset.name, "description": synset.description,
-                      "category": synset.category, "part": "heldout"}  # fmt: skip
+            yield (
+                i,
+                {
+                    "id": synset.id,
+                    "name": synset.name,
+                    "description": synset.description,
+                    "category": synset.category,
+                    "part": "heldout",
+                },
+            )

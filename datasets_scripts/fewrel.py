@@ -21,10 +21,11 @@ from tokenization import words_to_text
 
 from .common import MENTION_FEATURE, DataFormatError, SourceConfig, load_json, locate
 
-
 URL = "https://github.com/thunlp/FewRel/tree/master/data"
 FILES = {"instances": "val_wiki.json", "relations": "pid2name.json"}
-DOWNLOAD_URLS = {key: f"https://raw.githubusercontent.com/thunlp/FewRel/master/data/{name}" for key, name in FILES.items()}
+DOWNLOAD_URLS = {
+    key: f"https://raw.githubusercontent.com/thunlp/FewRel/master/data/{name}" for key, name in FILES.items()
+}
 
 INSTANCE = {
     "id": datasets.Value("string"),
@@ -86,14 +87,21 @@ class FewRel(datasets.GeneratorBasedBuilder):
             features = INSTANCE
         elif self.config.form == "episodes":
             labelled = {**INSTANCE, "label": datasets.Value("int32")}
-            features = {"episode": datasets.Value("int32"), "relations": datasets.List(datasets.Value("string")),
-                        "support": datasets.List(labelled), "queries": datasets.List(labelled)}  # fmt: skip
+            features = {
+                "episode": datasets.Value("int32"),
+                "relations": datasets.List(datasets.Value("string")),
+                "support": datasets.List(labelled),
+                "queries": datasets.List(labelled),
+            }
         elif self.config.form == "pair":
             features = {
-                "episode": datasets.Value("int32"), "query": INSTANCE, "support": INSTANCE,
-                "query_label": datasets.Value("int32"), "support_label": datasets.Value("int32"),
+                "episode": datasets.Value("int32"),
+                "query": INSTANCE,
+                "support": INSTANCE,
+                "query_label": datasets.Value("int32"),
+                "support_label": datasets.Value("int32"),
                 "label": datasets.ClassLabel(names=["different", "same"]),
-            }  # fmt: skip
+            }
         else:
             raise ValueError(f"fewrel: form must be 'instances', 'episodes' or 'pair', got {self.config.form!r}")
         return datasets.DatasetInfo(description=__doc__, features=datasets.Features(features), homepage=URL)
@@ -113,7 +121,9 @@ class FewRel(datasets.GeneratorBasedBuilder):
         random.Random(self.config.seed).shuffle(relations)
         splits = {"train": relations[count:], "test": relations[:count]}
         return [
-            datasets.SplitGenerator(name=name, gen_kwargs={"by_relation": {r: by_relation[r] for r in rels}, "split": name})
+            datasets.SplitGenerator(
+                name=name, gen_kwargs={"by_relation": {r: by_relation[r] for r in rels}, "split": name}
+            )
             for name, rels in splits.items()
         ]
 
@@ -141,12 +151,17 @@ class FewRel(datasets.GeneratorBasedBuilder):
                 continue
             for q, query in enumerate(queries):
                 for s, candidate in enumerate(support):
-                    yield f"{number}-{q}-{s}", {
-                        "episode": number,
-                        "query": _strip_label(query), "support": _strip_label(candidate),
-                        "query_label": query["label"], "support_label": candidate["label"],
-                        "label": int(query["label"] == candidate["label"]),
-                    }  # fmt: skip
+                    yield (
+                        f"{number}-{q}-{s}",
+                        {
+                            "episode": number,
+                            "query": _strip_label(query),
+                            "support": _strip_label(candidate),
+                            "query_label": query["label"],
+                            "support_label": candidate["label"],
+                            "label": int(query["label"] == candidate["label"]),
+                        },
+                    )
 
 
 def _strip_label(instance):
@@ -177,7 +192,9 @@ def read_fewrel(instances_path, relations_path) -> dict[str, list[dict]]:
     by_relation = {}
     for relation, instances in raw.items():
         name = names.get(relation, [relation])[0]
-        by_relation[relation] = [_instance(instances_path, relation, i, item, name) for i, item in enumerate(instances)]
+        by_relation[relation] = [
+            _instance(instances_path, relation, i, item, name) for i, item in enumerate(instances)
+        ]
     return by_relation
 
 
@@ -190,5 +207,10 @@ def _instance(path, relation, index, item, relation_name):
     except (KeyError, IndexError, TypeError, ValueError) as error:
         raise DataFormatError(f"{path}: instance {index} of relation {relation} is malformed ({error!r})") from None
     mentions = [{"start": s, "end": e, "entity": q} for (s, e), q in zip(char_spans, entities)]
-    return {"id": f"{relation}-{index}", "relation": relation, "relation_name": relation_name, "text": text,
-            "mentions": mentions}  # fmt: skip
+    return {
+        "id": f"{relation}-{index}",
+        "relation": relation,
+        "relation_name": relation_name,
+        "text": text,
+        "mentions": mentions,
+    }

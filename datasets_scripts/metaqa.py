@@ -3,9 +3,9 @@
 Configs:
 - `entities`, `relations`, `triples`: the KB. An entity's description is one question (from the `validation`
   files, never `test`) that mentions it, as the paper does; an entity no such question mentions is described by
-  its name alone (never by a triple: the memory would then hold an answer's edge). Categories are the entity's role in the KB (movie,
-  person, year, ...). With `kg_setting="half"` each triple is dropped with probability 0.5 (seeded): the paper's
-  KG-50%.
+  its name alone (never by a triple: the memory would then hold an answer's edge). Categories are the entity's role
+  in the KB (movie, person, year, ...). With `kg_setting="half"` each triple is dropped with probability 0.5
+  (seeded): the paper's KG-50%.
 - `1-hop`, `2-hop`, `3-hop`, and any `k-hop` whose folder `k-hop/` is in the data directory: the vanilla
   questions, splits `validation` (train on it: no training questions are available) and `test`. Each has its topic
   entity (from the brackets) as a mention, its answers, its candidates (every entity within k hops of the topic in
@@ -34,16 +34,21 @@ from .common import (
     read_lines,
 )
 
-
 URL = "https://github.com/yuyuz/MetaQA"
 KB_FILES = {"kb": "kb.txt", "relation_text": "relation2text.txt"}
 SPLITS = {"validation": "dev", "test": "test"}
 CATEGORIES = ["movie", "person", "year", "language", "tag", "genre", "votes", "rating"]
 TAIL_CATEGORY = {
-    "directed_by": "person", "written_by": "person", "starred_actors": "person", "release_year": "year",
-    "in_language": "language", "has_tags": "tag", "has_genre": "genre", "has_imdb_votes": "votes",
+    "directed_by": "person",
+    "written_by": "person",
+    "starred_actors": "person",
+    "release_year": "year",
+    "in_language": "language",
+    "has_tags": "tag",
+    "has_genre": "genre",
+    "has_imdb_votes": "votes",
     "has_imdb_rating": "rating",
-}  # fmt: skip
+}
 TOPIC = re.compile(r"\[([^\]]+)\]")
 HOPS_NAME = re.compile(r"^([0-9]+)-hop$")
 
@@ -106,13 +111,18 @@ class MetaQA(datasets.GeneratorBasedBuilder):
             "triples": TRIPLE_FEATURES,
         }.get(self.config.name)
         if features is None:
-            features = datasets.Features({
-                "id": datasets.Value("string"), "question": datasets.Value("string"),
-                "topic": datasets.Value("string"), "mentions": MENTION_FEATURE,
-                "answers": datasets.List(datasets.Value("string")),
-                "candidates": datasets.List(datasets.Value("int32")),
-                "question_type": datasets.Value("string"), "reachable": datasets.Value("bool"),
-            })  # fmt: skip
+            features = datasets.Features(
+                {
+                    "id": datasets.Value("string"),
+                    "question": datasets.Value("string"),
+                    "topic": datasets.Value("string"),
+                    "mentions": MENTION_FEATURE,
+                    "answers": datasets.List(datasets.Value("string")),
+                    "candidates": datasets.List(datasets.Value("int32")),
+                    "question_type": datasets.Value("string"),
+                    "reachable": datasets.Value("bool"),
+                }
+            )
         return datasets.DatasetInfo(description=__doc__, features=features, homepage=URL)
 
     def _split_generators(self, dl_manager):
@@ -120,8 +130,14 @@ class MetaQA(datasets.GeneratorBasedBuilder):
             files = {**KB_FILES, **question_files(self.config.hops)}
         elif self.config.name == "entities":  # descriptions come from every k-hop folder's dev questions
             hops = hops_present(self.config.data_dir) or [1, 2]  # none: locate() names what to place where
-            files = {**KB_FILES, **{f"{k}-hop-dev{suffix}": f"{k}-hop/{relative}" for k in hops
-                                   for suffix, relative in (("", "dev.txt"), ("-qtype", "qa_dev_qtype.txt"))}}  # fmt: skip
+            files = {
+                **KB_FILES,
+                **{
+                    f"{k}-hop-dev{suffix}": f"{k}-hop/{relative}"
+                    for k in hops
+                    for suffix, relative in (("", "dev.txt"), ("-qtype", "qa_dev_qtype.txt"))
+                },
+            }
         else:
             files = KB_FILES
         paths = locate(self.config.data_dir, "metaqa", URL, files)
@@ -137,8 +153,16 @@ class MetaQA(datasets.GeneratorBasedBuilder):
         if self.config.name == "entities":
             descriptions = sample_descriptions(paths, kb, self.config.seed)
             for i, name in enumerate(kb.entities):
-                yield i, {"id": name, "name": name, "description": descriptions[i],
-                          "category": kb.categories[i], "part": "all"}  # fmt: skip
+                yield (
+                    i,
+                    {
+                        "id": name,
+                        "name": name,
+                        "description": descriptions[i],
+                        "category": kb.categories[i],
+                        "part": "all",
+                    },
+                )
         elif self.config.name == "relations":
             for relation, text in read_relation_texts(paths["relation_text"], kb.relations).items():
                 yield relation, {"id": relation, "name": relation.replace("_", " "), "description": text}
@@ -156,8 +180,15 @@ class MetaQA(datasets.GeneratorBasedBuilder):
                     question = {**question, "mentions": []}
                 candidates = kb.neighbourhood(topic, hops) if topic is not None else []
                 names = {kb.entities[c] for c in candidates}
-                yield number, {**question, "id": f"{hops}-hop-{key}-{number}", "candidates": candidates,
-                               "reachable": any(a in names for a in question["answers"])}  # fmt: skip
+                yield (
+                    number,
+                    {
+                        **question,
+                        "id": f"{hops}-hop-{key}-{number}",
+                        "candidates": candidates,
+                        "reachable": any(a in names for a in question["answers"]),
+                    },
+                )
             drops.report()
 
 
@@ -229,11 +260,16 @@ def read_questions(path, qtype_path):
         start, end = match.start(), match.start() + len(match.group(1))
         if number > len(types):
             raise format_error(qtype_path, len(types), f"has {len(types)} lines, fewer than {path}")
-        yield number, {
-            "question": text, "topic": match.group(1),
-            "mentions": [{"start": start, "end": end, "entity": match.group(1)}],
-            "answers": answers.split("|"), "question_type": types[number - 1],
-        }  # fmt: skip
+        yield (
+            number,
+            {
+                "question": text,
+                "topic": match.group(1),
+                "mentions": [{"start": start, "end": end, "entity": match.group(1)}],
+                "answers": answers.split("|"),
+                "question_type": types[number - 1],
+            },
+        )
     if count != len(types):
         raise format_error(qtype_path, len(types), f"has {len(types)} lines but {path} has {count}")
 

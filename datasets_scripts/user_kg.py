@@ -31,7 +31,6 @@ from .common import (
 )
 from .entity_classification import SPLIT_SHARES
 
-
 COLUMNS = {
     "entities": (("id", "name", "description"), ("category",)),
     "relations": (("id", "name", "description"), ()),
@@ -153,14 +152,24 @@ def read_kg(data_dir) -> UserKGFiles:
         seen = {}
         for number, row in read_rows(files[kind], kind):
             if row["id"] in seen:
-                raise format_error(files[kind], number, f"id {row['id']!r} was given before, on line {seen[row['id']]}")
+                raise format_error(
+                    files[kind], number, f"id {row['id']!r} was given before, on line {seen[row['id']]}"
+                )
             seen[row["id"]] = number
             rows.append(row)
         positions[kind] = seen
     names = category_names(entities)
     category_index = {name: i for i, name in enumerate(names)}
-    entities = [{"id": row["id"], "name": row["name"], "description": row["description"],
-                 "category": category_index.get(row.get("category") or "", -1), "part": "all"} for row in entities]  # fmt: skip
+    entities = [
+        {
+            "id": row["id"],
+            "name": row["name"],
+            "description": row["description"],
+            "category": category_index.get(row.get("category") or "", -1),
+            "part": "all",
+        }
+        for row in entities
+    ]
     triples = []
     for number, row in read_rows(files["triples"], "triples"):
         for column, kind in (("head", "entities"), ("relation", "relations"), ("tail", "entities")):

@@ -41,7 +41,6 @@ from .common import (
     read_lines,
 )
 
-
 WIKIDATA_URL = "https://dumps.wikimedia.org/wikidatawiki/entities/latest-all.json.bz2"
 WIKIPEDIA_URL = "https://dumps.wikimedia.org/enwiki/latest/enwiki-latest-pages-articles.xml.bz2"
 LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.S)
@@ -103,12 +102,17 @@ def _item_claims(entity, path, number):
     names the file, line, entity and property."""
     claims = entity.get("claims") or {}
     if not isinstance(claims, dict):
-        raise format_error(path, number, f"entity {entity['id']}: claims must be an object, got {type(claims).__name__}")
+        raise format_error(
+            path, number, f"entity {entity['id']}: claims must be an object, got {type(claims).__name__}"
+        )
     for property_id, statements in claims.items():
         for statement in statements if isinstance(statements, list) else [statements]:
             if not isinstance(statement, dict) or not isinstance(statement.get("mainsnak", {}), dict):
-                raise format_error(path, number, f"entity {entity['id']}, claim {property_id}: not a statement object "
-                                                 f"({statement!r:.60})")  # fmt: skip
+                raise format_error(
+                    path,
+                    number,
+                    f"entity {entity['id']}, claim {property_id}: not a statement object ({statement!r:.60})",
+                )
             value = (statement.get("mainsnak", {}).get("datavalue") or {}).get("value")
             if isinstance(value, dict) and value.get("entity-type") == "item" and "id" in value:
                 yield property_id, value["id"]
@@ -138,12 +142,17 @@ class WikiKG:
 
 
 @functools.lru_cache(maxsize=2)
-def read_wiki_kg(dump: Path, wikipedia: Path, min_neighbours: int, min_mentions: int, description_tokens: int) -> WikiKG:
+def read_wiki_kg(
+    dump: Path, wikipedia: Path, min_neighbours: int, min_mentions: int, description_tokens: int
+) -> WikiKG:
     """Two streaming passes (Wikidata, then Wikipedia) that keep only what the graph needs."""
     items, property_names, titles = {}, {}, {}
     for number, entity in _wikidata_entities(dump):
         if entity.get("type") == "property":
-            property_names[entity["id"]] = (_english(entity, "labels") or entity["id"], _english(entity, "descriptions"))
+            property_names[entity["id"]] = (
+                _english(entity, "labels") or entity["id"],
+                _english(entity, "descriptions"),
+            )
             continue
         page = ((entity.get("sitelinks") or {}).get("enwiki") or {}).get("title")
         if entity.get("type") != "item" or not page:
@@ -165,10 +174,18 @@ def read_wiki_kg(dump: Path, wikipedia: Path, min_neighbours: int, min_mentions:
             descriptions[qid] = " ".join(plain.split()[:description_tokens])
         mention_counts.update(titles[target] for _, _, target in links if target in titles)
 
-    triples = sorted({(head, prop, tail) for head, (_, _, claims) in items.items() for prop, tail in claims
-                      if tail in items and prop != "P31"})  # fmt: skip
+    triples = sorted(
+        {
+            (head, prop, tail)
+            for head, (_, _, claims) in items.items()
+            for prop, tail in claims
+            if tail in items and prop != "P31"
+        }
+    )
     degree = Counter([h for h, _, _ in triples] + [t for _, _, t in triples])
-    kept = {q for q in items if q in descriptions and degree[q] >= min_neighbours and mention_counts[q] >= min_mentions}
+    kept = {
+        q for q in items if q in descriptions and degree[q] >= min_neighbours and mention_counts[q] >= min_mentions
+    }
     triples = [triple for triple in triples if triple[0] in kept and triple[2] in kept]
     if not kept:
         raise DataFormatError(
@@ -181,10 +198,15 @@ def read_wiki_kg(dump: Path, wikipedia: Path, min_neighbours: int, min_mentions:
     category_index = {c: i for i, c in enumerate(classes)}
     category_names = [f"{c} ({items[c][0]})" if c in items else c for c in classes]
     entities = [
-        {"id": q, "name": items[q][0], "description": descriptions[q],
-         "category": category_index.get(items[q][1], -1), "part": "pretrain"}
+        {
+            "id": q,
+            "name": items[q][0],
+            "description": descriptions[q],
+            "category": category_index.get(items[q][1], -1),
+            "part": "pretrain",
+        }
         for q in sorted(kept)
-    ]  # fmt: skip
+    ]
     used = sorted({prop for _, prop, _ in triples})
     relations = []
     for prop in used:
@@ -205,7 +227,9 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
         dump = Path(self.config.wikidata_dump) if self.config.wikidata_dump else None
         if dump is None and root is not None:
             dump = next((root / name for name in DUMP_NAMES if (root / name).is_file()), None)
-        wikipedia = Path(self.config.wikipedia_dir) if self.config.wikipedia_dir else (root / "wikipedia" if root else None)
+        wikipedia = (
+            Path(self.config.wikipedia_dir) if self.config.wikipedia_dir else (root / "wikipedia" if root else None)
+        )
         if dump is None or not dump.is_file() or wikipedia is None or not wikipedia.is_dir():
             raise FileNotFoundError(
                 f"wikipedia_wikidata: need the Wikidata dump ({WIKIDATA_URL}) as <data_dir>/wikidata.json[.bz2|.gz] "
@@ -246,7 +270,7 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
         _, wikipedia = self._sources()
         missing = DropCounter(str(wikipedia), self.config.max_dropped_fraction)
         filtered = 0
-        for path, number, title, text, page_id in _articles(wikipedia):
+        for _path, _number, _title, text, page_id in _articles(wikipedia):
             plain, links = strip_links(text)
             if not plain.strip():
                 continue

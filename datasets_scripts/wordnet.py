@@ -10,7 +10,6 @@ from pathlib import Path
 
 from .common import DataFormatError, format_error, read_lines
 
-
 WORDNET_URL = "https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz"
 DATA_FILES = {"n": "data.noun", "v": "data.verb", "a": "data.adj", "r": "data.adv"}
 INDEX_FILES = {"n": "index.noun", "v": "index.verb", "a": "index.adj", "r": "index.adv"}
@@ -132,8 +131,12 @@ def _parse_data_file(path: Path, pos_letter: str, num_categories: int):
         if not separator or len(offset) != 8 or len(pointer_fields) != 4 * pointer_count or len(lemmas) != word_count:
             raise format_error(path, number, "not a WNDB synset line (fields missing or no ' | ' before the gloss)")
         if ss_type not in (pos_letter, "s") or not 0 <= category < num_categories:
-            raise format_error(path, number, f"synset type {ss_type!r} / lexicographer file {category} do not fit {path.name}")
-        pointers = [(pointer_fields[i], pointer_fields[i + 1], pointer_fields[i + 2]) for i in range(0, len(pointer_fields), 4)]
+            raise format_error(
+                path, number, f"synset type {ss_type!r} / lexicographer file {category} do not fit {path.name}"
+            )
+        pointers = [
+            (pointer_fields[i], pointer_fields[i + 1], pointer_fields[i + 2]) for i in range(0, len(pointer_fields), 4)
+        ]
         for symbol, _, _ in pointers:
             if symbol not in POINTERS:
                 raise format_error(path, number, f"unknown pointer symbol {symbol!r}")
@@ -158,7 +161,9 @@ def read_wordnet(folder: Path) -> WordNet:
         for symbol, offset, pos in pointers:
             tail = wordnet.lookup(f"{offset}-{pos}")
             if tail is None:
-                raise DataFormatError(f"{path}: synset {synsets[head].id} points ({symbol}) at unknown synset {offset}-{pos}")
+                raise DataFormatError(
+                    f"{path}: synset {synsets[head].id} points ({symbol}) at unknown synset {offset}-{pos}"
+                )
             triples.add((head, symbol, tail))
     wordnet.triples = sorted(triples)
     return wordnet
@@ -190,7 +195,9 @@ def read_sense_index(folder: Path) -> dict[tuple[str, str], list[str]]:
     for pos, file_name in INDEX_FILES.items():
         path = folder / file_name
         if not path.is_file():
-            raise FileNotFoundError(f"wordnet: no {path}; the sense index comes with the WordNet 3.0 database ({WORDNET_URL})")
+            raise FileNotFoundError(
+                f"wordnet: no {path}; the sense index comes with the WordNet 3.0 database ({WORDNET_URL})"
+            )
         for number, line in read_lines(path):
             if line.startswith("  "):  # the license header
                 continue

@@ -35,7 +35,6 @@ from .common import (
 )
 from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_lexnames, read_wordnet, split_heldout
 
-
 SEMCOR_URL = "https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0"
 SEMCOR_FILE = Path("semcor-3.0") / "semcor3.0.sentences.jsonl.gz"
 # The shared linked-text schema, with each mention's lemma (the key into WordNet's sense index).
@@ -44,11 +43,15 @@ LEMMA_TEXT_FEATURES = datasets.Features(
         "id": datasets.Value("string"),
         "text": datasets.Value("string"),
         "mentions": datasets.List(
-            {"start": datasets.Value("int32"), "end": datasets.Value("int32"), "entity": datasets.Value("string"),
-             "lemma": datasets.Value("string")}
+            {
+                "start": datasets.Value("int32"),
+                "end": datasets.Value("int32"),
+                "entity": datasets.Value("string"),
+                "lemma": datasets.Value("string"),
+            }
         ),
     }
-)  # fmt: skip
+)
 
 
 # Names the prepared cache: a change of what the builder writes bumps it. 1.1.0: mention lemmas.
@@ -111,10 +114,16 @@ class WordNetSemcor(datasets.ArrowBasedBuilder):
         if self.config.name == "entities":
             for i, synset in enumerate(wordnet.synsets):
                 part = "heldout" if heldout[i] else "pretrain"
-                yield i, {
-                    "id": synset.id, "name": synset.name, "description": synset.description,
-                    "category": synset.category, "part": part,
-                }  # fmt: skip
+                yield (
+                    i,
+                    {
+                        "id": synset.id,
+                        "name": synset.name,
+                        "description": synset.description,
+                        "category": synset.category,
+                        "part": part,
+                    },
+                )
         elif self.config.name == "relations":
             for symbol, (name, description) in POINTERS.items():
                 yield symbol, {"id": symbol, "name": name, "description": description}
@@ -155,7 +164,12 @@ def _semcor_sentences(path: Path, wordnet):
             position += len(word) + 1
         mentions = []
         for sense in senses:
-            if not isinstance(sense, list) or len(sense) != 5 or not isinstance(sense[0], int) or not 0 <= sense[0] < len(words):
+            if (
+                not isinstance(sense, list)
+                or len(sense) != 5
+                or not isinstance(sense[0], int)
+                or not 0 <= sense[0] < len(words)
+            ):
                 raise format_error(path, number, f"sense {sense!r} is not [token index, lemma, POS, key, synset]")
             if sense[4] is None:
                 unresolved += 1
@@ -164,8 +178,14 @@ def _semcor_sentences(path: Path, wordnet):
             if drops.keep(synset is not None):
                 index = sense[0]
                 entity = wordnet.synsets[synset].id
-                mentions.append({"start": starts[index], "end": starts[index] + len(words[index]), "entity": entity,
-                                 "lemma": str(sense[1])})  # fmt: skip
+                mentions.append(
+                    {
+                        "start": starts[index],
+                        "end": starts[index] + len(words[index]),
+                        "entity": entity,
+                        "lemma": str(sense[1]),
+                    }
+                )
         yield key, {"id": key, "text": " ".join(words), "mentions": mentions}
     drops.report()
     logger.warning(f"{path}: skipped {unresolved} sense annotations that SemCor leaves without a synset")
@@ -174,7 +194,7 @@ def _semcor_sentences(path: Path, wordnet):
 def _gloss_examples(wordnet):
     """Each quoted usage example of a gloss, with a mention of its own synset where one of the synset's lemmas
     starts a word (the mention runs to the end of that word, so "barked" is found for "bark")."""
-    for i, synset in enumerate(wordnet.synsets):
+    for synset in wordnet.synsets:
         for j, example in enumerate(synset.examples):
             mentions = []
             for lemma in synset.lemmas:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pretrain
 import torch
-from jaket_examples.data import default_data_dir, load_pretraining_data, surface_forms
 from transformers import AutoTokenizer
 
+from jaket_examples.data import default_data_dir, load_pretraining_data, surface_forms
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
 
 
@@ -34,13 +34,20 @@ def main(argv=None):
         raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
 
     data_dir = args.data_dir or default_data_dir()
-    data = load_pretraining_data(args.dataset, data_dir, args.dataset_cache_dir, args.max_entities,
-                                 args.max_train_samples, args.heldout_text_fraction, args.heldout_seed)  # fmt: skip
+    data = load_pretraining_data(
+        args.dataset,
+        data_dir,
+        args.dataset_cache_dir,
+        args.max_entities,
+        args.max_train_samples,
+        args.heldout_text_fraction,
+        args.heldout_seed,
+    )
     graph = KnowledgeGraph.from_pretrained(folder / "graph")
     if graph.entity_ids != data.graph.entity_ids:
         raise ValueError(
-            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the {graph.num_entities} "
-            f"saved in {folder / 'graph'}: pass the data flags the run was given"
+            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the "
+            f"{graph.num_entities} saved in {folder / 'graph'}: pass the data flags the run was given"
         )
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = JaketForPreTraining.from_pretrained(folder)

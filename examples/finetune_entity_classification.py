@@ -20,6 +20,9 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
+from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
+
+import datasets_scripts
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -39,9 +42,6 @@ from jaket_examples.finetuning import (
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
-from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
-
-import datasets_scripts
 from modeling_jaket import (
     JaketForEntityClassification,
     JaketForPreTraining,
@@ -49,21 +49,21 @@ from modeling_jaket import (
     KnowledgeGraph,
 )
 
-
 logger = logging.getLogger(__name__)
-# Two uses of JAKET's pre-trained category head, which the shared label space (WordNet's 45 lexicographer files) allows.
+# Two uses of JAKET's pre-trained category head, which the shared label space (WordNet's 45 lexicographer files)
+# allows.
 JAKET_HEAD_METHODS = {
     "jaket_zero_shot": "JAKET's pre-trained category head on the unseen KG, no fine-tuning (relation embeddings off, "
-                       "as in pre-training)",
+    "as in pre-training)",
     "jaket_from_head": "JAKET fine-tuned with its classifier started from the pre-trained category head",
-}  # fmt: skip
+}
 # The controls of those gains: each loads a pre-training run of `examples/pretrain.py --losses ...` given by its flag.
 CONTROL_METHODS = {
     "lm_gnn_m_category": "LM+GNN+M whose knowledge module and classifier were first trained with L_c alone on the "
-                         "pre-training graph's categories (pretrain.py --losses entity_category; --category_control_path)"
-                         ", fine-tuned from that head: the control for JAKET's category head",
+    "pre-training graph's categories (pretrain.py --losses entity_category; --category_control_path)"
+    ", fine-tuned from that head: the control for JAKET's category head",
     "lm_mlm": "LM+GNN+M over a language model continued with L_t alone on the pre-training text, with no knowledge "
-              "module (pretrain.py --losses masked_lm; --mlm_control_path): the control for what the text gives",
+    "module (pretrain.py --losses masked_lm; --mlm_control_path): the control for what the text gives",
 }
 CONTROL_PATHS = {"lm_gnn_m_category": "category_control_path", "lm_mlm": "mlm_control_path"}
 
@@ -71,36 +71,66 @@ CONTROL_PATHS = {"lm_gnn_m_category": "category_control_path", "lm_mlm": "mlm_co
 @dataclass
 class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
     method: list[str] = method_field({**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS})
-    category_control_path: str | None = field(default=None, metadata={
-        "help": "output folder of examples/pretrain.py --losses entity_category (--method lm_gnn_m_category)"})
-    mlm_control_path: str | None = field(default=None, metadata={
-        "help": "output folder of examples/pretrain.py --losses masked_lm (--method lm_mlm)"})
-    num_lm1_layers: int | None = field(default=None, metadata={"help": "LM1's layers for the baselines built from "
-                                                                        "the backbone (default: half)"})  # fmt: skip
-    fractions: list[int] = field(default_factory=lambda: [100, 20, 5], metadata={
-        "nargs": "+", "choices": [100, 20, 5], "help": "percentages of the training split to train on, one run each"})
-    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
-    lm_learning_rate: float = field(default=5e-5, metadata={"help": "--method lm fine-tunes the whole backbone on "
-                                                                     "the descriptions, at this rate (times the "
-                                                                     "grid; its head at --head_learning_rate)"})  # fmt: skip
+    category_control_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "output folder of examples/pretrain.py --losses entity_category (--method lm_gnn_m_category)"
+        },
+    )
+    mlm_control_path: str | None = field(
+        default=None, metadata={"help": "output folder of examples/pretrain.py --losses masked_lm (--method lm_mlm)"}
+    )
+    num_lm1_layers: int | None = field(
+        default=None, metadata={"help": "LM1's layers for the baselines built from the backbone (default: half)"}
+    )
+    fractions: list[int] = field(
+        default_factory=lambda: [100, 20, 5],
+        metadata={
+            "nargs": "+",
+            "choices": [100, 20, 5],
+            "help": "percentages of the training split to train on, one run each",
+        },
+    )
+    fanouts: list[int] = field(
+        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+    )
+    lm_learning_rate: float = field(
+        default=5e-5,
+        metadata={
+            "help": "--method lm fine-tunes the whole backbone on "
+            "the descriptions, at this rate (times the "
+            "grid; its head at --head_learning_rate)"
+        },
+    )
     description_length: int = field(default=64, metadata={"help": "tokens of each description read"})
-    kg_dir: str | None = field(default=None, metadata={
-        "help": "a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
-                "datasets_scripts/user_kg.py) instead of WordNet's held-out part (the default data: a folder with "
-                "wordnet-3.0/ and semcor-3.0/)"})  # fmt: skip
-
+    kg_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "a knowledge graph of your own (entities, relations and triples as .jsonl or .tsv; see "
+            "datasets_scripts/user_kg.py) instead of WordNet's held-out part (the default data: a folder with "
+            "wordnet-3.0/ and semcor-3.0/)"
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         for method, flag in CONTROL_PATHS.items():
             if method in self.method and not getattr(self, flag):
-                raise ValueError(f"--method {method} needs --{flag}, the output folder of its control pre-training run")
+                raise ValueError(
+                    f"--method {method} needs --{flag}, the output folder of its control pre-training run"
+                )
 
 
 def parse_args(argv=None) -> EntityClassificationArguments:
-    return parse_fine_tuning_args(EntityClassificationArguments, argv, __doc__.split("\n\n")[0], learning_rate=1e-3,
-                                  per_device_train_batch_size=64, per_device_eval_batch_size=256,
-                                  output_dir="outputs/entity-classification")  # fmt: skip
+    return parse_fine_tuning_args(
+        EntityClassificationArguments,
+        argv,
+        __doc__.split("\n\n")[0],
+        learning_rate=1e-3,
+        per_device_train_batch_size=64,
+        per_device_eval_batch_size=256,
+        output_dir="outputs/entity-classification",
+    )
 
 
 @dataclass
@@ -120,8 +150,12 @@ class SubgraphCollator:
         labels = torch.full((subgraph.entity_ids.numel(),), -100)
         position = {int(e): i for i, e in enumerate(subgraph.entity_ids[: subgraph.num_seeds])}
         labels[[position[int(e)] for e in entities]] = torch.tensor([f["label"] for f in features])
-        return {"subgraph_entity_ids": subgraph.entity_ids, "edge_index": subgraph.edge_index,
-                "edge_type": subgraph.edge_type, "labels": labels}  # fmt: skip
+        return {
+            "subgraph_entity_ids": subgraph.entity_ids,
+            "edge_index": subgraph.edge_index,
+            "edge_type": subgraph.edge_type,
+            "labels": labels,
+        }
 
 
 def task_graph(args) -> KnowledgeGraph:
@@ -136,9 +170,12 @@ def task_graph(args) -> KnowledgeGraph:
 def fraction_splits(args, percent: int):
     """train (that percentage of the training split) / validation / test of the labelled entities."""
     if args.kg_dir is None:
-        return datasets_scripts.load("entity_classification", args.data_dir, config_name=f"fraction-{percent}",
-                                     cache_dir=args.dataset_cache_dir)  # fmt: skip
-    return datasets_scripts.load("user_kg", args.kg_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir)
+        return datasets_scripts.load(
+            "entity_classification", args.data_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir
+        )
+    return datasets_scripts.load(
+        "user_kg", args.kg_dir, config_name=f"fraction-{percent}", cache_dir=args.dataset_cache_dir
+    )
 
 
 def labelled_splits(args, graph: KnowledgeGraph) -> dict[int, dict[str, tuple[list[int], list[int]]]]:
@@ -182,16 +219,21 @@ class LengthBucketSampler(torch.utils.data.Sampler):
         order = torch.randperm(len(self.lengths), generator=generator).tolist()
         size = self.batch_size * self.bucket_batches
         buckets = [sorted(order[i : i + size], key=self.lengths.__getitem__) for i in range(0, len(order), size)]
-        batches = [bucket[i : i + self.batch_size] for bucket in buckets for i in range(0, len(bucket), self.batch_size)]
-        return iter([index for b in torch.randperm(len(batches), generator=generator).tolist() for index in batches[b]])
+        batches = [
+            bucket[i : i + self.batch_size] for bucket in buckets for i in range(0, len(bucket), self.batch_size)
+        ]
+        return iter(
+            [index for b in torch.randperm(len(batches), generator=generator).tolist() for index in batches[b]]
+        )
 
 
 class LengthBucketTrainer(HeadRateTrainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         lengths = [len(ids) for ids in dataset["input_ids"][:]]
-        return LengthBucketSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                   self.args.seed)  # fmt: skip
+        return LengthBucketSampler(
+            lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, self.args.seed
+        )
 
 
 def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[dict, dict, object]:
@@ -207,20 +249,30 @@ def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[di
         # so training batches are of like length (LengthBucketSampler) and the other splits are read shortest first
         data = {}
         for name, (entities, labels) in split.items():
-            encoded = tokenizer([graph.entity_descriptions[i] for i in entities], truncation=True,
-                                max_length=args.description_length)  # fmt: skip
+            encoded = tokenizer(
+                [graph.entity_descriptions[i] for i in entities], truncation=True, max_length=args.description_length
+            )
             dataset = Dataset.from_dict({**encoded, "labels": labels})
             lengths = [len(ids) for ids in encoded["input_ids"]]
-            data[name] = dataset if name == "train" else dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+            data[name] = (
+                dataset if name == "train" else dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+            )
         model.load_state_dict(initial_state)
-        make_trainer = lambda training_args: LengthBucketTrainer(  # noqa: E731
-            model=model, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
-            data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=masked_accuracy,
+        make_trainer = lambda training_args, data=data: LengthBucketTrainer(  # noqa: E731
+            model=model,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_metrics=masked_accuracy,
             head_learning_rate=args.head_learning_rate,
-        )  # fmt: skip
-        chosen[f"{percent}%"] = select_on_validation(args, f"lm-{percent}", model, args.lm_learning_rate, make_trainer,
-                                                     len(data["train"]))  # fmt: skip
-        test = make_trainer(training_arguments(args, f"lm-{percent}", ["labels"])).evaluate(data["test"], metric_key_prefix="test")
+        )
+        chosen[f"{percent}%"] = select_on_validation(
+            args, f"lm-{percent}", model, args.lm_learning_rate, make_trainer, len(data["train"])
+        )
+        test = make_trainer(training_arguments(args, f"lm-{percent}", ["labels"])).evaluate(
+            data["test"], metric_key_prefix="test"
+        )
         results[f"{percent}%"] = test["test_accuracy"]
         logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen[f'{percent}%']}")
     return results, chosen, model
@@ -232,17 +284,29 @@ def start_from_category_head(model: JaketForEntityClassification, pretrained: st
     head = JaketForPreTraining.from_pretrained(pretrained).entity_category_head
     if head.weight.shape != model.classifier.weight.shape:
         raise ValueError(
-            f"the pre-trained category head of {pretrained} scores {head.weight.shape[0]} categories but this task has "
-            f"{model.classifier.weight.shape[0]} labels: it can start the classifier only when both are the same"
+            f"the pre-trained category head of {pretrained} scores {head.weight.shape[0]} categories but this task "
+            f"has {model.classifier.weight.shape[0]} labels: it can start the classifier only when both are the same"
         )
     model.classifier.load_state_dict(head.state_dict())
 
 
 def card_results(args, accuracy: dict) -> list[Result]:
-    dataset, data = ("user_kg", f"{args.kg_dir}, test split") if args.kg_dir else (
-        "entity_classification", "WordNet's held-out part (unseen in pre-training), test split")
-    return [Result("entity-classification", f"Entity category, {percent} of the training split", dataset, data,
-                   "accuracy", value) for percent, value in accuracy.items()]  # fmt: skip
+    dataset, data = (
+        ("user_kg", f"{args.kg_dir}, test split")
+        if args.kg_dir
+        else ("entity_classification", "WordNet's held-out part (unseen in pre-training), test split")
+    )
+    return [
+        Result(
+            "entity-classification",
+            f"Entity category, {percent} of the training split",
+            dataset,
+            data,
+            "accuracy",
+            value,
+        )
+        for percent, value in accuracy.items()
+    ]
 
 
 def main(argv=None) -> list[dict]:
@@ -256,24 +320,40 @@ def main(argv=None) -> list[dict]:
     return [run_method(args, method, graph, splits, command, repo_id) for method in args.method]
 
 
-def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None) -> dict:
-    summary = (f"{method} ({({**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS})[method]}), fine-tuned for entity classification on an "
-               f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split.")  # fmt: skip
+def run_method(
+    args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None
+) -> dict:
+    described = {**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS}[method]
+    summary = (
+        f"{method} ({described}), fine-tuned for entity classification on an "
+        f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split."
+    )
     if method == "lm":
         set_seed(args.seed)  # as load_method does for the others: a result does not depend on the methods before it
         accuracy, chosen, model = classify_descriptions(args, graph, splits)
-        folder = save_model_of_last_fraction(args, method, command, summary, accuracy, model,
-                                             AutoTokenizer.from_pretrained(args.backbone))  # fmt: skip
+        folder = save_model_of_last_fraction(
+            args, method, command, summary, accuracy, model, AutoTokenizer.from_pretrained(args.backbone)
+        )
         push_results(args, method, repo_id, folder)
-        return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
-                                           "accuracy": accuracy, "chosen": chosen})  # fmt: skip
+        return save_results(
+            args,
+            method,
+            {
+                "task": "entity_classification",
+                "method": method,
+                "seed": args.seed,
+                "accuracy": accuracy,
+                "chosen": chosen,
+            },
+        )
     base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
     pretrained = getattr(args, CONTROL_PATHS[method]) if method in CONTROL_PATHS else args.model_name_or_path
     overrides = {"num_labels": len(graph.category_names)}
     if args.num_lm1_layers and base_method != "jaket":
         overrides["num_lm1_layers"] = args.num_lm1_layers
-    tokenizer, model, entity_table, relation_table = load_method(args, base_method, JaketForEntityClassification,
-                                                                 graph, pretrained, **overrides)  # fmt: skip
+    tokenizer, model, entity_table, relation_table = load_method(
+        args, base_method, JaketForEntityClassification, graph, pretrained, **overrides
+    )
     if method in ("jaket_zero_shot", "jaket_from_head", "lm_gnn_m_category"):
         start_from_category_head(model, pretrained)
     if method == "jaket_zero_shot":
@@ -283,34 +363,64 @@ def run_method(args, method: str, graph: KnowledgeGraph, splits: dict, command: 
 
     results, chosen = {}, {}
     for percent, split in splits.items():
-        data = {name: Dataset.from_dict({"entity": entities, "label": labels}) for name, (entities, labels) in split.items()}
+        data = {
+            name: Dataset.from_dict({"entity": entities, "label": labels})
+            for name, (entities, labels) in split.items()
+        }
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
         wrapped = WithEntityTable(model, entity_table, relation_table, trainable=method == "gnn")
-        make_trainer = lambda training_args: HeadRateTrainer(  # noqa: E731
-            model=wrapped, args=training_args, train_dataset=data["train"], eval_dataset=data["validation"],
-            data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed), compute_metrics=masked_accuracy,
+        make_trainer = lambda training_args, data=data, wrapped=wrapped: HeadRateTrainer(  # noqa: E731
+            model=wrapped,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed),
+            compute_metrics=masked_accuracy,
             head_learning_rate=args.head_learning_rate,
-        )  # fmt: skip
+        )
         if method != "jaket_zero_shot":
-            chosen[f"{percent}%"] = select_on_validation(args, f"{method}-{percent}", wrapped, args.learning_rate,
-                                                         make_trainer, len(data["train"]), remove_unused_columns=False)  # fmt: skip
+            chosen[f"{percent}%"] = select_on_validation(
+                args,
+                f"{method}-{percent}",
+                wrapped,
+                args.learning_rate,
+                make_trainer,
+                len(data["train"]),
+                remove_unused_columns=False,
+            )
         tester = make_trainer(training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False))
         results[f"{percent}%"] = tester.evaluate(data["test"], metric_key_prefix="test")["test_accuracy"]
-        logger.info(f"{method} {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen.get(f'{percent}%')}")
+        logger.info(
+            f"{method} {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen.get(f'{percent}%')}"
+        )
 
-    folder = save_model_of_last_fraction(args, method, command, summary, results, model, tokenizer,
-                                         wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
+    folder = save_model_of_last_fraction(
+        args, method, command, summary, results, model, tokenizer, wrapped.entity_table, wrapped.relation_table, graph
+    )
     push_results(args, method, repo_id, folder)
-    return save_results(args, method, {"task": "entity_classification", "method": method, "seed": args.seed,
-                                       "accuracy": results, "chosen": chosen})  # fmt: skip
+    return save_results(
+        args,
+        method,
+        {"task": "entity_classification", "method": method, "seed": args.seed, "accuracy": results, "chosen": chosen},
+    )
 
 
 def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, *tables_and_graph):
     """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
     folder = Path(args.output_dir) / f"{method}-{args.fractions[-1]}-seed{args.seed}"
     dataset = "user_kg" if args.kg_dir else "entity_classification"
-    save_fine_tuned(args, method, folder, model, tokenizer, command, summary, dataset, card_results(args, accuracy),
-                    *tables_and_graph)  # fmt: skip
+    save_fine_tuned(
+        args,
+        method,
+        folder,
+        model,
+        tokenizer,
+        command,
+        summary,
+        dataset,
+        card_results(args, accuracy),
+        *tables_and_graph,
+    )
     return folder
 
 

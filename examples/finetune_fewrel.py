@@ -31,6 +31,11 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from tqdm.auto import tqdm
+
+import datasets_scripts
+from datasets_scripts.common import load_json
+from datasets_scripts.fewrel import FILES
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -49,14 +54,8 @@ from jaket_examples.finetuning import (
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
-from tqdm.auto import tqdm
-
-import datasets_scripts
-from datasets_scripts.common import load_json
-from datasets_scripts.fewrel import FILES
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
-
 
 logger = logging.getLogger(__name__)
 FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the sentences
@@ -67,31 +66,55 @@ class FewRelArguments(ProtocolArguments, FineTuningArguments):
     method: list[str] = method_field(FEWREL_METHODS)
     n_way: int = field(default=5, metadata={"help": "relations an episode tells apart (N)"})
     k_shot: int = field(default=1, metadata={"help": "labelled instances of each relation in an episode (K)"})
-    num_test_relations: int | None = field(default=None, metadata={
-        "help": "relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)"})
+    num_test_relations: int | None = field(
+        default=None,
+        metadata={"help": "relations kept for meta-testing, at least N (default: 5/8 of the file's, 10 of 16)"},
+    )
     train_episodes: int = field(default=1000, metadata={"help": "meta-training episodes turned into PAIR pairs"})
     test_episodes: int = field(default=500, metadata={"help": "meta-test episodes scored"})
-    validation_episodes: int = field(default=50, metadata={"help": "meta-train episodes, drawn after the training "
-                                                                    "ones, to choose the settings on"})  # fmt: skip
+    validation_episodes: int = field(
+        default=50, metadata={"help": "meta-train episodes, drawn after the training ones, to choose the settings on"}
+    )
     max_seq_length: int = field(default=256, metadata={"help": "tokens of a (query, support) pair"})
-    kg: str = field(default="meta_train", metadata={"choices": ["meta_train", "user", "none"], "help": "the graph "
-                    "over FewRel's entities: the meta-train instances' triples, your own (--kg_dir), or none"})  # fmt: skip
-    kg_dir: str | None = field(default=None, metadata={"help": "--kg user: a folder of entities, relations and "
-                                                                "triples over Wikidata ids (datasets_scripts/user_kg.py)"})  # fmt: skip
-    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
+    kg: str = field(
+        default="meta_train",
+        metadata={
+            "choices": ["meta_train", "user", "none"],
+            "help": "the graph "
+            "over FewRel's entities: the meta-train instances' triples, your own (--kg_dir), or none",
+        },
+    )
+    kg_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "--kg user: a folder of entities, relations and "
+            "triples over Wikidata ids (datasets_scripts/user_kg.py)"
+        },
+    )
+    fanouts: list[int] = field(
+        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+    )
 
     data_subfolder: ClassVar[str] = "fewrel"  # val_wiki.json and pid2name.json
 
     def __post_init__(self):
         super().__post_init__()
         if (self.kg == "user") != (self.kg_dir is not None):
-            raise ValueError("--kg user goes with --kg_dir (a folder of your knowledge graph), and --kg_dir with --kg user")
+            raise ValueError(
+                "--kg user goes with --kg_dir (a folder of your knowledge graph), and --kg_dir with --kg user"
+            )
 
 
 def parse_args(argv=None) -> FewRelArguments:
-    return parse_fine_tuning_args(FewRelArguments, argv, __doc__.split("\n\n")[0], learning_rate=2e-5,
-                                  per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                                  output_dir="outputs/fewrel")  # fmt: skip
+    return parse_fine_tuning_args(
+        FewRelArguments,
+        argv,
+        __doc__.split("\n\n")[0],
+        learning_rate=2e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        output_dir="outputs/fewrel",
+    )
 
 
 def entity_graph(instances, kg: str = "none", relation_names: dict | None = None, user_kg=None) -> KnowledgeGraph:
@@ -108,10 +131,14 @@ def entity_graph(instances, kg: str = "none", relation_names: dict | None = None
     relations, triples = [], []
     if kg == "meta_train":
         used = sorted({row["relation"] for row in instances["train"]})
-        relations = [{"id": p, "name": relation_names[p][0], "description": f"{relation_names[p][0]}: "
-                      f"{relation_names[p][1]}"} for p in used]  # fmt: skip
-        triples = [{"head": row["mentions"][0]["entity"], "relation": row["relation"], "tail": row["mentions"][1]["entity"]}
-                   for row in instances["train"]]  # fmt: skip
+        relations = [
+            {"id": p, "name": relation_names[p][0], "description": f"{relation_names[p][0]}: {relation_names[p][1]}"}
+            for p in used
+        ]
+        triples = [
+            {"head": row["mentions"][0]["entity"], "relation": row["relation"], "tail": row["mentions"][1]["entity"]}
+            for row in instances["train"]
+        ]
     elif kg == "user":
         test_relations = {row["relation"] for row in instances["test"]}
         triples = [t for t in user_kg["triples"] if t["relation"] not in test_relations]
@@ -167,10 +194,13 @@ class PairCollator:
         batch = DataCollatorWithMentions(self.pad_token_id)(features)
         ids = batch["mention_entity_ids"]
         mentioned = ids[ids >= 0].unique()
-        subgraph = self.graph.sample_subgraph(mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long),
-                                              self.fanouts, self.generator)  # fmt: skip
+        subgraph = self.graph.sample_subgraph(
+            mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long), self.fanouts, self.generator
+        )
         count = self.graph.num_entities
-        held = torch.cat([(row[row >= 0].unsqueeze(1) * count + row[row >= 0].unsqueeze(0)).reshape(-1) for row in ids])
+        held = torch.cat(
+            [(row[row >= 0].unsqueeze(1) * count + row[row >= 0].unsqueeze(0)).reshape(-1) for row in ids]
+        )
         ends = subgraph.entity_ids[subgraph.edge_index]
         visible = ~torch.isin(ends[0] * count + ends[1], held)
         batch["subgraph_entity_ids"] = subgraph.entity_ids
@@ -211,16 +241,25 @@ def main(argv=None) -> list[dict]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     repo_id = create_hub_repo(args)
     name = f"{args.n_way}-{args.k_shot}"
-    common = dict(cache_dir=args.dataset_cache_dir, n_way=args.n_way, k_shot=args.k_shot, seed=args.seed,
-                  train_episodes=args.train_episodes, test_episodes=args.test_episodes,
-                  num_test_relations=args.num_test_relations)  # fmt: skip
+    common = dict(
+        cache_dir=args.dataset_cache_dir,
+        n_way=args.n_way,
+        k_shot=args.k_shot,
+        seed=args.seed,
+        train_episodes=args.train_episodes,
+        test_episodes=args.test_episodes,
+        num_test_relations=args.num_test_relations,
+    )
     pairs = datasets_scripts.load("fewrel", args.data_dir, config_name=f"pair-{name}", **common)["train"]
     episodes = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}", **common)["test"]
     # the meta-train episodes are drawn in sequence: the ones after the first train_episodes are new
     drawn = args.train_episodes + args.validation_episodes
-    validation = datasets_scripts.load("fewrel", args.data_dir, config_name=f"episodes-{name}",
-                                       **{**common, "train_episodes": drawn})["train"].select(range(args.train_episodes, drawn))  # fmt: skip
-    instances = datasets_scripts.load("fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir)
+    validation = datasets_scripts.load(
+        "fewrel", args.data_dir, config_name=f"episodes-{name}", **{**common, "train_episodes": drawn}
+    )["train"].select(range(args.train_episodes, drawn))
+    instances = datasets_scripts.load(
+        "fewrel", args.data_dir, config_name="instances", cache_dir=args.dataset_cache_dir
+    )
     relation_names = load_json(Path(args.data_dir) / FILES["relations"]) if args.kg == "meta_train" else None
     user_kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir) if args.kg_dir else None
     graph = entity_graph(instances, args.kg, relation_names, user_kg)
@@ -230,15 +269,21 @@ def main(argv=None) -> list[dict]:
 
 def run_method(args, method, pairs, validation, episodes, graph, command, repo_id) -> dict:
     name = f"{args.n_way}-{args.k_shot}"
-    tokenizer, model, entity_table, relation_table = load_method(args, method, JaketForSequenceClassification, graph,
-                                                                 num_labels=2)  # fmt: skip
+    tokenizer, model, entity_table, relation_table = load_method(
+        args, method, JaketForSequenceClassification, graph, num_labels=2
+    )
     use_mentions = method != "lm"
     wrapped = WithEntityTable(model, entity_table, relation_table)
 
     def encode(batch):
         encoding = encode_pairs(tokenizer, graph, batch["query"], batch["support"], args.max_seq_length, use_mentions)
-        return {**{k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts",
-                                             "mention_ends")}, "labels": batch["label"]}  # fmt: skip
+        return {
+            **{
+                k: encoding[k]
+                for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+            },
+            "labels": batch["label"],
+        }
 
     train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
 
@@ -247,23 +292,54 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
             return evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions)
 
     make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
-        model=wrapped, args=training_args, train_dataset=train, eval_dataset=validation,
+        model=wrapped,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=validation,
         data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
-        head_learning_rate=args.head_learning_rate, score=score,
-    )  # fmt: skip
-    chosen = select_on_validation(args, f"{method}-{name}", wrapped, args.learning_rate, make_trainer, len(train),
-                                  remove_unused_columns=False)  # fmt: skip
+        head_learning_rate=args.head_learning_rate,
+        score=score,
+    )
+    chosen = select_on_validation(
+        args, f"{method}-{name}", wrapped, args.learning_rate, make_trainer, len(train), remove_unused_columns=False
+    )
     accuracy = score(wrapped, episodes)
 
     setting = f"{args.n_way}-way {args.k_shot}-shot"
     folder = Path(args.output_dir) / f"{method}-{name}-seed{args.seed}"
-    result = Result("text-classification", f"Few-shot relation classification, {setting} (PAIR)", "fewrel",
-                    f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations", "accuracy", accuracy)  # fmt: skip
-    save_fine_tuned(args, method, folder, model, tokenizer, command, f"{method} fine-tuned as PAIR for FewRel, {setting}.",
-                    "fewrel", [result], wrapped.entity_table, wrapped.relation_table, graph)  # fmt: skip
+    result = Result(
+        "text-classification",
+        f"Few-shot relation classification, {setting} (PAIR)",
+        "fewrel",
+        f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations",
+        "accuracy",
+        accuracy,
+    )
+    save_fine_tuned(
+        args,
+        method,
+        folder,
+        model,
+        tokenizer,
+        command,
+        f"{method} fine-tuned as PAIR for FewRel, {setting}.",
+        "fewrel",
+        [result],
+        wrapped.entity_table,
+        wrapped.relation_table,
+        graph,
+    )
     push_results(args, method, repo_id, folder)
-    record = {"task": "fewrel", "setting": setting, "method": method, "kg": args.kg, "seed": args.seed,
-              "accuracy": accuracy, "test_episodes": len(episodes), "chosen": chosen}  # fmt: skip
+    record = {
+        "task": "fewrel",
+        "setting": setting,
+        "method": method,
+        "kg": args.kg,
+        "seed": args.seed,
+        "accuracy": accuracy,
+        "test_episodes": len(episodes),
+        "chosen": chosen,
+    }
     return save_results(args, f"{method}-{name}", record)
 
 

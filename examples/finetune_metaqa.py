@@ -21,6 +21,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
+from safetensors.torch import save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers.modeling_outputs import ModelOutput
+
+import datasets_scripts
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -38,15 +44,8 @@ from jaket_examples.finetuning import (
 )
 from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
-from safetensors.torch import save_file
-from torch import nn
-from tqdm.auto import tqdm
-from transformers.modeling_outputs import ModelOutput
-
-import datasets_scripts
 from modeling_jaket import JaketModel, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
-
 
 logger = logging.getLogger(__name__)
 METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the question
@@ -56,11 +55,22 @@ METAQA_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone
 class MetaQAArguments(ProtocolArguments, FineTuningArguments):
     method: list[str] = method_field(METAQA_METHODS)
     hops: int = field(default=1, metadata={"help": "k: the questions of the data directory's k-hop/ folder"})
-    kg_setting: str = field(default="full", metadata={
-        "choices": ["full", "half"], "help": "the whole KB (KG-Full) or a seeded half of its triples (KG-50%%)"})
-    fanouts: list[int] = field(default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"})
-    max_train_questions: int | None = field(default=None, metadata={"help": "train on this many dev questions (seeded)"})
-    max_test_questions: int | None = field(default=None, metadata={"help": "test on the first this many test questions"})
+    kg_setting: str = field(
+        default="full",
+        metadata={
+            "choices": ["full", "half"],
+            "help": "the whole KB (KG-Full) or a seeded half of its triples (KG-50%%)",
+        },
+    )
+    fanouts: list[int] = field(
+        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+    )
+    max_train_questions: int | None = field(
+        default=None, metadata={"help": "train on this many dev questions (seeded)"}
+    )
+    max_test_questions: int | None = field(
+        default=None, metadata={"help": "test on the first this many test questions"}
+    )
     max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
 
     data_subfolder: ClassVar[str] = "metaqa"
@@ -72,9 +82,15 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
 
 
 def parse_args(argv=None) -> MetaQAArguments:
-    return parse_fine_tuning_args(MetaQAArguments, argv, __doc__.split("\n\n")[0], learning_rate=5e-5,
-                                  per_device_train_batch_size=16, per_device_eval_batch_size=64,
-                                  output_dir="outputs/metaqa")  # fmt: skip
+    return parse_fine_tuning_args(
+        MetaQAArguments,
+        argv,
+        __doc__.split("\n\n")[0],
+        learning_rate=5e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        output_dir="outputs/metaqa",
+    )
 
 
 class KGQuestionAnswering(nn.Module):
@@ -91,8 +107,11 @@ class KGQuestionAnswering(nn.Module):
     def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
         graph = {}
         if subgraph_entity_ids is not None:
-            graph = dict(subgraph_entity_ids=subgraph_entity_ids, relation_embeddings=self.relation_table,
-                         entity_init_embeddings=self.entity_table[subgraph_entity_ids])  # fmt: skip
+            graph = dict(
+                subgraph_entity_ids=subgraph_entity_ids,
+                relation_embeddings=self.relation_table,
+                entity_init_embeddings=self.entity_table[subgraph_entity_ids],
+            )
         question = self.model(**text, **graph).last_hidden_state[:, 0]
         candidates = self.entity_table[candidate_ids.clamp(min=0)]  # [batch, candidates, hidden]
         logits = torch.einsum("bh,bch->bc", self.question_projection(question), candidates)
@@ -133,7 +152,9 @@ class QuestionCollator:
             candidates, answers = feature["candidates"], set(feature["answer_ids"])
             if self.max_candidates and len(candidates) > self.max_candidates:
                 others = [c for c in candidates if c not in answers]
-                keep = torch.randperm(len(others), generator=self.generator)[: max(0, self.max_candidates - len(answers))]
+                keep = torch.randperm(len(others), generator=self.generator)[
+                    : max(0, self.max_candidates - len(answers))
+                ]
                 candidates = sorted(answers & set(candidates)) + [others[i] for i in keep.tolist()]
             candidate_lists.append(candidates or [0])
         width = max(len(c) for c in candidate_lists)
@@ -147,22 +168,36 @@ class QuestionCollator:
         else:
             topics = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
             subgraph = self.graph.sample_subgraph(topics, self.fanouts, self.generator)
-            batch.update(subgraph_entity_ids=subgraph.entity_ids, edge_index=subgraph.edge_index,
-                         edge_type=subgraph.edge_type)  # fmt: skip
+            batch.update(
+                subgraph_entity_ids=subgraph.entity_ids, edge_index=subgraph.edge_index, edge_type=subgraph.edge_type
+            )
         return batch
 
 
 def prepare(questions, tokenizer, graph):
     def encode(batch):
-        mentions = [[(m["start"], m["end"], m["entity"]) for m in row if m["entity"] in graph.entity_index]
-                    for row in batch["mentions"]]  # fmt: skip
+        mentions = [
+            [(m["start"], m["end"], m["entity"]) for m in row if m["entity"] in graph.entity_index]
+            for row in batch["mentions"]
+        ]
         encoding = tokenize_with_mentions(tokenizer, batch["question"], mentions, entity_vocab=graph.entity_index)
-        answer_ids = [[graph.entity_index[a] for a in answers if a in graph.entity_index] for answers in batch["answers"]]
-        return {**{k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts",
-                                             "mention_ends")}, "answer_ids": answer_ids}  # fmt: skip
+        answer_ids = [
+            [graph.entity_index[a] for a in answers if a in graph.entity_index] for answers in batch["answers"]
+        ]
+        return {
+            **{
+                k: encoding[k]
+                for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+            },
+            "answer_ids": answer_ids,
+        }
 
-    return questions.map(encode, batched=True, keep_in_memory=True,
-                         remove_columns=[c for c in questions.column_names if c not in ("candidates", "reachable")])  # fmt: skip
+    return questions.map(
+        encode,
+        batched=True,
+        keep_in_memory=True,
+        remove_columns=[c for c in questions.column_names if c not in ("candidates", "reachable")],
+    )
 
 
 def hits_at_1(model, questions, collator, batch_size):
@@ -197,10 +232,20 @@ def main(argv=None) -> list[dict]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     repo_id = create_hub_repo(args)
     kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
-    graph = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], add_reverse=True,
-                                        category_names=kg["entities"].features["category"].names)  # fmt: skip
-    questions = datasets_scripts.load("metaqa", args.data_dir, config_name=f"{args.hops}-hop",
-                                      cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)  # fmt: skip
+    graph = KnowledgeGraph.from_records(
+        kg["entities"],
+        kg["relations"],
+        kg["triples"],
+        add_reverse=True,
+        category_names=kg["entities"].features["category"].names,
+    )
+    questions = datasets_scripts.load(
+        "metaqa",
+        args.data_dir,
+        config_name=f"{args.hops}-hop",
+        cache_dir=args.dataset_cache_dir,
+        kg_setting=args.kg_setting,
+    )
     train, test = questions["validation"], questions["test"]  # no training questions exist: train on dev
     if args.max_train_questions:
         train = train.shuffle(seed=args.seed).select(range(min(args.max_train_questions, len(train))))
@@ -208,13 +253,23 @@ def main(argv=None) -> list[dict]:
         test = test.select(range(min(args.max_test_questions, len(test))))
     answerable = train.filter(lambda q: q["reachable"], keep_in_memory=True)
     if len(answerable) < 2:
-        raise ValueError(f"{len(answerable)} training question with an answer within {args.hops} hops: carving a "
-                         "validation split to choose the settings on needs at least two")  # fmt: skip
+        raise ValueError(
+            f"{len(answerable)} training question with an answer within {args.hops} hops: carving a "
+            "validation split to choose the settings on needs at least two"
+        )
     split = answerable.train_test_split(test_size=args.validation_share, seed=args.seed)  # validation from training
-    logger.info("training on %d and choosing on %d of %d questions: the others have no answer within %d hops of their "
-                "topic entity", len(split["train"]), len(split["test"]), len(train), args.hops)  # fmt: skip
-    return [run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
-            for method in args.method]  # fmt: skip
+    logger.info(
+        "training on %d and choosing on %d of %d questions: the others have no answer within %d hops of their "
+        "topic entity",
+        len(split["train"]),
+        len(split["test"]),
+        len(train),
+        args.hops,
+    )
+    return [
+        run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
+        for method in args.method
+    ]
 
 
 def run_method(args, method, graph, train, validation, test, command, repo_id) -> dict:
@@ -229,29 +284,71 @@ def run_method(args, method, graph, train, validation, test, command, repo_id) -
             return hits_at_1(model, questions, collator, args.per_device_eval_batch_size)
 
     run_name = f"{method}-{args.hops}hop-{args.kg_setting}"
-    collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed)
+    collator = QuestionCollator(
+        tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed
+    )
     make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
-        model=qa, args=training_args, train_dataset=train, eval_dataset=validation, data_collator=collator,
-        head_learning_rate=args.head_learning_rate, head_names=("question_projection",),
+        model=qa,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=validation,
+        data_collator=collator,
+        head_learning_rate=args.head_learning_rate,
+        head_names=("question_projection",),
         score=lambda model, questions: evaluate(model, questions)["hits@1"],
-    )  # fmt: skip
-    chosen = select_on_validation(args, run_name, qa, args.learning_rate, make_trainer, len(train),
-                                  remove_unused_columns=False, label_names=["answer_mask"])  # fmt: skip
+    )
+    chosen = select_on_validation(
+        args,
+        run_name,
+        qa,
+        args.learning_rate,
+        make_trainer,
+        len(train),
+        remove_unused_columns=False,
+        label_names=["answer_mask"],
+    )
     scores = evaluate(qa, test)
 
     setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
     folder = Path(args.output_dir) / f"{run_name}-seed{args.seed}"
-    results = [Result("question-answering", f"KG question answering, {setting}", "metaqa",
-                      f"MetaQA, first {len(test)} test questions{subset}", "hits@1", scores[key])
-               for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable")) if scores[key] is not None]  # fmt: skip
-    save_fine_tuned(args, method, folder, model, tokenizer, command,
-                    f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
-                    "`question_projection.safetensors` and scored against each candidate's memory embedding.",
-                    "metaqa", results, qa.entity_table, qa.relation_table, graph)  # fmt: skip
+    results = [
+        Result(
+            "question-answering",
+            f"KG question answering, {setting}",
+            "metaqa",
+            f"MetaQA, first {len(test)} test questions{subset}",
+            "hits@1",
+            scores[key],
+        )
+        for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable"))
+        if scores[key] is not None
+    ]
+    save_fine_tuned(
+        args,
+        method,
+        folder,
+        model,
+        tokenizer,
+        command,
+        f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
+        "`question_projection.safetensors` and scored against each candidate's memory embedding.",
+        "metaqa",
+        results,
+        qa.entity_table,
+        qa.relation_table,
+        graph,
+    )
     save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")
     push_results(args, method, repo_id, folder)
-    record = {"task": "metaqa", "setting": setting, "method": method, "seed": args.seed, "test_questions": len(test),
-              **scores, "chosen": chosen}  # fmt: skip
+    record = {
+        "task": "metaqa",
+        "setting": setting,
+        "method": method,
+        "seed": args.seed,
+        "test_questions": len(test),
+        **scores,
+        "chosen": chosen,
+    }
     return save_results(args, run_name, record)
 
 

@@ -34,18 +34,24 @@ from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataPara
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file
+from torch.distributed.fsdp import register_fsdp_forward_method
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from datasets_scripts.wordnet import find_wordnet, read_sense_index
+from jaket_examples.curve import HISTORY_NAME, record_evaluation
 from jaket_examples.data import (
     check_saved_files,
+    confusable_entities,
     default_backbone,
     default_data_dir,
     description_inputs,
     load_pretraining_data,
-    confusable_entities,
     outside_graph,
     surface_forms,
     tokenize_linked_text,
 )
-from jaket_examples.curve import HISTORY_NAME, record_evaluation
 from jaket_examples.evaluation import (
     PretrainingEvaluation,
     lemma_key,
@@ -55,108 +61,193 @@ from jaket_examples.evaluation import (
 from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
-from torch.distributed.fsdp import register_fsdp_forward_method
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import AutoTokenizer
-
-from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
 from tokenization import DataCollatorWithMentions
-
 
 logger = get_logger(__name__)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", default="wordnet_semcor", choices=["wordnet_semcor", "wikipedia_wikidata"],
-                        help="the builder of the KG and its linked text (wikipedia_wikidata: the paper's setting)")
+    parser.add_argument(
+        "--dataset",
+        default="wordnet_semcor",
+        choices=["wordnet_semcor", "wikipedia_wikidata"],
+        help="the builder of the KG and its linked text (wikipedia_wikidata: the paper's setting)",
+    )
     parser.add_argument("--data_dir", default=None, help="source files of --dataset (default: ../shared/data)")
     parser.add_argument("--dataset_cache_dir", default=None, help="where datasets keeps prepared data (its default)")
     parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
     parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
-    parser.add_argument("--max_entities", type=int, default=5000,
-                        help="keep this many entities, most mentioned first (0: all, as the paper does); each memory "
-                             "refresh encodes every entity's description, which is what bounds a CPU run")  # fmt: skip
+    parser.add_argument(
+        "--max_entities",
+        type=int,
+        default=5000,
+        help="keep this many entities, most mentioned first (0: all, as the paper does); each memory "
+        "refresh encodes every entity's description, which is what bounds a CPU run",
+    )
     parser.add_argument("--max_train_samples", type=int, default=None, help="use only this many texts (a quick run)")
     parser.add_argument("--max_seq_length", type=int, default=128, help="tokens per text (the paper's: 512)")
     parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
-    parser.add_argument("--per_device_train_batch_size", type=int, default=16, help="texts per process and micro-batch")
-    parser.add_argument("--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimisation step")
+    parser.add_argument(
+        "--per_device_train_batch_size", type=int, default=16, help="texts per process and micro-batch"
+    )
+    parser.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimisation step"
+    )
     parser.add_argument("--max_train_steps", type=int, default=300, help="optimisation steps (the embedded default's)")
-    parser.add_argument("--num_train_epochs", type=float, default=None,
-                        help="passes over the text; when given, sets --max_train_steps (the paper trains 8 epochs)")
-    parser.add_argument("--lm_learning_rate", type=float, default=1e-4,
-                        help="peak rate of LM1 and LM2 (the paper's is 1e-5, over 3,000 warm-up steps of a far longer "
-                             "run; the embedded default's 300 steps barely move the language module at 1e-5)")
-    parser.add_argument("--lm_warmup_steps", type=int, default=30, help="linear warm-up of the language module "
-                        "(the paper's 3,000 is 3%% of its run; 30 is 10%% of the embedded default's)")  # fmt: skip
-    parser.add_argument("--km_learning_rate", type=float, default=1e-4,
-                        help="peak rate of the knowledge module, linear decay (the paper's)")
-    parser.add_argument("--head_learning_rate", type=float, default=1e-3,
-                        help="peak rate of the parameters the backbone does not provide (the four pre-training heads, "
-                             "the merge's LayerNorm, a missing MLM transform); linear decay")  # fmt: skip
+    parser.add_argument(
+        "--num_train_epochs",
+        type=float,
+        default=None,
+        help="passes over the text; when given, sets --max_train_steps (the paper trains 8 epochs)",
+    )
+    parser.add_argument(
+        "--lm_learning_rate",
+        type=float,
+        default=1e-4,
+        help="peak rate of LM1 and LM2 (the paper's is 1e-5, over 3,000 warm-up steps of a far longer "
+        "run; the embedded default's 300 steps barely move the language module at 1e-5)",
+    )
+    parser.add_argument(
+        "--lm_warmup_steps",
+        type=int,
+        default=30,
+        help="linear warm-up of the language module "
+        "(the paper's 3,000 is 3%% of its run; 30 is 10%% of the embedded default's)",
+    )
+    parser.add_argument(
+        "--km_learning_rate",
+        type=float,
+        default=1e-4,
+        help="peak rate of the knowledge module, linear decay (the paper's)",
+    )
+    parser.add_argument(
+        "--head_learning_rate",
+        type=float,
+        default=1e-3,
+        help="peak rate of the parameters the backbone does not provide (the four pre-training heads, "
+        "the merge's LayerNorm, a missing MLM transform); linear decay",
+    )
     parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on all but biases and LayerNorms")
     parser.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW's beta1 (the paper's)")
     parser.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW's beta2 (the paper's)")
     parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW's epsilon (the paper's)")
     parser.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for L_t")
-    parser.add_argument("--entity_mask_probability", type=float, default=0.15,
-                        help="share of mentions removed from the merge for L_e")
+    parser.add_argument(
+        "--entity_mask_probability", type=float, default=0.15, help="share of mentions removed from the merge for L_e"
+    )
     parser.add_argument("--num_roots", type=int, default=16, help="random-walk root entities per step")
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10],
-                        help="neighbours sampled per entity at each hop (the paper's: 10, 10)")
-    parser.add_argument("--num_relation_pairs", type=int, default=16,
-                        help="edges a step classifies for L_r; every edge between such a pair is hidden, both ways")
-    parser.add_argument("--relation_embeddings", action="store_true",
-                        help="give the knowledge module the relation memory in pre-training too; the paper (§3.5) uses "
-                             "relation embeddings only in fine-tuning, so by default R = 0 here")  # fmt: skip
-    parser.add_argument("--num_neighbour_negatives", type=int, default=5,
-                        help="L_e candidates drawn from the true entity's neighbours")
-    parser.add_argument("--num_hard_negatives", type=int, default=5,
-                        help="L_e candidates that share a surface form with the true entity (WordNet: the other senses "
-                             "of its lemmas; names and the training text's mention spans), random where there are fewer")
+    parser.add_argument(
+        "--fanouts",
+        type=int,
+        nargs="+",
+        default=[10, 10],
+        help="neighbours sampled per entity at each hop (the paper's: 10, 10)",
+    )
+    parser.add_argument(
+        "--num_relation_pairs",
+        type=int,
+        default=16,
+        help="edges a step classifies for L_r; every edge between such a pair is hidden, both ways",
+    )
+    parser.add_argument(
+        "--relation_embeddings",
+        action="store_true",
+        help="give the knowledge module the relation memory in pre-training too; the paper (§3.5) uses "
+        "relation embeddings only in fine-tuning, so by default R = 0 here",
+    )
+    parser.add_argument(
+        "--num_neighbour_negatives", type=int, default=5, help="L_e candidates drawn from the true entity's neighbours"
+    )
+    parser.add_argument(
+        "--num_hard_negatives",
+        type=int,
+        default=5,
+        help="L_e candidates that share a surface form with the true entity (WordNet: the other senses "
+        "of its lemmas; names and the training text's mention spans), random where there are fewer",
+    )
     parser.add_argument("--num_random_negatives", type=int, default=5, help="L_e candidates drawn at random")
-    parser.add_argument("--merge_layer_norm", default="all", choices=["all", "mentions"],
-                        help="the merge's LayerNorm (Eq. 3) over every position (the paper's) or the mention tokens only")
-    parser.add_argument("--losses", nargs="+", default=list(LOSS_INPUTS), choices=list(LOSS_INPUTS),
-                        help="the pre-training losses to train on (default: all four). A subset is a control: "
-                             "entity_category alone trains the knowledge module and its head on the memory of the "
-                             "unchanged language model; masked_lm alone continues the language model on the same text "
-                             "with no knowledge module")
-    parser.add_argument("--refresh_init_interval", type=int, default=10,
-                        help="steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)")
+    parser.add_argument(
+        "--merge_layer_norm",
+        default="all",
+        choices=["all", "mentions"],
+        help="the merge's LayerNorm (Eq. 3) over every position (the paper's) or the mention tokens only",
+    )
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=list(LOSS_INPUTS),
+        choices=list(LOSS_INPUTS),
+        help="the pre-training losses to train on (default: all four). A subset is a control: "
+        "entity_category alone trains the knowledge module and its head on the memory of the "
+        "unchanged language model; masked_lm alone continues the language model on the same text "
+        "with no knowledge module",
+    )
+    parser.add_argument(
+        "--refresh_init_interval",
+        type=int,
+        default=10,
+        help="steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)",
+    )
     parser.add_argument("--refresh_ratio", type=int, default=2, help="growth of the refresh interval (T(i) above)")
     parser.add_argument("--refresh_repeats", type=int, default=3, help="refreshes at each interval before it grows")
     parser.add_argument("--refresh_max_interval", type=int, default=500, help="the longest interval between refreshes")
     parser.add_argument("--memory_momentum", type=float, default=0.8, help="m in E <- m E + (1 - m) E_new")
     parser.add_argument("--memory_batch_size", type=int, default=64, help="descriptions per LM1 batch in a refresh")
-    parser.add_argument("--memory_dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                        help="storage of the memory table (bfloat16 halves it: 5.2 GiB at the paper's 3.66M entities)")
-    parser.add_argument("--heldout_text_fraction", type=float, default=0.02,
-                        help="seeded fraction of the text never trained on, for the held-out evaluation (0: none)")
-    parser.add_argument("--heldout_seed", type=int, default=0,
-                        help="seed of the held-out text split and of what the evaluation masks in it")
-    parser.add_argument("--eval_steps", type=int, default=None,
-                        help="evaluate on the held-out data every this many steps (always at the end)")
-    parser.add_argument("--eval_outside_entities", type=int, default=1000,
-                        help="entities outside the pre-training graph (and as many held edges) for the category and "
-                             "relation-type accuracies")  # fmt: skip
-    parser.add_argument("--output_dir", default="jaket-base",
-                        help="where the model, its memory, graph, card and checkpoints go")
-    parser.add_argument("--checkpointing_steps", type=int, default=None,
-                        help="save a resumable checkpoint every this many steps (safetensors and JSON, no pickles of ours)")
+    parser.add_argument(
+        "--memory_dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="storage of the memory table (bfloat16 halves it: 5.2 GiB at the paper's 3.66M entities)",
+    )
+    parser.add_argument(
+        "--heldout_text_fraction",
+        type=float,
+        default=0.02,
+        help="seeded fraction of the text never trained on, for the held-out evaluation (0: none)",
+    )
+    parser.add_argument(
+        "--heldout_seed",
+        type=int,
+        default=0,
+        help="seed of the held-out text split and of what the evaluation masks in it",
+    )
+    parser.add_argument(
+        "--eval_steps",
+        type=int,
+        default=None,
+        help="evaluate on the held-out data every this many steps (always at the end)",
+    )
+    parser.add_argument(
+        "--eval_outside_entities",
+        type=int,
+        default=1000,
+        help="entities outside the pre-training graph (and as many held edges) for the category and "
+        "relation-type accuracies",
+    )
+    parser.add_argument(
+        "--output_dir", default="jaket-base", help="where the model, its memory, graph, card and checkpoints go"
+    )
+    parser.add_argument(
+        "--checkpointing_steps",
+        type=int,
+        default=None,
+        help="save a resumable checkpoint every this many steps (safetensors and JSON, no pickles of ours)",
+    )
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
     parser.add_argument("--logging_steps", type=int, default=10, help="log the losses and rates every this many steps")
     parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
     parser.add_argument("--seed", type=int, default=42, help="seeds the model's new weights, sampling and masking")
     add_hub_arguments(parser)
-    parser.add_argument("--deterministic", action="store_true",
-                        help="torch.use_deterministic_algorithms(True): on GPUs, deterministic kernels where torch has "
-                             "them (slower) and an error where it has none; on CPUs the run is deterministic already "
-                             "for a given thread count, process count and torch version")  # fmt: skip
+    parser.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="torch.use_deterministic_algorithms(True): on GPUs, deterministic kernels where torch has "
+        "them (slower) and an error where it has none; on CPUs the run is deterministic already "
+        "for a given thread count, process count and torch version",
+    )
     return parser.parse_args(argv)
 
 
@@ -184,8 +275,11 @@ def save_training_state(
     is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
     code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
     memory.save_pretrained(directory)
-    state = {"completed_steps": progress.completed_steps, "refresh_schedule": schedule.state_dict(),
-             "arithmetic": arithmetic(num_processes)}  # fmt: skip
+    state = {
+        "completed_steps": progress.completed_steps,
+        "refresh_schedule": schedule.state_dict(),
+        "arithmetic": arithmetic(num_processes),
+    }
     (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
 
 
@@ -244,8 +338,9 @@ def build_optimizer(model, args, new_parameters: set[str]):
         for (kind, decay), params in sorted(groups.items())
     ]
     # fused: one kernel per parameter group instead of a chain of foreach ops (a step 10% shorter on 2 CPU cores)
-    optimizer = torch.optim.AdamW(param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon,
-                                  fused=True)  # fmt: skip
+    optimizer = torch.optim.AdamW(
+        param_groups, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon, fused=True
+    )
 
     def language(step):  # linear warm-up to the peak, then linear decay to 0
         if step < args.lm_warmup_steps:
@@ -273,8 +368,8 @@ def is_sharded(accelerator) -> bool:
         return False
     if not accelerator.is_fsdp2:
         raise ValueError(
-            "pretrain.py shards with FSDP2 only (accelerate launch --use_fsdp --fsdp_version 2 ...): the memory refresh "
-            "runs LM1 outside the model's forward, where FSDP1 does not gather its flat parameters"
+            "pretrain.py shards with FSDP2 only (accelerate launch --use_fsdp --fsdp_version 2 ...): the memory "
+            "refresh runs LM1 outside the model's forward, where FSDP1 does not gather its flat parameters"
         )
     return True
 
@@ -288,7 +383,9 @@ def compute_sharded(accelerator, model, descriptions, batch_size):
     # ranks needs, whose layers gather their weights collectively): a short shard repeats a description
     filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
     padded_indices = torch.cat([indices, filler.expand(rows - len(indices))])
-    local = EntityContextMemory.compute(model, descriptions, batch_size, padded_indices, accelerator.is_local_main_process)
+    local = EntityContextMemory.compute(
+        model, descriptions, batch_size, padded_indices, accelerator.is_local_main_process
+    )
     gathered = accelerator.gather(local.to(accelerator.device)).cpu().view(world, rows, -1)
     full = torch.empty(count, local.shape[1])
     for r in range(world):
@@ -342,7 +439,9 @@ def resolve_checkpoint(output_dir: Path, name: str) -> Path:
         name = output_dir / pointer.read_text().strip()
     checkpoint = Path(name)
     if not (checkpoint / TRAINING_STATE_NAME).is_file():
-        raise FileNotFoundError(f"--resume_from_checkpoint {checkpoint}: no {TRAINING_STATE_NAME} there; not a checkpoint")
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {checkpoint}: no {TRAINING_STATE_NAME} there; not a checkpoint"
+        )
     return checkpoint
 
 
@@ -350,10 +449,18 @@ def pretraining_inputs(args, tokenizer, graph, forms) -> PretrainingInputs:
     """What builds a step's inputs (masks, removed mentions and their candidates, subgraph, held pairs), from the
     flags; `forms` are the entities' surface forms, which L_e's hard negatives share."""
     return PretrainingInputs(
-        tokenizer, graph, args.mlm_probability, args.entity_mask_probability, args.num_roots, tuple(args.fanouts),
-        args.num_relation_pairs, args.num_neighbour_negatives, args.num_random_negatives, args.num_hard_negatives,
+        tokenizer,
+        graph,
+        args.mlm_probability,
+        args.entity_mask_probability,
+        args.num_roots,
+        tuple(args.fanouts),
+        args.num_relation_pairs,
+        args.num_neighbour_negatives,
+        args.num_random_negatives,
+        args.num_hard_negatives,
         confusable_entities(forms) if args.num_hard_negatives else None,
-    )  # fmt: skip
+    )
 
 
 def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> PretrainingEvaluation:
@@ -362,19 +469,40 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> Pr
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(data_dir))
-        sense_counts = Counter((lemma_key(m["lemma"]), m["entity"])
-                               for mentions in data.text["mentions"][:] for m in mentions if m.get("lemma"))  # fmt: skip
+        sense_counts = Counter(
+            (lemma_key(m["lemma"]), m["entity"])
+            for mentions in data.text["mentions"][:]
+            for m in mentions
+            if m.get("lemma")
+        )
         entities = data.kg["entities"]
         synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))
-    sentences = prepare_heldout_sentences(data.heldout_text, tokenizer, data.graph, build_inputs, sense_index,
-                                          args.max_seq_length, args.per_device_train_batch_size, args.heldout_seed,
-                                          forms, sense_counts)  # fmt: skip
+    sentences = prepare_heldout_sentences(
+        data.heldout_text,
+        tokenizer,
+        data.graph,
+        build_inputs,
+        sense_index,
+        args.max_seq_length,
+        args.per_device_train_batch_size,
+        args.heldout_seed,
+        forms,
+        sense_counts,
+    )
     outside = outside_graph(data.kg)
     if outside is not None:
-        outside = prepare_outside_graph(outside, tokenizer, args.eval_outside_entities, tuple(args.fanouts),
-                                        args.eval_outside_entities, args.description_length, args.heldout_seed)  # fmt: skip
-    return PretrainingEvaluation(sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings,
-                                 args.memory_batch_size)  # fmt: skip
+        outside = prepare_outside_graph(
+            outside,
+            tokenizer,
+            args.eval_outside_entities,
+            tuple(args.fanouts),
+            args.eval_outside_entities,
+            args.description_length,
+            args.heldout_seed,
+        )
+    return PretrainingEvaluation(
+        sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings, args.memory_batch_size
+    )
 
 
 def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
@@ -398,42 +526,67 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
 CARD_RESULTS = {
     "heldout_masked_token_accuracy": ("fill-mask", "Masked tokens", "masked-token accuracy"),
     "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among the training candidates"),
-    "heldout_masked_entity_string_match_hits_at_1": ("entity-linking", "Masked entities, string-match baseline",
-                                                     "hits@1 of string matching among the training candidates"),
+    "heldout_masked_entity_string_match_hits_at_1": (
+        "entity-linking",
+        "Masked entities, string-match baseline",
+        "hits@1 of string matching among the training candidates",
+    ),
     "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
-    "wsd_most_frequent_sense_hits_at_1": ("entity-linking", "Word-sense disambiguation, first-sense baseline",
-                                          "hits@1 of WordNet's first sense"),
-    "wsd_with_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation with the training text's sense prior",
-                                 "hits@1 among the senses of the lemma, times the training text's prior"),
-    "wsd_prior_hits_at_1": ("entity-linking", "Word-sense disambiguation, the training text's sense prior alone",
-                            "hits@1 of the most frequent sense in the training text"),
+    "wsd_most_frequent_sense_hits_at_1": (
+        "entity-linking",
+        "Word-sense disambiguation, first-sense baseline",
+        "hits@1 of WordNet's first sense",
+    ),
+    "wsd_with_prior_hits_at_1": (
+        "entity-linking",
+        "Word-sense disambiguation with the training text's sense prior",
+        "hits@1 among the senses of the lemma, times the training text's prior",
+    ),
+    "wsd_prior_hits_at_1": (
+        "entity-linking",
+        "Word-sense disambiguation, the training text's sense prior alone",
+        "hits@1 of the most frequent sense in the training text",
+    ),
     "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
-    "outside_category_majority_accuracy": ("entity-classification", "Entity category, majority-class baseline",
-                                           "accuracy of the majority class"),
+    "outside_category_majority_accuracy": (
+        "entity-classification",
+        "Entity category, majority-class baseline",
+        "accuracy of the majority class",
+    ),
     "outside_relation_type_accuracy": ("relation-classification", "Relation type, held edges", "accuracy"),
-    "outside_relation_type_majority_accuracy": ("relation-classification", "Relation type, majority-class baseline",
-                                                "accuracy of the majority class"),
-}  # fmt: skip
+    "outside_relation_type_majority_accuracy": (
+        "relation-classification",
+        "Relation type, majority-class baseline",
+        "accuracy of the majority class",
+    ),
+}
 
 
 def write_pretraining_card(args, output_dir: Path, backbone: str, command: list[str]):
     """The model card of a pre-training run, its figures from `eval_results.json` (the held-out evaluation)."""
     evaluation = output_dir / "eval_results.json"
     measured = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
-    results = [Result(task_type, task, args.dataset, f"{args.dataset}, held out from pre-training", metric, measured[key])
-               for key, (task_type, task, metric) in CARD_RESULTS.items() if key in measured]  # fmt: skip
+    results = [
+        Result(task_type, task, args.dataset, f"{args.dataset}, held out from pre-training", metric, measured[key])
+        for key, (task_type, task, metric) in CARD_RESULTS.items()
+        if key in measured
+    ]
     name = args.hub_model_id or output_dir.name
     write_model_card(
-        output_dir, name,
+        output_dir,
+        name,
         f"JAKET pre-trained for {measured.get('step', args.max_train_steps)} steps on `{args.dataset}` "
         f"({args.max_entities or 'all'} entities): LM1, the knowledge module, LM2 and the four pre-training heads, "
         "with its entity context memory (`entity_memory.safetensors`) and its knowledge graph (`graph/`).",
-        backbone, [args.dataset], results, command,
-        f'from transformers import AutoModel\nfrom modeling_jaket import EntityContextMemory, KnowledgeGraph\n\n'
+        backbone,
+        [args.dataset],
+        results,
+        command,
+        f"from transformers import AutoModel\nfrom modeling_jaket import EntityContextMemory, KnowledgeGraph\n\n"
         f'model = AutoModel.from_pretrained("{name}", trust_remote_code=True)\n'
         f'memory = EntityContextMemory.from_pretrained("{name}")\n'
         f'graph = KnowledgeGraph.from_pretrained("{name}", subfolder="graph")',
-    )  # fmt: skip
+    )
 
 
 def main(argv=None):
@@ -474,8 +627,15 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     data_dir = args.data_dir or default_data_dir()
     with accelerator.main_process_first():
-        data = load_pretraining_data(args.dataset, data_dir, args.dataset_cache_dir, args.max_entities,
-                                     args.max_train_samples, args.heldout_text_fraction, args.heldout_seed)  # fmt: skip
+        data = load_pretraining_data(
+            args.dataset,
+            data_dir,
+            args.dataset_cache_dir,
+            args.max_entities,
+            args.max_train_samples,
+            args.heldout_text_fraction,
+            args.heldout_seed,
+        )
         train_dataset = tokenize_linked_text(data.text, tokenizer, data.graph, args.max_seq_length)
     graph = data.graph
     entity_descriptions, relation_descriptions = description_inputs(tokenizer, graph, args.description_length)
@@ -485,17 +645,27 @@ def main(argv=None):
         f"{len(data.heldout_text) if data.heldout_text is not None else 0} held out"
     )
 
-    overrides = {"num_entity_categories": len(graph.category_names), "num_relation_types": graph.num_relations,
-                 "memory_refresh_init_interval": args.refresh_init_interval, "memory_refresh_ratio": args.refresh_ratio,
-                 "memory_refresh_repeats": args.refresh_repeats, "memory_refresh_max_interval": args.refresh_max_interval,
-                 "memory_momentum": args.memory_momentum, "merge_layer_norm": args.merge_layer_norm}  # fmt: skip
+    overrides = {
+        "num_entity_categories": len(graph.category_names),
+        "num_relation_types": graph.num_relations,
+        "memory_refresh_init_interval": args.refresh_init_interval,
+        "memory_refresh_ratio": args.refresh_ratio,
+        "memory_refresh_repeats": args.refresh_repeats,
+        "memory_refresh_max_interval": args.refresh_max_interval,
+        "memory_momentum": args.memory_momentum,
+        "merge_layer_norm": args.merge_layer_norm,
+    }
     if args.num_lm1_layers:
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
 
     collator = DataCollatorWithMentions(tokenizer.pad_token_id)
-    dataloader = DataLoader(train_dataset.with_format("python"), batch_size=args.per_device_train_batch_size,
-                            shuffle=True, collate_fn=collator)  # fmt: skip
+    dataloader = DataLoader(
+        train_dataset.with_format("python"),
+        batch_size=args.per_device_train_batch_size,
+        shuffle=True,
+        collate_fn=collator,
+    )
     optimizer, scheduler = build_optimizer(model, args, set(loading_info["missing_keys"]))
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
     if sharded:
@@ -503,8 +673,13 @@ def main(argv=None):
         register_fsdp_forward_method(model, "encode_descriptions")
 
     config = accelerator.unwrap_model(model).config
-    memory = EntityContextMemory(graph.num_entities, graph.num_relations, config.hidden_size,
-                                 args.memory_momentum, getattr(torch, args.memory_dtype)).to(accelerator.device)  # fmt: skip
+    memory = EntityContextMemory(
+        graph.num_entities,
+        graph.num_relations,
+        config.hidden_size,
+        args.memory_momentum,
+        getattr(torch, args.memory_dtype),
+    ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
     progress = Progress()
     forms = surface_forms(graph, data.text)
@@ -523,8 +698,14 @@ def main(argv=None):
     else:
         if accelerator.is_main_process:  # a new run starts a new history of held-out figures
             (output_dir / HISTORY_NAME).unlink(missing_ok=True)
-        refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
-                       relation_descriptions, args.memory_batch_size)  # fmt: skip
+        refresh_memory(
+            accelerator,
+            accelerator.unwrap_model(model),
+            memory,
+            entity_descriptions,
+            relation_descriptions,
+            args.memory_batch_size,
+        )
         logger.info("entity context memory computed by LM1")
 
     if report_to:
@@ -532,7 +713,9 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     if args.num_train_epochs:  # the schedules read args.max_train_steps at each step, so setting it here suffices
         args.max_train_steps = math.ceil(args.num_train_epochs * steps_per_epoch)
-    bar = tqdm(range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process)
+    bar = tqdm(
+        range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process
+    )
     model.train()
     last_log = time.perf_counter()
     while progress.completed_steps < args.max_train_steps:
@@ -568,10 +751,18 @@ def main(argv=None):
             bar.update(1)
             step = progress.completed_steps
             if trains_language_model and schedule.should_refresh(step):
-                refresh_memory(accelerator, accelerator.unwrap_model(model), memory, entity_descriptions,
-                               relation_descriptions, args.memory_batch_size)  # fmt: skip
+                refresh_memory(
+                    accelerator,
+                    accelerator.unwrap_model(model),
+                    memory,
+                    entity_descriptions,
+                    relation_descriptions,
+                    args.memory_batch_size,
+                )
                 schedule.mark_refreshed(step)
-                logger.info(f"step {step}: memory refreshed ({schedule.num_refreshes}), next at {schedule.next_refresh_step}")
+                logger.info(
+                    f"step {step}: memory refreshed ({schedule.num_refreshes}), next at {schedule.next_refresh_step}"
+                )
             if step % args.logging_steps == 0 or step == args.max_train_steps:
                 means = {k: accelerator.gather(v.reshape(1)).mean().item() / counted for k, v in totals.items()}
                 elapsed, last_log = time.perf_counter() - last_log, time.perf_counter()
@@ -579,9 +770,14 @@ def main(argv=None):
                 # KG entities that one optimisation step touches, over every micro-batch and process (the paper's
                 # 16,384 a step)
                 steps = counted / args.gradient_accumulation_steps
-                entities_per_step = accelerator.gather(torch.tensor([entities], device=accelerator.device)).sum().item() / steps
-                means.update(group_learning_rates(optimizer), samples_per_second=samples / elapsed,
-                             kg_entities_per_step=entities_per_step)  # fmt: skip
+                entities_per_step = (
+                    accelerator.gather(torch.tensor([entities], device=accelerator.device)).sum().item() / steps
+                )
+                means.update(
+                    group_learning_rates(optimizer),
+                    samples_per_second=samples / elapsed,
+                    kg_entities_per_step=entities_per_step,
+                )
                 logger.info(f"step {step}: " + json.dumps({k: float(f"{v:.6g}") for k, v in means.items()}))
                 if report_to:
                     accelerator.log(means, step=step)

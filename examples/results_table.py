@@ -10,14 +10,28 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-
-METHOD_ORDER = ["gnn", "lm", "lm_gnn", "lm_gnn_m", "lm_mlm", "jaket", "jaket_zero_shot", "lm_gnn_m_category",
-                "jaket_from_head"]
-METHOD_NAMES = {"gnn": "GNN", "lm": "LM", "lm_gnn": "LM+GNN", "lm_gnn_m": "LM+GNN+M", "jaket": "JAKET",
-                "jaket_zero_shot": "JAKET's category head, no fine-tuning",
-                "jaket_from_head": "JAKET, classifier from its category head",
-                "lm_mlm": "LM+GNN+M, LM continued with MLM alone (control)",
-                "lm_gnn_m_category": "LM+GNN+M, knowledge module and head pre-trained with L_c alone (control)"}  # fmt: skip
+METHOD_ORDER = [
+    "gnn",
+    "lm",
+    "lm_gnn",
+    "lm_gnn_m",
+    "lm_mlm",
+    "jaket",
+    "jaket_zero_shot",
+    "lm_gnn_m_category",
+    "jaket_from_head",
+]
+METHOD_NAMES = {
+    "gnn": "GNN",
+    "lm": "LM",
+    "lm_gnn": "LM+GNN",
+    "lm_gnn_m": "LM+GNN+M",
+    "jaket": "JAKET",
+    "jaket_zero_shot": "JAKET's category head, no fine-tuning",
+    "jaket_from_head": "JAKET, classifier from its category head",
+    "lm_mlm": "LM+GNN+M, LM continued with MLM alone (control)",
+    "lm_gnn_m_category": "LM+GNN+M, knowledge module and head pre-trained with L_c alone (control)",
+}
 
 
 def collect(folders):

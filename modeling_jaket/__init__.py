@@ -24,7 +24,6 @@ from .modeling_jaket import (
     JaketPreTrainedModel,
 )
 
-
 AutoConfig.register("jaket", JaketConfig, exist_ok=True)
 AutoModel.register(JaketConfig, JaketModel, exist_ok=True)
 AutoModelForPreTraining.register(JaketConfig, JaketForPreTraining, exist_ok=True)

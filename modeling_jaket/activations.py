@@ -3,7 +3,6 @@ a model's weights then needs nothing but transformers' public API."""
 
 from torch import nn
 
-
 ACTIVATIONS = {
     "gelu": nn.GELU,
     "gelu_new": lambda: nn.GELU(approximate="tanh"),

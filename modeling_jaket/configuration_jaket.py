@@ -2,7 +2,6 @@
 
 from transformers import PreTrainedConfig
 
-
 _AUTO_MAP = {
     "AutoConfig": "configuration_jaket.JaketConfig",
     "AutoModel": "modeling_jaket.JaketModel",
@@ -60,8 +59,8 @@ class JaketConfig(PreTrainedConfig):
         classifier_dropout (`float`, *optional*):
             Dropout of the classification heads; defaults to `hidden_dropout_prob`.
         check_finite_inputs (`bool`, defaults to `False`):
-            Raise when the initial entity or relation embeddings hold NaN or infinity, naming the first bad row, instead
-            of letting it spread through the knowledge module. Costs one pass over them; nothing when off.
+            Raise when the initial entity or relation embeddings hold NaN or infinity, naming the first bad row,
+            instead of letting it spread through the knowledge module. Costs one pass over them; nothing when off.
 
     Example:
 
@@ -123,13 +122,15 @@ class JaketConfig(PreTrainedConfig):
             )
         if self.hidden_size % self.km_num_heads != 0:
             raise ValueError(
-                f"JaketConfig.hidden_size ({self.hidden_size}) must be divisible by km_num_heads ({self.km_num_heads}): "
-                "the heads' outputs are concatenated back to hidden_size"
+                f"JaketConfig.hidden_size ({self.hidden_size}) must be divisible by km_num_heads "
+                f"({self.km_num_heads}): the heads' outputs are concatenated back to hidden_size"
             )
         if self.km_composition not in ("add", "mlp"):
             raise ValueError(f"JaketConfig.km_composition must be 'add' or 'mlp', got {self.km_composition!r}")
         if self.merge_layer_norm not in ("all", "mentions"):
-            raise ValueError(f"JaketConfig.merge_layer_norm must be 'all' or 'mentions', got {self.merge_layer_norm!r}")
+            raise ValueError(
+                f"JaketConfig.merge_layer_norm must be 'all' or 'mentions', got {self.merge_layer_norm!r}"
+            )
         if not 0.0 <= self.memory_momentum < 1.0:
             raise ValueError(f"JaketConfig.memory_momentum must be in [0, 1), got {self.memory_momentum}")
         if kwargs.get("auto_map") is None:

@@ -10,7 +10,6 @@ from safetensors.torch import load_file, save_file
 
 from .hub import resolve_file
 
-
 GRAPH_TENSORS_NAME = "graph.safetensors"
 GRAPH_VOCAB_NAME = "graph.json"
 
@@ -91,8 +90,10 @@ class KnowledgeGraph:
         entity_ids: list[str] | None = None,
         relation_ids: list[str] | None = None,
     ):
-        heads, relations, tails = (as_index_tensor(x, f"triple {n}s").reshape(-1)
-                                   for x, n in ((heads, "head"), (relations, "relation"), (tails, "tail")))  # fmt: skip
+        heads, relations, tails = (
+            as_index_tensor(x, f"triple {n}s").reshape(-1)
+            for x, n in ((heads, "head"), (relations, "relation"), (tails, "tail"))
+        )
         if not heads.shape == relations.shape == tails.shape:
             raise ValueError(
                 f"heads, relations and tails differ in length: {heads.numel()}, {relations.numel()}, {tails.numel()}"
@@ -113,7 +114,9 @@ class KnowledgeGraph:
         if entity_categories is not None:
             entity_categories = as_index_tensor(entity_categories, "entity_categories")
             if entity_categories.shape != (num_entities,):
-                raise ValueError(f"entity_categories has shape {tuple(entity_categories.shape)}, not ({num_entities},)")
+                raise ValueError(
+                    f"entity_categories has shape {tuple(entity_categories.shape)}, not ({num_entities},)"
+                )
 
         self.num_entities = num_entities
         self.num_relations = num_relations
@@ -168,12 +171,20 @@ class KnowledgeGraph:
             relation_names += [f"inverse of {name}" for name in relation_names[:count]]
             relation_descriptions += [f"inverse of {text}" for text in relation_descriptions[:count]]
         return cls(
-            heads, kinds, tails, len(entities["id"]), len(relation_ids),
-            entity_names=entities["name"], relation_names=relation_names,
-            entity_descriptions=entities["description"], relation_descriptions=relation_descriptions,
-            entity_categories=entities.get("category"), category_names=category_names,
-            entity_ids=entities["id"], relation_ids=relation_ids,
-        )  # fmt: skip
+            heads,
+            kinds,
+            tails,
+            len(entities["id"]),
+            len(relation_ids),
+            entity_names=entities["name"],
+            relation_names=relation_names,
+            entity_descriptions=entities["description"],
+            relation_descriptions=relation_descriptions,
+            entity_categories=entities.get("category"),
+            category_names=category_names,
+            entity_ids=entities["id"],
+            relation_ids=relation_ids,
+        )
 
     @property
     def num_triples(self) -> int:
@@ -257,8 +268,8 @@ class KnowledgeGraph:
         return torch.stack(path, dim=1)
 
     def sample_roots(self, num_roots: int, walk_length: int = 4, generator: torch.Generator | None = None):
-        """`num_roots` distinct root entities (all of them if the graph has fewer) for a pre-training step, taken from random walks (§3.6), so that
-        the roots are near each other and their subgraphs overlap."""
+        """`num_roots` distinct root entities (all of them if the graph has fewer) for a pre-training step, taken
+        from random walks (§3.6), so that the roots are near each other and their subgraphs overlap."""
         num_walks = max(1, -(-num_roots // (walk_length + 1)))
         visited = torch.empty(0, dtype=torch.long)
         while visited.numel() < min(num_roots, self.num_entities):  # walks that double back visit fewer entities
@@ -297,9 +308,12 @@ class KnowledgeGraph:
         with open(vocab_path, encoding="utf-8") as f:
             vocab = json.load(f)
         return cls(
-            tensors["heads"], tensors["relations"], tensors["tails"],
-            entity_categories=tensors.get("entity_categories"), **vocab,
-        )  # fmt: skip
+            tensors["heads"],
+            tensors["relations"],
+            tensors["tails"],
+            entity_categories=tensors.get("entity_categories"),
+            **vocab,
+        )
 
 
 def as_index_tensor(values, name: str) -> torch.Tensor:

@@ -4,7 +4,12 @@ import os
 from pathlib import Path
 
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HFValidationError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 
 
 def resolve_file(name_or_path: str | os.PathLike, filename: str, what: str, subfolder: str = "", **hub_kwargs) -> str:

@@ -81,10 +81,16 @@ class EdgeLayout:
     def matrix(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
         """The [N, N + P] matrix (or its transpose) with `values` [2E] in the sorted layout's entry order."""
         if transpose:
-            return torch.sparse_csr_tensor(self.transpose_crow, self.transpose_col, values[self.transpose_order],
-                                           size=(self.num_columns, self.num_entities), check_invariants=False)  # fmt: skip
-        return torch.sparse_csr_tensor(self.crow, self.col, values, size=(self.num_entities, self.num_columns),
-                                       check_invariants=False)  # fmt: skip
+            return torch.sparse_csr_tensor(
+                self.transpose_crow,
+                self.transpose_col,
+                values[self.transpose_order],
+                size=(self.num_columns, self.num_entities),
+                check_invariants=False,
+            )
+        return torch.sparse_csr_tensor(
+            self.crow, self.col, values, size=(self.num_entities, self.num_columns), check_invariants=False
+        )
 
 
 class AttentionWeightedSum(torch.autograd.Function):
@@ -102,7 +108,9 @@ class AttentionWeightedSum(torch.autograd.Function):
         attention, columns = attention.to(compute_dtype), columns.to(compute_dtype)
         ctx.save_for_backward(attention, columns)
         with torch.autocast(columns.device.type, enabled=False):
-            heads = [layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])]
+            heads = [
+                layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])
+            ]
         return torch.stack(heads, dim=1).to(ctx.dtypes[1])
 
     @staticmethod
@@ -121,13 +129,19 @@ class AttentionWeightedSum(torch.autograd.Function):
             grad_attention = torch.empty_like(attention)
             pattern = layout.matrix(attention.new_zeros(2 * attention.shape[0]))
             for k in range(num_heads):
-                scores = torch.sparse.sampled_addmm(pattern, grad_output[:, k].contiguous(), columns[:, k].t(), beta=0.0)
+                scores = torch.sparse.sampled_addmm(
+                    pattern, grad_output[:, k].contiguous(), columns[:, k].t(), beta=0.0
+                )
                 grad_attention[:, k] = scores.values().view(-1, 2).sum(1)
         if ctx.needs_input_grad[1]:
             grad_columns = torch.stack(
-                [layout.matrix(attention[:, k].repeat_interleave(2), transpose=True) @ grad_output[:, k].contiguous()
-                 for k in range(num_heads)], dim=1,
-            )  # fmt: skip
+                [
+                    layout.matrix(attention[:, k].repeat_interleave(2), transpose=True)
+                    @ grad_output[:, k].contiguous()
+                    for k in range(num_heads)
+                ],
+                dim=1,
+            )
         if grad_attention is not None:
             grad_attention = grad_attention.to(ctx.dtypes[0])
         if grad_columns is not None:
@@ -189,8 +203,12 @@ class KnowledgeLayer(nn.Module):
                 layout = EdgeLayout(edge_index, edge_type, num_entities, relation_embeddings.shape[0])
             projected_relations = self._project(relation_embeddings)  # [P, K, D]
             target_scores = (projected_entities * self.attention_target).sum(-1)  # [N, K]
-            neighbour_scores = (projected_entities * self.attention_neighbour).sum(-1).index_select(0, layout.neighbour)
-            relation_scores = (projected_relations * self.attention_neighbour).sum(-1).index_select(0, layout.edge_type)
+            neighbour_scores = (
+                (projected_entities * self.attention_neighbour).sum(-1).index_select(0, layout.neighbour)
+            )
+            relation_scores = (
+                (projected_relations * self.attention_neighbour).sum(-1).index_select(0, layout.edge_type)
+            )
             scores = self.leaky_relu(target_scores.index_select(0, layout.target) + neighbour_scores + relation_scores)
             attention = segment_softmax(scores, layout.target, num_entities)
             columns = torch.cat([projected_entities, projected_relations], dim=0)
@@ -201,7 +219,9 @@ class KnowledgeLayer(nn.Module):
         # the MLP composition: one message per edge, gathered and scattered
         neighbour, target = edge_index[0], edge_index[1]
         composed = self.compose(
-            torch.cat([entity_embeddings.index_select(0, neighbour), relation_embeddings.index_select(0, edge_type)], dim=-1)
+            torch.cat(
+                [entity_embeddings.index_select(0, neighbour), relation_embeddings.index_select(0, edge_type)], dim=-1
+            )
         )
         messages = self._project(composed)
         neighbour_scores = (messages * self.attention_neighbour).sum(-1)
@@ -253,7 +273,11 @@ class KnowledgeModule(nn.Module):
         attentions = []
         for layer in self.layers:
             entity_embeddings, attention = layer(
-                entity_embeddings, relation_embeddings, edge_index, edge_type, return_attention_weights=True,
+                entity_embeddings,
+                relation_embeddings,
+                edge_index,
+                edge_type,
+                return_attention_weights=True,
                 layout=layout,
             )
             attentions.append(attention)

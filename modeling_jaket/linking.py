@@ -32,7 +32,9 @@ def candidate_embeddings(
         table = torch.tensor([c for _, c in ids])
         bad = (table < 0) | (table >= memory.num_entities)
         if bad.any():
-            raise ValueError(f"candidate entity id {int(table[bad][0])} is outside the memory's [0, {memory.num_entities})")
+            raise ValueError(
+                f"candidate entity id {int(table[bad][0])} is outside the memory's [0, {memory.num_entities})"
+            )
         for (i, _), row in zip(ids, memory.lookup(table.to(memory.entity_embeddings.device)).cpu()):
             embeddings[i] = row
     texts = [(i, c) for i, c in enumerate(candidates) if embeddings[i] is None]
@@ -42,11 +44,17 @@ def candidate_embeddings(
             if isinstance(candidate, str):
                 names.append("")
                 descriptions.append(candidate)
-            elif isinstance(candidate, (tuple, list)) and len(candidate) == 2 and all(isinstance(x, str) for x in candidate):
+            elif (
+                isinstance(candidate, (tuple, list))
+                and len(candidate) == 2
+                and all(isinstance(x, str) for x in candidate)
+            ):
                 names.append(candidate[0])
                 descriptions.append(candidate[1])
             else:
-                raise ValueError(f"candidate {i} is {candidate!r}: give an entity id, a description, or (name, description)")
+                raise ValueError(
+                    f"candidate {i} is {candidate!r}: give an entity id, a description, or (name, description)"
+                )
         encoded = encode_descriptions(tokenizer, names, descriptions, max_length)
         computed = EntityContextMemory.compute(model, encoded, batch_size)
         for (i, _), row in zip(texts, computed):

@@ -12,7 +12,6 @@ from transformers.utils import logging
 from .graph import as_index_tensor
 from .hub import resolve_file
 
-
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
 
@@ -24,8 +23,8 @@ class RefreshSchedule:
     def __init__(self, init_interval: int = 10, ratio: int = 2, repeats: int = 3, max_interval: int = 500):
         if init_interval < 1 or ratio < 1 or repeats < 1 or max_interval < init_interval:
             raise ValueError(
-                "RefreshSchedule needs init_interval >= 1, ratio >= 1, repeats >= 1 and max_interval >= init_interval, "
-                f"got {init_interval}, {ratio}, {repeats}, {max_interval}"
+                "RefreshSchedule needs init_interval >= 1, ratio >= 1, repeats >= 1 and "
+                f"max_interval >= init_interval, got {init_interval}, {ratio}, {repeats}, {max_interval}"
             )
         self.init_interval = init_interval
         self.ratio = ratio
@@ -120,7 +119,9 @@ class EntityContextMemory(nn.Module):
 
     @staticmethod
     @torch.no_grad()
-    def compute(model, descriptions: dict, batch_size: int = 64, indices=None, progress_bar: bool = False) -> torch.Tensor:
+    def compute(
+        model, descriptions: dict, batch_size: int = 64, indices=None, progress_bar: bool = False
+    ) -> torch.Tensor:
         """LM1's embedding of each description (or of those at `indices`), in length-sorted batches, in float32.
 
         `model` is a [`JaketModel`] or any JAKET head, sharded or not (its `encode_descriptions` is what runs); its
@@ -148,8 +149,9 @@ class EntityContextMemory(nn.Module):
         result = torch.empty(len(indices), config.hidden_size, dtype=torch.float32)
         was_training = model.training
         model.eval()
-        bar = logging.tqdm(total=len(order), desc="LM1 over descriptions", unit="description", leave=False,
-                           disable=not progress_bar)  # fmt: skip
+        bar = logging.tqdm(
+            total=len(order), desc="LM1 over descriptions", unit="description", leave=False, disable=not progress_bar
+        )
         try:
             for begin in range(0, len(order), batch_size):
                 rows = order[begin : begin + batch_size]
@@ -188,9 +190,13 @@ class EntityContextMemory(nn.Module):
         self.initialized.fill_(True)
 
     def refresh(
-        self, model, entity_descriptions: dict, relation_descriptions: dict | None = None, batch_size=64,
+        self,
+        model,
+        entity_descriptions: dict,
+        relation_descriptions: dict | None = None,
+        batch_size=64,
         progress_bar: bool = False,
-    ):  # fmt: skip
+    ):
         """Recompute every description's embedding with LM1 and fold it in with the momentum rule."""
         new_entities = self.compute(model, entity_descriptions, batch_size, progress_bar=progress_bar)
         new_relations = None
@@ -218,8 +224,10 @@ class EntityContextMemory(nn.Module):
             json.dump({"momentum": self.momentum, "dtype": str(self.entity_embeddings.dtype).split(".")[-1]}, f)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs) -> "EntityContextMemory":
-        """A memory saved with `save_pretrained`, from a folder or a Hub repo id (`hub_kwargs`: revision, token, ...)."""
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike, subfolder: str = "", **hub_kwargs
+    ) -> "EntityContextMemory":
+        """A memory saved with `save_pretrained`, from a folder or a Hub repo id (`hub_kwargs`: revision, token)."""
         what = "entity memory (save one with EntityContextMemory.save_pretrained)"
         path = resolve_file(name_or_path, MEMORY_WEIGHTS_NAME, what, subfolder, **hub_kwargs)
         with open(resolve_file(name_or_path, MEMORY_CONFIG_NAME, what, subfolder, **hub_kwargs)) as f:
@@ -227,7 +235,11 @@ class EntityContextMemory(nn.Module):
         state = load_file(path)
         entities, relations = state["entity_embeddings"], state["relation_embeddings"]
         memory = cls(
-            entities.shape[0], relations.shape[0], entities.shape[1], settings["momentum"], getattr(torch, settings["dtype"])
+            entities.shape[0],
+            relations.shape[0],
+            entities.shape[1],
+            settings["momentum"],
+            getattr(torch, settings["dtype"]),
         )
         memory.load_state_dict(state)
         return memory

@@ -15,7 +15,6 @@ from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .knowledge_module import KnowledgeLayer, KnowledgeModule, check_finite, check_index_dtype
 
-
 logger = logging.get_logger(__name__)
 
 
@@ -282,12 +281,23 @@ class JaketPreTrainedModel(PreTrainedModel):
         fields = {
             name: getattr(backbone_config, name)
             for name in (
-                "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
-                "type_vocab_size", "initializer_range", "layer_norm_eps", "pad_token_id", "bos_token_id",
+                "vocab_size",
+                "hidden_size",
+                "num_hidden_layers",
+                "num_attention_heads",
+                "intermediate_size",
+                "hidden_act",
+                "hidden_dropout_prob",
+                "attention_probs_dropout_prob",
+                "max_position_embeddings",
+                "type_vocab_size",
+                "initializer_range",
+                "layer_norm_eps",
+                "pad_token_id",
+                "bos_token_id",
                 "eos_token_id",
             )
-        }  # fmt: skip
+        }
         config = JaketConfig(backbone_type=backbone_type, **{**fields, **config_overrides})
         model = cls(config)
 
@@ -422,8 +432,15 @@ class JaketModel(JaketPreTrainedModel):
                 all_attentions.append(weights)
         return hidden_states
 
-    def _run_lm1(self, input_ids, attention_mask, token_type_ids=None, position_ids=None, all_hidden_states=None,
-                 all_attentions=None):  # fmt: skip
+    def _run_lm1(
+        self,
+        input_ids,
+        attention_mask,
+        token_type_ids=None,
+        position_ids=None,
+        all_hidden_states=None,
+        all_attentions=None,
+    ):
         """LM1 over the text: (Z, the expanded attention mask LM2 reuses)."""
         if input_ids.numel() == 0 or input_ids.shape[1] == 0:
             raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): there is no text to encode")
@@ -487,8 +504,10 @@ class JaketModel(JaketPreTrainedModel):
             Inclusive token indices of each mention; -1 pads.
         subgraph_entity_ids (`torch.LongTensor` of shape `(num_subgraph_entities,)`):
             Global ids of the sampled subgraph's entities; every mentioned entity must be among them.
-        edge_index (`torch.LongTensor` of shape `(2, num_edges)`), edge_type (`torch.LongTensor` of shape `(num_edges,)`):
-            The subgraph's edges in local indices: row 0 the neighbour u, row 1 the target v, and the relation of each.
+        edge_index (`torch.LongTensor` of shape `(2, num_edges)`):
+            The subgraph's edges in local indices: row 0 the neighbour u, row 1 the target v.
+        edge_type (`torch.LongTensor` of shape `(num_edges,)`):
+            The relation of each edge.
         entity_init_embeddings (`torch.FloatTensor` of shape `(num_subgraph_entities, hidden_size)`):
             E^(0) of the subgraph's entities, from the entity context memory.
         relation_embeddings (`torch.FloatTensor` of shape `(num_relations, hidden_size)`):
@@ -636,19 +655,29 @@ class JaketForPreTraining(JaketPreTrainedModel):
             Local subgraph indices of entity pairs; relation_labels (`(num_pairs,)`) their relation (L_r).
         masked_entity_starts, masked_entity_ends (`torch.LongTensor` of shape `(batch_size, num_masked)`):
             Inclusive token spans of the mentions removed from the merge (L_e); -1 pads.
-        masked_entity_candidate_embeddings (`torch.FloatTensor` of shape `(batch_size, num_masked, num_candidates, hidden_size)`):
-            Context-memory embeddings of each removed mention's candidates: the true entity, its neighbours, random
-            entities.
+        masked_entity_candidate_embeddings (`torch.FloatTensor`, shape `(batch_size, num_masked, num_candidates, d)`):
+            Context-memory embeddings (d = hidden_size) of each removed mention's candidates: the true entity, its
+            neighbours, random entities.
         masked_entity_labels (`torch.LongTensor` of shape `(batch_size, num_masked)`):
             Index of the true entity among the candidates; -100 pads.
         """
         outputs = self.jaket(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
-            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
-            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            mention_entity_ids=mention_entity_ids,
+            mention_starts=mention_starts,
+            mention_ends=mention_ends,
+            subgraph_entity_ids=subgraph_entity_ids,
+            edge_index=edge_index,
+            edge_type=edge_type,
+            entity_init_embeddings=entity_init_embeddings,
+            relation_embeddings=relation_embeddings,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         entity_embeddings = outputs.entity_embeddings
         losses = {}
 
@@ -750,14 +779,26 @@ class JaketForEntityClassification(JaketPreTrainedModel):
             cross-entropy divided by it, right under gradient accumulation.
         """
         outputs = self.jaket(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
-            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
-            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            mention_entity_ids=mention_entity_ids,
+            mention_starts=mention_starts,
+            mention_ends=mention_ends,
+            subgraph_entity_ids=subgraph_entity_ids,
+            edge_index=edge_index,
+            edge_type=edge_type,
+            entity_init_embeddings=entity_init_embeddings,
+            relation_embeddings=relation_embeddings,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         if outputs.entity_embeddings is None:
-            raise ValueError("JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends")
+            raise ValueError(
+                "JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends"
+            )
         logits = self.classifier(self.dropout(outputs.entity_embeddings))
         loss = _cross_entropy(logits, labels, num_items_in_batch) if labels is not None else None
         output = EntityClassificationOutput(loss=loss, logits=logits, entity_embeddings=outputs.entity_embeddings)
@@ -807,12 +848,22 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
             it, right under gradient accumulation.
         """
         outputs = self.jaket(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            position_ids=position_ids, mention_entity_ids=mention_entity_ids, mention_starts=mention_starts,
-            mention_ends=mention_ends, subgraph_entity_ids=subgraph_entity_ids, edge_index=edge_index,
-            edge_type=edge_type, entity_init_embeddings=entity_init_embeddings, relation_embeddings=relation_embeddings,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
-        )  # fmt: skip
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            mention_entity_ids=mention_entity_ids,
+            mention_starts=mention_starts,
+            mention_ends=mention_ends,
+            subgraph_entity_ids=subgraph_entity_ids,
+            edge_index=edge_index,
+            edge_type=edge_type,
+            entity_init_embeddings=entity_init_embeddings,
+            relation_embeddings=relation_embeddings,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
         if outputs.last_hidden_state is None:
             raise ValueError("JaketForSequenceClassification needs input_ids")
         logits = self.classifier(outputs.last_hidden_state)

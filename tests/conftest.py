@@ -12,7 +12,6 @@ import torch
 
 from modeling_jaket import JaketConfig
 
-
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))  # the scripts import their helpers (jaket_examples) from beside them
 DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -60,7 +59,9 @@ def roberta_tokenizer(tmp_path_factory):
     from transformers import RobertaTokenizer
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS * 5, vocab_size=TINY["vocab_size"], special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        CORPUS * 5, vocab_size=TINY["vocab_size"], special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     folder = tmp_path_factory.mktemp("bpe")
     bpe.save_model(str(folder))
     vocab = json.loads((folder / "vocab.json").read_text())
@@ -82,9 +83,13 @@ def tiny_roberta_checkpoint(tmp_path_factory):
 
     torch.manual_seed(0)
     config = RobertaConfig(
-        vocab_size=TINY["vocab_size"], hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=66,
-    )  # fmt: skip
+        vocab_size=TINY["vocab_size"],
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=66,
+    )
     folder = tmp_path_factory.mktemp("tiny-roberta")
     RobertaForMaskedLM(config).save_pretrained(folder)
     return str(folder)
@@ -97,8 +102,14 @@ def tiny_bert_checkpoint(tmp_path_factory, minilm_path):
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=256)  # fmt: skip
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
     BertForMaskedLM(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
     return str(folder)
@@ -122,16 +133,42 @@ def script_environment():
 
 def pretraining_arguments(backbone, cache, output, steps, *extra):
     return [
-        "--backbone", backbone, "--dataset_cache_dir", cache, "--output_dir", str(output), "--max_entities", "300",
-        "--max_train_samples", "64", "--per_device_train_batch_size", "4", "--max_train_steps", str(steps),
-        "--refresh_init_interval", "2", "--lm_warmup_steps", "2", "--logging_steps", "2", "--report_to", "none",
-        "--max_seq_length", "64", *extra,
-    ]  # fmt: skip
+        "--backbone",
+        backbone,
+        "--dataset_cache_dir",
+        cache,
+        "--output_dir",
+        str(output),
+        "--max_entities",
+        "300",
+        "--max_train_samples",
+        "64",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_train_steps",
+        str(steps),
+        "--refresh_init_interval",
+        "2",
+        "--lm_warmup_steps",
+        "2",
+        "--logging_steps",
+        "2",
+        "--report_to",
+        "none",
+        "--max_seq_length",
+        "64",
+        *extra,
+    ]
 
 
 def run_script(script, args, launcher=(sys.executable,), timeout=600):
-    result = subprocess.run([*launcher, str(EXAMPLES / script), *args], env=script_environment(),
-                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [*launcher, str(EXAMPLES / script), *args],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout + result.stderr
 
@@ -140,6 +177,10 @@ def run_script(script, args, launcher=(sys.executable,), timeout=600):
 def pretrained(tmp_path_factory, tiny_bert_checkpoint, datasets_cache):
     """examples/pretrain.py run for 12 steps with a tiny backbone: (output folder, log)."""
     output = tmp_path_factory.mktemp("pretrained")
-    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12,
-                                                          "--heldout_text_fraction", "0.25", "--eval_steps", "6"))  # fmt: skip
+    log = run_script(
+        "pretrain.py",
+        pretraining_arguments(
+            tiny_bert_checkpoint, datasets_cache, output, 12, "--heldout_text_fraction", "0.25", "--eval_steps", "6"
+        ),
+    )
     return output, log

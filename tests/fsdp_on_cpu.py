@@ -12,7 +12,6 @@ from pathlib import Path
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
 
-
 _original_init = AcceleratorState.__init__
 
 

@@ -34,20 +34,46 @@ def test_every_fine_tuning_flag_has_help(script, monkeypatch):
     actions = actions_of(importlib.import_module(script).parse_args, monkeypatch)
     flags = {action.option_strings[0] for action in actions}
     # every Trainer flag as well as the script's own (HfArgumentParser over TrainingArguments)
-    assert {"--method", "--model_name_or_path", "--bf16", "--gradient_accumulation_steps", "--report_to",
-            "--push_to_hub", "--seed"} <= flags  # fmt: skip
+    assert {
+        "--method",
+        "--model_name_or_path",
+        "--bf16",
+        "--gradient_accumulation_steps",
+        "--report_to",
+        "--push_to_hub",
+        "--seed",
+    } <= flags
     assert [action.option_strings[0] for action in actions if not action.help] == []
 
 
 def test_trainer_flags_reach_the_trainer_and_script_defaults_apply(tmp_path):
     from finetune_entity_classification import parse_args
+
     from jaket_examples.finetuning import training_arguments
 
-    args = parse_args(["--method", "gnn", "lm", "--output_dir", str(tmp_path), "--gradient_accumulation_steps", "3",
-                       "--bf16", "--use_cpu", "--lr_scheduler_type", "cosine", "--push_to_hub"])  # fmt: skip
+    args = parse_args(
+        [
+            "--method",
+            "gnn",
+            "lm",
+            "--output_dir",
+            str(tmp_path),
+            "--gradient_accumulation_steps",
+            "3",
+            "--bf16",
+            "--use_cpu",
+            "--lr_scheduler_type",
+            "cosine",
+            "--push_to_hub",
+        ]
+    )
     assert args.method == ["gnn", "lm"]
     assert (args.learning_rate, args.per_device_train_batch_size, args.step_budget, args.head_learning_rate) == (
-        1e-3, 64, 200, 1e-3)
+        1e-3,
+        64,
+        200,
+        1e-3,
+    )
     run = training_arguments(args, "gnn-5", ["labels"], remove_unused_columns=False)
     assert run.output_dir == str(tmp_path / "gnn-5") and run.gradient_accumulation_steps == 3 and run.bf16
     assert run.lr_scheduler_type == "cosine" and run.weight_decay == 0.01 and run.save_strategy == "no"

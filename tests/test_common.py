@@ -4,12 +4,10 @@ import bz2
 import gzip
 
 import pytest
+from conftest import DATA_DIR
 
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError, load_json, read_lines
-
-from conftest import DATA_DIR
-
 
 LINES = "".join(f"line {i}\n" for i in range(1, 3001))
 

@@ -1,6 +1,8 @@
 """Held-out evaluation of pre-training (examples/jaket_examples/evaluation.py)."""
 
 import torch
+from conftest import tiny_config
+
 from jaket_examples.evaluation import (
     PretrainingEvaluation,
     majority_share,
@@ -10,42 +12,64 @@ from jaket_examples.evaluation import (
     string_match_hits,
 )
 from jaket_examples.pretraining import PretrainingInputs
-
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
-
-from conftest import tiny_config
-
 
 ENTITIES = ["dog-n", "canine-n", "bark-v", "cat-n"]
 ROWS = [
-    {"text": "a dog barks at a cat", "mentions": [
-        {"start": 2, "end": 5, "entity": "dog-n", "lemma": "dog"},
-        {"start": 6, "end": 11, "entity": "bark-v", "lemma": "bark"},
-        {"start": 17, "end": 20, "entity": "cat-n", "lemma": "cat"}]},
-    {"text": "the canine sleeps", "mentions": [{"start": 4, "end": 10, "entity": "canine-n", "lemma": "canine"},
-                                            {"start": 11, "end": 17, "entity": "sleep-v", "lemma": "sleep"}]},
-]  # fmt: skip
+    {
+        "text": "a dog barks at a cat",
+        "mentions": [
+            {"start": 2, "end": 5, "entity": "dog-n", "lemma": "dog"},
+            {"start": 6, "end": 11, "entity": "bark-v", "lemma": "bark"},
+            {"start": 17, "end": 20, "entity": "cat-n", "lemma": "cat"},
+        ],
+    },
+    {
+        "text": "the canine sleeps",
+        "mentions": [
+            {"start": 4, "end": 10, "entity": "canine-n", "lemma": "canine"},
+            {"start": 11, "end": 17, "entity": "sleep-v", "lemma": "sleep"},
+        ],
+    },
+]
 # dog has two senses, its true one first; bark two, the true one second; cat and canine one each
-SENSES = {("dog", "n"): ["dog-n", "frump-n"], ("bark", "v"): ["bay-v", "bark-v"], ("cat", "n"): ["cat-n"],
-          ("canine", "n"): ["canine-n"]}  # fmt: skip
-DESCRIPTIONS = {"frump-n": ("frump", "frump: a dull unattractive person"), "bay-v": ("bay", "bay: to howl"),
-                "dog-n": ("dog", "dog: a canine"), "bark-v": ("bark", "bark: to woof")}
+SENSES = {
+    ("dog", "n"): ["dog-n", "frump-n"],
+    ("bark", "v"): ["bay-v", "bark-v"],
+    ("cat", "n"): ["cat-n"],
+    ("canine", "n"): ["canine-n"],
+}
+DESCRIPTIONS = {
+    "frump-n": ("frump", "frump: a dull unattractive person"),
+    "bay-v": ("bay", "bay: to howl"),
+    "dog-n": ("dog", "dog: a canine"),
+    "bark-v": ("bark", "bark: to woof"),
+}
 
 
 def graph():
-    return KnowledgeGraph([0, 1, 3], [0, 0, 1], [1, 0, 0], 4, 2, entity_categories=[0, 0, 1, 0],
-                          entity_ids=ENTITIES, entity_names=["dog", "canine", "bark", "cat"],
-                          entity_descriptions=["dog: a canine", "canine: a dog", "bark: to woof", "cat: a feline"])  # fmt: skip
+    return KnowledgeGraph(
+        [0, 1, 3],
+        [0, 0, 1],
+        [1, 0, 0],
+        4,
+        2,
+        entity_categories=[0, 0, 1, 0],
+        entity_ids=ENTITIES,
+        entity_names=["dog", "canine", "bark", "cat"],
+        entity_descriptions=["dog: a canine", "canine: a dog", "bark: to woof", "cat: a feline"],
+    )
 
 
 def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_tokenizer):
     kg = graph()
-    build = PretrainingInputs(bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1,
-                              num_random_negatives=2)  # fmt: skip
+    build = PretrainingInputs(
+        bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1, num_random_negatives=2
+    )
     sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2)
     # every linked mention is removed; "sleep" links no graph entity; only dog and bark have two senses
     assert sorted(sentences.senses) == sorted([(["dog-n", "frump-n"], "dog-n"), (["bay-v", "bark-v"], "bark-v")])
-    (inputs, sense_rows), = sentences.batches
+    ((inputs, sense_rows),) = sentences.batches
     assert sense_rows.shape == inputs["masked_entity_starts"].shape == (2, 3)
     assert int((sense_rows >= 0).sum()) == 2 and sense_rows[0, 0] >= 0 and sense_rows[0, 1] >= 0  # dog, bark
 
@@ -53,8 +77,13 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
     config = tiny_config(vocab_size=len(bert_tokenizer), num_entity_categories=2, num_relation_types=2)
     model = JaketForPreTraining(config)
     memory = EntityContextMemory(4, 2, config.hidden_size)
-    memory.refresh(model, *[{"input_ids": [[101, 2000 + i, 102] for i in range(n)], "mention_starts": [1] * n,
-                             "mention_ends": [1] * n} for n in (4, 2)])  # fmt: skip
+    memory.refresh(
+        model,
+        *[
+            {"input_ids": [[101, 2000 + i, 102] for i in range(n)], "mention_starts": [1] * n, "mention_ends": [1] * n}
+            for n in (4, 2)
+        ],
+    )
     outside = prepare_outside_graph(kg, bert_tokenizer, num_entities=4, num_pairs=2)
     evaluation = PretrainingEvaluation(sentences, outside, DESCRIPTIONS, bert_tokenizer)
     results = evaluation(model.train(), memory, torch.device("cpu"))
@@ -64,8 +93,13 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
     assert results["outside_entities"] == 4 and results["outside_held_edges"] == 1
     assert results["outside_category_majority_accuracy"] == 0.75  # categories 0, 0, 1, 0
     assert results["outside_relation_type_majority_accuracy"] == 1.0  # one held edge
-    for key in ("heldout_masked_token_accuracy", "heldout_masked_entity_hits_at_1", "wsd_hits_at_1",
-                "outside_category_accuracy", "outside_relation_type_accuracy"):  # fmt: skip
+    for key in (
+        "heldout_masked_token_accuracy",
+        "heldout_masked_entity_hits_at_1",
+        "wsd_hits_at_1",
+        "outside_category_accuracy",
+        "outside_relation_type_accuracy",
+    ):
         assert 0.0 <= results[key] <= 1.0, key
     assert evaluation(model, memory, torch.device("cpu")) == results  # fixed masks: the same figures twice
     assert "wsd_prior_hits_at_1" not in results  # no sense counts given
@@ -73,8 +107,9 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
 
 def test_the_training_texts_sense_prior_ranks_senses_alone_and_with_the_head(bert_tokenizer):
     kg = graph()
-    build = PretrainingInputs(bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1,
-                              num_random_negatives=2)  # fmt: skip
+    build = PretrainingInputs(
+        bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1, num_random_negatives=2
+    )
     # the training text saw "dog" as frump (wrong here) and "bark" as bark-v (right) a billion times
     counts = {("dog", "frump-n"): 10**9, ("bark", "bark-v"): 10**9}
     sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2, sense_counts=counts)
@@ -102,8 +137,9 @@ def test_string_match_picks_at_random_among_the_candidates_whose_forms_match_the
 def test_the_string_match_floor_is_averaged_over_the_removed_mentions(bert_tokenizer):
     kg = graph()
     # no negatives: the only candidate is the true entity, which every removed mention's name matches
-    build = PretrainingInputs(bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=0,
-                              num_random_negatives=0)  # fmt: skip
+    build = PretrainingInputs(
+        bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=0, num_random_negatives=0
+    )
     assert prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2).string_match_hits == 4
     # with one random negative: a mention whose text or lemma is among the forms of both candidates or of neither
     # gets 1/2, one that matches only the true entity 1; here only "dog" matches anything, and the mention "dog"

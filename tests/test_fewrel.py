@@ -1,12 +1,10 @@
 import json
 
 import pytest
+from conftest import DATA_DIR
 
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError
-
-from conftest import DATA_DIR
-
 
 FEWREL = DATA_DIR / "fewrel"
 
@@ -40,8 +38,14 @@ def test_head_and_tail_spans_are_the_annotated_words(instances):
 
 @pytest.mark.parametrize("n_way, k_shot", [(5, 1), (5, 5), (10, 1)])
 def test_episodes_have_n_way_k_shot_from_the_split_relations(n_way, k_shot, instances, datasets_cache):
-    episodes = ds.load("fewrel", FEWREL, config_name=f"episodes-{n_way}-{k_shot}", cache_dir=datasets_cache,
-                       train_episodes=5, test_episodes=20)  # fmt: skip
+    episodes = ds.load(
+        "fewrel",
+        FEWREL,
+        config_name=f"episodes-{n_way}-{k_shot}",
+        cache_dir=datasets_cache,
+        train_episodes=5,
+        test_episodes=20,
+    )
     test_relations = set(instances["test"]["relation"][:])
     for episode in episodes["test"]:
         assert len(set(episode["relations"])) == n_way and set(episode["relations"]) <= test_relations
@@ -53,7 +57,9 @@ def test_episodes_have_n_way_k_shot_from_the_split_relations(n_way, k_shot, inst
 
 
 def test_pair_form_pairs_every_query_with_every_support_instance(datasets_cache):
-    pairs = ds.load("fewrel", FEWREL, config_name="pair-5-5", cache_dir=datasets_cache, train_episodes=2, test_episodes=3)
+    pairs = ds.load(
+        "fewrel", FEWREL, config_name="pair-5-5", cache_dir=datasets_cache, train_episodes=2, test_episodes=3
+    )
     assert len(pairs["test"]) == 3 * 5 * 25
     for row in pairs["test"].select(range(200)):
         assert row["label"] == int(row["query"]["relation"] == row["support"]["relation"])
@@ -64,7 +70,9 @@ def test_pair_form_pairs_every_query_with_every_support_instance(datasets_cache)
 def test_episodes_are_reproducible_by_seed(tmp_path):
     first = ds.load("fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "a"), test_episodes=5)
     again = ds.load("fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "b"), test_episodes=5)
-    other = ds.load("fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "c"), test_episodes=5, seed=1)
+    other = ds.load(
+        "fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "c"), test_episodes=5, seed=1
+    )
     assert first["test"]["relations"][:] == again["test"]["relations"][:] != other["test"]["relations"][:]
 
 
@@ -88,8 +96,10 @@ def test_bad_fewrel_files(tmp_path):
 def test_any_n_way_k_shot_loads_and_nonsense_is_refused(tmp_path):
     episodes = ds.load("fewrel", FEWREL, config_name="episodes-3-2", cache_dir=str(tmp_path), test_episodes=4)["test"]
     assert len(episodes) == 4 and all(len(e["relations"]) == 3 and len(e["support"]) == 6 for e in episodes)
-    for config_name, message in (("episodes-0-1", "n_way must be at least 1, got 0"),
-                                 ("pair-5-0", "k_shot must be at least 1, got 0")):  # fmt: skip
+    for config_name, message in (
+        ("episodes-0-1", "n_way must be at least 1, got 0"),
+        ("pair-5-0", "k_shot must be at least 1, got 0"),
+    ):
         with pytest.raises(ValueError, match=message):
             ds.load("fewrel", FEWREL, config_name=config_name, cache_dir=str(tmp_path))
 

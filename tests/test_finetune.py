@@ -4,33 +4,49 @@ import json
 
 import pytest
 import torch
-from huggingface_hub import ModelCard
+from conftest import tiny_config
 from finetune_entity_classification import main as entity_classification
 from finetune_fewrel import main as fewrel
 from finetune_metaqa import answer_loss
 from finetune_metaqa import main as metaqa
-from jaket_examples.finetuning import initial_embeddings, load_model
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from modeling_jaket import EntityContextMemory, JaketForEntityClassification, JaketForSequenceClassification, KnowledgeGraph
-
-from conftest import tiny_config
+from jaket_examples.finetuning import initial_embeddings, load_model
+from modeling_jaket import (
+    EntityContextMemory,
+    JaketForEntityClassification,
+    JaketForSequenceClassification,
+    KnowledgeGraph,
+)
 from tokenization import encode_descriptions
-
 
 # the fair protocol at its smallest: three steps, one learning rate, one validation evaluation
 QUICK = ["--step_budget", "3", "--learning_rate_grid", "1", "--num_evaluations", "1"]
 
 
 def common(tmp_path, datasets_cache, method, pretrained, backbone):
-    args = ["--method", method, "--dataset_cache_dir", datasets_cache, "--output_dir", str(tmp_path), "--max_steps", "3"]
-    return args + (["--model_name_or_path", str(pretrained[0])] if method.startswith("jaket") else ["--backbone", backbone])
+    args = [
+        "--method",
+        method,
+        "--dataset_cache_dir",
+        datasets_cache,
+        "--output_dir",
+        str(tmp_path),
+        "--max_steps",
+        "3",
+    ]
+    return args + (
+        ["--model_name_or_path", str(pretrained[0])] if method.startswith("jaket") else ["--backbone", backbone]
+    )
 
 
 @pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = entity_classification(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                                     + ["--fractions", "5", "--per_device_train_batch_size", "16", *QUICK])  # fmt: skip
+    [record] = entity_classification(
+        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+        + ["--fractions", "5", "--per_device_train_batch_size", "16", *QUICK]
+    )
     assert record["method"] == method and set(record["accuracy"]) == {"5%"}
     assert 0.0 <= record["accuracy"]["5%"] <= 1.0
     saved = json.loads((tmp_path / f"results-{method}-seed42.json").read_text())
@@ -42,23 +58,42 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert model_class.from_pretrained(model_folder).config.num_labels == 45
 
 
-def test_several_methods_in_one_process_give_what_each_gives_alone(tmp_path, datasets_cache, pretrained,
-                                                                     tiny_bert_checkpoint):  # fmt: skip
-    flags = ["--backbone", tiny_bert_checkpoint, "--model_name_or_path", str(pretrained[0]), "--dataset_cache_dir",
-             datasets_cache, "--fractions", "5", *QUICK]  # fmt: skip
+def test_several_methods_in_one_process_give_what_each_gives_alone(
+    tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint
+):
+    flags = [
+        "--backbone",
+        tiny_bert_checkpoint,
+        "--model_name_or_path",
+        str(pretrained[0]),
+        "--dataset_cache_dir",
+        datasets_cache,
+        "--fractions",
+        "5",
+        *QUICK,
+    ]
     together = entity_classification(["--method", "gnn", "jaket", "--output_dir", str(tmp_path / "both"), *flags])
-    alone = [entity_classification(["--method", method, "--output_dir", str(tmp_path / method), *flags])[0]
-             for method in ("gnn", "jaket")]  # fmt: skip
+    alone = [
+        entity_classification(["--method", method, "--output_dir", str(tmp_path / method), *flags])[0]
+        for method in ("gnn", "jaket")
+    ]
     assert together == alone
-    assert {p.name for p in (tmp_path / "both").glob("results-*.json")} == {"results-gnn-seed42.json",
-                                                                            "results-jaket-seed42.json"}  # fmt: skip
+    assert {p.name for p in (tmp_path / "both").glob("results-*.json")} == {
+        "results-gnn-seed42.json",
+        "results-jaket-seed42.json",
+    }
 
 
 def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cache, pretrained):
     """--bf16 (autocast, on the CPU with --use_cpu) through training, testing and LM1 over the descriptions; a bf16
     memory is cached under a key of its own, never served to a float32 run."""
-    flags = common(tmp_path, datasets_cache, "jaket", pretrained, None) + ["--fractions", "5", "--memory_cache_dir",
-                                                                           str(tmp_path / "memories"), *QUICK]  # fmt: skip
+    flags = common(tmp_path, datasets_cache, "jaket", pretrained, None) + [
+        "--fractions",
+        "5",
+        "--memory_cache_dir",
+        str(tmp_path / "memories"),
+        *QUICK,
+    ]
     [half] = entity_classification(flags + ["--bf16", "--use_cpu"])
     [full] = entity_classification(flags)
     assert 0.0 <= half["accuracy"]["5%"] <= 1.0 and 0.0 <= full["accuracy"]["5%"] <= 1.0
@@ -83,8 +118,9 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
     assert torch.equal(model.classifier.weight, head.weight) and torch.equal(model.classifier.bias, head.bias)
 
     # zero-shot: the same test accuracy whatever the training fraction, since nothing is trained
-    [record] = entity_classification(common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None)
-                                     + ["--fractions", "100", "5", *QUICK])  # fmt: skip
+    [record] = entity_classification(
+        common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None) + ["--fractions", "100", "5", *QUICK]
+    )
     assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
 
 
@@ -110,16 +146,31 @@ def test_length_buckets_pad_less_and_still_shuffle():
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
     from finetune_entity_classification import classify_descriptions, heldout_graph, labelled_splits, parse_args
 
-    args = parse_args(["--method", "lm", "--backbone", tiny_bert_checkpoint, "--dataset_cache_dir", datasets_cache,
-                       "--output_dir", str(tmp_path), "--fractions", "5", *QUICK])  # fmt: skip
+    args = parse_args(
+        [
+            "--method",
+            "lm",
+            "--backbone",
+            tiny_bert_checkpoint,
+            "--dataset_cache_dir",
+            datasets_cache,
+            "--output_dir",
+            str(tmp_path),
+            "--fractions",
+            "5",
+            *QUICK,
+        ]
+    )
     graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
     accuracy, chosen, model = classify_descriptions(args, graph, labelled_splits(args, graph))
     assert chosen["5%"]["learning_rate"] == 5e-5 and chosen["5%"]["steps"] == 3
     assert set(accuracy) == {"5%"} and 0.0 <= accuracy["5%"] <= 1.0
     backbone = load_file(f"{tiny_bert_checkpoint}/model.safetensors")
     trained = model.state_dict()
-    for ours, theirs in (("jaket.lm1.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.query.weight"),
-                         ("jaket.lm2.0.output.dense.weight", "bert.encoder.layer.1.output.dense.weight")):  # fmt: skip
+    for ours, theirs in (
+        ("jaket.lm1.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.query.weight"),
+        ("jaket.lm2.0.output.dense.weight", "bert.encoder.layer.1.output.dense.weight"),
+    ):
         assert not torch.equal(trained[ours], backbone[theirs]), ours  # every layer is trained, not a frozen probe
     assert type(model).__name__ == "JaketForSequenceClassification"
 
@@ -136,10 +187,21 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"], relation_names=["is"],
-                           entity_descriptions=["dog: barks", "cat: meows"], relation_descriptions=["is: is"])  # fmt: skip
+    graph = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        2,
+        1,
+        entity_names=["dog", "cat"],
+        relation_names=["is"],
+        entity_descriptions=["dog: barks", "cat: meows"],
+        relation_descriptions=["is: is"],
+    )
     entities, relations = initial_embeddings("jaket", model, tokenizer, graph)
-    expected = EntityContextMemory.compute(model, encode_descriptions(tokenizer, ["dog", "cat"], ["dog: barks", "cat: meows"]))
+    expected = EntityContextMemory.compute(
+        model, encode_descriptions(tokenizer, ["dog", "cat"], ["dog: barks", "cat: meows"])
+    )
     torch.testing.assert_close(entities, expected)
     random_entities, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
     again, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
@@ -150,22 +212,49 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
 
 @pytest.mark.parametrize("method", ["jaket", "lm"])
 def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = fewrel(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                      + ["--train_episodes", "4", "--test_episodes", "4", "--validation_episodes", "2", "--n_way", "5",
-                         "--k_shot", "1", *QUICK])  # fmt: skip
+    [record] = fewrel(
+        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+        + [
+            "--train_episodes",
+            "4",
+            "--test_episodes",
+            "4",
+            "--validation_episodes",
+            "2",
+            "--n_way",
+            "5",
+            "--k_shot",
+            "1",
+            *QUICK,
+        ]
+    )
     assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
     assert record["kg"] == "meta_train" and record["chosen"]["steps"] == 3 and record["chosen"]["step"] == 3
     folder = tmp_path / f"{method}-5-1-seed42"
     assert ModelCard.load(folder / "README.md").data.eval_results[0].metric_value == pytest.approx(record["accuracy"])
-    assert EntityContextMemory.from_pretrained(folder).num_entities == KnowledgeGraph.from_pretrained(folder / "graph").num_entities
+    assert (
+        EntityContextMemory.from_pretrained(folder).num_entities
+        == KnowledgeGraph.from_pretrained(folder / "graph").num_entities
+    )
     assert 0.0 <= record["accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
 def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = metaqa(common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-                      + ["--hops", hops, "--kg_setting", kg_setting, "--max_train_questions", "32",
-                         "--max_test_questions", "40", *QUICK])  # fmt: skip
+    [record] = metaqa(
+        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+        + [
+            "--hops",
+            hops,
+            "--kg_setting",
+            kg_setting,
+            "--max_train_questions",
+            "32",
+            "--max_test_questions",
+            "40",
+            *QUICK,
+        ]
+    )
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
     assert record["chosen"]["steps"] == 3 and record["chosen"]["learning_rate"] == 5e-5
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
@@ -211,16 +300,22 @@ def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_che
 
     questions = "who wrote films sharing a director with [M1]\tP2\nwho directed [M2]\tP1\n"
     data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=questions, hops_folders=("3-hop",))
-    [record] = metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
-                      + ["--data_dir", str(data), "--hops", "3", *QUICK])  # fmt: skip
+    [record] = metaqa(
+        common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
+        + ["--data_dir", str(data), "--hops", "3", *QUICK]
+    )
     assert record["setting"] == "3-hop KG-Full" and record["test_questions"] == 2
     assert record["hits@1"] <= record["hits@1_reachable"] == record["hits@1"]  # both answers are within 3 hops
     data = write_metaqa(tmp_path / "one", kb=CHAIN, question=questions.splitlines()[0] + "\n", hops_folders=("3-hop",))
     with pytest.raises(ValueError, match="1 training question with an answer within 3 hops: carving a validation"):
-        metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
-               + ["--data_dir", str(data), "--hops", "3"])  # fmt: skip
+        metaqa(
+            common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
+            + ["--data_dir", str(data), "--hops", "3"]
+        )
     with pytest.raises(ValueError, match="--hops must be at least 1, got 0"):
-        metaqa(common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"])
+        metaqa(
+            common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"]
+        )
 
 
 def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_path, monkeypatch, pretrained):
@@ -229,8 +324,17 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
     folder = str(pretrained[0])
     model = load_model("jaket", JaketForEntityClassification, folder, None, num_labels=3)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"], relation_names=["is"],
-                           entity_descriptions=["dog: barks", "cat: meows"], relation_descriptions=["is: is"])  # fmt: skip
+    graph = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        2,
+        1,
+        entity_names=["dog", "cat"],
+        relation_names=["is"],
+        entity_descriptions=["dog: barks", "cat: meows"],
+        relation_descriptions=["is: is"],
+    )
     computed = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("memory-*.safetensors"))) == 1
 
@@ -274,50 +378,66 @@ def test_every_fraction_gets_the_step_budget_up_to_the_epoch_cap():
 
 
 def test_the_head_learns_at_its_own_rate(tmp_path):
-    from jaket_examples.finetuning import HeadRateTrainer
     from transformers import TrainingArguments
 
+    from jaket_examples.finetuning import HeadRateTrainer
+
     model = JaketForSequenceClassification(tiny_config(num_labels=3))
-    trainer = HeadRateTrainer(model=model, args=TrainingArguments(str(tmp_path), learning_rate=2e-5, use_cpu=True,
-                                                                  report_to="none"), head_learning_rate=1e-3)  # fmt: skip
+    trainer = HeadRateTrainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path), learning_rate=2e-5, use_cpu=True, report_to="none"),
+        head_learning_rate=1e-3,
+    )
     rates = {id(p): group["lr"] for group in trainer.create_optimizer().param_groups for p in group["params"]}
     assert {rates[id(p)] for n, p in model.named_parameters() if n.startswith("classifier.")} == {1e-3}
     assert {rates[id(p)] for n, p in model.named_parameters() if not n.startswith("classifier.")} == {2e-5}
-    sgd = HeadRateTrainer(model=model, args=TrainingArguments(str(tmp_path), optim="sgd", use_cpu=True, report_to="none"),
-                          head_learning_rate=1e-3)  # fmt: skip
+    sgd = HeadRateTrainer(
+        model=model,
+        args=TrainingArguments(str(tmp_path), optim="sgd", use_cpu=True, report_to="none"),
+        head_learning_rate=1e-3,
+    )
     assert isinstance(sgd.create_optimizer(), torch.optim.SGD)  # --optim still chooses the optimizer
 
 
 def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     flags = common(tmp_path, datasets_cache, "gnn", pretrained, tiny_bert_checkpoint)
-    [record] = entity_classification(flags + ["--fractions", "5", "--step_budget", "4", "--learning_rate_grid", "0.5",
-                                              "1", "--num_evaluations", "2"])  # fmt: skip
+    [record] = entity_classification(
+        flags
+        + ["--fractions", "5", "--step_budget", "4", "--learning_rate_grid", "0.5", "1", "--num_evaluations", "2"]
+    )
     chosen = record["chosen"]["5%"]
     assert chosen["learning_rate"] in (5e-4, 1e-3) and chosen["step"] in (2, 4) and chosen["steps"] == 4
 
 
 @pytest.fixture(scope="module")
 def fewrel_instances(datasets_cache):
-    import datasets_scripts as ds
     from conftest import DATA_DIR
+
+    import datasets_scripts as ds
 
     return ds.load("fewrel", DATA_DIR / "fewrel", config_name="instances", cache_dir=datasets_cache)
 
 
 def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances):
     from conftest import DATA_DIR
-    from datasets_scripts.common import load_json
     from finetune_fewrel import entity_graph
+
+    from datasets_scripts.common import load_json
 
     names = load_json(DATA_DIR / "fewrel" / "pid2name.json")
     graph = entity_graph(fewrel_instances, "meta_train", names)
-    train = {(r["mentions"][0]["entity"], r["relation"], r["mentions"][1]["entity"]) for r in fewrel_instances["train"]}
+    train = {
+        (r["mentions"][0]["entity"], r["relation"], r["mentions"][1]["entity"]) for r in fewrel_instances["train"]
+    }
     test_relations = set(fewrel_instances["test"]["relation"][:])
     assert graph.num_triples == 2 * len(train) and graph.num_relations == 2 * 6  # both directions, 6 relations
     assert not test_relations & set(graph.relation_ids)
     heads, tails = graph.targets.tolist(), graph.neighbours.tolist()
-    stored = {(graph.entity_ids[h], graph.relation_ids[r], graph.entity_ids[t])
-              for h, r, t in zip(heads, graph.edge_types.tolist(), tails) if r < 6}  # fmt: skip
+    stored = {
+        (graph.entity_ids[h], graph.relation_ids[r], graph.entity_ids[t])
+        for h, r, t in zip(heads, graph.edge_types.tolist(), tails)
+        if r < 6
+    }
     assert stored == train
     p = graph.relation_ids[0]
     assert graph.relation_descriptions[0] == f"{names[p][0]}: {names[p][1]}"
@@ -325,22 +445,29 @@ def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_ins
     assert isolated.num_triples == 0 and isolated.entity_ids == graph.entity_ids
 
 
-def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(fewrel_instances, tmp_path, datasets_cache):
-    import datasets_scripts as ds
+def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(
+    fewrel_instances, tmp_path, datasets_cache
+):
     from finetune_fewrel import entity_graph
+
+    import datasets_scripts as ds
 
     train_row, test_row = fewrel_instances["train"][0], fewrel_instances["test"][0]
     a, b = (m["entity"] for m in train_row["mentions"])
     (tmp_path / "entities.tsv").write_text(f"id\tname\tdescription\n{a}\tA\tA: the first\nQ1\tfar\tfar: a neighbour\n")
-    (tmp_path / "relations.tsv").write_text(f"id\tname\tdescription\nP1\tnear\tnear: close to\n"
-                                            f"{test_row['relation']}\tanswer\tanswer: a meta-test relation\n")  # fmt: skip
+    (tmp_path / "relations.tsv").write_text(
+        f"id\tname\tdescription\nP1\tnear\tnear: close to\n"
+        f"{test_row['relation']}\tanswer\tanswer: a meta-test relation\n"
+    )
     (tmp_path / "triples.tsv").write_text(f"head\trelation\ttail\n{a}\tP1\tQ1\n{a}\t{test_row['relation']}\tQ1\n")
     kg = ds.load("user_kg", tmp_path, cache_dir=datasets_cache)
     graph = entity_graph(fewrel_instances, "user", user_kg=kg)
     assert graph.num_triples == 2  # P1 both ways; the meta-test relation's triple is gone
     assert graph.entity_descriptions[graph.entity_index[a]] == "A: the first"
-    assert graph.entity_descriptions[graph.entity_index[b]] == train_row["text"][train_row["mentions"][1]["start"] :
-                                                                                 train_row["mentions"][1]["end"]]  # fmt: skip
+    assert (
+        graph.entity_descriptions[graph.entity_index[b]]
+        == train_row["text"][train_row["mentions"][1]["start"] : train_row["mentions"][1]["end"]]
+    )
     assert "Q1" in graph.entity_index
 
 
@@ -350,8 +477,16 @@ def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokeni
     # 0 - 1 (both in the first pair), 0 - 2, 2 - 3 (both in the second), both directions
     heads, tails = [0, 0, 2], [1, 2, 3]
     graph = KnowledgeGraph(heads + tails, [0, 0, 0, 1, 1, 1], tails + heads, 4, 2)
-    features = [{"input_ids": [101, 5, 6, 102], "attention_mask": [1] * 4, "mention_entity_ids": ids,
-                 "mention_starts": [1, 2], "mention_ends": [1, 2]} for ids in ([0, 1], [2, 3])]  # fmt: skip
+    features = [
+        {
+            "input_ids": [101, 5, 6, 102],
+            "attention_mask": [1] * 4,
+            "mention_entity_ids": ids,
+            "mention_starts": [1, 2],
+            "mention_ends": [1, 2],
+        }
+        for ids in ([0, 1], [2, 3])
+    ]
     batch = PairCollator(bert_tokenizer.pad_token_id, graph)(features)
     ends = batch["subgraph_entity_ids"][batch["edge_index"]].t().tolist()
     assert sorted(map(tuple, ends)) == [(0, 2), (2, 0)]

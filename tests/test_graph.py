@@ -1,10 +1,9 @@
 import pytest
 import torch
+from conftest import DATA_DIR
 
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.graph import sample_without_replacement, unique_in_order
-
-from conftest import DATA_DIR
 
 
 def star_and_chain_graph():
@@ -20,7 +19,9 @@ def metaqa_graph():
     with open(DATA_DIR / "metaqa" / "kb.txt", encoding="utf-8") as f:
         for line in f:
             head, relation, tail = line.rstrip("\n").split("|")
-            triples.append((entities.setdefault(head, len(entities)), relation, entities.setdefault(tail, len(entities))))
+            triples.append(
+                (entities.setdefault(head, len(entities)), relation, entities.setdefault(tail, len(entities)))
+            )
     relations = {r: i for i, r in enumerate(sorted({r for _, r, _ in triples}))}
     h, r, t = zip(*[(h, relations[r], t) for h, r, t in triples])
     # both directions, so that a movie's director is its neighbour and the director's movies are his
@@ -95,10 +96,18 @@ def test_unique_in_order():
 
 def test_save_and_load(tmp_path):
     graph = KnowledgeGraph(
-        [0, 1], [0, 1], [1, 2], 3, 2, entity_names=["a", "b", "c"], relation_names=["r", "s"],
-        entity_descriptions=["a is", "b is", "c is"], relation_descriptions=["r is", "s is"],
-        entity_categories=[0, 1, 1], category_names=["x", "y"],
-    )  # fmt: skip
+        [0, 1],
+        [0, 1],
+        [1, 2],
+        3,
+        2,
+        entity_names=["a", "b", "c"],
+        relation_names=["r", "s"],
+        entity_descriptions=["a is", "b is", "c is"],
+        relation_descriptions=["r is", "s is"],
+        entity_categories=[0, 1, 1],
+        category_names=["x", "y"],
+    )
     graph.save_pretrained(tmp_path)
     loaded = KnowledgeGraph.from_pretrained(tmp_path)
     assert loaded.entity_names == ["a", "b", "c"] and loaded.category_names == ["x", "y"]
@@ -108,7 +117,10 @@ def test_save_and_load(tmp_path):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: KnowledgeGraph([0, 5], [0, 0], [1, 1], 3, 1), r"triple head at position 1 is 5, outside \[0, num_entities=3\)"),
+        (
+            lambda: KnowledgeGraph([0, 5], [0, 0], [1, 1], 3, 1),
+            r"triple head at position 1 is 5, outside \[0, num_entities=3\)",
+        ),
         (lambda: KnowledgeGraph([0], [2], [1], 3, 1), "triple relation at position 0 is 2"),
         (lambda: KnowledgeGraph([0, 1], [0], [1, 2], 3, 1), "differ in length"),
         (lambda: KnowledgeGraph([0], [0], [1], 3, 1, entity_names=["a"]), "entity_names has 1 entries for 3 entitys"),
@@ -116,8 +128,14 @@ def test_save_and_load(tmp_path):
         (lambda: star_and_chain_graph().sample_subgraph([40]), "seed entity at position 0 is 40"),
         (lambda: star_and_chain_graph().sample_subgraph([]), "at least one seed"),
         (lambda: KnowledgeGraph.from_pretrained("/nonexistent"), "no knowledge graph file"),
-        (lambda: star_and_chain_graph().sample_subgraph([1.7]), "seed entities must be integer ids, got a torch.float32"),
-        (lambda: star_and_chain_graph().sample_subgraph([True]), "seed entities must be integer ids, got a torch.bool"),
+        (
+            lambda: star_and_chain_graph().sample_subgraph([1.7]),
+            "seed entities must be integer ids, got a torch.float32",
+        ),
+        (
+            lambda: star_and_chain_graph().sample_subgraph([True]),
+            "seed entities must be integer ids, got a torch.bool",
+        ),
         (lambda: KnowledgeGraph([0.5], [0], [1], 3, 1), "triple heads must be integer ids"),
     ],
 )
@@ -127,8 +145,10 @@ def test_bad_graph_input_is_named(call, message):
 
 
 def test_from_records_maps_ids_and_adds_reverse_edges():
-    entities = [{"id": i, "name": n, "description": f"{n}: d", "category": c} for i, n, c in
-                [("a", "alpha", 0), ("b", "beta", 1), ("c", "gamma", 1)]]  # fmt: skip
+    entities = [
+        {"id": i, "name": n, "description": f"{n}: d", "category": c}
+        for i, n, c in [("a", "alpha", 0), ("b", "beta", 1), ("c", "gamma", 1)]
+    ]
     relations = [{"id": "r", "name": "rel", "description": "rel: relates"}]
     triples = [{"head": "a", "relation": "r", "tail": "b"}, {"head": "b", "relation": "r", "tail": "x"}]
     graph = KnowledgeGraph.from_records(entities, relations, triples, category_names=["x", "y"], add_reverse=True)

@@ -10,7 +10,6 @@ import torch
 
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 
-
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -26,8 +25,17 @@ def as_hub_cache(folder: Path, repo_id: str, cache: Path) -> Path:
 def test_memory_and_graph_load_from_a_hub_repo_id(tmp_path):
     memory = EntityContextMemory(3, 1, 4)
     memory.update(torch.randn(3, 4), torch.randn(1, 4))
-    graph = KnowledgeGraph([0], [0], [1], 3, 1, entity_names=["a", "b", "c"], relation_names=["r"],
-                           entity_descriptions=["a: x", "b: y", "c: z"], relation_descriptions=["r: w"])  # fmt: skip
+    graph = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        3,
+        1,
+        entity_names=["a", "b", "c"],
+        relation_names=["r"],
+        entity_descriptions=["a: x", "b: y", "c: z"],
+        relation_descriptions=["r: w"],
+    )
     memory.save_pretrained(tmp_path / "model")
     graph.save_pretrained(tmp_path / "model" / "graph")
     cache = as_hub_cache(tmp_path / "model", "someone/jaket-tiny", tmp_path / "cache")
@@ -69,23 +77,43 @@ class FakeHfApi:
                 shutil.copy(path, target / relative)
 
 
-def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(tmp_path, monkeypatch, tiny_bert_checkpoint,
-                                                                      datasets_cache):  # fmt: skip
+def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(
+    tmp_path, monkeypatch, tiny_bert_checkpoint, datasets_cache
+):
+    from conftest import pretraining_arguments
     from huggingface_hub import ModelCard
     from pretrain import main as pretrain
     from transformers import AutoModel
 
-    from conftest import pretraining_arguments
-
     FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
     monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)
-    pretrain(pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "jaket-base", 4, "--checkpointing_steps",
-                                   "2", "--heldout_text_fraction", "0.25", "--push_to_hub", "--hub_model_id",
-                                   "someone/jaket-tiny"))  # fmt: skip
+    pretrain(
+        pretraining_arguments(
+            tiny_bert_checkpoint,
+            datasets_cache,
+            tmp_path / "jaket-base",
+            4,
+            "--checkpointing_steps",
+            "2",
+            "--heldout_text_fraction",
+            "0.25",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone/jaket-tiny",
+        )
+    )
     pushed = FakeHfApi.remote / "someone" / "jaket-tiny"
     names = {p.relative_to(pushed).as_posix() for p in pushed.rglob("*") if p.is_file()}
-    assert {"config.json", "model.safetensors", "entity_memory.safetensors", "graph/graph.safetensors", "README.md",
-            "modeling_jaket.py", "tokenizer.json", "eval_results.json"} <= names  # fmt: skip
+    assert {
+        "config.json",
+        "model.safetensors",
+        "entity_memory.safetensors",
+        "graph/graph.safetensors",
+        "README.md",
+        "modeling_jaket.py",
+        "tokenizer.json",
+        "eval_results.json",
+    } <= names
     assert not any(name.startswith(("checkpoint-", "latest")) for name in names)
 
     card = ModelCard.load(pushed / "README.md")
@@ -94,7 +122,9 @@ def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(tmp_path, 
     assert len(measured) == len(card.data.eval_results)
     evaluation = json.loads((pushed / "eval_results.json").read_text())
     linking = lambda metric: measured[("entity-linking", metric)]  # noqa: E731
-    assert linking("hits@1 among the training candidates") == pytest.approx(evaluation["heldout_masked_entity_hits_at_1"])
+    assert linking("hits@1 among the training candidates") == pytest.approx(
+        evaluation["heldout_masked_entity_hits_at_1"]
+    )
     floor = evaluation["heldout_masked_entity_string_match_hits_at_1"]  # each figure beside its floor
     assert linking("hits@1 of string matching among the training candidates") == pytest.approx(floor)
     assert "--hub_model_id someone/jaket-tiny" in card.text and "@inproceedings{yu2022jaket" in card.text
@@ -111,22 +141,46 @@ def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(tmp_path, 
 def test_fine_tuning_saves_its_model_and_pushes_it(tmp_path, monkeypatch, pretrained):
     from finetune_metaqa import main as metaqa
     from huggingface_hub import ModelCard
+    from test_metaqa import CHAIN, write_metaqa
 
     from modeling_jaket import JaketModel
-    from test_metaqa import CHAIN, write_metaqa
 
     FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
     monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)
     questions = "who wrote films sharing a director with [M1]\tP2\nwho directed [M2]\tP1\n"
     data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=questions, hops_folders=("3-hop",))
-    [record] = metaqa(["--method", "jaket", "--model_name_or_path", str(pretrained[0]), "--data_dir", str(data),
-                       "--dataset_cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "out"),
-                       "--step_budget", "2", "--learning_rate_grid", "1", "--hops", "3", "--push_to_hub",
-                       "--hub_model_id", "someone/jaket-metaqa"])  # fmt: skip
+    [record] = metaqa(
+        [
+            "--method",
+            "jaket",
+            "--model_name_or_path",
+            str(pretrained[0]),
+            "--data_dir",
+            str(data),
+            "--dataset_cache_dir",
+            str(tmp_path / "cache"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--step_budget",
+            "2",
+            "--learning_rate_grid",
+            "1",
+            "--hops",
+            "3",
+            "--push_to_hub",
+            "--hub_model_id",
+            "someone/jaket-metaqa",
+        ]
+    )
     pushed = FakeHfApi.remote / "someone" / "jaket-metaqa"
     assert FakeHfApi.created == ["someone/jaket-metaqa"]
-    assert {"config.json", "model.safetensors", "question_projection.safetensors", "entity_memory.safetensors",
-            "README.md"} <= {p.name for p in pushed.iterdir()}  # fmt: skip
+    assert {
+        "config.json",
+        "model.safetensors",
+        "question_projection.safetensors",
+        "entity_memory.safetensors",
+        "README.md",
+    } <= {p.name for p in pushed.iterdir()}
     card = ModelCard.load(pushed / "README.md")
     assert {r.metric_value for r in card.data.eval_results} == {record["hits@1"], record["hits@1_reachable"]}
     assert card.data.base_model is None  # a local pre-training folder has no Hub id to cite

@@ -1,11 +1,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import random_graph, tiny_config
 
 from modeling_jaket import KnowledgeModule, knowledge_module, segment_softmax
 from modeling_jaket.knowledge_module import KnowledgeLayer
-
-from conftest import random_graph, tiny_config
 
 
 def reference_layer(layer, entities, relations, edge_index, edge_type):
@@ -68,7 +67,7 @@ def test_layer_matches_per_node_reference(composition, scatter_backend):
 
 @pytest.mark.parametrize("composition", ["add", "mlp"])
 def test_layer_gradients_match_the_per_node_reference(composition):
-    """The sparse attention-weighted sums have a backward of their own: checked against autograd through Eq. (1)-(2)."""
+    """The sparse attention-weighted sums have a backward of their own, checked against autograd through Eq. 1-2."""
     torch.manual_seed(2)
     layer = KnowledgeLayer(tiny_config(km_composition=composition)).double().eval()
     torch.nn.init.normal_(layer.attention_target, std=0.5)
@@ -81,7 +80,9 @@ def test_layer_gradients_match_the_per_node_reference(composition):
     for forward in (layer, lambda *inputs: reference_layer(layer, *inputs)):
         layer.zero_grad()
         (forward(entities, relations, edge_index, edge_type) * weights).sum().backward()
-        gradients.append([entities.grad.clone(), relations.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+        gradients.append(
+            [entities.grad.clone(), relations.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+        )
         entities.grad = relations.grad = None
     for fast, slow in zip(*gradients):
         torch.testing.assert_close(fast, slow)

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, link_entities
 from modeling_jaket.linking import candidate_embeddings
 from modeling_jaket.modeling_jaket import span_mean
 from tokenization import encode_descriptions
-
-from conftest import tiny_config
 
 
 @pytest.fixture
@@ -32,8 +31,12 @@ def test_candidates_are_ranked_by_the_masked_entity_score(model, bert_tokenizer)
     encoding = bert_tokenizer(TEXT, return_tensors="pt")
     hidden = model.jaket(**encoding).last_hidden_state
     query = model.masked_entity_head(span_mean(hidden, torch.tensor([[4]]), torch.tensor([[4]])))[0, 0]
-    described = encode_descriptions(bert_tokenizer, ["dog", ""], ["dog: a domesticated canine", "a dull unattractive person"])
-    table = torch.cat([memory.entity_embeddings[[3]], EntityContextMemory.compute(model, described), memory.entity_embeddings[[0]]])
+    described = encode_descriptions(
+        bert_tokenizer, ["dog", ""], ["dog: a domesticated canine", "a dull unattractive person"]
+    )
+    table = torch.cat(
+        [memory.entity_embeddings[[3]], EntityContextMemory.compute(model, described), memory.entity_embeddings[[0]]]
+    )
     expected = (table @ query).tolist()
     assert bert_tokenizer.convert_ids_to_tokens(encoding["input_ids"][0, 4].item()) == "dog"
     assert sorted(expected, reverse=True) == pytest.approx([score for _, score in ranked], rel=1e-5)

@@ -1,10 +1,9 @@
 import pytest
 import torch
+from conftest import tiny_config
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, RefreshSchedule
 from modeling_jaket.memory import pad_batch
-
-from conftest import tiny_config
 
 
 def test_intervals_follow_the_paper():
@@ -60,9 +59,11 @@ def test_compute_is_batch_invariant_and_matches_encode_descriptions():
     with torch.no_grad():
         for i, ids in enumerate(texts["input_ids"]):
             single = model.jaket.encode_descriptions(
-                torch.tensor([ids]), None, torch.tensor([texts["mention_starts"][i]]),
+                torch.tensor([ids]),
+                None,
+                torch.tensor([texts["mention_starts"][i]]),
                 torch.tensor([texts["mention_ends"][i]]),
-            )  # fmt: skip
+            )
             torch.testing.assert_close(batched[i], single[0], atol=1e-5, rtol=1e-5)
     shard = EntityContextMemory.compute(model, texts, batch_size=2, indices=[5, 1])
     torch.testing.assert_close(shard, batched[[5, 1]], atol=1e-5, rtol=1e-5)
@@ -137,9 +138,13 @@ def test_memory_errors_name_the_problem(tmp_path):
         EntityContextMemory.from_pretrained(tmp_path)
     model = JaketModel(tiny_config())
     with pytest.raises(ValueError, match="description 1 is empty"):
-        EntityContextMemory.compute(model, {"input_ids": [[0, 5, 2], []], "mention_starts": [-1, -1], "mention_ends": [-1, -1]})
+        EntityContextMemory.compute(
+            model, {"input_ids": [[0, 5, 2], []], "mention_starts": [-1, -1], "mention_ends": [-1, -1]}
+        )
     with pytest.raises(ValueError, match="2 input_ids but 1 mention_starts"):
-        EntityContextMemory.compute(model, {"input_ids": [[0, 5, 2], [0, 2]], "mention_starts": [-1], "mention_ends": [-1]})
+        EntityContextMemory.compute(
+            model, {"input_ids": [[0, 5, 2], [0, 2]], "mention_starts": [-1], "mention_ends": [-1]}
+        )
     with pytest.raises(ValueError, match="momentum"):
         EntityContextMemory(5, 2, 8, momentum=1.0)
 

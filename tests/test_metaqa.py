@@ -1,10 +1,8 @@
 import pytest
+from conftest import DATA_DIR
 
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError
-
-from conftest import DATA_DIR
-
 
 METAQA = DATA_DIR / "metaqa"
 
@@ -64,16 +62,29 @@ def test_half_kg_drops_about_half_the_triples(kg, tmp_path):
     assert set(zip(half["head"][:], half["relation"][:], half["tail"][:])) <= full
 
 
-def write_metaqa(folder, kb="Kismet|directed_by|William Dieterle\n", question="who directed [Kismet]\tWilliam Dieterle\n",
-                 hops_folders=("1-hop", "2-hop")):  # fmt: skip
+def write_metaqa(
+    folder,
+    kb="Kismet|directed_by|William Dieterle\n",
+    question="who directed [Kismet]\tWilliam Dieterle\n",
+    hops_folders=("1-hop", "2-hop"),
+):
     for hops in hops_folders:
         (folder / hops).mkdir(parents=True, exist_ok=True)
         for split in ("dev", "test"):
             (folder / hops / f"{split}.txt").write_text(question)
             (folder / hops / f"qa_{split}_qtype.txt").write_text("movie_to_director\n" * question.count("\n"))
     (folder / "kb.txt").write_text(kb)
-    relations = ["directed by", "written by", "starred actors", "release year", "in language", "has tags",
-                 "has genre", "has imdb votes", "has imdb rating"]  # fmt: skip
+    relations = [
+        "directed by",
+        "written by",
+        "starred actors",
+        "release year",
+        "in language",
+        "has tags",
+        "has genre",
+        "has imdb votes",
+        "has imdb rating",
+    ]
     (folder / "relation2text.txt").write_text("".join(f"{i}\t{r}\n" for i, r in enumerate(relations)))
     return folder
 
@@ -86,9 +97,15 @@ def test_a_small_metaqa_builds(tmp_path):
 @pytest.mark.parametrize(
     "files, message",
     [
-        (dict(kb="Kismet|directed_by|William Dieterle\nKismet|directed_by\n"), r"kb.txt, line 2: expected 'head\|relation\|tail'"),
+        (
+            dict(kb="Kismet|directed_by|William Dieterle\nKismet|directed_by\n"),
+            r"kb.txt, line 2: expected 'head\|relation\|tail'",
+        ),
         (dict(kb="Kismet|acted|Someone\n"), "kb.txt, line 1"),
-        (dict(question="who directed Kismet\tWilliam Dieterle\n"), r"dev.txt, line 1: expected 'question with \[topic\]"),
+        (
+            dict(question="who directed Kismet\tWilliam Dieterle\n"),
+            r"dev.txt, line 1: expected 'question with \[topic\]",
+        ),
         (dict(kb=""), "kb.txt is empty"),
     ],
 )
@@ -117,7 +134,9 @@ def test_questions_whose_topic_is_not_in_the_kb_are_counted_and_fail_past_five_p
 
 
 def test_a_changed_source_file_is_never_read_back_from_the_cache(tmp_path):
-    folder = write_metaqa(tmp_path / "m", kb="Kismet|directed_by|William Dieterle\nKismet|written_by|Edward Knoblock\n")
+    folder = write_metaqa(
+        tmp_path / "m", kb="Kismet|directed_by|William Dieterle\nKismet|written_by|Edward Knoblock\n"
+    )
     cache = str(tmp_path / "cache")
     assert len(ds.load("metaqa", folder, config_name="entities", cache_dir=cache)["train"]) == 3
     (folder / "kb.txt").write_text("Kismet|directed_by|William Dieterle\n")  # same cache folder, new content
@@ -129,8 +148,12 @@ CHAIN = "M1|directed_by|P1\nM2|directed_by|P1\nM2|written_by|P2\nM3|written_by|P
 
 
 def test_any_k_hop_folder_loads_with_candidates_within_k_hops(tmp_path):
-    folder = write_metaqa(tmp_path / "m", kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n",
-                          hops_folders=("3-hop",))  # fmt: skip
+    folder = write_metaqa(
+        tmp_path / "m",
+        kb=CHAIN,
+        question="who wrote films sharing a director with [M1]\tP2\n",
+        hops_folders=("3-hop",),
+    )
     entities = ds.load("metaqa", folder, config_name="entities", cache_dir=str(tmp_path / "c"))["train"]
     index = {name: i for i, name in enumerate(entities["name"][:])}
     three = ds.load("metaqa", folder, config_name="3-hop", cache_dir=str(tmp_path / "c"))["test"][0]
@@ -140,7 +163,9 @@ def test_any_k_hop_folder_loads_with_candidates_within_k_hops(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"4-hop/dev\.txt"):
         ds.load("metaqa", folder, config_name="4-hop", cache_dir=str(tmp_path / "c"))
-    write_metaqa(folder, kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n", hops_folders=("4-hop",))
+    write_metaqa(
+        folder, kb=CHAIN, question="who wrote films sharing a director with [M1]\tP2\n", hops_folders=("4-hop",)
+    )
     four = ds.load("metaqa", folder, config_name="4-hop", cache_dir=str(tmp_path / "c"))["test"][0]
     assert sorted(four["candidates"]) == sorted(index[n] for n in ("P1", "M2", "P2", "M3"))
     assert four["id"] == "4-hop-test-1"

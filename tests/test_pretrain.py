@@ -14,12 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
 from safetensors.torch import load_file
 
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
-
-from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
-
 
 SCRIPT = EXAMPLES / "pretrain.py"
 FINGERPRINT = re.compile(r"rank (\d): memory fingerprint (\w+), weights fingerprint (\w+)")
@@ -30,16 +28,24 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     refreshed = [int(step) for step in re.findall(r"step (\d+): memory refreshed", log)]
     assert refreshed == [2, 4, 6, 10]  # T(i) = 2, 2, 2, 4, ... with init_interval 2
     losses = re.findall(r"step 12: (\{.*\})", log)
-    assert losses and all(name in losses[0] for name in ("masked_lm_loss", "masked_entity_loss",
-                                                          "entity_category_loss", "relation_type_loss"))  # fmt: skip
+    assert losses and all(
+        name in losses[0]
+        for name in ("masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss")
+    )
 
     # the held-out evaluation ran after step 6 and at the end, on sentences that were never trained on
     assert "step 6: held-out evaluation" in log and "texts to train on, 16 held out" in log
     results = json.loads((out / "eval_results.json").read_text())
     assert results["step"] == 12 and results["heldout_masked_entities"] > 0 and results["wsd_mentions"] > 0
     assert results["outside_entities"] == results["outside_held_edges"] == 1000
-    for key in ("heldout_masked_token_accuracy", "heldout_masked_entity_hits_at_1", "wsd_hits_at_1",
-                "wsd_most_frequent_sense_hits_at_1", "outside_category_accuracy", "outside_relation_type_accuracy"):
+    for key in (
+        "heldout_masked_token_accuracy",
+        "heldout_masked_entity_hits_at_1",
+        "wsd_hits_at_1",
+        "wsd_most_frequent_sense_hits_at_1",
+        "outside_category_accuracy",
+        "outside_relation_type_accuracy",
+    ):
         assert 0.0 <= results[key] <= 1.0, key
 
     memory = EntityContextMemory.from_pretrained(out)
@@ -51,8 +57,14 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
         "m = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True); "
         "print(type(m).__name__, type(m).__module__.split('.')[0])"
     )
-    loaded = subprocess.run([sys.executable, "-c", loader, str(out)], env=script_environment(), capture_output=True,
-                            text=True, cwd=tmp_path, timeout=300)  # fmt: skip
+    loaded = subprocess.run(
+        [sys.executable, "-c", loader, str(out)],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
 
 
@@ -69,7 +81,9 @@ def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained,
 
     out, _ = pretrained
     at_the_end = json.loads((out / "eval_results.json").read_text())
-    flags = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path, 12, "--heldout_text_fraction", "0.25")
+    flags = pretraining_arguments(
+        tiny_bert_checkpoint, datasets_cache, tmp_path, 12, "--heldout_text_fraction", "0.25"
+    )
     again = evaluate_pretraining([str(out), "--output_file", str(tmp_path / "again.json"), *flags])
     assert again == {k: v for k, v in at_the_end.items() if k != "step"}
     with pytest.raises(ValueError, match="differs from the 300 saved"):
@@ -80,34 +94,62 @@ def test_loss_subsets_are_the_controls_of_the_joint_objective(tmp_path, tiny_ber
     """--losses entity_category trains the knowledge module and its head over the memory of the unchanged language
     model (the control for JAKET's category head); --losses masked_lm continues the language model on the same text
     with no knowledge module (the control for what pre-training's text alone gives)."""
+    from pretrain import main as pretrain
     from transformers import BertForMaskedLM
 
-    from pretrain import main as pretrain
-
     def run(name, *losses):
-        pretrain(pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, "--losses", *losses,
-                                       "--heldout_text_fraction", "0"))  # fmt: skip
+        pretrain(
+            pretraining_arguments(
+                tiny_bert_checkpoint,
+                datasets_cache,
+                tmp_path / name,
+                4,
+                "--losses",
+                *losses,
+                "--heldout_text_fraction",
+                "0",
+            )
+        )
         return load_file(tmp_path / name / "model.safetensors")
 
     backbone = BertForMaskedLM.from_pretrained(tiny_bert_checkpoint).state_dict()
     category = run("category", "entity_category")
     lm1_query = "bert.encoder.layer.0.attention.self.query.weight"
-    torch.testing.assert_close(category["jaket.lm1.0.attention.self.query.weight"], backbone[lm1_query], rtol=0, atol=0)
+    torch.testing.assert_close(
+        category["jaket.lm1.0.attention.self.query.weight"], backbone[lm1_query], rtol=0, atol=0
+    )
     masked_lm = run("masked_lm", "masked_lm")
     assert not torch.equal(masked_lm["jaket.lm1.0.attention.self.query.weight"], backbone[lm1_query])
     # the category run's knowledge module and head moved from where the text-only run left them (at initialisation)
     for key in ("jaket.knowledge_module.layers.0.projection.weight", "entity_category_head.weight"):
         assert not torch.equal(category[key], masked_lm[key]), key
-    torch.testing.assert_close(masked_lm["relation_type_head.decoder.weight"], category["relation_type_head.decoder.weight"])
+    torch.testing.assert_close(
+        masked_lm["relation_type_head.decoder.weight"], category["relation_type_head.decoder.weight"]
+    )
 
 
 def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_checkpoint, datasets_cache, monkeypatch):
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
+    launcher = (
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    )
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
     # 299 entities: the second rank's shard of every refresh is one description short, and padded
-    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6,
-                                                          "--max_entities", "299"), launcher=launcher)  # fmt: skip
+    log = run_script(
+        "pretrain.py",
+        pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6, "--max_entities", "299"),
+        launcher=launcher,
+    )
     prints = {int(rank): (memory, weights) for rank, memory, weights in FINGERPRINT.findall(log)}
     assert sorted(prints) == [0, 1], log[-3000:]
     assert prints[0] == prints[1]
@@ -126,20 +168,41 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
 
 
 # README's FSDP2 command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
-FSDP2 = ("--use_fsdp", "--fsdp_version", "2", "--fsdp_auto_wrap_policy", "TRANSFORMER_BASED_WRAP",
-         "--fsdp_state_dict_type", "FULL_STATE_DICT", str(Path(__file__).parent / "fsdp_on_cpu.py"))  # fmt: skip
+FSDP2 = (
+    "--use_fsdp",
+    "--fsdp_version",
+    "2",
+    "--fsdp_auto_wrap_policy",
+    "TRANSFORMER_BASED_WRAP",
+    "--fsdp_state_dict_type",
+    "FULL_STATE_DICT",
+    str(Path(__file__).parent / "fsdp_on_cpu.py"),
+)
 
 
-def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(tmp_path, tiny_bert_checkpoint,
-                                                                              datasets_cache, monkeypatch):  # fmt: skip
+def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(
+    tmp_path, tiny_bert_checkpoint, datasets_cache, monkeypatch
+):
     """The same run under Accelerate's FSDP2 (each rank holds half of every weight) and under DDP: the memory
     refreshed through the sharded model, the held-out evaluation and the saved model agree; and the sharded run,
     resumed from its step-2 checkpoint, ends with the very weights it ended with uninterrupted."""
-    launch = (sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no")  # fmt: skip
+    launch = (
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    )
     extra = ("--heldout_text_fraction", "0.25", "--max_entities", "299", "--checkpointing_steps", "2")
     run = lambda name, launcher, *more: run_script(  # noqa: E731
-        "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, *extra, *more),
+        "pretrain.py",
+        pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / name, 4, *extra, *more),
         launcher=launcher,
     )
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
@@ -157,8 +220,11 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(t
     # the same files, the same code beside the weights (not torch's FSDP modules) and the same Auto classes
     assert sorted(os.listdir(tmp_path / "fsdp")) == sorted(os.listdir(tmp_path / "ddp"))
     configs = [json.loads((tmp_path / name / "config.json").read_text()) for name in ("ddp", "fsdp")]
-    assert configs[1]["auto_map"] == configs[0]["auto_map"] == {**configs[0]["auto_map"], "AutoModelForPreTraining":
-                                                                 "modeling_jaket.JaketForPreTraining"}  # fmt: skip
+    assert (
+        configs[1]["auto_map"]
+        == configs[0]["auto_map"]
+        == {**configs[0]["auto_map"], "AutoModelForPreTraining": "modeling_jaket.JaketForPreTraining"}
+    )
     ddp, fsdp = load_file(tmp_path / "ddp" / "model.safetensors"), load_file(tmp_path / "fsdp" / "model.safetensors")
     assert sorted(ddp) == sorted(fsdp)
     for key in ddp:
@@ -179,9 +245,8 @@ def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
     """FSDP1 cannot start on CPUs at all (Accelerate's plugin wants a GPU), so its refusal is checked here."""
     from types import SimpleNamespace
 
-    from accelerate.utils import DistributedType
-
     import pretrain
+    from accelerate.utils import DistributedType
 
     assert not pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, is_fsdp2=False))
     assert pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
@@ -200,14 +265,21 @@ def busy_cpu():
 
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache, busy_cpu):
     steps = 40
-    uninterrupted = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
+    uninterrupted = run_script(
+        "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps)
+    )
 
     # --deterministic (torch.use_deterministic_algorithms) changes nothing on a CPU: the killed and resumed runs use it
     output = tmp_path / "b"
-    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4",
-                                 "--deterministic")  # fmt: skip
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *args], env=script_environment(), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    args = pretraining_arguments(
+        tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4", "--deterministic"
+    )
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        env=script_environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not (output / "latest").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.02)
@@ -231,19 +303,31 @@ def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path)
     import pretrain
 
     # all-MiniLM-L6-v2 has no MLM head: its transform starts from random, like the other pre-training heads
-    model, info = JaketForPreTraining.from_backbone(minilm_path, output_loading_info=True, num_entity_categories=4,
-                                                    num_relation_types=3)  # fmt: skip
-    args = pretrain.parse_args(["--lm_learning_rate", "1e-5", "--km_learning_rate", "1e-4", "--head_learning_rate", "1e-3"])
+    model, info = JaketForPreTraining.from_backbone(
+        minilm_path, output_loading_info=True, num_entity_categories=4, num_relation_types=3
+    )
+    args = pretrain.parse_args(
+        ["--lm_learning_rate", "1e-5", "--km_learning_rate", "1e-4", "--head_learning_rate", "1e-3"]
+    )
     optimizer, _ = pretrain.build_optimizer(model, args, set(info["missing_keys"]))
     rate = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}  # peak rates
     parameters = dict(model.named_parameters())
     assert len(rate) == len(parameters)
-    for name in ("masked_entity_head.w1.weight", "entity_category_head.weight", "relation_type_head.dense.weight",
-                 "lm_head.dense.weight", "lm_head.bias", "jaket.merge.layer_norm.weight"):  # fmt: skip
+    for name in (
+        "masked_entity_head.w1.weight",
+        "entity_category_head.weight",
+        "relation_type_head.dense.weight",
+        "lm_head.dense.weight",
+        "lm_head.bias",
+        "jaket.merge.layer_norm.weight",
+    ):
         assert rate[id(parameters[name])] == 1e-3, name
     assert rate[id(parameters["jaket.knowledge_module.layers.0.projection.weight"])] == 1e-4
-    for name in ("jaket.lm1.0.attention.self.query.weight", "jaket.lm2.0.output.dense.weight",
-                 "jaket.embeddings.word_embeddings.weight"):  # fmt: skip
+    for name in (
+        "jaket.lm1.0.attention.self.query.weight",
+        "jaket.lm2.0.output.dense.weight",
+        "jaket.embeddings.word_embeddings.weight",
+    ):
         assert rate[id(parameters[name])] == 1e-5, name
 
 
@@ -259,8 +343,9 @@ class _RunsCode:
 
 def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_checkpoint, datasets_cache):
     output = tmp_path / "out"
-    args = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 2, "--checkpointing_steps", "2",
-                                 "--heldout_text_fraction", "0")  # fmt: skip
+    args = pretraining_arguments(
+        tiny_bert_checkpoint, datasets_cache, output, 2, "--checkpointing_steps", "2", "--heldout_text_fraction", "0"
+    )
     run_script("pretrain.py", args)
     checkpoint = output / "checkpoint-2"
     assert sorted(p.name for p in checkpoint.glob("*.pkl")) == ["random_states_0.pkl"]  # weights_only-loadable
@@ -269,8 +354,9 @@ def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_chec
     marker = tmp_path / "code-ran"
     torch.save(_RunsCode(marker), checkpoint / "custom_checkpoint_0.pkl")
     resume = args + ["--max_train_steps", "4", "--resume_from_checkpoint", str(checkpoint)]
-    result = subprocess.run([sys.executable, str(SCRIPT), *resume], env=script_environment(), capture_output=True,
-                            text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *resume], env=script_environment(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode != 0 and "custom_checkpoint" in result.stderr
     assert not marker.exists()
 
@@ -280,9 +366,20 @@ def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_chec
 
 
 def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--output_dir", str(tmp_path), "--resume_from_checkpoint",
-                             str(tmp_path / "nowhere")], env=script_environment(), capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--output_dir",
+            str(tmp_path),
+            "--resume_from_checkpoint",
+            str(tmp_path / "nowhere"),
+        ],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode != 0 and f"{tmp_path / 'nowhere'}: no training_state.json there" in result.stderr
     assert "entity context memory" not in result.stderr and "wordnet_semcor:" not in result.stderr
 
@@ -301,18 +398,32 @@ def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("processes", ["one", "fsdp2"])
-def test_bf16_mixed_precision_pretrains_and_its_card_says_so(tmp_path, tiny_bert_checkpoint, datasets_cache, processes,
-                                                             monkeypatch):  # fmt: skip
+def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
+    tmp_path, tiny_bert_checkpoint, datasets_cache, processes, monkeypatch
+):
     """accelerate launch --mixed_precision bf16 (what the main job uses on CPUs with native bfloat16), in one process
     (autocast) and sharded over two (FSDP2's bf16 parameters): the knowledge module's sparse sums crashed under
     autocast before; the steps, the refreshes and the evaluation run, the weights are saved in float32, and the
     card's command carries the launch setting."""
     output = tmp_path / "out"
-    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--mixed_precision", "bf16", "--dynamo_backend", "no")
-    launcher += ("--num_processes", "1") if processes == "one" else ("--num_processes", "2", "--num_machines", "1", *FSDP2)
+    launcher = (
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--mixed_precision",
+        "bf16",
+        "--dynamo_backend",
+        "no",
+    )
+    launcher += (
+        ("--num_processes", "1") if processes == "one" else ("--num_processes", "2", "--num_machines", "1", *FSDP2)
+    )
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    log = run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4,
-                                                          "--heldout_text_fraction", "0.25"), launcher)  # fmt: skip
+    log = run_script(
+        "pretrain.py",
+        pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4, "--heldout_text_fraction", "0.25"),
+        launcher,
+    )
     weights = load_file(output / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())

@@ -2,14 +2,12 @@
 
 import pytest
 import torch
-from jaket_examples.data import confusable_entities, surface_forms
-from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
-
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
-from tokenization import DataCollatorWithMentions, tokenize_with_mentions
-
 from conftest import tiny_config
 
+from jaket_examples.data import confusable_entities, surface_forms
+from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 
 TEXTS = ["a dog barks at a cat", "the cat sleeps"]
 MENTIONS = [[(2, 5, 0), (17, 20, 1)], [(4, 7, 1)]]  # dog, cat; cat
@@ -24,8 +22,14 @@ def step_inputs(bert_tokenizer):
     )
 
     def build(entity_mask_probability):
-        inputs = PretrainingInputs(bert_tokenizer, graph, entity_mask_probability=entity_mask_probability,
-                                   num_roots=2, num_neighbour_negatives=2, num_random_negatives=3)  # fmt: skip
+        inputs = PretrainingInputs(
+            bert_tokenizer,
+            graph,
+            entity_mask_probability=entity_mask_probability,
+            num_roots=2,
+            num_neighbour_negatives=2,
+            num_random_negatives=3,
+        )
         return inputs(batch, torch.Generator().manual_seed(0))
 
     return build
@@ -65,7 +69,10 @@ def test_every_edge_between_a_held_pair_is_hidden_in_both_directions(bert_tokeni
         inputs = PretrainingInputs(bert_tokenizer, graph, num_roots=4, num_relation_pairs=3)(
             batch, torch.Generator().manual_seed(seed)
         )
-        held = {frozenset(pair) for pair in zip(inputs["relation_head_index"].tolist(), inputs["relation_tail_index"].tolist())}
+        held = {
+            frozenset(pair)
+            for pair in zip(inputs["relation_head_index"].tolist(), inputs["relation_tail_index"].tolist())
+        }
         visible = {frozenset(pair) for pair in inputs["edge_index"].t().tolist()}
         assert len(held) == 3 and not held & visible
 
@@ -80,9 +87,18 @@ def test_relation_embeddings_reach_the_knowledge_module_only_when_asked(step_inp
 
 
 def test_surface_forms_come_from_names_mention_spans_and_lemmas():
-    graph = KnowledgeGraph([], [], [], 3, 1, entity_names=["bank", "bank", "river_bank"], entity_ids=["b1", "b2", "rb"])
-    text = {"text": ["Banks of the river"], "mentions": [[{"start": 0, "end": 5, "entity": "b2", "lemma": "bank"},
-                                                          {"start": 13, "end": 18, "entity": "zz", "lemma": "river"}]]}  # fmt: skip
+    graph = KnowledgeGraph(
+        [], [], [], 3, 1, entity_names=["bank", "bank", "river_bank"], entity_ids=["b1", "b2", "rb"]
+    )
+    text = {
+        "text": ["Banks of the river"],
+        "mentions": [
+            [
+                {"start": 0, "end": 5, "entity": "b2", "lemma": "bank"},
+                {"start": 13, "end": 18, "entity": "zz", "lemma": "river"},
+            ]
+        ],
+    }
     assert surface_forms(graph, text) == [{"bank"}, {"bank", "banks"}, {"river bank"}]  # "zz" is not in the graph
 
 
@@ -101,8 +117,15 @@ def test_hard_negatives_are_entities_sharing_a_surface_form(bert_tokenizer):
     batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
         [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
     )
-    build = PretrainingInputs(bert_tokenizer, graph, entity_mask_probability=1.0, num_neighbour_negatives=2,
-                              num_random_negatives=3, num_hard_negatives=1, confusables=confusables)  # fmt: skip
+    build = PretrainingInputs(
+        bert_tokenizer,
+        graph,
+        entity_mask_probability=1.0,
+        num_neighbour_negatives=2,
+        num_random_negatives=3,
+        num_hard_negatives=1,
+        confusables=confusables,
+    )
     inputs = build(batch, torch.Generator().manual_seed(0))
     candidates, labels = inputs["masked_entity_candidate_ids"], inputs["masked_entity_labels"]
     assert candidates.shape == (2, 2, 1 + 2 + 1 + 3)

@@ -2,7 +2,6 @@ import re
 import shutil
 from pathlib import Path
 
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -21,3 +20,10 @@ def test_ci_runs_the_readme_test_command():
     command = re.search(r"## Test\n\n```bash\n(.*?)\n```", README.read_text(), re.S).group(1)
     ci = (README.parent / ".ci" / "run").read_text().splitlines()
     assert command in ci
+
+
+def test_ci_rejects_unformatted_code_before_the_tests():
+    command = re.search(r"## Test\n\n```bash\n(.*?)\n```", README.read_text(), re.S).group(1)
+    ci = (README.parent / ".ci" / "run").read_text().splitlines()
+    assert ci.index("ruff format --check .") < ci.index(command)
+    assert ci.index("ruff check .") < ci.index(command)

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from packaging.version import Version
-
-from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
-
 from conftest import tiny_config
+from packaging.version import Version
 from test_packaging import requirements
 
+from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,8 +42,12 @@ def run_fresh_process(folder, auto_class, inputs, tmp_path, python_path=None):
     # run outside the repository, so that only the code saved beside the weights can be imported
     result = subprocess.run(
         [sys.executable, str(script), str(folder), auto_class, str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     name, version = result.stdout.strip().splitlines()[-1].split()
     return name, version, torch.load(tmp_path / "out.pt")
@@ -69,7 +71,13 @@ def model_inputs():
 def test_save_pretrained_writes_code_and_safetensors_only(tmp_path):
     JaketModel(tiny_config()).save_pretrained(tmp_path)
     files = set(os.listdir(tmp_path))
-    assert {"config.json", "model.safetensors", "configuration_jaket.py", "modeling_jaket.py", "knowledge_module.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "configuration_jaket.py",
+        "modeling_jaket.py",
+        "knowledge_module.py",
+    } <= files
     assert not any(f.endswith((".bin", ".pt")) for f in files)
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_jaket.JaketModel"
@@ -164,10 +172,22 @@ def test_saved_model_loads_under_the_oldest_transformers_in_range(tmp_path, tmp_
     oldest = oldest_transformers()
     target = tmp_path_factory.mktemp(f"transformers-{oldest}")
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--target", str(target), f"transformers=={oldest}"],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(target),
+            f"transformers=={oldest}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert install.returncode == 0, f"could not install transformers=={oldest}: {install.stderr[-2000:]}"
     torch.manual_seed(0)
     model = JaketForPreTraining(tiny_config()).eval()

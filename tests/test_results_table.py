@@ -11,15 +11,46 @@ def write(folder, name, record):
 
 def test_tables_average_seeds_in_the_papers_order(tmp_path):
     for seed, accuracy in ((1, 0.5), (2, 0.7)):
-        write(tmp_path / "ec", f"results-jaket-seed{seed}.json",
-              {"task": "entity_classification", "method": "jaket", "seed": seed, "accuracy": {"100%": accuracy, "5%": 0.25}})  # fmt: skip
-    write(tmp_path / "ec", "results-lm-seed1.json",
-          {"task": "entity_classification", "method": "lm", "seed": 1, "accuracy": {"100%": 0.4}})  # fmt: skip
-    write(tmp_path / "qa", "results-lm-1hop-full-seed1.json",
-          {"task": "metaqa", "method": "lm", "seed": 1, "setting": "1-hop KG-Full", "hits@1": 0.3, "hits@1_reachable": 0.31})  # fmt: skip
+        write(
+            tmp_path / "ec",
+            f"results-jaket-seed{seed}.json",
+            {
+                "task": "entity_classification",
+                "method": "jaket",
+                "seed": seed,
+                "accuracy": {"100%": accuracy, "5%": 0.25},
+            },
+        )
+    write(
+        tmp_path / "ec",
+        "results-lm-seed1.json",
+        {"task": "entity_classification", "method": "lm", "seed": 1, "accuracy": {"100%": 0.4}},
+    )
+    write(
+        tmp_path / "qa",
+        "results-lm-1hop-full-seed1.json",
+        {
+            "task": "metaqa",
+            "method": "lm",
+            "seed": 1,
+            "setting": "1-hop KG-Full",
+            "hits@1": 0.3,
+            "hits@1_reachable": 0.31,
+        },
+    )
     for kg, accuracy in (("meta_train", 0.5), ("none", 0.25)):
-        write(tmp_path / "fewrel", f"results-jaket-5-1-{kg}-seed1.json",
-              {"task": "fewrel", "method": "jaket", "kg": kg, "seed": 1, "setting": "5-way 1-shot", "accuracy": accuracy})  # fmt: skip
+        write(
+            tmp_path / "fewrel",
+            f"results-jaket-5-1-{kg}-seed1.json",
+            {
+                "task": "fewrel",
+                "method": "jaket",
+                "kg": kg,
+                "seed": 1,
+                "setting": "5-way 1-shot",
+                "accuracy": accuracy,
+            },
+        )
     text = main([str(tmp_path)])
     lines = text.splitlines()
     assert "| method | 100% | 5% |" in lines

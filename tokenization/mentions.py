@@ -7,7 +7,6 @@ from collections.abc import Mapping, Sequence
 from transformers import BatchEncoding
 from transformers.utils import logging
 
-
 logger = logging.get_logger(__name__)
 
 # A mention is (start_char, end_char, entity): characters [start_char, end_char) of the text, Python-slice style;
@@ -132,7 +131,9 @@ def tokenize_with_mentions(
 
     total_truncated = sum(columns["num_truncated_mentions"])
     if total_truncated:
-        logger.warning(f"tokenize_with_mentions: dropped {total_truncated} mentions cut off by max_length={max_length}")
+        logger.warning(
+            f"tokenize_with_mentions: dropped {total_truncated} mentions cut off by max_length={max_length}"
+        )
     data = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], **columns}
     return BatchEncoding(data)
 

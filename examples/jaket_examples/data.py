@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import datasets
+from transformers.utils import logging
 
 import datasets_scripts
 from modeling_jaket import KnowledgeGraph
 from tokenization import encode_descriptions, tokenize_with_mentions
-from transformers.utils import logging
-
 
 logger = logging.get_logger(__name__)
 
@@ -35,7 +34,11 @@ def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, m
     mentioned in `text` first, so that a small run keeps the entities its text is about."""
     entities = kg["entities"].filter(lambda part: part == "pretrain", input_columns="part", keep_in_memory=True)
     if max_entities and max_entities < len(entities):
-        counts = Counter(m["entity"] for mentions in text["mentions"][:] for m in mentions) if text is not None else Counter()
+        counts = (
+            Counter(m["entity"] for mentions in text["mentions"][:] for m in mentions)
+            if text is not None
+            else Counter()
+        )
         ids = entities["id"][:]
         ranked = sorted(range(len(ids)), key=lambda i: (-counts[ids[i]], i))[:max_entities]
         entities = entities.select(sorted(ranked), keep_in_memory=True)
@@ -50,8 +53,15 @@ class PretrainingData(NamedTuple):
     heldout_text: datasets.Dataset | None  # linked text never trained on
 
 
-def load_pretraining_data(name: str, data_dir, cache_dir=None, max_entities=None, max_text_samples=None,
-                          heldout_text_fraction=0.0, split_seed=0) -> PretrainingData:  # fmt: skip
+def load_pretraining_data(
+    name: str,
+    data_dir,
+    cache_dir=None,
+    max_entities=None,
+    max_text_samples=None,
+    heldout_text_fraction=0.0,
+    split_seed=0,
+) -> PretrainingData:
     """The KG and text of builder `name` (`wordnet_semcor` or `wikipedia_wikidata`), with a seeded
     `heldout_text_fraction` of the text (after `max_text_samples`) held out. With `max_entities`, the graph keeps the
     entities most mentioned in the training text."""
@@ -110,7 +120,9 @@ def confusable_entities(forms: list[set[str]], max_per_form: int = 64) -> Knowle
     pairs = set()
     for entities in by_form.values():
         reach = min(len(entities) - 1, max_per_form)
-        pairs.update((a, entities[(i + j) % len(entities)]) for i, a in enumerate(entities) for j in range(1, reach + 1))
+        pairs.update(
+            (a, entities[(i + j) % len(entities)]) for i, a in enumerate(entities) for j in range(1, reach + 1)
+        )
     heads, tails = zip(*sorted(pairs)) if pairs else ((), ())
     return KnowledgeGraph(list(heads), [0] * len(heads), list(tails), len(forms), 1)
 
@@ -131,11 +143,18 @@ def tokenize_linked_text(text: datasets.Dataset, tokenizer, graph: KnowledgeGrap
         nonlocal outside
         mentions = []
         for row in batch["mentions"]:
-            linked = [(m["start"], m["end"], graph.entity_index[m["entity"]]) for m in row if m["entity"] in graph.entity_index]
+            linked = [
+                (m["start"], m["end"], graph.entity_index[m["entity"]])
+                for m in row
+                if m["entity"] in graph.entity_index
+            ]
             outside += len(row) - len(linked)
             mentions.append(linked)
         encoding = tokenize_with_mentions(tokenizer, batch["text"], mentions, max_length=max_length)
-        return {k: encoding[k] for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")}
+        return {
+            k: encoding[k]
+            for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+        }
 
     tokenized = text.map(tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True)
     logger.warning(f"tokenize_linked_text: removed {outside} mentions of entities outside the graph")

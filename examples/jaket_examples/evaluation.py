@@ -58,9 +58,18 @@ def string_match_hits(mention_forms: set[str], candidates: list[int], forms: lis
     return matches[0] / sum(matches) if any(matches) else 1 / len(candidates)
 
 
-def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inputs: PretrainingInputs,
-                              sense_index=None, max_length=128, batch_size=32, seed=0,
-                              forms: list[set[str]] | None = None, sense_counts=None) -> HeldoutSentences:  # fmt: skip
+def prepare_heldout_sentences(
+    text,
+    tokenizer,
+    graph: KnowledgeGraph,
+    build_inputs: PretrainingInputs,
+    sense_index=None,
+    max_length=128,
+    batch_size=32,
+    seed=0,
+    forms: list[set[str]] | None = None,
+    sense_counts=None,
+) -> HeldoutSentences:
     """Tokenize the held-out rows with their mentions of `graph`'s entities, and draw once, with `seed`, what a
     training step would mask. With `sense_index` ({(lemma, pos): synset ids}) and mentions carrying a `lemma`, the
     removed mentions whose lemma has two or more senses are kept for disambiguation. `forms` (each entity's surface
@@ -105,8 +114,11 @@ def prepare_heldout_sentences(text, tokenizer, graph: KnowledgeGraph, build_inpu
             if len(senses) >= 2 and entity in senses:
                 sense_rows[tuple(position)] = len(prepared.senses)
                 prepared.senses.append((senses, entity))
-                prepared.sense_log_priors.append(None if sense_counts is None else sense_log_prior(
-                    [sense_counts.get((lemma_key(lemma), s), 0) for s in senses]))  # fmt: skip
+                prepared.sense_log_priors.append(
+                    None
+                    if sense_counts is None
+                    else sense_log_prior([sense_counts.get((lemma_key(lemma), s), 0) for s in senses])
+                )
         prepared.batches.append((inputs, sense_rows))
     return prepared
 
@@ -133,20 +145,37 @@ class OutsideGraph:
     descriptions: dict
 
 
-def prepare_outside_graph(graph: KnowledgeGraph, tokenizer, num_entities=1000, fanouts=(10, 10), num_pairs=1000,
-                          description_length=64, seed=0) -> OutsideGraph:  # fmt: skip
+def prepare_outside_graph(
+    graph: KnowledgeGraph,
+    tokenizer,
+    num_entities=1000,
+    fanouts=(10, 10),
+    num_pairs=1000,
+    description_length=64,
+    seed=0,
+) -> OutsideGraph:
     generator = torch.Generator().manual_seed(seed)
     seeds = torch.randperm(graph.num_entities, generator=generator)[:num_entities]
     subgraph = graph.sample_subgraph(seeds, fanouts, generator)
     held, visible = hold_out_pairs(subgraph, num_pairs, generator)
     ids = subgraph.entity_ids.tolist()
-    descriptions = encode_descriptions(tokenizer, [graph.entity_names[i] for i in ids],
-                                       [graph.entity_descriptions[i] for i in ids], description_length)  # fmt: skip
+    descriptions = encode_descriptions(
+        tokenizer,
+        [graph.entity_names[i] for i in ids],
+        [graph.entity_descriptions[i] for i in ids],
+        description_length,
+    )
     return OutsideGraph(
-        subgraph.entity_ids, subgraph.edge_index[:, visible], subgraph.edge_type[visible], subgraph.num_seeds,
-        graph.entity_categories[subgraph.entity_ids[: subgraph.num_seeds]], subgraph.edge_index[1, held],
-        subgraph.edge_index[0, held], subgraph.edge_type[held], descriptions,
-    )  # fmt: skip
+        subgraph.entity_ids,
+        subgraph.edge_index[:, visible],
+        subgraph.edge_type[visible],
+        subgraph.num_seeds,
+        graph.entity_categories[subgraph.entity_ids[: subgraph.num_seeds]],
+        subgraph.edge_index[1, held],
+        subgraph.edge_index[0, held],
+        subgraph.edge_type[held],
+        descriptions,
+    )
 
 
 @dataclass
@@ -233,8 +262,10 @@ class PretrainingEvaluation:
                 wsd_most_frequent_sense_hits_at_1=first_sense_right / len(senses),
             )
             if self.sentences.sense_log_priors[0] is not None:
-                results.update(wsd_with_prior_hits_at_1=with_prior_right / len(senses),
-                               wsd_prior_hits_at_1=prior_right / len(senses))  # fmt: skip
+                results.update(
+                    wsd_with_prior_hits_at_1=with_prior_right / len(senses),
+                    wsd_prior_hits_at_1=prior_right / len(senses),
+                )
         return results
 
     def _outside(self, model, memory, device):

@@ -13,7 +13,6 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 import modeling_jaket
@@ -24,10 +23,9 @@ from .data import check_saved_files, default_backbone, default_data_dir
 from .hub import push_folder
 from .model_card import Result, write_model_card
 
-
 METHODS = {
     "lm": "the language model alone, no knowledge module: the un-pretrained LM fine-tuned on the task's text (for "
-          "entity classification, each entity's description)",
+    "entity classification, each entity's description)",
     "lm_gnn": "LM + GNN: the knowledge module over a random (fixed) memory",
     "lm_gnn_m": "LM + GNN + M: the knowledge module over a memory computed by the un-pretrained LM",
     "gnn": "GNN: the knowledge module alone over trainable, randomly initialised entity embeddings (no text)",
@@ -41,9 +39,13 @@ def method_field(methods: dict[str, str]):
     listing = "; ".join(f"{name}: {text}" for name, text in methods.items())
     return field(
         default_factory=lambda: ["jaket"],
-        metadata={"nargs": "+", "choices": sorted(methods), "help": "one or more methods, run one after another in "
-                  f"one process that loads the data and graph once; each writes its own results, model and card. {listing}"},
-    )  # fmt: skip
+        metadata={
+            "nargs": "+",
+            "choices": sorted(methods),
+            "help": "one or more methods, run one after another in "
+            f"one process that loads the data and graph once; each writes its own results, model and card. {listing}",
+        },
+    )
 
 
 @dataclass
@@ -53,17 +55,25 @@ class FineTuningArguments(TrainingArguments):
     its own flags and its defaults (`parse_fine_tuning_args`)."""
 
     method: list[str] = method_field(METHODS)
-    model_name_or_path: str | None = field(default=None, metadata={"help": "output folder of examples/pretrain.py "
-                                                                            "(the jaket methods)"})  # fmt: skip
-    backbone: str | None = field(default=None, metadata={"help": "RoBERTa/BERT checkpoint for the baselines "
-                                                                  "(default: all-MiniLM-L6-v2)"})  # fmt: skip
-    data_dir: str | None = field(default=None, metadata={"help": "the task's data folder (default: under ../shared/data)"})
-    dataset_cache_dir: str | None = field(default=None, metadata={"help": "where datasets keeps prepared data (its default)"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "output folder of examples/pretrain.py (the jaket methods)"}
+    )
+    backbone: str | None = field(
+        default=None, metadata={"help": "RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)"}
+    )
+    data_dir: str | None = field(
+        default=None, metadata={"help": "the task's data folder (default: under ../shared/data)"}
+    )
+    dataset_cache_dir: str | None = field(
+        default=None, metadata={"help": "where datasets keeps prepared data (its default)"}
+    )
     memory_cache_dir: str | None = field(
         default=None,
-        metadata={"help": "keep the tables LM1 computes from the descriptions here, under a key of LM1's weights, "
-                          "the descriptions and the code, so that runs that share them encode them once"},
-    )  # fmt: skip
+        metadata={
+            "help": "keep the tables LM1 computes from the descriptions here, under a key of LM1's weights, "
+            "the descriptions and the code, so that runs that share them encode them once"
+        },
+    )
 
     data_subfolder: ClassVar[str] = ""  # the task's folder under ../shared/data
 
@@ -71,15 +81,23 @@ class FineTuningArguments(TrainingArguments):
         super().__post_init__()
         for method in self.method:
             if method.startswith("jaket") and not self.model_name_or_path:
-                raise ValueError(f"--method {method} needs --model_name_or_path, the output folder of examples/pretrain.py")
+                raise ValueError(
+                    f"--method {method} needs --model_name_or_path, the output folder of examples/pretrain.py"
+                )
         self.backbone = self.backbone or default_backbone()
         self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
 
 
 # What the fine-tuning scripts change of `TrainingArguments`' defaults: no checkpoints (each run saves its model once,
 # at the end), AdamW's weight decay 0.01 as in pre-training, no tracker unless asked, the CPU where there is no GPU.
-TRAINER_DEFAULTS = dict(save_strategy="no", eval_strategy="no", weight_decay=0.01, report_to="none", logging_steps=50,
-                        use_cpu=not torch.cuda.is_available())  # fmt: skip
+TRAINER_DEFAULTS = dict(
+    save_strategy="no",
+    eval_strategy="no",
+    weight_decay=0.01,
+    report_to="none",
+    logging_steps=50,
+    use_cpu=not torch.cuda.is_available(),
+)
 
 
 def parse_fine_tuning_args(arguments_class, argv=None, description: str = "", **defaults):
@@ -109,9 +127,19 @@ def precision(args, device_type: str = "cpu"):
 
 
 def save_fine_tuned(
-    args, method: str, folder, model, tokenizer, command: list[str], summary: str, dataset: str, results: list[Result],
-    entity_table=None, relation_table=None, graph: KnowledgeGraph | None = None,
-):  # fmt: skip
+    args,
+    method: str,
+    folder,
+    model,
+    tokenizer,
+    command: list[str],
+    summary: str,
+    dataset: str,
+    results: list[Result],
+    entity_table=None,
+    relation_table=None,
+    graph: KnowledgeGraph | None = None,
+):
     """Save a fine-tuned model where `from_pretrained` finds it, with its tokenizer, the entity and relation tables it
     read (as an `EntityContextMemory`), the graph, and a model card of its results."""
     folder = Path(folder)
@@ -162,7 +190,7 @@ def load_model(method: str, model_class, pretrained: str | None, backbone: str, 
 
 def initial_embeddings(
     method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64, cache_dir=None
-):  # fmt: skip
+):
     """E^(0) for every entity and R for every relation: from descriptions (LM methods and JAKET), or random.
 
     With `cache_dir`, tables computed from descriptions are kept there under a key of everything they depend on
@@ -171,8 +199,10 @@ def initial_embeddings(
     if method in ("lm_gnn", "gnn"):
         generator = torch.Generator().manual_seed(seed)
         hidden = model.config.hidden_size
-        return (torch.randn(graph.num_entities, hidden, generator=generator),
-                torch.randn(graph.num_relations, hidden, generator=generator))  # fmt: skip
+        return (
+            torch.randn(graph.num_entities, hidden, generator=generator),
+            torch.randn(graph.num_relations, hidden, generator=generator),
+        )
     entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
     relations = None
     if graph.num_relations:
@@ -202,8 +232,9 @@ def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretraine
     tokenizer = AutoTokenizer.from_pretrained(pretrained if method == "jaket" else args.backbone)
     model = load_model(method, model_class, pretrained, args.backbone, **config)
     with precision(args):
-        entity_table, relation_table = initial_embeddings(method, model, tokenizer, graph, args.seed,
-                                                          cache_dir=args.memory_cache_dir)  # fmt: skip
+        entity_table, relation_table = initial_embeddings(
+            method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir
+        )
     return tokenizer, model, entity_table, relation_table
 
 
@@ -266,19 +297,37 @@ def masked_accuracy(eval_prediction):
 class ProtocolArguments:
     """What every fine-tuning script adds to choose each method's settings on validation."""
 
-    step_budget: int = field(default=200, metadata={"help": "optimizer steps of every run, at every label fraction "
-                                                             "(fewer labels: more epochs), up to --max_epochs"})  # fmt: skip
+    step_budget: int = field(
+        default=200,
+        metadata={
+            "help": "optimizer steps of every run, at every label fraction "
+            "(fewer labels: more epochs), up to --max_epochs"
+        },
+    )
     max_epochs: float = field(default=100.0, metadata={"help": "the cap on passes over the training labels"})
-    learning_rate_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0], metadata={
-        "nargs": "+", "help": "multipliers of each method's own learning rate, one training run each; the same grid "
-                              "for every method"})  # fmt: skip
-    num_evaluations: int = field(default=4, metadata={"help": "validation evaluations over a run (at 1/n, 2/n, ... of "
-                                                               "its steps): the steps grid"})  # fmt: skip
-    head_learning_rate: float = field(default=1e-3, metadata={"help": "the classifier's rate, in every method and "
-                                                                       "at every grid point"})  # fmt: skip
-    validation_share: float = field(default=0.2, metadata={"help": "share of the training labels (entities, "
-                                                                    "questions) held out to choose the settings on, "
-                                                                    "never the test's"})  # fmt: skip
+    learning_rate_grid: list[float] = field(
+        default_factory=lambda: [0.3, 1.0, 3.0],
+        metadata={
+            "nargs": "+",
+            "help": "multipliers of each method's own learning rate, one training run each; the same grid "
+            "for every method",
+        },
+    )
+    num_evaluations: int = field(
+        default=4,
+        metadata={"help": "validation evaluations over a run (at 1/n, 2/n, ... of its steps): the steps grid"},
+    )
+    head_learning_rate: float = field(
+        default=1e-3, metadata={"help": "the classifier's rate, in every method and at every grid point"}
+    )
+    validation_share: float = field(
+        default=0.2,
+        metadata={
+            "help": "share of the training labels (entities, "
+            "questions) held out to choose the settings on, "
+            "never the test's"
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -340,10 +389,16 @@ class HeadRateTrainer(Trainer):
                     groups.setdefault((head, name in decay), []).append(parameter)
             optimizer_class, settings = self.get_optimizer_cls_and_kwargs(self.args, self.model)  # --optim's
             self.optimizer = optimizer_class(
-                [{"params": params, "lr": self.head_learning_rate if head else self.args.learning_rate,
-                  "weight_decay": self.args.weight_decay if decayed else 0.0}
-                 for (head, decayed), params in sorted(groups.items())], **settings,
-            )  # fmt: skip
+                [
+                    {
+                        "params": params,
+                        "lr": self.head_learning_rate if head else self.args.learning_rate,
+                        "weight_decay": self.args.weight_decay if decayed else 0.0,
+                    }
+                    for (head, decayed), params in sorted(groups.items())
+                ],
+                **settings,
+            )
         return self.optimizer
 
 
@@ -363,8 +418,9 @@ class ScoredTrainer(HeadRateTrainer):
         return metrics
 
 
-def select_on_validation(args, run_name: str, model, base_rate: float, make_trainer, num_train: int,
-                         label_names=("labels",), **overrides) -> dict:  # fmt: skip
+def select_on_validation(
+    args, run_name: str, model, base_rate: float, make_trainer, num_train: int, label_names=("labels",), **overrides
+) -> dict:
     """Train `model` once per point of `args.learning_rate_grid` (times `base_rate`, the method's own rate) for the
     step budget, evaluating on validation `args.num_evaluations` times; leave `model` with the weights of the best
     (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
@@ -376,9 +432,16 @@ def select_on_validation(args, run_name: str, model, base_rate: float, make_trai
         model.load_state_dict(initial)
         rate = base_rate * multiplier
         training_args = training_arguments(
-            args, f"{run_name}-lr{rate:g}", list(label_names), learning_rate=rate, max_steps=steps, eval_strategy="steps",
-            eval_steps=max(1, math.ceil(steps / args.num_evaluations)), num_train_epochs=1, **overrides,
-        )  # fmt: skip
+            args,
+            f"{run_name}-lr{rate:g}",
+            list(label_names),
+            learning_rate=rate,
+            max_steps=steps,
+            eval_strategy="steps",
+            eval_steps=max(1, math.ceil(steps / args.num_evaluations)),
+            num_train_epochs=1,
+            **overrides,
+        )
         keeper = KeepBestOnValidation()
         trainer = make_trainer(training_args)
         trainer.add_callback(keeper)

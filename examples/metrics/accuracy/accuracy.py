@@ -11,7 +11,9 @@ class Accuracy(evaluate.Metric):
             description=__doc__,
             citation="",
             inputs_description="predictions: list of int; references: list of int",
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
+            ),
         )
 
     def _compute(self, predictions, references):
