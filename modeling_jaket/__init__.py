@@ -22,6 +22,7 @@ from .modeling_jaket import (
     JaketModel,
     JaketModelOutput,
     JaketPreTrainedModel,
+    JaketSequenceClassifierOutput,
 )
 
 AutoConfig.register("jaket", JaketConfig, exist_ok=True)
@@ -47,6 +48,7 @@ __all__ = [
     "JaketModel",
     "JaketModelOutput",
     "JaketPreTrainedModel",
+    "JaketSequenceClassifierOutput",
     "KnowledgeGraph",
     "KnowledgeLayer",
     "KnowledgeModule",

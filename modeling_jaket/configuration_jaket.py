@@ -58,9 +58,14 @@ class JaketConfig(PreTrainedConfig):
             E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 5).
         classifier_dropout (`float`, *optional*):
             Dropout of the classification heads; defaults to `hidden_dropout_prob`.
+        validate_inputs (`bool`, defaults to `True`):
+            Check every input of the forward pass first (shapes, dtypes, id ranges, spans, mentions within the
+            subgraph) and raise a `ValueError` naming what is wrong (`modeling_jaket/validation.py`). Turn off only on
+            a measured hot path whose inputs come from this package's collators.
         check_finite_inputs (`bool`, defaults to `False`):
-            Raise when the initial entity or relation embeddings hold NaN or infinity, naming the first bad row,
-            instead of letting it spread through the knowledge module. Costs one pass over them; nothing when off.
+            With `validate_inputs`, also raise when the initial entity or relation embeddings hold NaN or infinity,
+            naming the first bad row, instead of letting it spread through the knowledge module. Costs one pass over
+            them.
 
     Example:
 
@@ -108,6 +113,7 @@ class JaketConfig(PreTrainedConfig):
     memory_refresh_max_interval: int = 500
     memory_momentum: float = 0.8
     classifier_dropout: float | int | None = None
+    validate_inputs: bool = True
     check_finite_inputs: bool = False
 
     def __post_init__(self, **kwargs):

@@ -9,6 +9,7 @@ they are and the numerics are the same as transformers' own models.
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import GradientCheckpointingLayer
 
 from .activations import get_activation
 
@@ -32,28 +33,32 @@ class JaketEmbeddings(nn.Module):
         self.register_buffer("position_ids", positions, persistent=False)
         self.register_buffer("token_type_ids", torch.zeros(positions.size(), dtype=torch.long), persistent=False)
 
-    def forward(self, input_ids, token_type_ids=None, position_ids=None):
-        batch_size, length = input_ids.shape
+    def forward(self, input_ids=None, token_type_ids=None, position_ids=None, inputs_embeds=None):
+        """From `input_ids`, or from word vectors `inputs_embeds` ([batch, length, hidden]) given instead; RoBERTa's
+        positions then count over every token, as no padding can be seen."""
+        batch_size, length = input_ids.shape if input_ids is not None else inputs_embeds.shape[:2]
         if position_ids is None:
             first = 0 if self.padding_idx is None else self.padding_idx + 1
             if first + length > self.position_embeddings.num_embeddings:
                 raise ValueError(
-                    f"input_ids has {length} tokens a row; this model takes at most "
+                    f"the text has {length} tokens a row; this model takes at most "
                     f"{self.position_embeddings.num_embeddings - first} (max_position_embeddings "
                     f"{self.position_embeddings.num_embeddings}, positions counted from {first}): truncate the text"
                 )
             if self.padding_idx is None:
                 position_ids = self.position_ids[:, :length]
+            elif input_ids is None:
+                position_ids = self.position_ids[:, first : first + length]
             else:
                 not_padding = input_ids.ne(self.padding_idx).int()
                 position_ids = (torch.cumsum(not_padding, dim=1).type_as(not_padding) * not_padding).long()
                 position_ids = position_ids + self.padding_idx
         if token_type_ids is None:
             token_type_ids = self.token_type_ids[:, :length].expand(batch_size, length)
+        if inputs_embeds is None:
+            inputs_embeds = self.word_embeddings(input_ids)
         embeddings = (
-            self.word_embeddings(input_ids)
-            + self.token_type_embeddings(token_type_ids)
-            + self.position_embeddings(position_ids)
+            inputs_embeds + self.token_type_embeddings(token_type_ids) + self.position_embeddings(position_ids)
         )
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -140,8 +145,9 @@ class JaketIntermediate(nn.Module):
         return self.intermediate_act_fn(self.dense(hidden_states))
 
 
-class JaketLayer(nn.Module):
-    """One post-LayerNorm transformer layer: self-attention, then the feed-forward block."""
+class JaketLayer(GradientCheckpointingLayer):
+    """One post-LayerNorm transformer layer: self-attention, then the feed-forward block. Recomputed in the backward
+    pass instead of stored once `gradient_checkpointing_enable()` is called (a `GradientCheckpointingLayer`)."""
 
     def __init__(self, config):
         super().__init__()

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .activations import get_activation
+from .validation import check_graph_inputs
 
 try:  # optional: torch-scatter's kernels, used when installed (`pip install -e ".[scatter]"`)
     import torch_scatter
@@ -256,6 +257,7 @@ class KnowledgeModule(nn.Module):
         edge_index: torch.Tensor,
         edge_type: torch.Tensor,
         output_attentions: bool = False,
+        validate: bool = True,
     ):
         """
         Args:
@@ -264,11 +266,13 @@ class KnowledgeModule(nn.Module):
             edge_index: [2, E] local entity indices; row 0 the neighbour u, row 1 the target v.
             edge_type: [E] relation index of each edge.
             output_attentions: also return each layer's attention weights [E, K].
+            validate: check the inputs' shapes and index ranges first (`JaketModel` has checked them already).
 
         Returns:
             E^KM [N, hidden], or `(E^KM, attentions)` when `output_attentions`.
         """
-        check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type)
+        if validate:
+            check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type)
         layout = EdgeLayout(edge_index, edge_type, entity_embeddings.shape[0], relation_embeddings.shape[0])
         attentions = []
         for layer in self.layers:
@@ -284,51 +288,3 @@ class KnowledgeModule(nn.Module):
         if output_attentions:
             return entity_embeddings, tuple(attentions)
         return entity_embeddings
-
-
-def check_index_dtype(name: str, tensor: torch.Tensor) -> None:
-    """Indices must be integers: a float would be truncated, a boolean True read as index 1."""
-    if tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex():
-        raise ValueError(f"{name} must be an integer tensor of indices, got {tensor.dtype}")
-
-
-def check_finite(name: str, tensor: torch.Tensor) -> None:
-    bad = ~torch.isfinite(tensor)
-    if bad.any():
-        row = int(bad.reshape(tensor.shape[0], -1).any(dim=1).nonzero()[0])
-        raise ValueError(f"{name} row {row} holds NaN or infinity ({int(bad.sum())} such values in all)")
-
-
-def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type) -> None:
-    """Raise a `ValueError` naming the first inconsistent shape or out-of-range index."""
-    if entity_embeddings.dim() != 2 or relation_embeddings.dim() != 2:
-        raise ValueError(
-            "entity_embeddings and relation_embeddings must be 2-D [count, hidden], got shapes "
-            f"{tuple(entity_embeddings.shape)} and {tuple(relation_embeddings.shape)}"
-        )
-    if entity_embeddings.shape[1] != relation_embeddings.shape[1]:
-        raise ValueError(
-            f"entity_embeddings width {entity_embeddings.shape[1]} != relation_embeddings width "
-            f"{relation_embeddings.shape[1]}"
-        )
-    check_index_dtype("edge_index", edge_index)
-    check_index_dtype("edge_type", edge_type)
-    for name, tensor in (("entity_embeddings", entity_embeddings), ("relation_embeddings", relation_embeddings)):
-        if not tensor.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
-    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
-        raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
-    if edge_type.shape != (edge_index.shape[1],):
-        raise ValueError(
-            f"edge_type must have shape [num_edges] = [{edge_index.shape[1]}], got {tuple(edge_type.shape)}"
-        )
-    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= entity_embeddings.shape[0]):
-        raise ValueError(
-            f"edge_index holds entity indices in [{int(edge_index.min())}, {int(edge_index.max())}] but only "
-            f"{entity_embeddings.shape[0]} entities were given"
-        )
-    if edge_type.numel() and (edge_type.min() < 0 or edge_type.max() >= relation_embeddings.shape[0]):
-        raise ValueError(
-            f"edge_type holds relation indices in [{int(edge_type.min())}, {int(edge_type.max())}] but only "
-            f"{relation_embeddings.shape[0]} relations were given"
-        )

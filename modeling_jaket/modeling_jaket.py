@@ -13,7 +13,8 @@ from transformers.utils import logging
 from .activations import get_activation
 from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
-from .knowledge_module import KnowledgeLayer, KnowledgeModule, check_finite, check_index_dtype
+from .knowledge_module import KnowledgeLayer, KnowledgeModule
+from .validation import check_spans, check_text, validate_model_inputs
 
 logger = logging.get_logger(__name__)
 
@@ -59,7 +60,7 @@ class JaketForPreTrainingOutput(ModelOutput):
         Relation scores of each (head, tail) pair given.
     masked_entity_logits (`torch.FloatTensor` of shape `(batch_size, num_masked_mentions, num_candidates)`):
         Inner products of g((Z_s + Z_o) / 2) with each candidate's context embedding.
-    entity_embeddings, hidden_states, attentions:
+    entity_embeddings, hidden_states, attentions, knowledge_attentions:
         As in [`JaketModelOutput`].
     """
 
@@ -75,6 +76,7 @@ class JaketForPreTrainingOutput(ModelOutput):
     entity_embeddings: torch.FloatTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
+    knowledge_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -86,11 +88,28 @@ class EntityClassificationOutput(ModelOutput):
         Class scores of every subgraph entity.
     entity_embeddings (`torch.FloatTensor` of shape `(num_subgraph_entities, hidden_size)`):
         E^KM.
+    hidden_states, attentions, knowledge_attentions:
+        As in [`JaketModelOutput`] (the first two only where text was given).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     entity_embeddings: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    knowledge_attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class JaketSequenceClassifierOutput(SequenceClassifierOutput):
+    r"""
+    loss, logits, hidden_states, attentions:
+        As in transformers' [`SequenceClassifierOutput`].
+    knowledge_attentions:
+        As in [`JaketModelOutput`], where a subgraph was given.
+    """
+
+    knowledge_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class JaketMergeLayer(nn.Module):
@@ -117,18 +136,19 @@ class JaketMergeLayer(nn.Module):
 
 
 class JaketLMHead(nn.Module):
-    """Masked-token head (RoBERTa's): dense, activation, LayerNorm, decoder tied to the word embeddings, bias."""
+    """Masked-token head (RoBERTa's): dense, activation, LayerNorm, decoder tied to the word embeddings. The decoder's
+    bias is tied to `bias` (RoBERTa's checkpoint key), so that `resize_token_embeddings` resizes both."""
 
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = get_activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states):
-        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states)))) + self.bias
+        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
 
 
 class JaketRelationTypeHead(nn.Module):
@@ -200,34 +220,10 @@ def _as_output(output: ModelOutput, return_dict: bool | None, config) -> ModelOu
     return output if return_dict else output.to_tuple()
 
 
-def _check_spans(name, starts, ends, sequence_length):
-    if starts is None or ends is None:
-        raise ValueError(f"{name}_starts and {name}_ends must be given together")
-    if starts.shape != ends.shape:
-        raise ValueError(f"{name}_starts {tuple(starts.shape)} and {name}_ends {tuple(ends.shape)} differ in shape")
-    present = starts >= 0
-    bad = present & ((ends < starts) | (ends >= sequence_length))
-    if bad.any():
-        b, m = bad.nonzero()[0].tolist()
-        raise ValueError(
-            f"{name} span {m} of example {b} is [{int(starts[b, m])}, {int(ends[b, m])}]: spans must be inclusive "
-            f"token indices with start <= end < sequence_length ({sequence_length}); pad with -1"
-        )
-
-
-def _locate_entities(mention_entity_ids, present, subgraph_entity_ids):
-    """Position of each mention's (global) entity id inside `subgraph_entity_ids`; raises for ids not there."""
+def _locate_entities(mention_entity_ids, subgraph_entity_ids):
+    """Position of each mention's (global) entity id inside `subgraph_entity_ids` (padding -1 gets any position)."""
     sorted_ids, order = subgraph_entity_ids.sort()
     position = torch.searchsorted(sorted_ids, mention_entity_ids).clamp(max=sorted_ids.numel() - 1)
-    found = sorted_ids[position] == mention_entity_ids
-    missing = present & ~found
-    if missing.any():
-        b, m = missing.nonzero()[0].tolist()
-        raise ValueError(
-            f"mention {m} of example {b} links entity {int(mention_entity_ids[b, m])}, which is not in "
-            f"subgraph_entity_ids ({int(missing.sum())} such mentions): sample the subgraph around the mentioned "
-            "entities"
-        )
     return order[position]
 
 
@@ -405,8 +401,6 @@ class JaketModel(JaketPreTrainedModel):
         self.knowledge_module = KnowledgeModule(config)
         self.merge = JaketMergeLayer(config)
         self.lm2 = nn.ModuleList([JaketLayer(config) for _ in range(config.num_lm2_layers)])
-        # set by `activation_checkpointing_enable` (with `_gradient_checkpointing_func`), as on transformers' encoders
-        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
@@ -420,12 +414,7 @@ class JaketModel(JaketPreTrainedModel):
         `all_attentions` where those lists are given."""
         output_attentions = all_attentions is not None
         for layer in layers:
-            if self.gradient_checkpointing and self.training:
-                hidden_states, weights = self._gradient_checkpointing_func(
-                    layer.__call__, hidden_states, mask, output_attentions
-                )
-            else:
-                hidden_states, weights = layer(hidden_states, mask, output_attentions)
+            hidden_states, weights = layer(hidden_states, mask, output_attentions)
             if all_hidden_states is not None:
                 all_hidden_states.append(hidden_states)
             if output_attentions:
@@ -433,27 +422,24 @@ class JaketModel(JaketPreTrainedModel):
         return hidden_states
 
     def _run_lm1(
-        self,
-        input_ids,
-        attention_mask,
-        token_type_ids=None,
-        position_ids=None,
-        all_hidden_states=None,
-        all_attentions=None,
+        self, input_ids, inputs_embeds, attention_mask, token_type_ids, position_ids, all_hidden_states, all_attentions
     ):
         """LM1 over the text: (Z, the expanded attention mask LM2 reuses)."""
-        if input_ids.numel() == 0 or input_ids.shape[1] == 0:
-            raise ValueError(f"input_ids is empty (shape {tuple(input_ids.shape)}): there is no text to encode")
-        if attention_mask is not None and attention_mask.shape != input_ids.shape:
-            raise ValueError(
-                f"attention_mask {tuple(attention_mask.shape)} and input_ids {tuple(input_ids.shape)} differ in shape"
-            )
-        hidden_states = self.embeddings(input_ids, token_type_ids=token_type_ids, position_ids=position_ids)
+        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
         if all_hidden_states is not None:
             all_hidden_states.append(hidden_states)
         mask = expand_attention_mask(attention_mask)
-        hidden_states = self._run_layers(self.lm1, hidden_states, mask, all_hidden_states, all_attentions)
-        return hidden_states, mask
+        return self._run_layers(self.lm1, hidden_states, mask, all_hidden_states, all_attentions), mask
+
+    def _merge(
+        self, hidden_states, entity_embeddings, mention_entity_ids, mention_starts, mention_ends, subgraph_entity_ids
+    ):
+        """Eq. 3 where mentions link entities of the subgraph. A model without a knowledge module stays a plain
+        encoder while nothing is merged."""
+        if mention_entity_ids is None or not (self.config.km_num_layers or (mention_starts >= 0).any()):
+            return self.merge(hidden_states) if self.config.km_num_layers else hidden_states
+        mention_embeddings = entity_embeddings[_locate_entities(mention_entity_ids, subgraph_entity_ids)]
+        return self.merge(hidden_states, mention_embeddings, mention_starts, mention_ends)
 
     def encode_descriptions(self, input_ids, attention_mask=None, mention_starts=None, mention_ends=None):
         """E^(0) of entities (or relations) from their descriptions: LM1 only, then (Z_s + Z_o) / 2 at the first
@@ -467,11 +453,12 @@ class JaketModel(JaketPreTrainedModel):
         Returns:
             [num_descriptions, hidden_size].
         """
-        hidden_states, _ = self._run_lm1(input_ids, attention_mask)
+        check_text(self.config, input_ids, attention_mask)
+        hidden_states, _ = self._run_lm1(input_ids, None, attention_mask, None, None, None, None)
         count = input_ids.shape[0]
         if mention_starts is None:
             mention_starts = mention_ends = torch.full((count,), -1, dtype=torch.long, device=input_ids.device)
-        _check_spans("mention", mention_starts.view(count, 1), mention_ends.view(count, 1), input_ids.shape[1])
+        check_spans("mention", mention_starts.view(count, 1), mention_ends.view(count, 1), input_ids.shape[1])
         no_mention = mention_starts < 0
         starts = torch.where(no_mention, 1, mention_starts).view(count, 1)
         ends = torch.where(no_mention, 1, mention_ends).view(count, 1)
@@ -483,6 +470,7 @@ class JaketModel(JaketPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         mention_entity_ids: torch.LongTensor | None = None,
         mention_starts: torch.LongTensor | None = None,
         mention_ends: torch.LongTensor | None = None,
@@ -515,74 +503,71 @@ class JaketModel(JaketPreTrainedModel):
         output_attentions, output_hidden_states, return_dict:
             As for every transformers model; each defaults to the config's setting.
         """
-        if output_attentions is None:
-            output_attentions = self.config.output_attentions
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        for name, ids in (("mention_entity_ids", mention_entity_ids), ("subgraph_entity_ids", subgraph_entity_ids)):
-            if ids is not None:
-                check_index_dtype(name, ids)
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        if self.config.validate_inputs:
+            validate_model_inputs(
+                self.config,
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                inputs_embeds=inputs_embeds,
+                mention_entity_ids=mention_entity_ids,
+                mention_starts=mention_starts,
+                mention_ends=mention_ends,
+                subgraph_entity_ids=subgraph_entity_ids,
+                edge_index=edge_index,
+                edge_type=edge_type,
+                entity_init_embeddings=entity_init_embeddings,
+                relation_embeddings=relation_embeddings,
+            )
+        has_text = input_ids is not None or inputs_embeds is not None
+        all_hidden_states = [] if output_hidden_states and has_text else None
+        all_attentions = [] if output_attentions and has_text else None
+
+        # 1. LM1 over the text: Z
+        lm1_output = hidden_states = mask = None
+        if has_text:
+            lm1_output, mask = self._run_lm1(
+                input_ids,
+                inputs_embeds,
+                attention_mask,
+                token_type_ids,
+                position_ids,
+                all_hidden_states,
+                all_attentions,
+            )
+
+        # 2. The knowledge module over the subgraph (Eq. 1-2): E^KM
         entity_embeddings = knowledge_attentions = None
         if entity_init_embeddings is not None:
-            if relation_embeddings is None:
-                raise ValueError("entity_init_embeddings was given without relation_embeddings")
-            if self.config.check_finite_inputs:
-                check_finite("entity_init_embeddings", entity_init_embeddings)
-                check_finite("relation_embeddings", relation_embeddings)
             if edge_index is None:
-                edge_index = torch.empty(2, 0, dtype=torch.long, device=entity_init_embeddings.device)
-                edge_type = torch.empty(0, dtype=torch.long, device=entity_init_embeddings.device)
+                edge_index = entity_init_embeddings.new_empty(2, 0, dtype=torch.long)
+                edge_type = entity_init_embeddings.new_empty(0, dtype=torch.long)
             entity_embeddings, knowledge_attentions = self.knowledge_module(
-                entity_init_embeddings, relation_embeddings, edge_index, edge_type, output_attentions=True
+                entity_init_embeddings,
+                relation_embeddings,
+                edge_index,
+                edge_type,
+                output_attentions=True,
+                validate=False,
             )
 
-        if input_ids is None:
-            if entity_embeddings is None:
-                raise ValueError("JaketModel needs input_ids, entity_init_embeddings, or both")
-            output = JaketModelOutput(
-                entity_embeddings=entity_embeddings,
-                knowledge_attentions=knowledge_attentions if output_attentions else None,
+        if has_text:
+            # 3. Merge (Eq. 3): E^KM_e added at every token of a mention of e, then LayerNorm
+            hidden_states = self._merge(
+                lm1_output, entity_embeddings, mention_entity_ids, mention_starts, mention_ends, subgraph_entity_ids
             )
-            return _as_output(output, return_dict, self.config)
-
-        all_hidden_states = [] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
-        lm1_output, mask = self._run_lm1(
-            input_ids, attention_mask, token_type_ids, position_ids, all_hidden_states, all_attentions
-        )
-        hidden_states = lm1_output
-        if mention_entity_ids is not None:
-            if entity_embeddings is None or subgraph_entity_ids is None:
-                raise ValueError(
-                    "mention_entity_ids needs the subgraph: pass subgraph_entity_ids, edge_index, edge_type, "
-                    "entity_init_embeddings and relation_embeddings"
-                )
-            if subgraph_entity_ids.shape[0] != entity_embeddings.shape[0]:
-                raise ValueError(
-                    f"subgraph_entity_ids has {subgraph_entity_ids.shape[0]} entries but entity_init_embeddings has "
-                    f"{entity_embeddings.shape[0]} rows"
-                )
-            _check_spans("mention", mention_starts, mention_ends, input_ids.shape[1])
-            if mention_entity_ids.shape != mention_starts.shape:
-                raise ValueError(
-                    f"mention_entity_ids {tuple(mention_entity_ids.shape)} and mention_starts "
-                    f"{tuple(mention_starts.shape)} differ in shape"
-                )
-            present = mention_starts >= 0
-            local = _locate_entities(mention_entity_ids, present, subgraph_entity_ids)
-            if self.config.km_num_layers or present.any():  # a plain encoder stays plain while nothing is merged
-                hidden_states = self.merge(hidden_states, entity_embeddings[local], mention_starts, mention_ends)
-        elif self.config.km_num_layers:
-            hidden_states = self.merge(hidden_states)
-
-        hidden_states = self._run_layers(self.lm2, hidden_states, mask, all_hidden_states, all_attentions)
+            # 4. LM2: Z^LM
+            hidden_states = self._run_layers(self.lm2, hidden_states, mask, all_hidden_states, all_attentions)
 
         output = JaketModelOutput(
             last_hidden_state=hidden_states,
             lm1_last_hidden_state=lm1_output,
             entity_embeddings=entity_embeddings,
-            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
+            hidden_states=tuple(all_hidden_states) if all_hidden_states is not None else None,
+            attentions=tuple(all_attentions) if all_attentions is not None else None,
             knowledge_attentions=knowledge_attentions if output_attentions else None,
         )
         return _as_output(output, return_dict, self.config)
@@ -593,7 +578,10 @@ class JaketForPreTraining(JaketPreTrainedModel):
     module's output, masked tokens (L_t) and masked entities (L_e) on LM2's. Each loss is computed when its labels
     are given; `loss` is their sum."""
 
-    _tied_weights_keys = {"lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight"}
+    _tied_weights_keys = {
+        "lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight",
+        "lm_head.decoder.bias": "lm_head.bias",
+    }
     # Four losses, each a mean over its own items: `Trainer` divides the total by the accumulation steps itself.
     accepts_loss_kwargs = False
 
@@ -623,6 +611,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         mention_entity_ids: torch.LongTensor | None = None,
         mention_starts: torch.LongTensor | None = None,
         mention_ends: torch.LongTensor | None = None,
@@ -666,6 +655,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             mention_entity_ids=mention_entity_ids,
             mention_starts=mention_starts,
             mention_ends=mention_ends,
@@ -707,7 +697,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
         if masked_entity_starts is not None:
             if outputs.last_hidden_state is None or masked_entity_candidate_embeddings is None:
                 raise ValueError("masked_entity_starts needs input_ids and masked_entity_candidate_embeddings")
-            _check_spans("masked_entity", masked_entity_starts, masked_entity_ends, outputs.last_hidden_state.shape[1])
+            check_spans("masked_entity", masked_entity_starts, masked_entity_ends, outputs.last_hidden_state.shape[1])
             if masked_entity_candidate_embeddings.shape[:2] != masked_entity_starts.shape:
                 raise ValueError(
                     f"masked_entity_candidate_embeddings {tuple(masked_entity_candidate_embeddings.shape)} must start "
@@ -730,6 +720,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
             entity_embeddings=entity_embeddings,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
+            knowledge_attentions=outputs.knowledge_attentions,
         )
         return _as_output(output, return_dict, self.config)
 
@@ -755,6 +746,7 @@ class JaketForEntityClassification(JaketPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         mention_entity_ids: torch.LongTensor | None = None,
         mention_starts: torch.LongTensor | None = None,
         mention_ends: torch.LongTensor | None = None,
@@ -783,6 +775,7 @@ class JaketForEntityClassification(JaketPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             mention_entity_ids=mention_entity_ids,
             mention_starts=mention_starts,
             mention_ends=mention_ends,
@@ -801,7 +794,14 @@ class JaketForEntityClassification(JaketPreTrainedModel):
             )
         logits = self.classifier(self.dropout(outputs.entity_embeddings))
         loss = _cross_entropy(logits, labels, num_items_in_batch) if labels is not None else None
-        output = EntityClassificationOutput(loss=loss, logits=logits, entity_embeddings=outputs.entity_embeddings)
+        output = EntityClassificationOutput(
+            loss=loss,
+            logits=logits,
+            entity_embeddings=outputs.entity_embeddings,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            knowledge_attentions=outputs.knowledge_attentions,
+        )
         return _as_output(output, return_dict, self.config)
 
 
@@ -824,6 +824,7 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
         mention_entity_ids: torch.LongTensor | None = None,
         mention_starts: torch.LongTensor | None = None,
         mention_ends: torch.LongTensor | None = None,
@@ -837,7 +838,7 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> SequenceClassifierOutput | tuple:
+    ) -> JaketSequenceClassifierOutput | tuple:
         r"""
         Takes [`JaketModel`]'s inputs, and:
 
@@ -852,6 +853,7 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
             mention_entity_ids=mention_entity_ids,
             mention_starts=mention_starts,
             mention_ends=mention_ends,
@@ -888,7 +890,11 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
             if num_items_in_batch is not None:
                 loss = loss / num_items_in_batch
 
-        output = SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        output = JaketSequenceClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            knowledge_attentions=outputs.knowledge_attentions,
         )
         return _as_output(output, return_dict, self.config)

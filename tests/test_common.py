@@ -4,9 +4,9 @@ import bz2
 import gzip
 
 import pytest
-from conftest import DATA_DIR
 
 import datasets_scripts as ds
+from conftest import DATA_DIR
 from datasets_scripts.common import DataFormatError, load_json, read_lines
 
 LINES = "".join(f"line {i}\n" for i in range(1, 3001))

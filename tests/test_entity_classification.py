@@ -1,7 +1,7 @@
 import pytest
-from conftest import DATA_DIR
 
 import datasets_scripts as ds
+from conftest import DATA_DIR
 
 
 @pytest.fixture(scope="module")

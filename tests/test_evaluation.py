@@ -1,8 +1,8 @@
 """Held-out evaluation of pre-training (examples/jaket_examples/evaluation.py)."""
 
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from jaket_examples.evaluation import (
     PretrainingEvaluation,
     majority_share,

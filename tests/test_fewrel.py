@@ -1,9 +1,9 @@
 import json
 
 import pytest
-from conftest import DATA_DIR
 
 import datasets_scripts as ds
+from conftest import DATA_DIR
 from datasets_scripts.common import DataFormatError
 
 FEWREL = DATA_DIR / "fewrel"

@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config
 from finetune_entity_classification import main as entity_classification
 from finetune_fewrel import main as fewrel
 from finetune_metaqa import answer_loss
@@ -12,6 +11,7 @@ from finetune_metaqa import main as metaqa
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
+from conftest import tiny_config
 from jaket_examples.finetuning import initial_embeddings, load_model
 from modeling_jaket import (
     EntityContextMemory,
@@ -411,17 +411,16 @@ def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cach
 
 @pytest.fixture(scope="module")
 def fewrel_instances(datasets_cache):
-    from conftest import DATA_DIR
-
     import datasets_scripts as ds
+    from conftest import DATA_DIR
 
     return ds.load("fewrel", DATA_DIR / "fewrel", config_name="instances", cache_dir=datasets_cache)
 
 
 def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances):
-    from conftest import DATA_DIR
     from finetune_fewrel import entity_graph
 
+    from conftest import DATA_DIR
     from datasets_scripts.common import load_json
 
     names = load_json(DATA_DIR / "fewrel" / "pid2name.json")

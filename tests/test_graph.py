@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import DATA_DIR
 
+from conftest import DATA_DIR
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.graph import sample_without_replacement, unique_in_order
 

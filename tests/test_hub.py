@@ -80,10 +80,11 @@ class FakeHfApi:
 def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(
     tmp_path, monkeypatch, tiny_bert_checkpoint, datasets_cache
 ):
-    from conftest import pretraining_arguments
     from huggingface_hub import ModelCard
     from pretrain import main as pretrain
     from transformers import AutoModel
+
+    from conftest import pretraining_arguments
 
     FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
     monkeypatch.setattr("jaket_examples.hub.HfApi", FakeHfApi)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import random_graph, tiny_config
 
+from conftest import random_graph, tiny_config
 from modeling_jaket import KnowledgeModule, knowledge_module, segment_softmax
 from modeling_jaket.knowledge_module import KnowledgeLayer
 

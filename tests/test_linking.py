@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, link_entities
 from modeling_jaket.linking import candidate_embeddings
 from modeling_jaket.modeling_jaket import span_mean

@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, RefreshSchedule
 from modeling_jaket.memory import pad_batch
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
-from conftest import tiny_config
 from transformers import AutoModel, RobertaModel
 
+from conftest import tiny_config
 from modeling_jaket import (
     JaketForEntityClassification,
     JaketForPreTraining,
@@ -268,8 +268,20 @@ def test_hidden_states_and_attentions_are_returned_when_asked():
         (dict(mention_ends=torch.tensor([[0, 4], [3, -1]])), r"mention span 0 of example 0 is \[1, 0\]"),
         (dict(mention_starts=torch.tensor([1, 4])), "differ in shape"),
         (dict(mention_entity_ids=torch.tensor([[10], [12]])), "differ in shape"),
-        (dict(subgraph_entity_ids=torch.arange(10, 15)), "subgraph_entity_ids has 5 entries"),
-        (dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=None), "input_ids is empty"),
+        (dict(subgraph_entity_ids=torch.arange(10, 15)), r"subgraph_entity_ids has shape \(5,\) but .* 6 rows"),
+        (dict(subgraph_entity_ids=torch.tensor([10, 11, 12, 13, 11, 15])), "holds entity 11 more than once"),
+        (dict(input_ids=torch.zeros(2, 0, dtype=torch.long), attention_mask=None), "input_ids must be a non-empty"),
+        (dict(input_ids=torch.full((2, 10), 300)), r"input_ids holds ids in \[300, 300\] but the vocabulary has 300"),
+        (dict(inputs_embeds=torch.zeros(2, 10, 32)), "pass input_ids or inputs_embeds, not both"),
+        (
+            dict(input_ids=None, inputs_embeds=torch.zeros(2, 10, 31)),
+            r"inputs_embeds must be \[batch, length, hidden_size=32\]",
+        ),
+        (
+            dict(entity_init_embeddings=torch.zeros(6, 31)),
+            r"entity_init_embeddings must be \[num_subgraph_entities, hidden_size=32\]",
+        ),
+        (dict(edge_type=None), "edge_index and edge_type must be given together"),
         (dict(relation_embeddings=None), "without relation_embeddings"),
         (
             dict(edge_index=torch.tensor([[1.0, 2.0], [0.0, 0.0]]), edge_type=torch.tensor([0, 1])),
@@ -279,11 +291,11 @@ def test_hidden_states_and_attentions_are_returned_when_asked():
         (dict(edge_type=torch.tensor([True, False, True, False, True])), "edge_type must be an integer tensor"),
         (dict(mention_entity_ids=torch.tensor([[10.0, 11.0], [12.0, -1.0]])), "mention_entity_ids must be an integer"),
         (dict(subgraph_entity_ids=torch.arange(10, 16).float()), "subgraph_entity_ids must be an integer"),
-        (dict(attention_mask=torch.ones(2, 9)), r"attention_mask \(2, 9\) and input_ids \(2, 10\) differ in shape"),
+        (dict(attention_mask=torch.ones(2, 9)), r"attention_mask \(2, 9\) and the text \(2, 10\) differ in shape"),
         # RoBERTa's positions count from pad_token_id + 1 = 2, so 62 of the 64 positions hold text
         (
             dict(input_ids=torch.randint(5, 300, (2, 63)), attention_mask=None),
-            r"input_ids has 63 tokens a row; this model takes at most 62 \(max_position_embeddings 64",
+            r"the text has 63 tokens a row; this model takes at most 62 \(max_position_embeddings 64",
         ),
     ],
 )
@@ -294,8 +306,25 @@ def test_bad_model_inputs_are_named(config, change, message):
         model(**inputs)
 
 
+def test_validation_can_be_turned_off_for_a_hot_path(config):
+    """`validate_inputs=False` runs the same computation without the checks: valid inputs give the same output, and
+    an input only the checks would refuse (a repeated subgraph id) passes."""
+    torch.manual_seed(0)
+    checked = JaketModel(config).eval()
+    unchecked = JaketModel(tiny_config(validate_inputs=False)).eval()
+    unchecked.load_state_dict(checked.state_dict())
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    with torch.no_grad():
+        torch.testing.assert_close(unchecked(**inputs).last_hidden_state, checked(**inputs).last_hidden_state)
+    repeated = {**inputs, "subgraph_entity_ids": torch.tensor([10, 11, 12, 13, 11, 15])}
+    with torch.no_grad():
+        assert unchecked(**repeated).last_hidden_state.shape == (2, 10, 32)
+    with pytest.raises(ValueError, match="more than once"):
+        checked(**repeated)
+
+
 def test_mentions_without_subgraph_are_rejected(config):
-    with pytest.raises(ValueError, match="needs the subgraph"):
+    with pytest.raises(ValueError, match="mention_entity_ids needs the text and the subgraph"):
         JaketModel(config)(**text_inputs(), **MENTIONS)
 
 
@@ -310,8 +339,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(config):
     # `activation_checkpointing_enable` in the tested release; its older name in the range's first releases
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
     enable()
-    assert model.gradient_checkpointing
+    assert all(layer.gradient_checkpointing for layer in [*model.lm1, *model.lm2])
+    runs = []
+    model.lm1[0].attention.register_forward_hook(lambda *args: runs.append(1))  # inside the checkpointed forward
     model(**inputs).last_hidden_state.pow(2).sum().backward()
+    assert len(runs) == 2  # the forward, then its recomputation in the backward pass
     torch.testing.assert_close(model.lm1[0].attention.self.query.weight.grad, expected)
 
 
@@ -426,7 +458,7 @@ def test_the_longest_text_the_positions_allow_runs(backbone_type, longest):
     with torch.no_grad():
         assert model(input_ids=torch.randint(5, 300, (1, longest))).last_hidden_state.shape == (1, longest, 32)
     with pytest.raises(
-        ValueError, match=f"input_ids has {longest + 1} tokens a row; this model takes at most {longest}"
+        ValueError, match=f"the text has {longest + 1} tokens a row; this model takes at most {longest}"
     ):
         model(input_ids=torch.randint(5, 300, (1, longest + 1)))
 
@@ -443,3 +475,42 @@ def test_eager_attention_gives_what_sdpa_gives_and_ignores_padding():
     for weights in eager.attentions:
         torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 10))
         assert weights[1, :, :, 7:].abs().max() == 0 and weights[0, :, :, 7:].min() > 0
+
+
+@pytest.mark.parametrize(
+    "model_class", [JaketModel, JaketForPreTraining, JaketForSequenceClassification, JaketForEntityClassification]
+)
+def test_added_tokens_run_save_load_and_train_after_resize(tmp_path, config, model_class):
+    """After `resize_token_embeddings`, a new token runs through every head, the model saves and loads with the new
+    vocabulary, and a training step keeps the LM head's decoder tied to the word embeddings and to its bias."""
+    torch.manual_seed(0)
+    model = model_class(config)
+    size = config.vocab_size + 7
+    model.resize_token_embeddings(size)
+    new_token = size - 1
+    inputs = {**text_inputs(), **graph_inputs(), **MENTIONS}
+    inputs["input_ids"][:, 5] = new_token
+    labels = {
+        JaketForPreTraining: {"labels": torch.full((2, 10), -100).index_fill_(1, torch.tensor([5]), new_token)},
+        JaketForSequenceClassification: {"labels": torch.tensor([0, 1])},
+        JaketForEntityClassification: {"labels": torch.tensor([0, 1, 0, 1, 0, 1])},
+    }.get(model_class, {})
+    model.eval()
+    with torch.no_grad():
+        expected = model(**inputs)[0]
+    model.save_pretrained(tmp_path)
+    loaded = model_class.from_pretrained(tmp_path).eval()
+    assert loaded.config.vocab_size == size
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs)[0], expected)
+    if not labels:
+        return
+    loaded.train()
+    loss = loaded(**inputs, **labels).loss
+    loss.backward()
+    torch.optim.SGD(loaded.parameters(), lr=0.1).step()
+    if model_class is JaketForPreTraining:
+        head = loaded.lm_head
+        assert head.decoder.weight is loaded.jaket.embeddings.word_embeddings.weight
+        assert head.decoder.bias is head.bias and head.bias.shape == (size,)
+        assert head.bias[new_token] != 0  # the new token's bias trained

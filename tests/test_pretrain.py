@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
 from safetensors.torch import load_file
 
+from conftest import EXAMPLES, pretraining_arguments, run_script, script_environment
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
 
 SCRIPT = EXAMPLES / "pretrain.py"

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from jaket_examples.data import confusable_entities, surface_forms
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
 from packaging.version import Version
 from test_packaging import requirements
 
+from conftest import tiny_config
 from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,8 +2,8 @@ import json
 
 import pytest
 import torch
-from conftest import DATA_DIR
 
+from conftest import DATA_DIR
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions, words_to_text
 
 TEXT = "The Mississippi River flows past Cape Girardeau."

@@ -3,9 +3,9 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA_DIR
 
 import datasets_scripts as ds
+from conftest import DATA_DIR
 from datasets_scripts.common import DataFormatError
 from datasets_scripts.wordnet import find_wordnet, read_wordnet, split_heldout
 
