@@ -153,8 +153,10 @@ class AttentionWeightedSum(torch.autograd.Function):
 class KnowledgeLayer(nn.Module):
     """One multi-relational graph attention layer (Eq. 1-2).
 
-    With f(e, r) = e + r and W^k linear, W^k f(E_u, R_r) = W^k E_u + W^k R_r: the projections and their attention
-    scores are computed once per entity and once per relation, then gathered per edge.
+    `message_passing` computes the equations as written, one message per edge. `forward`'s fast path uses that, with
+    f(e, r) = e + r and W^k linear, W^k f(E_u, R_r) = W^k E_u + W^k R_r: the projections and their attention scores
+    are computed once per entity and once per relation, and the weighted sums run as sparse products (`EdgeLayout`)
+    without an [E, heads, head_size] tensor of messages.
     """
 
     def __init__(self, config):
@@ -217,19 +219,23 @@ class KnowledgeLayer(nn.Module):
             if return_attention_weights:
                 attention = torch.empty_like(attention).index_copy_(0, layout.order, attention)
             return self._update(aggregated, entity_embeddings, attention, return_attention_weights)
-        # the MLP composition: one message per edge, gathered and scattered
-        neighbour, target = edge_index[0], edge_index[1]
-        composed = self.compose(
-            torch.cat(
-                [entity_embeddings.index_select(0, neighbour), relation_embeddings.index_select(0, edge_type)], dim=-1
-            )
+        return self.message_passing(
+            entity_embeddings, relation_embeddings, edge_index, edge_type, return_attention_weights
         )
-        messages = self._project(composed)
-        neighbour_scores = (messages * self.attention_neighbour).sum(-1)
-        target_scores = (projected_entities * self.attention_target).sum(-1)  # [N, K]
 
-        scores = self.leaky_relu(target_scores.index_select(0, target) + neighbour_scores)  # [E, K]
-        attention = segment_softmax(scores, target, num_entities)
+    def message_passing(
+        self, entity_embeddings, relation_embeddings, edge_index, edge_type, return_attention_weights=False
+    ):
+        """Eq. 1-2 as written: one message W^k f(E_u, R_r) per edge (gather), its weight alpha^k_{v,r,u} (softmax
+        over v's incoming edges), their weighted sum (scatter). The specification that `forward`'s sparse path is
+        tested equal to, and the path of the MLP composition, whose f(e, r) does not split over e and r."""
+        neighbour, target, num_entities = edge_index[0], edge_index[1], entity_embeddings.shape[0]
+        e_u, r_r = entity_embeddings[neighbour], relation_embeddings[edge_type]
+        f = e_u + r_r if self.composition == "add" else self.compose(torch.cat([e_u, r_r], dim=-1))
+        messages = self._project(f)  # W^k f(E_u, R_r): [E, K, D]
+        targets = self._project(entity_embeddings)[target]  # W^k E_v: [E, K, D]
+        scores = (targets * self.attention_target).sum(-1) + (messages * self.attention_neighbour).sum(-1)
+        attention = segment_softmax(self.leaky_relu(scores), target, num_entities)  # alpha^k_{v,r,u}: [E, K]
         aggregated = scatter_sum(self.dropout(attention).unsqueeze(-1) * messages, target, num_entities)
         return self._update(aggregated, entity_embeddings, attention, return_attention_weights)
 
