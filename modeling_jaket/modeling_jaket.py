@@ -5,12 +5,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from transformers import AutoConfig, AutoModelForMaskedLM, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils import logging
 
 from .activations import get_activation
+from .backbone import load_backbone_state_dict, rename_state_dict, rename_table
 from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .knowledge_module import KnowledgeLayer, KnowledgeModule
@@ -297,8 +298,11 @@ class JaketPreTrainedModel(PreTrainedModel):
         config = JaketConfig(backbone_type=backbone_type, **{**fields, **config_overrides})
         model = cls(config)
 
-        state_dict, not_in_checkpoint = _load_backbone_state_dict(pretrained_model_name_or_path)
-        mapped, unused = model._map_backbone_state_dict(state_dict)
+        state_dict, not_in_checkpoint = load_backbone_state_dict(pretrained_model_name_or_path)
+        base_prefix = "" if isinstance(model, JaketModel) else f"{cls.base_model_prefix}."
+        table = rename_table(config, base_prefix, has_lm_head=hasattr(model, "lm_head"))
+        rebuilt_buffers = {name for name, _ in model.named_buffers()} - set(model.state_dict())
+        mapped, unused = rename_state_dict(state_dict, table, skipped=rebuilt_buffers)
         unused += not_in_checkpoint
         result = model.load_state_dict(mapped, strict=False)
         tied = set(model.all_tied_weights_keys)
@@ -317,73 +321,6 @@ class JaketPreTrainedModel(PreTrainedModel):
         if output_loading_info:
             return model, {"missing_keys": missing, "unexpected_keys": unexpected}
         return model
-
-    def _map_backbone_state_dict(self, state_dict):
-        """Rename a RoBERTa/BERT state dict to this model's keys; returns (mapped, unused checkpoint keys)."""
-        prefix = "" if isinstance(self, JaketModel) else f"{self.base_model_prefix}."
-        num_lm1_layers = self.config.num_lm1_layers
-        has_lm_head = hasattr(self, "lm_head")
-        lm_head_names = {
-            "lm_head.dense.": "lm_head.dense.",
-            "lm_head.layer_norm.": "lm_head.layer_norm.",
-            "lm_head.bias": "lm_head.bias",
-            "cls.predictions.transform.dense.": "lm_head.dense.",
-            "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
-            "cls.predictions.bias": "lm_head.bias",
-        }
-        # Tied copies in both checkpoint families: decoder.weight is the word embeddings, decoder.bias is `bias`.
-        tied_copies = ("lm_head.decoder.", "cls.predictions.decoder.")
-        rebuilt_buffers = {name for name, _ in self.named_buffers()} - set(self.state_dict())
-        mapped, unused = {}, []
-        for key, value in state_dict.items():
-            name = key
-            for backbone_prefix in ("roberta.", "bert."):
-                if name.startswith(backbone_prefix):
-                    name = name[len(backbone_prefix) :]
-            target = None
-            if name.startswith("embeddings."):
-                target = prefix + name
-            elif name.startswith("encoder.layer."):
-                index, rest = name[len("encoder.layer.") :].split(".", 1)
-                index = int(index)
-                if index < num_lm1_layers:
-                    target = f"{prefix}lm1.{index}.{rest}"
-                else:
-                    target = f"{prefix}lm2.{index - num_lm1_layers}.{rest}"
-            elif has_lm_head and name.startswith(tied_copies):
-                continue
-            elif has_lm_head:
-                for source, destination in lm_head_names.items():
-                    if name.startswith(source):
-                        target = destination + name[len(source) :]
-            if target in rebuilt_buffers:
-                continue  # a non-persistent buffer (position_ids): rebuilt, never loaded
-            if target is None:
-                unused.append(key)
-            else:
-                mapped[target] = value
-        return mapped, unused
-
-
-def _load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[str]]:
-    """The weights of a RoBERTa/BERT checkpoint in any layout transformers loads (one or sharded safetensors files,
-    `pytorch_model.bin` read with `weights_only`, a hub name), loaded by transformers itself as a masked-LM model:
-    (the tensors the checkpoint holds, keyed as in the checkpoint; the checkpoint keys that model does not use)."""
-    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
-    logging.set_verbosity_error()  # its "newly initialised" warnings would name the MLM model, not ours
-    logging.disable_progress_bar()
-    try:
-        backbone, info = AutoModelForMaskedLM.from_pretrained(
-            pretrained_model_name_or_path, output_loading_info=True, dtype=torch.float32
-        )
-    finally:
-        logging.set_verbosity(verbosity)
-        if bars:
-            logging.enable_progress_bar()
-    # what the checkpoint lacks was initialised at random by that load; tied copies are the embeddings again
-    skipped = set(info["missing_keys"]) | set(backbone.all_tied_weights_keys)
-    state_dict = {key: value for key, value in backbone.state_dict().items() if key not in skipped}
-    return state_dict, list(info["unexpected_keys"])
 
 
 class JaketModel(JaketPreTrainedModel):

@@ -514,3 +514,27 @@ def test_added_tokens_run_save_load_and_train_after_resize(tmp_path, config, mod
         assert head.decoder.weight is loaded.jaket.embeddings.word_embeddings.weight
         assert head.decoder.bias is head.bias and head.bias.shape == (size,)
         assert head.bias[new_token] != 0  # the new token's bias trained
+
+
+def test_backbone_rename_table_splits_layers_and_skips_tied_copies():
+    from modeling_jaket.backbone import rename_state_dict, rename_table
+
+    config = tiny_config(num_lm1_layers=1)  # 4 layers: 1 in LM1, 3 in LM2
+    table = rename_table(config, "jaket.", has_lm_head=True)
+    checkpoint = {
+        "roberta.embeddings.word_embeddings.weight": 0,
+        "roberta.encoder.layer.0.output.dense.weight": 1,
+        "roberta.encoder.layer.2.attention.self.query.bias": 2,
+        "bert.embeddings.position_ids": 3,
+        "cls.predictions.transform.LayerNorm.weight": 4,
+        "lm_head.decoder.weight": 5,
+        "roberta.pooler.dense.weight": 6,
+    }
+    renamed, unused = rename_state_dict(checkpoint, table, skipped={"jaket.embeddings.position_ids"})
+    assert renamed == {
+        "jaket.embeddings.word_embeddings.weight": 0,
+        "jaket.lm1.0.output.dense.weight": 1,
+        "jaket.lm2.1.attention.self.query.bias": 2,
+        "lm_head.layer_norm.weight": 4,
+    }
+    assert unused == ["roberta.pooler.dense.weight"]

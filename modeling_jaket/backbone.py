@@ -1,0 +1,77 @@
+"""A RoBERTa or BERT checkpoint's weights under JAKET's names: one rename table from the backbone's parameter names
+to this model's (as transformers' `key_mapping`), and the checkpoint read by transformers itself."""
+
+from contextlib import contextmanager
+
+import torch
+from transformers import AutoModelForMaskedLM
+from transformers.utils import logging
+
+# the backbone's LM head in both checkpoint families -> JAKET's `lm_head`
+LM_HEAD_RENAMES = {
+    "lm_head.dense.": "lm_head.dense.",
+    "lm_head.layer_norm.": "lm_head.layer_norm.",
+    "lm_head.bias": "lm_head.bias",
+    "cls.predictions.transform.dense.": "lm_head.dense.",
+    "cls.predictions.transform.LayerNorm.": "lm_head.layer_norm.",
+    "cls.predictions.bias": "lm_head.bias",
+    # tied copies of the word embeddings and of `bias`: nothing to load
+    "lm_head.decoder.": None,
+    "cls.predictions.decoder.": None,
+}
+
+
+def rename_table(config, base_prefix: str, has_lm_head: bool) -> dict[str, str | None]:
+    """Backbone key prefix (after `roberta.`/`bert.`) -> this model's key prefix, or None for a key that is skipped:
+    the embeddings, the first `num_lm1_layers` layers as LM1 and the rest as LM2, and the LM head where the model has
+    one."""
+    table = {"embeddings.": f"{base_prefix}embeddings."}
+    for index in range(config.num_hidden_layers):
+        part, local = ("lm1", index) if index < config.num_lm1_layers else ("lm2", index - config.num_lm1_layers)
+        table[f"encoder.layer.{index}."] = f"{base_prefix}{part}.{local}."
+    if has_lm_head:
+        table.update(LM_HEAD_RENAMES)
+    return table
+
+
+def rename_state_dict(state_dict: dict, table: dict, skipped: set) -> tuple[dict, list[str]]:
+    """(the tensors under this model's names, the checkpoint keys the table has no place for). `skipped`: this
+    model's names that are never loaded (non-persistent buffers, rebuilt)."""
+    renamed, unused = {}, []
+    for key, value in state_dict.items():
+        name = key.removeprefix("roberta.").removeprefix("bert.")
+        source = next((prefix for prefix in table if name.startswith(prefix)), None)
+        if source is None:
+            unused.append(key)
+        elif table[source] is not None and (target := table[source] + name[len(source) :]) not in skipped:
+            renamed[target] = value
+    return renamed, unused
+
+
+@contextmanager
+def _quiet_transformers():
+    """transformers' warnings and progress bars off: a backbone load's 'newly initialised' messages would name the
+    masked-LM model it loads through, not JAKET (whose own loading report `from_backbone` logs)."""
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[str]]:
+    """The weights of a RoBERTa/BERT checkpoint in any layout transformers loads (one or sharded safetensors files,
+    `pytorch_model.bin` read with `weights_only`, a hub name), loaded by transformers itself as a masked-LM model:
+    (the tensors the checkpoint holds, keyed as in the checkpoint; the checkpoint keys that model does not use)."""
+    with _quiet_transformers():
+        backbone, info = AutoModelForMaskedLM.from_pretrained(
+            pretrained_model_name_or_path, output_loading_info=True, dtype=torch.float32
+        )
+    # what the checkpoint lacks was initialised at random by that load; tied copies are the embeddings again
+    skipped = set(info["missing_keys"]) | set(backbone.all_tied_weights_keys)
+    state_dict = {key: value for key, value in backbone.state_dict().items() if key not in skipped}
+    return state_dict, list(info["unexpected_keys"])
