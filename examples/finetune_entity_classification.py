@@ -40,8 +40,8 @@ from jaket_examples.finetuning import (
     select_on_validation,
     training_arguments,
 )
-from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
+from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import (
     JaketForEntityClassification,
     JaketForPreTraining,

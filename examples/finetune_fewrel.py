@@ -52,8 +52,8 @@ from jaket_examples.finetuning import (
     save_results,
     select_on_validation,
 )
-from jaket_examples.hub import create_hub_repo
 from jaket_examples.model_card import Result
+from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 

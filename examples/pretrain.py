@@ -58,9 +58,9 @@ from jaket_examples.evaluation import (
     prepare_heldout_sentences,
     prepare_outside_graph,
 )
-from jaket_examples.hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
+from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_folder
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
 from tokenization import DataCollatorWithMentions
@@ -251,17 +251,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-class Progress:
-    """The optimisation step count."""
-
-    def __init__(self):
-        self.completed_steps = 0
-
-
 TRAINING_STATE_NAME = "training_state.json"
 
 
-def arithmetic(num_processes: int) -> dict:
+def numerics_fingerprint(num_processes: int) -> dict:
     """What decides how floating-point reductions are split, so what a resumed run must share with the run that
     wrote its checkpoint to continue it bit for bit: CPU matmuls and sums are split across threads, gradients summed
     across processes, and kernels change between torch versions."""
@@ -269,23 +262,24 @@ def arithmetic(num_processes: int) -> dict:
 
 
 def save_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress, num_processes: int
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, completed_steps: int, num_processes: int
 ):
     """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
     is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
     code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
     memory.save_pretrained(directory)
     state = {
-        "completed_steps": progress.completed_steps,
+        "completed_steps": completed_steps,
         "refresh_schedule": schedule.state_dict(),
-        "arithmetic": arithmetic(num_processes),
+        "numerics": numerics_fingerprint(num_processes),
     }
     (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
 
 
 def load_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, progress: Progress, num_processes: int
-):
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int
+) -> int:
+    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed."""
     state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
     for path in (state_file, memory_file):
         if not path.is_file():
@@ -298,14 +292,14 @@ def load_training_state(
         raise ValueError(f"{directory}: unreadable training state or entity memory ({error})") from None
     memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
     schedule.load_state_dict(schedule_state)
-    progress.completed_steps = completed_steps
-    written, now = state.get("arithmetic"), arithmetic(num_processes)
+    written, now = state.get("numerics"), numerics_fingerprint(num_processes)
     if written is not None and written != now:
         changed = ", ".join(f"{key} {written.get(key)} -> {now[key]}" for key in now if written.get(key) != now[key])
         logger.warning(
-            f"{directory} was written with other arithmetic ({changed}): the run goes on, but its results will differ "
+            f"{directory} was written with other numerics ({changed}): the run goes on, but its results will differ "
             "in the last bits from those of a run that was never stopped"
         )
+    return completed_steps
 
 
 def parameter_group(name: str, new_parameters: set[str]) -> str:
@@ -409,7 +403,7 @@ def fingerprint(tensors) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, progress):
+def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule):
     """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
     `latest` naming a complete checkpoint."""
     final = output_dir / f"checkpoint-{step}"
@@ -420,7 +414,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, 
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_training_state(staging, memory, schedule, progress, accelerator.num_processes)
+        save_training_state(staging, memory, schedule, step, accelerator.num_processes)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -681,7 +675,7 @@ def main(argv=None):
         getattr(torch, args.memory_dtype),
     ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
-    progress = Progress()
+    completed_steps = 0
     forms = surface_forms(graph, data.text)
     build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
     losses = set(args.losses)
@@ -693,8 +687,8 @@ def main(argv=None):
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
         accelerator.load_state(str(checkpoint))
-        load_training_state(checkpoint, memory, schedule, progress, accelerator.num_processes)
-        logger.info(f"resumed from {checkpoint} at step {progress.completed_steps}")
+        completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes)
+        logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     else:
         if accelerator.is_main_process:  # a new run starts a new history of held-out figures
             (output_dir / HISTORY_NAME).unlink(missing_ok=True)
@@ -713,22 +707,20 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     if args.num_train_epochs:  # the schedules read args.max_train_steps at each step, so setting it here suffices
         args.max_train_steps = math.ceil(args.num_train_epochs * steps_per_epoch)
-    bar = tqdm(
-        range(args.max_train_steps), initial=progress.completed_steps, disable=not accelerator.is_local_main_process
-    )
+    bar = tqdm(range(args.max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
     model.train()
     last_log = time.perf_counter()
-    while progress.completed_steps < args.max_train_steps:
-        epoch = progress.completed_steps // steps_per_epoch
+    while completed_steps < args.max_train_steps:
+        epoch = completed_steps // steps_per_epoch
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(epoch)
-        skip = (progress.completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
+        skip = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
         batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
         totals, micro, counted, entities = {}, 0, 0, 0
         for batch in batches:
             # Per-step, per-rank randomness (sampling, masking, dropout) that a resumed run reproduces exactly
             # without replaying earlier steps, whatever else drew from the global generator in between.
-            seed = (args.seed * 1_000_003 + progress.completed_steps * 4099 + micro) * 64 + accelerator.process_index
+            seed = (args.seed * 1_000_003 + completed_steps * 4099 + micro) * 64 + accelerator.process_index
             torch.manual_seed(seed)
             inputs = build_inputs({k: v.cpu() for k, v in batch.items()}, torch.Generator().manual_seed(seed))
             inputs = select_losses(inputs, losses)
@@ -746,10 +738,10 @@ def main(argv=None):
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
-            progress.completed_steps += 1
+            completed_steps += 1
             micro = 0
             bar.update(1)
-            step = progress.completed_steps
+            step = completed_steps
             if trains_language_model and schedule.should_refresh(step):
                 refresh_memory(
                     accelerator,
@@ -785,11 +777,11 @@ def main(argv=None):
             if args.eval_steps and step % args.eval_steps == 0 and step < args.max_train_steps:
                 run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, step, memory, schedule, progress)
+                save_checkpoint(accelerator, output_dir, step, memory, schedule)
             if step >= args.max_train_steps:
                 break
 
-    run_evaluation(accelerator, evaluation, model, memory, output_dir, progress.completed_steps, report_to)
+    run_evaluation(accelerator, evaluation, model, memory, output_dir, completed_steps, report_to)
     unwrapped = accelerator.unwrap_model(model)
     # the full weights, whatever the wrapping (a sharded model holds only its part in .parameters()): on every rank,
     # or, for a sharded model, on the main one (the others get an empty dict)
@@ -811,7 +803,7 @@ def main(argv=None):
         memory.save_pretrained(output_dir)
         graph.save_pretrained(output_dir / "graph")
         write_pretraining_card(args, output_dir, backbone, command)
-        push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {progress.completed_steps} steps")
+        push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {completed_steps} steps")
     if report_to:
         accelerator.end_training()
 

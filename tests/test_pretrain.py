@@ -384,17 +384,17 @@ def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
     assert "entity context memory" not in result.stderr and "wordnet_semcor:" not in result.stderr
 
 
-def test_resuming_with_other_arithmetic_is_said(tmp_path, caplog):
+def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
     from accelerate import PartialState
-    from pretrain import Progress, RefreshSchedule, load_training_state, save_training_state
+    from pretrain import RefreshSchedule, load_training_state, save_training_state
 
     PartialState(cpu=True)  # Accelerate's logger needs a state
     memory = EntityContextMemory(5, 2, 4)
-    save_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=1)
-    load_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=1)
-    assert "other arithmetic" not in caplog.text
-    load_training_state(tmp_path, memory, RefreshSchedule(), Progress(), num_processes=2)
-    assert "other arithmetic (num_processes 1 -> 2)" in caplog.text
+    save_training_state(tmp_path, memory, RefreshSchedule(), 17, num_processes=1)
+    assert load_training_state(tmp_path, memory, RefreshSchedule(), num_processes=1) == 17
+    assert "other numerics" not in caplog.text
+    load_training_state(tmp_path, memory, RefreshSchedule(), num_processes=2)
+    assert "other numerics (num_processes 1 -> 2)" in caplog.text
 
 
 @pytest.mark.parametrize("processes", ["one", "fsdp2"])

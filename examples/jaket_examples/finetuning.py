@@ -20,8 +20,8 @@ from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import encode_descriptions
 
 from .data import check_saved_files, default_backbone, default_data_dir
-from .hub import push_folder
 from .model_card import Result, write_model_card
+from .push_to_hub import push_folder
 
 METHODS = {
     "lm": "the language model alone, no knowledge module: the un-pretrained LM fine-tuned on the task's text (for "

@@ -21,7 +21,7 @@ def mask_tokens(input_ids, attention_mask, tokenizer, probability: float, genera
     return masked, labels
 
 
-def _compress(values, keep, fill):
+def left_pack(values, keep, fill):
     """Move the kept entries of each row to its front: [batch, n] -> [batch, max kept per row], padded with `fill`."""
     width = int(keep.sum(dim=1).max()) if keep.numel() else 0
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
@@ -80,7 +80,7 @@ class PretrainingInputs:
         subgraph = self.graph.sample_subgraph(seeds, self.fanouts, generator)
         held, visible = hold_out_pairs(subgraph, self.num_relation_pairs, generator)
 
-        true_entities = _compress(entity_ids, removed, -1)
+        true_entities = left_pack(entity_ids, removed, -1)
         true_or_zero = true_entities.clamp(min=0)  # padding rows get entity 0's candidates, labelled -100 below
         shape = true_entities.shape
         candidates = [
@@ -112,8 +112,8 @@ class PretrainingInputs:
             "relation_head_index": subgraph.edge_index[1, held],
             "relation_tail_index": subgraph.edge_index[0, held],
             "relation_labels": subgraph.edge_type[held],
-            "masked_entity_starts": _compress(starts, removed, -1),
-            "masked_entity_ends": _compress(ends, removed, -1),
+            "masked_entity_starts": left_pack(starts, removed, -1),
+            "masked_entity_ends": left_pack(ends, removed, -1),
             "masked_entity_candidate_ids": candidates,
             # the true entity is candidate 0; a random negative that happens to be the true entity counts as wrong
             "masked_entity_labels": torch.where(true_entities >= 0, 0, -100),
