@@ -245,8 +245,9 @@ def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[di
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results, chosen = {}, {}
     for percent, split in splits.items():
-        # descriptions average 23 tokens: padded to each batch's longest (up to 64), reading them took 2-3x longer,
-        # so training batches are of like length (LengthBucketSampler) and the other splits are read shortest first
+        # descriptions are short and of unequal length: padded to a random batch's longest, most of the reading is
+        # padding, so training batches are of like length (LengthBucketSampler) and the other splits are read
+        # shortest first
         data = {}
         for name, (entities, labels) in split.items():
             encoded = tokenizer(

@@ -55,7 +55,7 @@ def sample_without_replacement(degrees: torch.Tensor, k: int, generator=None) ->
 
 
 def _columns(records, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, list]:
-    """The named fields of `records` as lists: a `datasets.Dataset` by column (row by row is ~30x slower), a list of
+    """The named fields of `records` as lists: a `datasets.Dataset` by column (row by row is far slower), a list of
     dicts by key. An `optional` field is kept only when the (first) record has it."""
     if hasattr(records, "column_names"):
         present = [*names, *(name for name in optional if name in records.column_names)]
