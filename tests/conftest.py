@@ -36,6 +36,25 @@ CORPUS = [
 ]
 
 
+def assert_share_of(value: float, total: int) -> None:
+    """`value` is a share counted over `total` items: a whole number of them, which a mean of batch means, a wrong
+    denominator or a constant in place of the count would not give."""
+    count = value * total
+    assert 0 <= count <= total and abs(count - round(count)) < 1e-6, f"{value} is no count out of {total}"
+
+
+# each held-out figure of pre-training's evaluation -> the count it is a share of
+COUNTED_OVER = {
+    "heldout_masked_token_accuracy": "heldout_masked_tokens",
+    "heldout_masked_entity_hits_at_1": "heldout_masked_entities",
+    "heldout_masked_entity_string_match_hits_at_1": "heldout_masked_entities",
+    "wsd_hits_at_1": "wsd_mentions",
+    "wsd_most_frequent_sense_hits_at_1": "wsd_mentions",
+    "outside_category_accuracy": "outside_entities",
+    "outside_relation_type_accuracy": "outside_held_edges",
+}
+
+
 def tiny_config(**overrides) -> JaketConfig:
     return JaketConfig(**{**TINY, **overrides})
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from conftest import tiny_config
+from conftest import COUNTED_OVER, assert_share_of, tiny_config
 from jaket_examples.evaluation import (
     PretrainingEvaluation,
     majority_share,
@@ -93,14 +93,9 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
     assert results["outside_entities"] == 4 and results["outside_held_edges"] == 1
     assert results["outside_category_majority_accuracy"] == 0.75  # categories 0, 0, 1, 0
     assert results["outside_relation_type_majority_accuracy"] == 1.0  # one held edge
-    for key in (
-        "heldout_masked_token_accuracy",
-        "heldout_masked_entity_hits_at_1",
-        "wsd_hits_at_1",
-        "outside_category_accuracy",
-        "outside_relation_type_accuracy",
-    ):
-        assert 0.0 <= results[key] <= 1.0, key
+    for key, count in COUNTED_OVER.items():
+        if key in results:
+            assert_share_of(results[key], results[count])
     assert evaluation(model, memory, torch.device("cpu")) == results  # fixed masks: the same figures twice
     assert "wsd_prior_hits_at_1" not in results  # no sense counts given
 

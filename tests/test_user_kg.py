@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import datasets_scripts as ds
+from conftest import assert_share_of
 from datasets_scripts import DataFormatError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "example_kg"
@@ -150,7 +151,9 @@ def test_one_command_fine_tunes_and_tests_entity_classification_on_it(
             "100",
         ]
     )
-    assert set(record["accuracy"]) == {"100%"} and 0.0 <= record["accuracy"]["100%"] <= 1.0
+    test_size = len(ds.load("user_kg", EXAMPLE, config_name="fraction-100", cache_dir=str(tmp_path / "cache"))["test"])
+    assert set(record["accuracy"]) == {"100%"}
+    assert_share_of(record["accuracy"]["100%"], test_size)
     assert record["chosen"]["100%"]["steps"] == 3 and record["chosen"]["100%"]["learning_rate"] == 1e-3
     card = ModelCard.load(tmp_path / f"{method}-100-seed42" / "README.md")
     assert card.data.datasets == ["user_kg"] and len(card.data.eval_results) == 1
