@@ -38,7 +38,9 @@ def layer_step(variant, args, device):
 
         if variant == "jaket":
             knowledge_module.torch_scatter = None  # torch's own index_add_ / scatter_reduce_
-        config = JaketConfig(hidden_size=args.hidden, km_num_heads=args.heads, km_dropout=0.0)
+        config = JaketConfig(
+            hidden_size=args.hidden, num_attention_heads=args.heads, km_num_heads=args.heads, km_dropout=0.0
+        )
         layer = knowledge_module.KnowledgeLayer(config).to(device)
 
         def step():

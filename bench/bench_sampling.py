@@ -52,7 +52,9 @@ def main():
     text = datasets_scripts.load("wordnet_semcor", default_data_dir(), config_name="text")["train"]
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     model = JaketModel.from_backbone(default_backbone())
-    module = KnowledgeModule(JaketConfig(hidden_size=model.config.hidden_size, km_num_heads=8)).eval()
+    module = KnowledgeModule(
+        JaketConfig(hidden_size=model.config.hidden_size, num_attention_heads=8, km_num_heads=8)
+    ).eval()
     rates = []
     for entities in args.scales:
         graph = pretraining_graph(kg, text, entities)

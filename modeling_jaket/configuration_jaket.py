@@ -2,11 +2,45 @@
 
 from transformers import PreTrainedConfig
 
+from .activations import ACTIVATIONS
+
 _AUTO_MAP = {
     "AutoConfig": "configuration_jaket.JaketConfig",
     "AutoModel": "modeling_jaket.JaketModel",
     "AutoModelForPreTraining": "modeling_jaket.JaketForPreTraining",
     "AutoModelForSequenceClassification": "modeling_jaket.JaketForSequenceClassification",
+}
+
+
+_POSITIVE_INTS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "num_lm1_layers",
+    "km_num_heads",
+    "memory_refresh_init_interval",
+    "memory_refresh_ratio",
+    "memory_refresh_repeats",
+    "memory_refresh_max_interval",
+)
+_OPTIONAL_POSITIVE_INTS = ("num_entity_categories", "num_relation_types")
+_PROBABILITIES = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "km_dropout",
+    "classifier_dropout",
+    "memory_momentum",
+)
+_CHOICES = {
+    "backbone_type": ("roberta", "bert"),
+    "km_composition": ("add", "mlp"),
+    "merge_layer_norm": ("all", "mentions"),
+    "hidden_act": tuple(ACTIVATIONS),
+    "km_hidden_act": tuple(ACTIVATIONS),
 }
 
 
@@ -117,31 +151,61 @@ class JaketConfig(PreTrainedConfig):
     check_finite_inputs: bool = False
 
     def __post_init__(self, **kwargs):
-        if self.backbone_type not in ("roberta", "bert"):
-            raise ValueError(f"JaketConfig.backbone_type must be 'roberta' or 'bert', got {self.backbone_type!r}")
-        if self.num_lm1_layers is None:
+        if self.num_lm1_layers is None and isinstance(self.num_hidden_layers, int):
             self.num_lm1_layers = self.num_hidden_layers // 2
-        if not 0 < self.num_lm1_layers <= self.num_hidden_layers:
-            raise ValueError(
-                f"JaketConfig.num_lm1_layers must be in [1, num_hidden_layers={self.num_hidden_layers}], "
-                f"got {self.num_lm1_layers}"
-            )
-        if self.hidden_size % self.km_num_heads != 0:
-            raise ValueError(
-                f"JaketConfig.hidden_size ({self.hidden_size}) must be divisible by km_num_heads "
-                f"({self.km_num_heads}): the heads' outputs are concatenated back to hidden_size"
-            )
-        if self.km_composition not in ("add", "mlp"):
-            raise ValueError(f"JaketConfig.km_composition must be 'add' or 'mlp', got {self.km_composition!r}")
-        if self.merge_layer_norm not in ("all", "mentions"):
-            raise ValueError(
-                f"JaketConfig.merge_layer_norm must be 'all' or 'mentions', got {self.merge_layer_norm!r}"
-            )
-        if not 0.0 <= self.memory_momentum < 1.0:
-            raise ValueError(f"JaketConfig.memory_momentum must be in [0, 1), got {self.memory_momentum}")
+        self.validate_fields()
         if kwargs.get("auto_map") is None:
             kwargs["auto_map"] = dict(_AUTO_MAP)
         super().__post_init__(**kwargs)
+
+    def validate_fields(self) -> None:
+        """Raise a `ValueError` naming the first field whose value is of the wrong type or out of its range."""
+
+        def fail(name, requirement):
+            raise ValueError(f"JaketConfig.{name} must be {requirement}, got {getattr(self, name)!r}")
+
+        def is_int(value):
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def is_number(value):
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        for name in _POSITIVE_INTS:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
+                fail(name, "a positive integer")
+        for name in _OPTIONAL_POSITIVE_INTS:
+            value = getattr(self, name)
+            if value is not None and (not is_int(value) or value < 1):
+                fail(name, "a positive integer or None")
+        if not is_int(self.km_num_layers) or self.km_num_layers < 0:
+            fail("km_num_layers", "an integer >= 0")
+        for name in _PROBABILITIES:
+            value = getattr(self, name)
+            if not (value is None and name == "classifier_dropout") and (not is_number(value) or not 0 <= value < 1):
+                fail(name, "a number in [0, 1)")
+        for name in ("initializer_range", "layer_norm_eps"):
+            if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
+                fail(name, "a positive number")
+        if not is_number(self.km_negative_slope) or self.km_negative_slope < 0:
+            fail("km_negative_slope", "a number >= 0")
+        for name in ("validate_inputs", "check_finite_inputs"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, "True or False")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                fail(name, " or ".join(repr(choice) for choice in choices))
+        if self.num_lm1_layers > self.num_hidden_layers:
+            fail("num_lm1_layers", f"in [1, num_hidden_layers={self.num_hidden_layers}]")
+        if self.memory_refresh_max_interval < self.memory_refresh_init_interval:
+            fail(
+                "memory_refresh_max_interval", f">= memory_refresh_init_interval ({self.memory_refresh_init_interval})"
+            )
+        for heads in ("num_attention_heads", "km_num_heads"):
+            if self.hidden_size % getattr(self, heads):
+                raise ValueError(
+                    f"JaketConfig.hidden_size ({self.hidden_size}) must be divisible by {heads} "
+                    f"({getattr(self, heads)}): the heads' outputs are concatenated back to hidden_size"
+                )
 
     @property
     def num_lm2_layers(self) -> int:

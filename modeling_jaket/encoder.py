@@ -77,11 +77,6 @@ class JaketSelfAttention(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        if config.hidden_size % config.num_attention_heads != 0:
-            raise ValueError(
-                f"JaketConfig.hidden_size ({config.hidden_size}) must be a multiple of num_attention_heads "
-                f"({config.num_attention_heads})"
-            )
         self.config = config
         self.head_size = config.hidden_size // config.num_attention_heads
         self.scaling = self.head_size**-0.5

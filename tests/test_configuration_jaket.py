@@ -19,7 +19,9 @@ def test_defaults_are_the_papers():
 
 
 def test_num_lm1_layers_defaults_to_half_and_round_trips(tmp_path):
-    config = JaketConfig(num_hidden_layers=6, hidden_size=64, km_num_heads=4, num_entity_categories=45)
+    config = JaketConfig(
+        num_hidden_layers=6, hidden_size=64, num_attention_heads=4, km_num_heads=4, num_entity_categories=45
+    )
     assert config.num_lm1_layers == 3
     config.save_pretrained(tmp_path)
     loaded = JaketConfig.from_pretrained(tmp_path)
@@ -37,6 +39,20 @@ def test_num_lm1_layers_defaults_to_half_and_round_trips(tmp_path):
         (dict(km_composition="mul"), "km_composition"),
         (dict(merge_layer_norm="none"), "merge_layer_norm must be 'all' or 'mentions', got 'none'"),
         (dict(memory_momentum=1.5), "memory_momentum"),
+        (dict(hidden_size=0), "hidden_size must be a positive integer, got 0"),
+        (dict(vocab_size=True), "vocab_size must be a positive integer, got True"),
+        (dict(num_attention_heads=2.0), "num_attention_heads must be a positive integer, got 2.0"),
+        (dict(num_attention_heads=5), r"hidden_size \(768\) must be divisible by num_attention_heads \(5\)"),
+        (dict(km_num_layers=-1), "km_num_layers must be an integer >= 0, got -1"),
+        (dict(num_entity_categories=0), "num_entity_categories must be a positive integer or None, got 0"),
+        (dict(hidden_dropout_prob=1.0), r"hidden_dropout_prob must be a number in \[0, 1\), got 1.0"),
+        (dict(km_dropout=-0.1), r"km_dropout must be a number in \[0, 1\)"),
+        (dict(classifier_dropout="0.1"), r"classifier_dropout must be a number in \[0, 1\), got '0.1'"),
+        (dict(layer_norm_eps=0), "layer_norm_eps must be a positive number, got 0"),
+        (dict(km_negative_slope=-0.2), "km_negative_slope must be a number >= 0"),
+        (dict(check_finite_inputs="yes"), "check_finite_inputs must be True or False, got 'yes'"),
+        (dict(km_hidden_act="elo"), "km_hidden_act must be 'gelu' or .* got 'elo'"),
+        (dict(memory_refresh_max_interval=5), r"memory_refresh_max_interval must be >= memory_refresh_init_interval"),
     ],
 )
 def test_invalid_settings_are_named(kwargs, message):

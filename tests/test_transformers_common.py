@@ -134,7 +134,9 @@ class JaketCommonTest(ModelTesterMixin, unittest.TestCase):
         if not self.text and self._testMethodName.startswith(READS_TEXT):
             self.skipTest(NO_TEXT)
         self.model_tester = JaketModelTester(self, text=self.text, graph=self.graph)
-        self.config_tester = ConfigTester(self, config_class=JaketConfig, hidden_size=37, km_num_heads=1)
+        self.config_tester = ConfigTester(
+            self, config_class=JaketConfig, hidden_size=37, num_attention_heads=1, km_num_heads=1
+        )
         # what the tests that build their own inputs keep besides the main input
         self.additional_model_inputs = list(self.model_tester.graph_inputs()) if self.graph else []
 
