@@ -1,5 +1,5 @@
 """Shared by the benchmarks: timing (median of repeats, after warm-up), the machine's description, and one JSON line
-per result so that README's figures can be traced to a run."""
+per result so that bench/README.md's figures can be traced to a run."""
 
 import datetime
 import json

@@ -7,8 +7,8 @@
 # The pre-trained model is written to jaket-base/ in the repository root, so that
 # AutoModel.from_pretrained("jaket-base", trust_remote_code=True) loads it as the model card says.
 #   bash examples/run_default.sh            (OUT=outputs/default for the fine-tuning runs, SEEDS="42")
-# The main job's protocol is README's with a smaller grid (STEP_BUDGET=100 steps, LR_GRID="1": each method's own rate
-# only; the steps grid is 4 validation points per run); README's full run: STEP_BUDGET=200 LR_GRID="0.3 1 3".
+# The main job's protocol is RESULTS.md's with a smaller grid (STEP_BUDGET=100 steps, LR_GRID="1": each method's own rate
+# only; the steps grid is 4 validation points per run); the full grid: STEP_BUDGET=200 LR_GRID="0.3 1 3".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/default}
@@ -19,7 +19,7 @@ python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
 python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 export HF_HUB_OFFLINE=1
 # bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX: 2.3x float32's matmul rate on
-# the 2-core machine of README's benchmark 7), float32 elsewhere (emulated bfloat16 is slower); PRECISION=no forces it
+# the 2-core machine of bench/README.md's benchmark 7), float32 elsewhere (emulated bfloat16 is slower); PRECISION=no forces it
 if [ -z "${PRECISION:-}" ]; then
     PRECISION=no
     if python3 -c 'import sys, torch; sys.exit(not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))'; then
