@@ -162,7 +162,8 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
         assert values["head_lr"] == pytest.approx(1e-3 * (6 - step) / 6, abs=1e-9)
 
 
-# docs/training.md's FSDP2 command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP run on CPUs
+# docs/training.md's FSDP2 command: the units are the model's `_no_split_modules`; tests/fsdp_on_cpu.py lets FSDP
+# run on CPUs
 FSDP2 = (
     "--use_fsdp",
     "--fsdp_version",
