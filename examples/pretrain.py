@@ -236,9 +236,25 @@ def parse_args(argv=None):
         default=None,
         help="save a resumable checkpoint every this many steps (safetensors and JSON, no pickles of ours)",
     )
+    parser.add_argument(
+        "--checkpoints_total_limit",
+        type=int,
+        default=None,
+        help="keep only this many of the newest checkpoints (default: all)",
+    )
     parser.add_argument("--resume_from_checkpoint", default=None, help="a checkpoint folder, or 'latest'")
+    parser.add_argument(
+        "--max_grad_norm",
+        type=float,
+        default=None,
+        help="clip the gradients' total norm to this (default: no clipping)",
+    )
     parser.add_argument("--logging_steps", type=int, default=10, help="log the losses and rates every this many steps")
-    parser.add_argument("--report_to", default="tensorboard", help="an Accelerate tracker, or 'none'")
+    parser.add_argument(
+        "--report_to",
+        default="tensorboard",
+        help="Accelerate trackers, comma-separated (tensorboard,wandb,...), 'all' for every one installed, or 'none'",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seeds the model's new weights, sampling and masking")
     add_hub_arguments(parser)
     parser.add_argument(
@@ -248,7 +264,73 @@ def parse_args(argv=None):
         "them (slower) and an error where it has none; on CPUs the run is deterministic already "
         "for a given thread count, process count and torch version",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_ranges(parser, args)
+    return args
+
+
+# Each numeric flag's range, checked before any data is read. None (a flag's "off" or "default") always passes.
+AT_LEAST_ONE = (
+    "num_lm1_layers",
+    "max_train_samples",
+    "max_seq_length",
+    "description_length",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_train_steps",
+    "num_roots",
+    "refresh_init_interval",
+    "refresh_ratio",
+    "refresh_repeats",
+    "refresh_max_interval",
+    "memory_batch_size",
+    "eval_steps",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "logging_steps",
+)
+AT_LEAST_ZERO = (
+    "max_entities",
+    "lm_warmup_steps",
+    "weight_decay",
+    "num_relation_pairs",
+    "num_neighbour_negatives",
+    "num_hard_negatives",
+    "num_random_negatives",
+    "eval_outside_entities",
+)
+ABOVE_ZERO = ("num_train_epochs", "lm_learning_rate", "km_learning_rate", "head_learning_rate", "adam_epsilon")
+IN_ZERO_ONE = (  # [0, 1)
+    "adam_beta1",
+    "adam_beta2",
+    "mlm_probability",
+    "entity_mask_probability",
+    "memory_momentum",
+    "heldout_text_fraction",
+)
+
+
+def check_ranges(parser, args) -> None:
+    """Stop with the flag, its value and its range where a value is out of range (argparse's exit, status 2)."""
+    for names, test, wanted in (
+        (AT_LEAST_ONE, lambda v: v >= 1, ">= 1"),
+        (AT_LEAST_ZERO, lambda v: v >= 0, ">= 0"),
+        (ABOVE_ZERO, lambda v: v > 0, "> 0"),
+        (IN_ZERO_ONE, lambda v: 0 <= v < 1, "in [0, 1)"),
+    ):
+        for name in names:
+            value = getattr(args, name)
+            if value is not None and not test(value):
+                parser.error(f"--{name} must be {wanted}, got {value}")
+    if args.max_grad_norm is not None and not args.max_grad_norm > 0:
+        parser.error(f"--max_grad_norm must be > 0, got {args.max_grad_norm}")
+    if any(fanout < 1 for fanout in args.fanouts):
+        parser.error(f"--fanouts must all be >= 1, got {args.fanouts}")
+    if args.refresh_max_interval < args.refresh_init_interval:
+        parser.error(
+            f"--refresh_max_interval ({args.refresh_max_interval}) must be >= --refresh_init_interval "
+            f"({args.refresh_init_interval})"
+        )
 
 
 TRAINING_STATE_NAME = "training_state.json"
@@ -300,6 +382,23 @@ def load_training_state(
             "in the last bits from those of a run that was never stopped"
         )
     return completed_steps
+
+
+def trackers(report_to: str) -> list[str] | str | None:
+    """--report_to as Accelerate's `log_with`: None for 'none', 'all', or the list of tracker names."""
+    if report_to == "none":
+        return None
+    if report_to == "all":
+        return "all"
+    return [name.strip() for name in report_to.split(",") if name.strip()]
+
+
+def clip_gradients(accelerator, model, max_grad_norm: float | None) -> float | None:
+    """--max_grad_norm through Accelerate (which unscales fp16 gradients and gathers sharded ones first): the total
+    norm before clipping, or None when off or between the micro-batches of an accumulation step."""
+    if max_grad_norm is None or not accelerator.sync_gradients:
+        return None
+    return float(accelerator.clip_grad_norm_(model.parameters(), max_grad_norm))
 
 
 def parameter_group(name: str, new_parameters: set[str]) -> str:
@@ -422,6 +521,22 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule):
         pointer.write_text(final.name)
         os.replace(pointer, output_dir / "latest")
     accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(output_dir: Path, limit: int) -> list[Path]:
+    """Delete all but the `limit` newest complete checkpoints (never the one `latest` names); return those deleted.
+    Done here rather than by Accelerate's `ProjectConfiguration(total_limit=...)`, which counts only the checkpoints
+    its automatic naming writes, not these atomically renamed `checkpoint-<step>` folders."""
+    complete = [
+        path for path in output_dir.glob("checkpoint-*") if path.is_dir() and path.name.split("-")[1].isdigit()
+    ]
+    newest_first = sorted(complete, key=lambda path: int(path.name.split("-")[1]), reverse=True)
+    pointer = output_dir / "latest"
+    kept = {pointer.read_text().strip()} if pointer.is_file() else set()
+    deleted = [path for path in newest_first[limit:] if path.name not in kept]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
 
 
 def resolve_checkpoint(output_dir: Path, name: str) -> Path:
@@ -590,8 +705,8 @@ def main(argv=None):
     if args.resume_from_checkpoint:  # before minutes of loading
         checkpoint = resolve_checkpoint(output_dir, args.resume_from_checkpoint)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    report_to = None if args.report_to == "none" else args.report_to
-    tensorboard_missing = report_to == "tensorboard" and importlib.util.find_spec("tensorboard") is None
+    report_to = trackers(args.report_to)
+    tensorboard_missing = report_to == ["tensorboard"] and importlib.util.find_spec("tensorboard") is None
     if tensorboard_missing:
         report_to = None
     accelerator = Accelerator(
@@ -728,6 +843,7 @@ def main(argv=None):
             with accelerator.accumulate(model):
                 output = model(**to_model_inputs(inputs, memory, accelerator.device, args.relation_embeddings))
                 accelerator.backward(output.loss)
+                grad_norm = clip_gradients(accelerator, model, args.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             counted += 1
@@ -770,6 +886,8 @@ def main(argv=None):
                     samples_per_second=samples / elapsed,
                     kg_entities_per_step=entities_per_step,
                 )
+                if grad_norm is not None:
+                    means["grad_norm"] = grad_norm  # the step's, before clipping
                 logger.info(f"step {step}: " + json.dumps({k: float(f"{v:.6g}") for k, v in means.items()}))
                 if report_to:
                     accelerator.log(means, step=step)
@@ -778,6 +896,8 @@ def main(argv=None):
                 run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, step, memory, schedule)
+                if accelerator.is_main_process and args.checkpoints_total_limit:
+                    prune_checkpoints(output_dir, args.checkpoints_total_limit)
             if step >= args.max_train_steps:
                 break
 

@@ -427,3 +427,64 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
     assert losses and math.isfinite(losses[0])
     assert json.loads((output / "eval_results.json").read_text())["step"] == 4
     assert "accelerate launch --mixed_precision bf16 examples/pretrain.py" in (output / "README.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--max_train_steps", "0"], "--max_train_steps must be >= 1, got 0"),
+        (["--lm_learning_rate=-1e-4"], r"--lm_learning_rate must be > 0, got -0.0001"),
+        (["--mlm_probability", "1.5"], r"--mlm_probability must be in \[0, 1\), got 1.5"),
+        (["--num_hard_negatives", "-1"], "--num_hard_negatives must be >= 0, got -1"),
+        (["--max_grad_norm", "0"], "--max_grad_norm must be > 0, got 0.0"),
+        (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be >= 1, got 0"),
+        (["--fanouts", "10", "0"], r"--fanouts must all be >= 1, got \[10, 0\]"),
+        (["--refresh_max_interval", "5"], r"--refresh_max_interval \(5\) must be >= --refresh_init_interval \(10\)"),
+    ],
+)
+def test_out_of_range_flags_stop_before_any_data_is_read(flags, message, capsys):
+    from pretrain import parse_args
+
+    with pytest.raises(SystemExit) as stopped:
+        parse_args(flags)
+    assert stopped.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_report_to_takes_several_trackers():
+    from pretrain import trackers
+
+    assert trackers("none") is None and trackers("all") == "all"
+    assert trackers("tensorboard, wandb") == ["tensorboard", "wandb"]
+
+
+def test_checkpoints_beyond_the_limit_are_deleted_oldest_first_never_latest(tmp_path):
+    from pretrain import prune_checkpoints
+
+    for step in (5, 10, 20, 40):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-80.tmp").mkdir()  # a checkpoint still being written is not counted or touched
+    (tmp_path / "latest").write_text("checkpoint-10")  # e.g. a resume pointed back at an older one
+    deleted = prune_checkpoints(tmp_path, limit=2)
+    assert sorted(path.name for path in deleted) == ["checkpoint-5"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "checkpoint-10",
+        "checkpoint-20",
+        "checkpoint-40",
+        "checkpoint-80.tmp",
+        "latest",
+    ]
+
+
+def test_max_grad_norm_clips_the_total_norm_through_accelerate():
+    from accelerate import Accelerator
+    from pretrain import clip_gradients
+
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Linear(3, 2)
+    for parameter in model.parameters():
+        parameter.grad = torch.full_like(parameter, 4.0)  # total norm sqrt(8 * 16) = 11.31
+    assert clip_gradients(accelerator, model, None) is None
+    assert clip_gradients(accelerator, model, 2.0) == pytest.approx(128**0.5)
+    total = torch.cat([parameter.grad.flatten() for parameter in model.parameters()]).norm()
+    assert total == pytest.approx(2.0, rel=1e-4)
