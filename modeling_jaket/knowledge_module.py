@@ -57,12 +57,14 @@ def segment_softmax(scores: torch.Tensor, index: torch.Tensor, num_segments: int
 
 
 class EdgeLayout:
-    """A subgraph's edges sorted by target once, as two sparse patterns that the attention's weighted sums run on.
+    """A subgraph's edges as one sparse pattern, built once per graph, that the attention's weighted sums run on.
 
-    Each edge u -r-> v gives two entries in row v of an [N, N + P] matrix: one in column u (the neighbour's projected
-    embedding) and one in column N + r (the relation's). With the attention weights as values, one sparse-dense
-    product per head then computes sum_e alpha_e (W E_u + W R_r) for every target at once, without an [E, heads,
-    head_size] tensor of messages; its transpose (rows = columns above) gives the gradients.
+    Each edge u -r-> v has two entries in row v of an [N, N + P] matrix: column u (the neighbour's projected
+    embedding) and column N + r (the relation's). With the attention weights as values, one sparse-dense product per
+    head computes sum_e alpha_e (W E_u + W R_r) for every target at once, without an [E, heads, head_size] tensor of
+    messages; its transpose gives the gradients. Entries that fall on the same (row, column) (two edges from one
+    neighbour, or two edges of one relation, into v) are coalesced into one whose value is their sum, so that every
+    row's column indices are sorted and distinct: the CSR invariants that GPU kernels assume.
     """
 
     def __init__(self, edge_index: torch.Tensor, edge_type: torch.Tensor, num_entities: int, num_relations: int):
@@ -70,27 +72,40 @@ class EdgeLayout:
         self.num_entities, self.num_columns = num_entities, num_entities + num_relations
         self.order = torch.argsort(target, stable=True)  # edge i of the sorted layout is edge order[i]
         self.neighbour, self.target, self.edge_type = neighbour[self.order], target[self.order], edge_type[self.order]
-        counts = torch.bincount(self.target, minlength=num_entities)
-        self.crow = torch.cat([counts.new_zeros(1), (2 * counts).cumsum(0)])
-        self.col = torch.stack([self.neighbour, num_entities + self.edge_type], dim=1).reshape(-1)
-        # the transpose, as a row-sorted pattern of its own: entry j of it is entry transpose_order[j] above
-        self.transpose_order = torch.argsort(self.col, stable=True)
+        rows = self.target.repeat_interleave(2)
+        columns = torch.stack([self.neighbour, num_entities + self.edge_type], dim=1).reshape(-1)
+        # entry (edge i, slot s) of the sorted layout sums into coalesced entry `self.entry[2 i + s]`
+        keys, self.entry = torch.unique(rows * self.num_columns + columns, sorted=True, return_inverse=True)
+        self.num_entries = keys.numel()
+        entry_rows, self.col = keys // self.num_columns, keys % self.num_columns
+        self.crow = torch.cat([keys.new_zeros(1), torch.bincount(entry_rows, minlength=num_entities).cumsum(0)])
+        # the transpose, as a pattern of its own: entry j of it is entry transpose_order[j] above
+        self.transpose_order = torch.argsort(self.col * num_entities + entry_rows)
         column_counts = torch.bincount(self.col, minlength=self.num_columns)
         self.transpose_crow = torch.cat([column_counts.new_zeros(1), column_counts.cumsum(0)])
-        self.transpose_col = self.target.repeat_interleave(2)[self.transpose_order]
+        self.transpose_col = entry_rows[self.transpose_order]
 
-    def matrix(self, values: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-        """The [N, N + P] matrix (or its transpose) with `values` [2E] in the sorted layout's entry order."""
+    def entry_values(self, attention: torch.Tensor) -> torch.Tensor:
+        """[num_entries] values from one head's [E] attention weights (layout order): both of an edge's entries
+        carry its weight, coalesced entries the sum of theirs."""
+        return attention.new_zeros(self.num_entries).index_add_(0, self.entry, attention.repeat_interleave(2))
+
+    def edge_scores(self, entry_scores: torch.Tensor) -> torch.Tensor:
+        """The transpose of `entry_values`: each edge's score is the sum of its two entries' scores."""
+        return entry_scores.index_select(0, self.entry).view(-1, 2).sum(1)
+
+    def matrix(self, values: torch.Tensor, transpose: bool = False, check_invariants: bool = False) -> torch.Tensor:
+        """The [N, N + P] matrix (or its transpose) with `values` [num_entries] in the pattern's entry order."""
         if transpose:
             return torch.sparse_csr_tensor(
                 self.transpose_crow,
                 self.transpose_col,
                 values[self.transpose_order],
                 size=(self.num_columns, self.num_entities),
-                check_invariants=False,
+                check_invariants=check_invariants,
             )
         return torch.sparse_csr_tensor(
-            self.crow, self.col, values, size=(self.num_entities, self.num_columns), check_invariants=False
+            self.crow, self.col, values, size=(self.num_entities, self.num_columns), check_invariants=check_invariants
         )
 
 
@@ -110,7 +125,7 @@ class AttentionWeightedSum(torch.autograd.Function):
         ctx.save_for_backward(attention, columns)
         with torch.autocast(columns.device.type, enabled=False):
             heads = [
-                layout.matrix(attention[:, k].repeat_interleave(2)) @ columns[:, k] for k in range(attention.shape[1])
+                layout.matrix(layout.entry_values(attention[:, k])) @ columns[:, k] for k in range(attention.shape[1])
             ]
         return torch.stack(heads, dim=1).to(ctx.dtypes[1])
 
@@ -128,16 +143,16 @@ class AttentionWeightedSum(torch.autograd.Function):
         num_heads = attention.shape[1]
         if ctx.needs_input_grad[0]:
             grad_attention = torch.empty_like(attention)
-            pattern = layout.matrix(attention.new_zeros(2 * attention.shape[0]))
+            pattern = layout.matrix(attention.new_zeros(layout.num_entries))
             for k in range(num_heads):
                 scores = torch.sparse.sampled_addmm(
                     pattern, grad_output[:, k].contiguous(), columns[:, k].t(), beta=0.0
                 )
-                grad_attention[:, k] = scores.values().view(-1, 2).sum(1)
+                grad_attention[:, k] = layout.edge_scores(scores.values())
         if ctx.needs_input_grad[1]:
             grad_columns = torch.stack(
                 [
-                    layout.matrix(attention[:, k].repeat_interleave(2), transpose=True)
+                    layout.matrix(layout.entry_values(attention[:, k]), transpose=True)
                     @ grad_output[:, k].contiguous()
                     for k in range(num_heads)
                 ],

@@ -230,3 +230,46 @@ def test_a_standalone_module_is_initialised():
     for layer in module.layers:
         for parameter in (layer.attention_target, layer.attention_neighbour):
             assert torch.isfinite(parameter).all() and 0.005 < parameter.std() < 0.05
+
+
+def test_edge_layout_keeps_the_csr_invariants_and_coalesces_repeats():
+    """Sorted, distinct column indices in every row of the pattern and of its transpose (what GPU kernels assume),
+    with two edges from one neighbour and two of one relation into the same target coalesced into one entry each."""
+    from modeling_jaket.knowledge_module import EdgeLayout
+
+    edge_index = torch.tensor([[1, 2, 1, 0, 3], [0, 0, 0, 1, 0]])  # 1 -> 0 twice; relation 0 into 0 three times
+    edge_type = torch.tensor([0, 1, 0, 2, 0])
+    layout = EdgeLayout(edge_index, edge_type, num_entities=4, num_relations=3)
+    assert layout.num_entries == 7  # row 0: columns 1, 2, 3, 4 + 0, 4 + 1 (8 entries before); row 1: 0, 4 + 2
+    values = layout.entry_values(torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5], dtype=torch.float64))
+    dense = layout.matrix(values, check_invariants=True).to_dense()
+    transposed = layout.matrix(values, transpose=True, check_invariants=True).to_dense()
+    torch.testing.assert_close(transposed, dense.t())
+    # the weights are in the layout's order, by target: 1 -0-> 0, 2 -1-> 0, 1 -0-> 0, 3 -0-> 0, then 0 -2-> 1
+    expected = torch.zeros(4, 7, dtype=torch.float64)
+    expected[0, 1], expected[0, 2], expected[0, 3] = 0.1 + 0.3, 0.2, 0.4
+    expected[0, 4], expected[0, 5] = 0.1 + 0.3 + 0.4, 0.2
+    expected[1, 0], expected[1, 6] = 0.5, 0.5
+    torch.testing.assert_close(dense, expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sparse_path_equals_message_passing_on_cuda(seed):
+    """The sparse products on the GPU's kernels against the float64 reference: outputs and gradients."""
+    torch.manual_seed(seed)
+    layer = KnowledgeLayer(tiny_config()).double().eval().cuda()
+    torch.nn.init.normal_(layer.attention_target, std=0.5)
+    torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
+    entities = torch.randn(40, 32, dtype=torch.float64, device="cuda", requires_grad=True)
+    relations = torch.randn(5, 32, dtype=torch.float64, device="cuda")
+    edge_index = torch.randint(35, (2, 300), device="cuda")
+    edge_type = torch.randint(5, (300,), device="cuda")
+    outputs, gradients = [], []
+    for forward in (layer, layer.message_passing):
+        output = forward(entities, relations, edge_index, edge_type)
+        (gradient,) = torch.autograd.grad(output.pow(2).sum(), entities)
+        outputs.append(output)
+        gradients.append(gradient)
+    torch.testing.assert_close(*outputs)
+    torch.testing.assert_close(*gradients)
