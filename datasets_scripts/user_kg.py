@@ -176,4 +176,7 @@ def read_kg(data_dir) -> UserKGFiles:
             if row[column] not in positions[kind]:
                 raise format_error(files["triples"], number, f"{column} {row[column]!r} is not among the {kind}")
         triples.append(row)
+    for kind, rows in (("entities", entities), ("relations", relations), ("triples", triples)):
+        if not rows:
+            raise DataFormatError(f"{files[kind]} has a header but no rows: a knowledge graph needs at least one")
     return UserKGFiles(files, entities, relations, triples, names)

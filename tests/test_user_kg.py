@@ -56,6 +56,7 @@ def broken(tmp_path, name, text):
     "name, text, message",
     [
         ("entities", "id\tname\n", r"entities.tsv, line 1: the header names no \['description'\] column"),
+        ("triples", "head\trelation\ttail\n", "triples.tsv has a header but no rows"),
         (
             "entities",
             "id\tname\tdescription\nx\tx\tx: y\nx\tx\tx: z\n",
