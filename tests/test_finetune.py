@@ -500,3 +500,22 @@ def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokeni
     batch = PairCollator(bert_tokenizer.pad_token_id, graph)(features)
     ends = batch["subgraph_entity_ids"][batch["edge_index"]].t().tolist()
     assert sorted(map(tuple, ends)) == [(0, 2), (2, 0)]
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--learning_rate=-1e-3"], r"--learning_rate must be > 0, got -0.001"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be >= 1, got 0"),
+        (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be >= 1, got 0"),
+        (["--max_steps", "-5"], r"--max_steps must be >= 1, or -1 \(the epochs decide\), got -5"),
+        (["--adam_beta1", "1.5"], r"--adam_beta1 must be in \[0, 1\), got 1.5"),
+        (["--step_budget", "0"], "--step_budget must be positive, got 0"),
+        (["--validation_share", "1"], r"--validation_share must be in \(0, 1\), got 1.0"),
+    ],
+)
+def test_fine_tuning_flags_out_of_range_are_refused_at_parse_time(flags, message, tmp_path):
+    from finetune_entity_classification import parse_args
+
+    with pytest.raises(ValueError, match=message):
+        parse_args(["--method", "gnn", "--output_dir", str(tmp_path), *flags])

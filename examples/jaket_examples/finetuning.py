@@ -79,6 +79,7 @@ class FineTuningArguments(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        check_trainer_ranges(self)
         for method in self.method:
             if method.startswith("jaket") and not self.model_name_or_path:
                 raise ValueError(
@@ -86,6 +87,30 @@ class FineTuningArguments(TrainingArguments):
                 )
         self.backbone = self.backbone or default_backbone()
         self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
+
+
+# `TrainingArguments` fields that transformers accepts out of range, where the value would silently train nothing
+# or train wrong: each field's test and its range, checked at parse time.
+TRAINER_RANGES = {
+    "learning_rate": (lambda v: v > 0, "> 0"),
+    "per_device_train_batch_size": (lambda v: v >= 1, ">= 1"),
+    "per_device_eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "gradient_accumulation_steps": (lambda v: v >= 1, ">= 1"),
+    "num_train_epochs": (lambda v: v > 0, "> 0"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "max_grad_norm": (lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    "adam_beta1": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_beta2": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "adam_epsilon": (lambda v: v > 0, "> 0"),
+    "label_smoothing_factor": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "max_steps": (lambda v: v == -1 or v >= 1, ">= 1, or -1 (the epochs decide)"),
+}
+
+
+def check_trainer_ranges(args) -> None:
+    for name, (test, wanted) in TRAINER_RANGES.items():
+        if not test(getattr(args, name)):
+            raise ValueError(f"--{name} must be {wanted}, got {getattr(args, name)}")
 
 
 # What the fine-tuning scripts change of `TrainingArguments`' defaults: no checkpoints (each run saves its model once,
