@@ -27,6 +27,7 @@ from .common import (
     SourceConfig,
     entity_features,
     format_error,
+    logger,
     read_lines,
 )
 from .entity_classification import SPLIT_SHARES
@@ -69,6 +70,11 @@ class UserKG(datasets.GeneratorBasedBuilder):
         if not self.config.name.startswith("fraction-"):
             rows = {"entities": kg.entities, "relations": kg.relations, "triples": kg.triples}[self.config.name]
             return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"rows": rows})]
+        if len(kg.category_names) < 2:
+            raise DataFormatError(
+                f"{kg.files['entities']}: the entities name {len(kg.category_names)} categories "
+                f"({kg.category_names}); classification needs at least two"
+            )
         labelled = [row for row in kg.entities if row["category"] >= 0]
         if len(labelled) < len(SPLIT_SHARES):
             raise DataFormatError(
@@ -115,7 +121,10 @@ def read_rows(path: Path, kind: str):
     header = None
     if path.suffix == ".tsv":
         _, first = next(lines)
-        header = first.split("\t")
+        header = [column.strip() for column in first.split("\t")]
+        repeated = sorted({column for column in header if header.count(column) > 1})
+        if repeated:
+            raise format_error(path, 1, f"the header names {repeated} more than once (it has {header})")
         missing = [column for column in required if column not in header]
         if missing:
             raise format_error(path, 1, f"the header names no {missing} column (it has {header})")
@@ -137,7 +146,18 @@ def read_rows(path: Path, kind: str):
         for column in required:
             if not isinstance(row.get(column), str) or not row[column].strip():
                 raise format_error(path, number, f"{kind} need a non-empty string {column!r}, got {row.get(column)!r}")
-        yield number, {column: row.get(column) for column in required + optional}
+        category = row.get("category")
+        if isinstance(category, int) and not isinstance(category, bool):
+            category = str(category)  # a JSON number names a category as its digits do
+        elif category is not None and not isinstance(category, str):
+            raise format_error(path, number, f"a category must be a string or an integer, got {category!r}")
+        values = {**row, "category": category}
+        # ids, names and categories without the spaces around them: " dog" and "dog" are one entity
+        yield number, {column: _strip(values.get(column)) for column in required + optional}
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
 
 
 def category_names(entity_rows) -> list[str]:
@@ -170,12 +190,22 @@ def read_kg(data_dir) -> UserKGFiles:
         }
         for row in entities
     ]
-    triples = []
+    triples, first_seen, repeats = [], {}, []
     for number, row in read_rows(files["triples"], "triples"):
         for column, kind in (("head", "entities"), ("relation", "relations"), ("tail", "entities")):
             if row[column] not in positions[kind]:
                 raise format_error(files["triples"], number, f"{column} {row[column]!r} is not among the {kind}")
+        key = (row["head"], row["relation"], row["tail"])
+        if key in first_seen:
+            repeats.append((number, first_seen[key]))
+            continue
+        first_seen[key] = number
         triples.append(row)
+    if repeats:
+        (number, first), count = repeats[0], len(repeats)
+        logger.warning(
+            f"{files['triples']}: {count} repeated triples kept once each (line {number} repeats line {first})"
+        )
     for kind, rows in (("entities", entities), ("relations", relations), ("triples", triples)):
         if not rows:
             raise DataFormatError(f"{files[kind]} has a header but no rows: a knowledge graph needs at least one")

@@ -115,11 +115,11 @@ def test_too_few_labelled_entities_are_refused(tmp_path):
         tmp_path,
         "entities",
         "id\tname\tdescription\tcategory\ndog\tdog\tdog: a dog\tanimal\n"
-        "wolf\twolf\twolf: a wolf\t\ncanine\tcanine\tcanine: a canine\t\n"
+        "wolf\twolf\twolf: a wolf\tplant\ncanine\tcanine\tcanine: a canine\t\n"
         "kind_of\tk\tk: k\t\n",
     )
     (folder / "triples.tsv").write_text("head\trelation\ttail\ndog\tkind_of\tcanine\n")
-    with pytest.raises(DataFormatError, match="1 entities have a category; classification needs at least 3"):
+    with pytest.raises(DataFormatError, match="2 entities have a category; classification needs at least 3"):
         ds.load("user_kg", folder, config_name="fraction-100", cache_dir=str(tmp_path / "c"))
 
 
@@ -158,3 +158,35 @@ def test_one_command_fine_tunes_and_tests_entity_classification_on_it(
     assert record["chosen"]["100%"]["steps"] == 3 and record["chosen"]["100%"]["learning_rate"] == 1e-3
     card = ModelCard.load(tmp_path / f"{method}-100-seed42" / "README.md")
     assert card.data.datasets == ["user_kg"] and len(card.data.eval_results) == 1
+
+
+def test_one_category_is_no_classification_task(tmp_path):
+    lines = (EXAMPLE / "entities.tsv").read_text().splitlines()
+    rows = [line.rsplit("\t", 1)[0] + ("\tanimal" if line.rsplit("\t", 1)[1] else "\t") for line in lines[1:]]
+    folder = broken(tmp_path, "entities", lines[0] + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataFormatError, match=r"the entities name 1 categories \(\['animal'\]\); .* at least two"):
+        ds.load("user_kg", folder, config_name="fraction-100", cache_dir=str(tmp_path / "c"))
+
+
+def test_ids_and_categories_are_normalised_and_integer_categories_kept(tmp_path):
+    """Spaces around ids and categories go; JSON integer categories are categories (1 and "1" are one); a repeated
+    triple is kept once; a repeated header column is refused."""
+    folder = tmp_path / "kg"
+    folder.mkdir()
+    entities = [
+        {"id": " dog", "name": "dog", "description": "dog: a dog", "category": 1},
+        {"id": "oak ", "name": "oak", "description": "oak: a tree", "category": " 2"},
+        {"id": "cat", "name": "cat", "description": "cat: a cat", "category": "1"},
+        {"id": "elm", "name": "elm", "description": "elm: a tree", "category": 2},
+    ]
+    (folder / "entities.jsonl").write_text("".join(json.dumps(row) + "\n" for row in entities))
+    (folder / "relations.tsv").write_text("id\tname\tdescription\nnear\tnear\tnear: close to\n")
+    (folder / "triples.tsv").write_text("head\trelation\ttail\ndog\tnear\toak\n dog\tnear\toak \ncat\tnear\telm\n")
+    kg = ds.load("user_kg", folder, cache_dir=str(tmp_path / "c"))
+    assert kg["entities"].features["category"].names == ["1", "2"]
+    assert kg["entities"]["id"][:] == ["dog", "oak", "cat", "elm"]
+    assert kg["entities"]["category"][:] == [0, 1, 0, 1]
+    assert [(t["head"], t["tail"]) for t in kg["triples"]] == [("dog", "oak"), ("cat", "elm")]
+    (folder / "relations.tsv").write_text("id\tname\tid\tdescription\nnear\tnear\tnear\tnear: close to\n")
+    with pytest.raises(DataFormatError, match=r"relations.tsv, line 1: the header names \['id'\] more than once"):
+        ds.load("user_kg", folder, cache_dir=str(tmp_path / "c2"))
