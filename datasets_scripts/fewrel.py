@@ -62,7 +62,7 @@ def parse_config_name(name: str) -> tuple[str, dict]:
 
 def default_num_test_relations(num_relations: int, n_way: int) -> int:
     """5/8 of the relations for meta-testing (10 of FewRel's 16), at least N, leaving at least one to train on."""
-    return min(max(n_way, math.ceil(5 * num_relations / 8)), num_relations - 1)
+    return min(max(n_way, math.ceil(5 * num_relations / 8)), num_relations - 2)
 
 
 def _config(form, n_way=5, k_shot=1):
@@ -113,10 +113,11 @@ class FewRel(datasets.GeneratorBasedBuilder):
         count = self.config.num_test_relations
         if count is None:
             count = default_num_test_relations(len(relations), self.config.n_way)
-        if not 0 < count < len(relations):
+        if not 0 < count <= len(relations) - 2:
             raise ValueError(
-                f"fewrel: num_test_relations must be in [1, {len(relations) - 1}] ({paths['instances']} has "
-                f"{len(relations)} relations and meta-training needs one), got {count}"
+                f"fewrel: num_test_relations must be in [1, {len(relations) - 2}] ({paths['instances']} has "
+                f"{len(relations)} relations and meta-training needs two: PAIR learns from pairs of different "
+                f"relations), got {count}"
             )
         random.Random(self.config.seed).shuffle(relations)
         splits = {"train": relations[count:], "test": relations[:count]}

@@ -31,6 +31,7 @@ from .common import (
     entity_features,
     format_error,
     locate,
+    logger,
     read_lines,
 )
 
@@ -174,7 +175,10 @@ class MetaQA(datasets.GeneratorBasedBuilder):
             # A topic that is not in the KB loses its mention (and has no candidates): counted, reported, and more
             # than 5% fails the build. The question stays, so that "all questions" keeps its denominator.
             drops = DropCounter(str(paths[key]))
+            answers, missing = 0, 0
             for number, question in read_questions(paths[key], paths[f"{key}-qtype"]):
+                answers += len(question["answers"])
+                missing += sum(answer not in kb.index for answer in question["answers"])
                 topic = kb.index.get(question["topic"])
                 if not drops.keep(topic is not None):
                     question = {**question, "mentions": []}
@@ -190,6 +194,11 @@ class MetaQA(datasets.GeneratorBasedBuilder):
                     },
                 )
             drops.report()
+            if missing:
+                logger.warning(
+                    f"{paths[key]}: {missing} of {answers} answers are not entities of the knowledge base: no "
+                    "method can rank them"
+                )
 
 
 class KB:
@@ -256,6 +265,9 @@ def read_questions(path, qtype_path):
         match = TOPIC.search(question)
         if not separator or not answers or match is None:
             raise format_error(path, number, f"expected 'question with [topic]<TAB>answer|answer', got {line!r}")
+        topics = TOPIC.findall(question)
+        if len(topics) > 1:
+            raise format_error(path, number, f"the question brackets {len(topics)} topics {topics}; one is expected")
         text = question[: match.start()] + match.group(1) + question[match.end() :]
         start, end = match.start(), match.start() + len(match.group(1))
         if number > len(types):

@@ -44,8 +44,11 @@ def unique_in_order(ids: torch.Tensor) -> torch.Tensor:
 
 def sample_without_replacement(degrees: torch.Tensor, k: int, generator=None) -> torch.Tensor:
     """k distinct offsets in [0, degree) for each row whose degree is >= k, by Floyd's algorithm vectorised over
-    rows (k iterations, none over rows). Returns [rows, k]."""
+    rows (k iterations, none over rows; none at all without rows, so a huge k costs nothing where no degree reaches
+    it). Returns [rows, k]."""
     chosen = torch.empty(degrees.numel(), k, dtype=torch.long)
+    if degrees.numel() == 0:
+        return chosen
     for i in range(k):
         j = degrees - k + i
         t = (torch.rand(degrees.numel(), generator=generator) * (j + 1).to(torch.float64)).long().minimum(j)

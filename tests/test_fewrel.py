@@ -112,5 +112,6 @@ def test_a_file_of_ten_relations_gets_a_working_split(tmp_path):
     assert len(set(split["test"]["relation"][:])) == 7 and len(set(split["train"]["relation"][:])) == 3  # ceil(50/8)
     five_way = ds.load("fewrel", tmp_path, config_name="episodes-5-1", cache_dir=str(tmp_path / "c"), test_episodes=2)
     assert len(five_way["test"]) == 2
-    with pytest.raises(ValueError, match="num_test_relations must be in \\[1, 9\\] .* has 10 relations"):
-        ds.load("fewrel", tmp_path, config_name="instances", cache_dir=str(tmp_path / "c"), num_test_relations=10)
+    # nine meta-test relations would leave one to meta-train on: PAIR needs pairs of two different relations
+    with pytest.raises(ValueError, match="num_test_relations must be in \\[1, 8\\] .* has 10 relations .* needs two"):
+        ds.load("fewrel", tmp_path, config_name="instances", cache_dir=str(tmp_path / "c"), num_test_relations=9)

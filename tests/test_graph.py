@@ -177,3 +177,18 @@ def test_a_graph_without_triples_samples_roots_and_subgraphs():
     assert roots.numel() == 3 and roots.unique().numel() == 3 and ((roots >= 0) & (roots < 5)).all()
     subgraph = graph.sample_subgraph(roots, generator=generator)
     assert subgraph.edge_index.shape == (2, 0) and torch.equal(subgraph.entity_ids, roots)
+
+
+def test_a_fanout_far_above_every_degree_takes_every_edge_at_once():
+    """Sampling is bounded by the degrees, never by the fanout: a fanout of a billion on a small graph returns every
+    incoming edge (it used to loop a billion times over no rows); the alarm fails the test instead of hanging."""
+    import signal
+
+    graph = KnowledgeGraph([0, 1, 2], [0, 0, 0], [1, 2, 0], num_entities=3, num_relations=1)
+    signal.signal(signal.SIGALRM, lambda *args: pytest.fail("sampling hung"))
+    signal.alarm(20)
+    try:
+        subgraph = graph.sample_subgraph(torch.tensor([1]), fanouts=(10**9, 10**9))
+    finally:
+        signal.alarm(0)
+    assert subgraph.edge_index.shape[1] == 2 and sorted(subgraph.entity_ids.tolist()) == [0, 1, 2]  # 0->1, 2->0

@@ -107,6 +107,10 @@ def test_a_small_metaqa_builds(tmp_path):
             r"dev.txt, line 1: expected 'question with \[topic\]",
         ),
         (dict(kb=""), "kb.txt is empty"),
+        (
+            dict(question="who directed [Kismet] and [Casablanca]\tWilliam Dieterle\n"),
+            r"dev.txt, line 1: the question brackets 2 topics \['Kismet', 'Casablanca'\]; one is expected",
+        ),
     ],
 )
 def test_malformed_metaqa_files_are_named(tmp_path, files, message):
@@ -124,6 +128,7 @@ def test_questions_whose_topic_is_not_in_the_kb_are_counted_and_fail_past_five_p
     questions = ds.load("metaqa", folder, config_name="1-hop", cache_dir=str(tmp_path / "c1"))["test"]
     assert len(questions) == 41 and questions[40]["mentions"] == [] and questions[40]["candidates"] == []
     assert "dropped 1 of 41 mentions (2.44%)" in caplog.text
+    assert "1 of 41 answers are not entities of the knowledge base" in caplog.text  # Nobody
 
     many = write_metaqa(tmp_path / "many", kb=kb, question=known + "who directed [Nowhere]\tNobody\n" * 5)
     for hops in ("1-hop", "2-hop"):
