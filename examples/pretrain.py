@@ -62,7 +62,7 @@ from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
 from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_folder
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
-from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
+from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_WEIGHTS_NAME
 from tokenization import DataCollatorWithMentions
 
 logger = get_logger(__name__)
@@ -199,7 +199,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--memory_dtype",
         default="float32",
-        choices=["float32", "float16", "bfloat16"],
+        choices=list(MEMORY_DTYPES),
         help="storage of the memory table (bfloat16 halves it)",
     )
     parser.add_argument(
@@ -787,7 +787,7 @@ def main(argv=None):
         graph.num_relations,
         config.hidden_size,
         args.memory_momentum,
-        getattr(torch, args.memory_dtype),
+        MEMORY_DTYPES[args.memory_dtype],
     ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
     completed_steps = 0

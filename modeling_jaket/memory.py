@@ -14,6 +14,9 @@ from .hub import resolve_file
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
+# the storage dtypes a memory may be saved in: read from a file, a name is looked up here, never on `torch`
+MEMORY_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MEMORY_KEYS = ("entity_embeddings", "initialized", "relation_embeddings")
 
 
 class RefreshSchedule:
@@ -230,16 +233,42 @@ class EntityContextMemory(nn.Module):
         """A memory saved with `save_pretrained`, from a folder or a Hub repo id (`hub_kwargs`: revision, token)."""
         what = "entity memory (save one with EntityContextMemory.save_pretrained)"
         path = resolve_file(name_or_path, MEMORY_WEIGHTS_NAME, what, subfolder, **hub_kwargs)
-        with open(resolve_file(name_or_path, MEMORY_CONFIG_NAME, what, subfolder, **hub_kwargs)) as f:
-            settings = json.load(f)
-        state = load_file(path)
+        config_path = resolve_file(name_or_path, MEMORY_CONFIG_NAME, what, subfolder, **hub_kwargs)
+        try:
+            with open(config_path) as f:
+                settings = json.load(f)
+            momentum, dtype = float(settings["momentum"]), MEMORY_DTYPES[settings["dtype"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{config_path}: not a memory's settings (a JSON object with 'momentum' and 'dtype' among "
+                f"{sorted(MEMORY_DTYPES)}): {type(error).__name__} {error}"
+            ) from None
+        state = read_memory_tables(path)
         entities, relations = state["entity_embeddings"], state["relation_embeddings"]
-        memory = cls(
-            entities.shape[0],
-            relations.shape[0],
-            entities.shape[1],
-            settings["momentum"],
-            getattr(torch, settings["dtype"]),
-        )
+        memory = cls(entities.shape[0], relations.shape[0], entities.shape[1], momentum, dtype)
         memory.load_state_dict(state)
         return memory
+
+
+def read_memory_tables(path) -> dict[str, torch.Tensor]:
+    """The tables of a saved memory, checked: a truncated file, missing or extra keys, tables that are not 2-D or
+    differ in width, and NaN or infinite rows are each a `ValueError` naming the file."""
+    try:
+        state = load_file(path)
+    except Exception as error:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"{path}: not a readable safetensors file ({type(error).__name__}: {error})") from None
+    if sorted(state) != sorted(MEMORY_KEYS):
+        raise ValueError(f"{path}: holds {sorted(state)}, a memory holds {list(MEMORY_KEYS)}")
+    entities, relations = state["entity_embeddings"], state["relation_embeddings"]
+    if entities.dim() != 2 or relations.dim() != 2 or entities.shape[1] != relations.shape[1]:
+        raise ValueError(
+            f"{path}: tables of shapes {tuple(entities.shape)} and {tuple(relations.shape)}; a memory holds two "
+            "[count, hidden] tables of one width"
+        )
+    for key in ("entity_embeddings", "relation_embeddings"):
+        bad = ~torch.isfinite(state[key].float()).all(dim=1)
+        if bad.any():
+            raise ValueError(
+                f"{path}: {key} row {int(bad.nonzero()[0])} holds NaN or infinity ({int(bad.sum())} rows)"
+            )
+    return state

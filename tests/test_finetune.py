@@ -9,7 +9,7 @@ from finetune_fewrel import main as fewrel
 from finetune_metaqa import answer_loss
 from finetune_metaqa import main as metaqa
 from huggingface_hub import ModelCard
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import datasets_scripts
 from conftest import DATA_DIR, assert_share_of, tiny_config
@@ -365,6 +365,14 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
     model.jaket.lm2[0].output.dense.weight.data.add_(0.01)  # LM2 does not encode descriptions: same key
     initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2
+
+    # a damaged cache (truncated, then NaN rows) is computed again, never used
+    newest = max(tmp_path.glob("memory-*.safetensors"), key=lambda path: path.stat().st_mtime)
+    newest.write_bytes(newest.read_bytes()[:-7])
+    torch.testing.assert_close(initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)[0], changed[0])
+    save_file({"entities": torch.full_like(changed[0], float("nan")), "relations": changed[1]}, newest)
+    torch.testing.assert_close(initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)[0], changed[0])
+    assert torch.isfinite(load_file(newest)["entities"]).all()  # and written back whole
 
 
 def test_validation_is_carved_from_the_training_labels_the_same_for_every_method():

@@ -152,3 +152,33 @@ def test_memory_errors_name_the_problem(tmp_path):
 def test_pad_batch():
     input_ids, mask = pad_batch([[5, 6, 7], [8]], pad_token_id=1)
     assert input_ids.tolist() == [[5, 6, 7], [8, 1, 1]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", "not a readable safetensors file"),
+        ("nan", r"entity_embeddings row 2 holds NaN or infinity \(1 rows\)"),
+        ("keys", r"holds \['entity_embeddings'\], a memory holds \['entity_embeddings', 'initialized'"),
+        ("dtype", r"entity_memory.json: not a memory's settings .* KeyError"),
+    ],
+)
+def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
+    from safetensors.torch import load_file, save_file
+
+    from modeling_jaket.memory import MEMORY_CONFIG_NAME, MEMORY_WEIGHTS_NAME
+
+    EntityContextMemory(5, 2, 4).save_pretrained(tmp_path)
+    weights, settings = tmp_path / MEMORY_WEIGHTS_NAME, tmp_path / MEMORY_CONFIG_NAME
+    if damage == "truncate":
+        weights.write_bytes(weights.read_bytes()[:-9])
+    elif damage == "nan":
+        tables = load_file(weights)
+        tables["entity_embeddings"][2, 1] = float("nan")
+        save_file(tables, weights)
+    elif damage == "keys":
+        save_file({"entity_embeddings": load_file(weights)["entity_embeddings"]}, weights)
+    else:
+        settings.write_text('{"momentum": 0.8, "dtype": "__class__"}')  # never looked up on torch
+    with pytest.raises(ValueError, match=message):
+        EntityContextMemory.from_pretrained(tmp_path)

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.utils import logging
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
@@ -22,6 +23,8 @@ from tokenization import encode_descriptions
 from .data import check_saved_files, default_backbone, default_data_dir
 from .model_card import Result, write_model_card
 from .push_to_hub import push_folder
+
+logger = logging.get_logger(__name__)
 
 METHODS = {
     "lm": "the language model alone, no knowledge module: the un-pretrained LM fine-tuned on the task's text (for "
@@ -236,8 +239,9 @@ def initial_embeddings(
     if cache_dir is not None:
         path = Path(cache_dir) / f"memory-{memory_key(model, entities, relations, batch_size)}.safetensors"
     if path is not None and path.is_file():
-        tables = load_file(path)
-        return tables["entities"], tables["relations"]
+        tables = read_cached_tables(path, graph)
+        if tables is not None:
+            return tables["entities"], tables["relations"]
     entity_embeddings = EntityContextMemory.compute(model, entities, batch_size, progress_bar=True)
     relation_embeddings = torch.empty(0, entity_embeddings.shape[1])
     if relations is not None:
@@ -246,6 +250,26 @@ def initial_embeddings(
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({"entities": entity_embeddings, "relations": relation_embeddings}, path)
     return entity_embeddings, relation_embeddings
+
+
+def read_cached_tables(path: Path, graph: KnowledgeGraph) -> dict | None:
+    """A cached pair of tables, or None (with a warning naming the file and what is wrong) when it is damaged: not
+    readable, other keys, a row count other than the graph's, NaN or infinite values. The caller recomputes it."""
+    try:
+        tables = load_file(path)
+        problem = None
+        if sorted(tables) != ["entities", "relations"]:
+            problem = f"holds {sorted(tables)}"
+        elif tables["entities"].shape[0] != graph.num_entities or tables["relations"].shape[0] != graph.num_relations:
+            problem = f"has {tables['entities'].shape[0]} entity rows for {graph.num_entities} entities"
+        elif not all(torch.isfinite(table).all() for table in tables.values()):
+            problem = "holds NaN or infinity"
+    except Exception as error:  # safetensors raises its own error types for a damaged file
+        problem = f"is not readable ({type(error).__name__})"
+    if problem is None:
+        return tables
+    logger.warning(f"the memory cache {path} {problem}: computing the tables again")
+    return None
 
 
 def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
