@@ -33,7 +33,6 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import DistributedType, set_seed
-from safetensors.torch import load_file
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -62,7 +61,7 @@ from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
 from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_folder
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
-from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_WEIGHTS_NAME
+from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_WEIGHTS_NAME, read_memory_tables
 from tokenization import DataCollatorWithMentions
 
 logger = get_logger(__name__)
@@ -343,8 +342,29 @@ def numerics_fingerprint(num_processes: int) -> dict:
     return {"num_processes": num_processes, "num_threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
+def run_settings(args, config, graph) -> dict:
+    """What a checkpoint's state depends on: resuming under other settings would load tables and weights of other
+    shapes or meaning."""
+    return {
+        "backbone": args.backbone or "default (all-MiniLM-L6-v2)",
+        "dataset": args.dataset,
+        "num_entities": graph.num_entities,
+        "num_relations": graph.num_relations,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_lm1_layers": config.num_lm1_layers,
+        "km_num_layers": config.km_num_layers,
+        "losses": sorted(args.losses),
+    }
+
+
 def save_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, completed_steps: int, num_processes: int
+    directory: Path,
+    memory: EntityContextMemory,
+    schedule: RefreshSchedule,
+    completed_steps: int,
+    num_processes: int,
+    settings: dict,
 ):
     """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
     is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
@@ -354,14 +374,16 @@ def save_training_state(
         "completed_steps": completed_steps,
         "refresh_schedule": schedule.state_dict(),
         "numerics": numerics_fingerprint(num_processes),
+        "settings": settings,
     }
     (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
 
 
 def load_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int, settings: dict
 ) -> int:
-    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed."""
+    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed.
+    A checkpoint written under other `settings` (`run_settings`) is refused, each difference named."""
     state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
     for path in (state_file, memory_file):
         if not path.is_file():
@@ -369,9 +391,19 @@ def load_training_state(
     try:
         state = json.loads(state_file.read_text())
         completed_steps, schedule_state = int(state["completed_steps"]), state["refresh_schedule"]
-        tables = load_file(memory_file)
-    except (ValueError, KeyError, TypeError, OSError) as error:  # safetensors raises its own error, a ValueError too
-        raise ValueError(f"{directory}: unreadable training state or entity memory ({error})") from None
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise ValueError(f"{state_file}: unreadable training state ({type(error).__name__} {error})") from None
+    written = state.get("settings", {})
+    differences = [
+        f"{key}: {written.get(key)!r} there, {value!r} now"
+        for key, value in settings.items()
+        if written.get(key) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"{directory} was written under other settings ({'; '.join(differences)}): resume with the run's flags"
+        )
+    tables = read_memory_tables(memory_file)
     memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
     schedule.load_state_dict(schedule_state)
     written, now = state.get("numerics"), numerics_fingerprint(num_processes)
@@ -502,7 +534,7 @@ def fingerprint(tensors) -> str:
     return digest.hexdigest()[:16]
 
 
-def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule):
+def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, settings: dict):
     """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
     `latest` naming a complete checkpoint."""
     final = output_dir / f"checkpoint-{step}"
@@ -513,7 +545,7 @@ def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule):
     accelerator.save_state(str(staging))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_training_state(staging, memory, schedule, step, accelerator.num_processes)
+        save_training_state(staging, memory, schedule, step, accelerator.num_processes, settings)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
@@ -790,6 +822,7 @@ def main(argv=None):
         MEMORY_DTYPES[args.memory_dtype],
     ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
+    settings = run_settings(args, config, graph)
     completed_steps = 0
     forms = surface_forms(graph, data.text)
     build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
@@ -802,7 +835,7 @@ def main(argv=None):
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
         accelerator.load_state(str(checkpoint))
-        completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes)
+        completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes, settings)
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     else:
         if accelerator.is_main_process:  # a new run starts a new history of held-out figures
@@ -895,7 +928,7 @@ def main(argv=None):
             if args.eval_steps and step % args.eval_steps == 0 and step < args.max_train_steps:
                 run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
-                save_checkpoint(accelerator, output_dir, step, memory, schedule)
+                save_checkpoint(accelerator, output_dir, step, memory, schedule, settings)
                 if accelerator.is_main_process and args.checkpoints_total_limit:
                     prune_checkpoints(output_dir, args.checkpoints_total_limit)
             if step >= args.max_train_steps:

@@ -386,11 +386,22 @@ def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
 
     PartialState(cpu=True)  # Accelerate's logger needs a state
     memory = EntityContextMemory(5, 2, 4)
-    save_training_state(tmp_path, memory, RefreshSchedule(), 17, num_processes=1)
-    assert load_training_state(tmp_path, memory, RefreshSchedule(), num_processes=1) == 17
+    settings = {"num_entities": 5, "hidden_size": 4, "backbone": "b"}
+    save_training_state(tmp_path, memory, RefreshSchedule(), 17, num_processes=1, settings=settings)
+    assert load_training_state(tmp_path, memory, RefreshSchedule(), 1, settings) == 17
     assert "other numerics" not in caplog.text
-    load_training_state(tmp_path, memory, RefreshSchedule(), num_processes=2)
+    load_training_state(tmp_path, memory, RefreshSchedule(), 2, settings)
     assert "other numerics (num_processes 1 -> 2)" in caplog.text
+
+
+def test_resuming_under_other_settings_names_each_difference(tmp_path):
+    from pretrain import RefreshSchedule, load_training_state, save_training_state
+
+    settings = {"num_entities": 5, "hidden_size": 4, "backbone": "b", "losses": ["masked_lm"]}
+    save_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 3, 1, settings)
+    other = {**settings, "num_entities": 6, "backbone": "c"}
+    with pytest.raises(ValueError, match=r"num_entities: 5 there, 6 now; backbone: 'b' there, 'c' now"):
+        load_training_state(tmp_path, EntityContextMemory(6, 2, 4), RefreshSchedule(), 1, other)
 
 
 @pytest.mark.parametrize("processes", ["one", "fsdp2"])
