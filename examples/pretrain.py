@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 from collections import Counter
@@ -32,13 +31,20 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import set_seed
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from datasets_scripts.wordnet import find_wordnet, read_sense_index
+from jaket_examples.checkpoints import (
+    load_training_state,
+    prune_checkpoints,
+    resolve_checkpoint,
+    run_settings,
+    save_checkpoint,
+)
 from jaket_examples.curve import HISTORY_NAME, record_evaluation
 from jaket_examples.data import (
     check_saved_files,
@@ -57,11 +63,12 @@ from jaket_examples.evaluation import (
     prepare_heldout_sentences,
     prepare_outside_graph,
 )
-from jaket_examples.model_card import Result, write_model_card
 from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
+from jaket_examples.pretraining_card import write_pretraining_card
 from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_folder
+from jaket_examples.sharded_refresh import is_sharded, refresh_memory
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
-from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_WEIGHTS_NAME, read_memory_tables
+from modeling_jaket.memory import MEMORY_DTYPES
 from tokenization import DataCollatorWithMentions
 
 logger = get_logger(__name__)
@@ -332,90 +339,6 @@ def check_ranges(parser, args) -> None:
         )
 
 
-TRAINING_STATE_NAME = "training_state.json"
-
-
-def numerics_fingerprint(num_processes: int) -> dict:
-    """What decides how floating-point reductions are split, so what a resumed run must share with the run that
-    wrote its checkpoint to continue it bit for bit: CPU matmuls and sums are split across threads, gradients summed
-    across processes, and kernels change between torch versions."""
-    return {"num_processes": num_processes, "num_threads": torch.get_num_threads(), "torch": torch.__version__}
-
-
-def run_settings(args, config, graph) -> dict:
-    """What a checkpoint's state depends on: resuming under other settings would load tables and weights of other
-    shapes or meaning."""
-    return {
-        "backbone": args.backbone or "default (all-MiniLM-L6-v2)",
-        "dataset": args.dataset,
-        "num_entities": graph.num_entities,
-        "num_relations": graph.num_relations,
-        "hidden_size": config.hidden_size,
-        "num_hidden_layers": config.num_hidden_layers,
-        "num_lm1_layers": config.num_lm1_layers,
-        "km_num_layers": config.km_num_layers,
-        "losses": sorted(args.losses),
-    }
-
-
-def save_training_state(
-    directory: Path,
-    memory: EntityContextMemory,
-    schedule: RefreshSchedule,
-    completed_steps: int,
-    num_processes: int,
-    settings: dict,
-):
-    """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
-    is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
-    code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
-    memory.save_pretrained(directory)
-    state = {
-        "completed_steps": completed_steps,
-        "refresh_schedule": schedule.state_dict(),
-        "numerics": numerics_fingerprint(num_processes),
-        "settings": settings,
-    }
-    (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
-
-
-def load_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int, settings: dict
-) -> int:
-    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed.
-    A checkpoint written under other `settings` (`run_settings`) is refused, each difference named."""
-    state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
-    for path in (state_file, memory_file):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: {directory} is not a complete pre-training checkpoint")
-    try:
-        state = json.loads(state_file.read_text())
-        completed_steps, schedule_state = int(state["completed_steps"]), state["refresh_schedule"]
-    except (ValueError, KeyError, TypeError, OSError) as error:
-        raise ValueError(f"{state_file}: unreadable training state ({type(error).__name__} {error})") from None
-    written = state.get("settings", {})
-    differences = [
-        f"{key}: {written.get(key)!r} there, {value!r} now"
-        for key, value in settings.items()
-        if written.get(key) != value
-    ]
-    if differences:
-        raise ValueError(
-            f"{directory} was written under other settings ({'; '.join(differences)}): resume with the run's flags"
-        )
-    tables = read_memory_tables(memory_file)
-    memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
-    schedule.load_state_dict(schedule_state)
-    written, now = state.get("numerics"), numerics_fingerprint(num_processes)
-    if written is not None and written != now:
-        changed = ", ".join(f"{key} {written.get(key)} -> {now[key]}" for key in now if written.get(key) != now[key])
-        logger.warning(
-            f"{directory} was written with other numerics ({changed}): the run goes on, but its results will differ "
-            "in the last bits from those of a run that was never stopped"
-        )
-    return completed_steps
-
-
 def trackers(report_to: str) -> list[str] | str | None:
     """--report_to as Accelerate's `log_with`: None for 'none', 'all', or the list of tracker names."""
     if report_to == "none":
@@ -485,105 +408,11 @@ def group_learning_rates(optimizer) -> dict:
     return {names[group["group"]]: group["lr"] for group in optimizer.param_groups}
 
 
-def is_sharded(accelerator) -> bool:
-    """Whether the model is sharded across the processes (FSDP2), so that every process must run each of its
-    forwards together, the evaluation's included. FSDP1 is refused: the memory refresh runs LM1 outside the model's
-    forward, where FSDP1 does not gather its flat parameters."""
-    if accelerator.distributed_type != DistributedType.FSDP:
-        return False
-    if not accelerator.is_fsdp2:
-        raise ValueError(
-            "pretrain.py shards with FSDP2 only (accelerate launch --use_fsdp --fsdp_version 2 ...): the memory "
-            "refresh runs LM1 outside the model's forward, where FSDP1 does not gather its flat parameters"
-        )
-    return True
-
-
-def compute_sharded(accelerator, model, descriptions, batch_size):
-    """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
-    count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
-    rows = math.ceil(count / world)
-    indices = torch.arange(rank, count, world)
-    # every rank encodes `rows` descriptions, so all run the same number of batches (what a model sharded across
-    # ranks needs, whose layers gather their weights collectively): a short shard repeats a description
-    filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
-    padded_indices = torch.cat([indices, filler.expand(rows - len(indices))])
-    local = EntityContextMemory.compute(
-        model, descriptions, batch_size, padded_indices, accelerator.is_local_main_process
-    )
-    gathered = accelerator.gather(local.to(accelerator.device)).cpu().view(world, rows, -1)
-    full = torch.empty(count, local.shape[1])
-    for r in range(world):
-        shard = torch.arange(r, count, world)
-        full[shard] = gathered[r, : len(shard)]
-    return full
-
-
-def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size):
-    # in the run's precision (--mixed_precision bf16: LM1 in bfloat16, the memory kept in --memory_dtype)
-    with accelerator.autocast():
-        new_entities = compute_sharded(accelerator, model, entity_descriptions, batch_size)
-        new_relations = compute_sharded(accelerator, model, relation_descriptions, batch_size)
-    memory.update(new_entities, new_relations)
-
-
 def fingerprint(tensors) -> str:
     digest = hashlib.sha256()
     for tensor in tensors:
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
-
-
-def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, settings: dict):
-    """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
-    `latest` naming a complete checkpoint."""
-    final = output_dir / f"checkpoint-{step}"
-    staging = output_dir / f"checkpoint-{step}.tmp"
-    if accelerator.is_main_process and staging.exists():
-        shutil.rmtree(staging)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(staging))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_training_state(staging, memory, schedule, step, accelerator.num_processes, settings)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
-        pointer = output_dir / "latest.tmp"
-        pointer.write_text(final.name)
-        os.replace(pointer, output_dir / "latest")
-    accelerator.wait_for_everyone()
-
-
-def prune_checkpoints(output_dir: Path, limit: int) -> list[Path]:
-    """Delete all but the `limit` newest complete checkpoints (never the one `latest` names); return those deleted.
-    Done here rather than by Accelerate's `ProjectConfiguration(total_limit=...)`, which counts only the checkpoints
-    its automatic naming writes, not these atomically renamed `checkpoint-<step>` folders."""
-    complete = [
-        path for path in output_dir.glob("checkpoint-*") if path.is_dir() and path.name.split("-")[1].isdigit()
-    ]
-    newest_first = sorted(complete, key=lambda path: int(path.name.split("-")[1]), reverse=True)
-    pointer = output_dir / "latest"
-    kept = {pointer.read_text().strip()} if pointer.is_file() else set()
-    deleted = [path for path in newest_first[limit:] if path.name not in kept]
-    for path in deleted:
-        shutil.rmtree(path)
-    return deleted
-
-
-def resolve_checkpoint(output_dir: Path, name: str) -> Path:
-    """The checkpoint folder that `--resume_from_checkpoint` names; checked before anything is loaded."""
-    if name == "latest":
-        pointer = output_dir / "latest"
-        if not pointer.is_file():
-            raise FileNotFoundError(f"--resume_from_checkpoint latest: no {pointer}; no checkpoint was completed yet")
-        name = output_dir / pointer.read_text().strip()
-    checkpoint = Path(name)
-    if not (checkpoint / TRAINING_STATE_NAME).is_file():
-        raise FileNotFoundError(
-            f"--resume_from_checkpoint {checkpoint}: no {TRAINING_STATE_NAME} there; not a checkpoint"
-        )
-    return checkpoint
 
 
 def pretraining_inputs(args, tokenizer, graph, forms) -> PretrainingInputs:
@@ -660,74 +489,6 @@ def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, ste
         if report_to:
             accelerator.log({f"eval/{k}": v for k, v in results.items() if k != "step"}, step=step)
     accelerator.wait_for_everyone()
-
-
-# What the model card reports of eval_results.json: key -> (task type, task, metric). The Hub's model-index groups
-# results by task type and dataset under one task name, so the metric names tell the results of one type apart.
-CARD_RESULTS = {
-    "heldout_masked_token_accuracy": ("fill-mask", "Masked tokens", "masked-token accuracy"),
-    "heldout_masked_entity_hits_at_1": ("entity-linking", "Masked entities", "hits@1 among the training candidates"),
-    "heldout_masked_entity_string_match_hits_at_1": (
-        "entity-linking",
-        "Masked entities, string-match baseline",
-        "hits@1 of string matching among the training candidates",
-    ),
-    "wsd_hits_at_1": ("entity-linking", "Word-sense disambiguation", "hits@1 among the senses of the lemma"),
-    "wsd_most_frequent_sense_hits_at_1": (
-        "entity-linking",
-        "Word-sense disambiguation, first-sense baseline",
-        "hits@1 of WordNet's first sense",
-    ),
-    "wsd_with_prior_hits_at_1": (
-        "entity-linking",
-        "Word-sense disambiguation with the training text's sense prior",
-        "hits@1 among the senses of the lemma, times the training text's prior",
-    ),
-    "wsd_prior_hits_at_1": (
-        "entity-linking",
-        "Word-sense disambiguation, the training text's sense prior alone",
-        "hits@1 of the most frequent sense in the training text",
-    ),
-    "outside_category_accuracy": ("entity-classification", "Entity category, entities outside the graph", "accuracy"),
-    "outside_category_majority_accuracy": (
-        "entity-classification",
-        "Entity category, majority-class baseline",
-        "accuracy of the majority class",
-    ),
-    "outside_relation_type_accuracy": ("relation-classification", "Relation type, held edges", "accuracy"),
-    "outside_relation_type_majority_accuracy": (
-        "relation-classification",
-        "Relation type, majority-class baseline",
-        "accuracy of the majority class",
-    ),
-}
-
-
-def write_pretraining_card(args, output_dir: Path, backbone: str, command: list[str]):
-    """The model card of a pre-training run, its figures from `eval_results.json` (the held-out evaluation)."""
-    evaluation = output_dir / "eval_results.json"
-    measured = json.loads(evaluation.read_text()) if evaluation.is_file() else {}
-    results = [
-        Result(task_type, task, args.dataset, f"{args.dataset}, held out from pre-training", metric, measured[key])
-        for key, (task_type, task, metric) in CARD_RESULTS.items()
-        if key in measured
-    ]
-    name = args.hub_model_id or output_dir.name
-    write_model_card(
-        output_dir,
-        name,
-        f"JAKET pre-trained for {measured.get('step', args.max_train_steps)} steps on `{args.dataset}` "
-        f"({args.max_entities or 'all'} entities): LM1, the knowledge module, LM2 and the four pre-training heads, "
-        "with its entity context memory (`entity_memory.safetensors`) and its knowledge graph (`graph/`).",
-        backbone,
-        [args.dataset],
-        results,
-        command,
-        f"from transformers import AutoModel\nfrom modeling_jaket import EntityContextMemory, KnowledgeGraph\n\n"
-        f'model = AutoModel.from_pretrained("{name}", trust_remote_code=True)\n'
-        f'memory = EntityContextMemory.from_pretrained("{name}")\n'
-        f'graph = KnowledgeGraph.from_pretrained("{name}", subfolder="graph")',
-    )
 
 
 def main(argv=None):

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import COUNTED_OVER, EXAMPLES, assert_share_of, pretraining_arguments, run_script, script_environment
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph, RefreshSchedule
 
 SCRIPT = EXAMPLES / "pretrain.py"
 FINGERPRINT = re.compile(r"rank (\d): memory fingerprint (\w+), weights fingerprint (\w+)")
@@ -241,13 +241,14 @@ def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
     """FSDP1 cannot start on CPUs at all (Accelerate's plugin wants a GPU), so its refusal is checked here."""
     from types import SimpleNamespace
 
-    import pretrain
     from accelerate.utils import DistributedType
 
-    assert not pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, is_fsdp2=False))
-    assert pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
+    from jaket_examples import sharded_refresh
+
+    assert not sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, is_fsdp2=False))
+    assert sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
     with pytest.raises(ValueError, match=r"FSDP2 only \(accelerate launch --use_fsdp --fsdp_version 2"):
-        pretrain.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False))
+        sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False))
 
 
 @pytest.fixture
@@ -382,7 +383,8 @@ def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
 
 def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
     from accelerate import PartialState
-    from pretrain import RefreshSchedule, load_training_state, save_training_state
+
+    from jaket_examples.checkpoints import load_training_state, save_training_state
 
     PartialState(cpu=True)  # Accelerate's logger needs a state
     memory = EntityContextMemory(5, 2, 4)
@@ -395,7 +397,7 @@ def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
 
 
 def test_resuming_under_other_settings_names_each_difference(tmp_path):
-    from pretrain import RefreshSchedule, load_training_state, save_training_state
+    from jaket_examples.checkpoints import load_training_state, save_training_state
 
     settings = {"num_entities": 5, "hidden_size": 4, "backbone": "b", "losses": ["masked_lm"]}
     save_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 3, 1, settings)
@@ -470,7 +472,7 @@ def test_report_to_takes_several_trackers():
 
 
 def test_checkpoints_beyond_the_limit_are_deleted_oldest_first_never_latest(tmp_path):
-    from pretrain import prune_checkpoints
+    from jaket_examples.checkpoints import prune_checkpoints
 
     for step in (5, 10, 20, 40):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -1,0 +1,150 @@
+"""Pre-training checkpoints: written atomically (a kill at any moment leaves `latest` naming a complete one), as
+safetensors and JSON only, with the settings and numerics they depend on; resumed, pruned, resolved."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from accelerate.logging import get_logger
+
+from modeling_jaket import EntityContextMemory, RefreshSchedule
+from modeling_jaket.memory import MEMORY_WEIGHTS_NAME, read_memory_tables
+
+logger = get_logger(__name__)
+
+TRAINING_STATE_NAME = "training_state.json"
+
+
+def numerics_fingerprint(num_processes: int) -> dict:
+    """What decides how floating-point reductions are split, so what a resumed run must share with the run that
+    wrote its checkpoint to continue it bit for bit: CPU matmuls and sums are split across threads, gradients summed
+    across processes, and kernels change between torch versions."""
+    return {"num_processes": num_processes, "num_threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def run_settings(args, config, graph) -> dict:
+    """What a checkpoint's state depends on: resuming under other settings would load tables and weights of other
+    shapes or meaning."""
+    return {
+        "backbone": args.backbone or "default (all-MiniLM-L6-v2)",
+        "dataset": args.dataset,
+        "num_entities": graph.num_entities,
+        "num_relations": graph.num_relations,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_lm1_layers": config.num_lm1_layers,
+        "km_num_layers": config.km_num_layers,
+        "losses": sorted(args.losses),
+    }
+
+
+def save_training_state(
+    directory: Path,
+    memory: EntityContextMemory,
+    schedule: RefreshSchedule,
+    completed_steps: int,
+    num_processes: int,
+    settings: dict,
+):
+    """What a checkpoint holds beyond Accelerate's own state, as safetensors and JSON only: nothing in a checkpoint
+    is unpickled on resume except through `torch.load(weights_only=True)`, so a downloaded checkpoint cannot run
+    code (Accelerate loads registered objects' `custom_checkpoint_*.pkl` with `weights_only=False`)."""
+    memory.save_pretrained(directory)
+    state = {
+        "completed_steps": completed_steps,
+        "refresh_schedule": schedule.state_dict(),
+        "numerics": numerics_fingerprint(num_processes),
+        "settings": settings,
+    }
+    (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
+
+
+def load_training_state(
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int, settings: dict
+) -> int:
+    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed.
+    A checkpoint written under other `settings` (`run_settings`) is refused, each difference named."""
+    state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
+    for path in (state_file, memory_file):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: {directory} is not a complete pre-training checkpoint")
+    try:
+        state = json.loads(state_file.read_text())
+        completed_steps, schedule_state = int(state["completed_steps"]), state["refresh_schedule"]
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        raise ValueError(f"{state_file}: unreadable training state ({type(error).__name__} {error})") from None
+    written = state.get("settings", {})
+    differences = [
+        f"{key}: {written.get(key)!r} there, {value!r} now"
+        for key, value in settings.items()
+        if written.get(key) != value
+    ]
+    if differences:
+        raise ValueError(
+            f"{directory} was written under other settings ({'; '.join(differences)}): resume with the run's flags"
+        )
+    tables = read_memory_tables(memory_file)
+    memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
+    schedule.load_state_dict(schedule_state)
+    written, now = state.get("numerics"), numerics_fingerprint(num_processes)
+    if written is not None and written != now:
+        changed = ", ".join(f"{key} {written.get(key)} -> {now[key]}" for key in now if written.get(key) != now[key])
+        logger.warning(
+            f"{directory} was written with other numerics ({changed}): the run goes on, but its results will differ "
+            "in the last bits from those of a run that was never stopped"
+        )
+    return completed_steps
+
+
+def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, settings: dict):
+    """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
+    `latest` naming a complete checkpoint."""
+    final = output_dir / f"checkpoint-{step}"
+    staging = output_dir / f"checkpoint-{step}.tmp"
+    if accelerator.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(staging))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_training_state(staging, memory, schedule, step, accelerator.num_processes, settings)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        pointer = output_dir / "latest.tmp"
+        pointer.write_text(final.name)
+        os.replace(pointer, output_dir / "latest")
+    accelerator.wait_for_everyone()
+
+
+def prune_checkpoints(output_dir: Path, limit: int) -> list[Path]:
+    """Delete all but the `limit` newest complete checkpoints (never the one `latest` names); return those deleted.
+    Done here rather than by Accelerate's `ProjectConfiguration(total_limit=...)`, which counts only the checkpoints
+    its automatic naming writes, not these atomically renamed `checkpoint-<step>` folders."""
+    complete = [
+        path for path in output_dir.glob("checkpoint-*") if path.is_dir() and path.name.split("-")[1].isdigit()
+    ]
+    newest_first = sorted(complete, key=lambda path: int(path.name.split("-")[1]), reverse=True)
+    pointer = output_dir / "latest"
+    kept = {pointer.read_text().strip()} if pointer.is_file() else set()
+    deleted = [path for path in newest_first[limit:] if path.name not in kept]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
+
+
+def resolve_checkpoint(output_dir: Path, name: str) -> Path:
+    """The checkpoint folder that `--resume_from_checkpoint` names; checked before anything is loaded."""
+    if name == "latest":
+        pointer = output_dir / "latest"
+        if not pointer.is_file():
+            raise FileNotFoundError(f"--resume_from_checkpoint latest: no {pointer}; no checkpoint was completed yet")
+        name = output_dir / pointer.read_text().strip()
+    checkpoint = Path(name)
+    if not (checkpoint / TRAINING_STATE_NAME).is_file():
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {checkpoint}: no {TRAINING_STATE_NAME} there; not a checkpoint"
+        )
+    return checkpoint
