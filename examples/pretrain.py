@@ -412,19 +412,21 @@ def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> Pr
     )
 
 
-def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, report_to) -> None:
+def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, refreshes: int, report_to):
     """Run the held-out evaluation on the main process (on every process, the same, when the model is sharded
-    across them); log it, write `<output_dir>/eval_results.json` and add it to the history and its curve."""
+    across them); log it, write `<output_dir>/eval_results.json` (with the step and the memory refreshes done so
+    far) and add it to the history and its curve."""
     accelerator.wait_for_everyone()
     if evaluation is not None:
         with accelerator.autocast():
-            results = {"step": step, **evaluation(accelerator.unwrap_model(model), memory, accelerator.device)}
+            figures = evaluation(accelerator.unwrap_model(model), memory, accelerator.device)
+        results = {"step": step, "memory_refreshes": refreshes, **figures}
     if evaluation is not None and accelerator.is_main_process:
         logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
         (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
         record_evaluation(output_dir, results)
         if report_to:
-            accelerator.log({f"eval/{k}": v for k, v in results.items() if k != "step"}, step=step)
+            accelerator.log({f"eval/{k}": v for k, v in figures.items()}, step=step)
     accelerator.wait_for_everyone()
 
 
@@ -624,7 +626,9 @@ def main(argv=None):
                     accelerator.log(means, step=step)
                 totals, counted, entities = {}, 0, 0
             if args.eval_steps and step % args.eval_steps == 0 and step < args.max_train_steps:
-                run_evaluation(accelerator, evaluation, model, memory, output_dir, step, report_to)
+                run_evaluation(
+                    accelerator, evaluation, model, memory, output_dir, step, schedule.num_refreshes, report_to
+                )
             if args.checkpointing_steps and step % args.checkpointing_steps == 0:
                 save_checkpoint(accelerator, output_dir, step, memory, schedule, settings)
                 if accelerator.is_main_process and args.checkpoints_total_limit:
@@ -632,7 +636,9 @@ def main(argv=None):
             if step >= args.max_train_steps:
                 break
 
-    run_evaluation(accelerator, evaluation, model, memory, output_dir, completed_steps, report_to)
+    run_evaluation(
+        accelerator, evaluation, model, memory, output_dir, completed_steps, schedule.num_refreshes, report_to
+    )
     unwrapped = accelerator.unwrap_model(model)
     # the full weights, whatever the wrapping (a sharded model holds only its part in .parameters()): on every rank,
     # or, for a sharded model, on the main one (the others get an empty dict)
