@@ -137,19 +137,29 @@ class JaketMergeLayer(nn.Module):
 
 
 class JaketLMHead(nn.Module):
-    """Masked-token head (RoBERTa's): dense, activation, LayerNorm, decoder tied to the word embeddings. The decoder's
-    bias is tied to `bias` (RoBERTa's checkpoint key), so that `resize_token_embeddings` resizes both."""
+    """Masked-token head (RoBERTa's): dense, activation, LayerNorm, decoder tied to the word embeddings, bias.
+
+    The bias is the head's own parameter, not the decoder's: FSDP2 (through Accelerate) shards the decoder together
+    with the word embeddings it is tied to, and a bias shared by the decoder and the head would sit in two FSDP groups.
+    `resize_bias` follows `resize_token_embeddings` instead (JaketForPreTraining calls it)."""
 
     def __init__(self, config):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.activation = get_activation(config.hidden_act)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden_states):
-        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states))))
+        return self.decoder(self.layer_norm(self.activation(self.dense(hidden_states)))) + self.bias
+
+    def resize_bias(self, vocab_size: int) -> None:
+        """Keep the bias of the tokens that remain; a new token's starts at zero."""
+        kept = min(vocab_size, self.bias.shape[0])
+        bias = self.bias.new_zeros(vocab_size)
+        bias[:kept] = self.bias.detach()[:kept]
+        self.bias = nn.Parameter(bias, requires_grad=self.bias.requires_grad)
 
 
 class JaketRelationTypeHead(nn.Module):
@@ -515,10 +525,7 @@ class JaketForPreTraining(JaketPreTrainedModel):
     module's output, masked tokens (L_t) and masked entities (L_e) on LM2's. Each loss is computed when its labels
     are given; `loss` is their sum."""
 
-    _tied_weights_keys = {
-        "lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight",
-        "lm_head.decoder.bias": "lm_head.bias",
-    }
+    _tied_weights_keys = {"lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight"}
     # Four losses, each a mean over its own items: `Trainer` divides the total by the accumulation steps itself.
     accepts_loss_kwargs = False
 
@@ -541,6 +548,12 @@ class JaketForPreTraining(JaketPreTrainedModel):
 
     def set_output_embeddings(self, new_embeddings):
         self.lm_head.decoder = new_embeddings
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """As every transformers model does; the LM head's bias follows the new vocabulary size."""
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        self.lm_head.resize_bias(embeddings.num_embeddings)
+        return embeddings
 
     def forward(
         self,
