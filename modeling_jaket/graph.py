@@ -307,16 +307,36 @@ class KnowledgeGraph:
         what = "knowledge graph file (save one with KnowledgeGraph.save_pretrained)"
         tensors_path = resolve_file(name_or_path, GRAPH_TENSORS_NAME, what, subfolder, **hub_kwargs)
         vocab_path = resolve_file(name_or_path, GRAPH_VOCAB_NAME, what, subfolder, **hub_kwargs)
-        tensors = load_file(tensors_path)
-        with open(vocab_path, encoding="utf-8") as f:
-            vocab = json.load(f)
-        return cls(
-            tensors["heads"],
-            tensors["relations"],
-            tensors["tails"],
-            entity_categories=tensors.get("entity_categories"),
-            **vocab,
-        )
+        try:
+            tensors = load_file(tensors_path)
+        except Exception as error:  # safetensors raises its own error types for a damaged file
+            raise ValueError(
+                f"{tensors_path}: not a readable safetensors file ({type(error).__name__}: {error})"
+            ) from None
+        missing = sorted({"heads", "relations", "tails"} - set(tensors))
+        if missing:
+            raise ValueError(f"{tensors_path}: no {missing} table; it holds {sorted(tensors)}")
+        try:
+            with open(vocab_path, encoding="utf-8") as f:
+                vocab = json.load(f)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise ValueError(f"{vocab_path}: not readable JSON ({type(error).__name__}: {error})") from None
+        if not isinstance(vocab, dict):
+            raise ValueError(
+                f"{vocab_path}: expected a JSON object of names and descriptions, got {type(vocab).__name__}"
+            )
+        try:
+            return cls(
+                tensors["heads"],
+                tensors["relations"],
+                tensors["tails"],
+                entity_categories=tensors.get("entity_categories"),
+                **vocab,
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{os.path.dirname(tensors_path)}: the saved graph does not hold together ({error})"
+            ) from None
 
 
 def as_index_tensor(values, name: str) -> torch.Tensor:

@@ -192,3 +192,37 @@ def test_a_fanout_far_above_every_degree_takes_every_edge_at_once():
     finally:
         signal.alarm(0)
     assert subgraph.edge_index.shape[1] == 2 and sorted(subgraph.entity_ids.tolist()) == [0, 1, 2]  # 0->1, 2->0
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated", r"graph.safetensors: not a readable safetensors file"),
+        ("no tails", r"graph.safetensors: no \['tails'\] table"),
+        ("bad json", r"graph.json: not readable JSON"),
+        ("unknown field", r"the saved graph does not hold together .*unexpected keyword argument 'colour'"),
+        ("tail out of range", r"the saved graph does not hold together \(triple tail at position 0 is 7"),
+    ],
+)
+def test_a_damaged_saved_graph_names_the_file(tmp_path, damage, message):
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from modeling_jaket.graph import GRAPH_TENSORS_NAME, GRAPH_VOCAB_NAME
+
+    KnowledgeGraph([0], [0], [1], num_entities=2, num_relations=1, entity_names=["a", "b"]).save_pretrained(tmp_path)
+    tensors_path, vocab_path = tmp_path / GRAPH_TENSORS_NAME, tmp_path / GRAPH_VOCAB_NAME
+    tensors, vocab = load_file(tensors_path), json.loads(vocab_path.read_text())
+    if damage == "truncated":
+        tensors_path.write_bytes(tensors_path.read_bytes()[:-5])
+    elif damage == "no tails":
+        save_file({k: v for k, v in tensors.items() if k != "tails"}, tensors_path)
+    elif damage == "bad json":
+        vocab_path.write_text('{"num_entities": 2,')
+    elif damage == "unknown field":
+        vocab_path.write_text(json.dumps({**vocab, "colour": "red"}))
+    else:
+        save_file({**tensors, "tails": torch.tensor([7])}, tensors_path)
+    with pytest.raises(ValueError, match=message):
+        KnowledgeGraph.from_pretrained(tmp_path)
