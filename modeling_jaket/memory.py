@@ -11,6 +11,7 @@ from transformers.utils import logging
 
 from .graph import as_index_tensor
 from .hub import resolve_file
+from .validation import check_finite
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
@@ -266,9 +267,5 @@ def read_memory_tables(path) -> dict[str, torch.Tensor]:
             "[count, hidden] tables of one width"
         )
     for key in ("entity_embeddings", "relation_embeddings"):
-        bad = ~torch.isfinite(state[key].float()).all(dim=1)
-        if bad.any():
-            raise ValueError(
-                f"{path}: {key} row {int(bad.nonzero()[0])} holds NaN or infinity ({int(bad.sum())} rows)"
-            )
+        check_finite(f"{path}: {key}", state[key])
     return state

@@ -158,7 +158,7 @@ def test_pad_batch():
     "damage, message",
     [
         ("truncate", "not a readable safetensors file"),
-        ("nan", r"entity_embeddings row 2 holds NaN or infinity \(1 rows\)"),
+        ("nan", r"entity_memory.safetensors: entity_embeddings row 2 holds NaN or infinity \(1 such values in all\)"),
         ("keys", r"holds \['entity_embeddings'\], a memory holds \['entity_embeddings', 'initialized'"),
         ("dtype", r"entity_memory.json: not a memory's settings .* KeyError"),
     ],
