@@ -23,6 +23,7 @@ ENTITY_FEATURES = datasets.Features(
         "description": datasets.Value("string"),
         "category": datasets.ClassLabel(names=["placeholder"]),  # replaced by each builder's category names
         "part": datasets.Value("string"),
+        "aliases": datasets.List(datasets.Value("string")),  # other names, matched as the name is
     }
 )
 RELATION_FEATURES = datasets.Features(

@@ -67,5 +67,6 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
                     "description": synset.description,
                     "category": synset.category,
                     "part": "heldout",
+                    "aliases": synset.lemmas[1:],
                 },
             )

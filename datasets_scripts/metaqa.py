@@ -162,6 +162,7 @@ class MetaQA(datasets.GeneratorBasedBuilder):
                         "description": descriptions[i],
                         "category": kb.categories[i],
                         "part": "all",
+                        "aliases": [],
                     },
                 )
         elif self.config.name == "relations":

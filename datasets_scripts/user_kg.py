@@ -4,7 +4,7 @@
 Files in `data_dir`, each as `<name>.jsonl` (one JSON object a line) or `<name>.tsv` (a header line naming the
 columns, then tab-separated rows):
 - `entities`: `id`, `name`, `description`, and optionally `category` (a string; entities without one are left out
-  of classification, `category` -1);
+  of classification, `category` -1) and `aliases` (other names: a JSON list of strings, or in TSV separated by `|`);
 - `relations`: `id`, `name`, `description`;
 - `triples`: `head`, `relation`, `tail`, naming the ids above.
 
@@ -33,7 +33,7 @@ from .common import (
 from .entity_classification import SPLIT_SHARES
 
 COLUMNS = {
-    "entities": (("id", "name", "description"), ("category",)),
+    "entities": (("id", "name", "description"), ("category", "aliases")),
     "relations": (("id", "name", "description"), ()),
     "triples": (("head", "relation", "tail"), ()),
 }
@@ -151,7 +151,13 @@ def read_rows(path: Path, kind: str):
             category = str(category)  # a JSON number names a category as its digits do
         elif category is not None and not isinstance(category, str):
             raise format_error(path, number, f"a category must be a string or an integer, got {category!r}")
-        values = {**row, "category": category}
+        aliases = row.get("aliases")
+        if isinstance(aliases, str):
+            aliases = aliases.split("|")
+        if aliases is not None and not (isinstance(aliases, list) and all(isinstance(a, str) for a in aliases)):
+            raise format_error(path, number, f"aliases must be a list of strings (TSV: a|b), got {aliases!r}")
+        aliases = [alias.strip() for alias in aliases if alias.strip()] if aliases else None
+        values = {**row, "category": category, "aliases": aliases}
         # ids, names and categories without the spaces around them: " dog" and "dog" are one entity
         yield number, {column: _strip(values.get(column)) for column in required + optional}
 
@@ -187,6 +193,7 @@ def read_kg(data_dir) -> UserKGFiles:
             "description": row["description"],
             "category": category_index.get(row.get("category") or "", -1),
             "part": "all",
+            "aliases": row.get("aliases") or [],
         }
         for row in entities
     ]

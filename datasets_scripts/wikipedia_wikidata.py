@@ -204,6 +204,7 @@ def read_wiki_kg(
             "description": descriptions[q],
             "category": category_index.get(items[q][1], -1),
             "part": "pretrain",
+            "aliases": [],
         }
         for q in sorted(kept)
     ]

@@ -122,6 +122,7 @@ class WordNetSemcor(datasets.ArrowBasedBuilder):
                         "description": synset.description,
                         "category": synset.category,
                         "part": part,
+                        "aliases": synset.lemmas[1:],
                     },
                 )
         elif self.config.name == "relations":

@@ -70,7 +70,7 @@ from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_
 from jaket_examples.sharded_refresh import is_sharded, refresh_memory
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_DTYPES
-from tokenization import DataCollatorWithMentions
+from tokenization import DataCollatorWithMentions, JaketProcessor
 
 logger = get_logger(__name__)
 
@@ -656,9 +656,7 @@ def main(argv=None):
         # module save_pretrained would copy beside the weights as the model's code: save through the plain class
         saved = JaketForPreTraining(unwrapped.config) if sharded else unwrapped
         saved.save_pretrained(output_dir, state_dict=state_dict)
-        tokenizer.save_pretrained(output_dir)
-        memory.save_pretrained(output_dir)
-        graph.save_pretrained(output_dir / "graph")
+        JaketProcessor(tokenizer, graph, memory, fanouts=args.fanouts).save_pretrained(output_dir)  # + graph/
         write_pretraining_card(args, output_dir, backbone, command)
         push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {completed_steps} steps")
     if report_to:

@@ -6,12 +6,13 @@ from transformers import (
     AutoModel,
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
+    AutoProcessor,
 )
 
 from .configuration_jaket import JaketConfig
 from .graph import KnowledgeGraph, Subgraph
 from .knowledge_module import KnowledgeLayer, KnowledgeModule, segment_softmax
-from .linking import link_entities
+from .linking import MentionFinder, link_entities
 from .memory import EntityContextMemory, RefreshSchedule
 from .modeling_jaket import (
     EntityClassificationOutput,
@@ -24,11 +25,13 @@ from .modeling_jaket import (
     JaketPreTrainedModel,
     JaketSequenceClassifierOutput,
 )
+from .processing_jaket import JaketProcessor
 
 AutoConfig.register("jaket", JaketConfig, exist_ok=True)
 AutoModel.register(JaketConfig, JaketModel, exist_ok=True)
 AutoModelForPreTraining.register(JaketConfig, JaketForPreTraining, exist_ok=True)
 AutoModelForSequenceClassification.register(JaketConfig, JaketForSequenceClassification, exist_ok=True)
+AutoProcessor.register(JaketConfig, JaketProcessor, exist_ok=True)
 
 # `save_pretrained` copies the modeling code beside the weights, so that `trust_remote_code=True` loads it anywhere.
 JaketConfig.register_for_auto_class()
@@ -36,6 +39,7 @@ JaketModel.register_for_auto_class("AutoModel")
 JaketForPreTraining.register_for_auto_class("AutoModelForPreTraining")
 JaketForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 JaketForEntityClassification.register_for_auto_class("AutoModel")
+JaketProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "EntityClassificationOutput",
@@ -48,10 +52,12 @@ __all__ = [
     "JaketModel",
     "JaketModelOutput",
     "JaketPreTrainedModel",
+    "JaketProcessor",
     "JaketSequenceClassifierOutput",
     "KnowledgeGraph",
     "KnowledgeLayer",
     "KnowledgeModule",
+    "MentionFinder",
     "RefreshSchedule",
     "Subgraph",
     "link_entities",

@@ -70,7 +70,8 @@ def _columns(records, names: tuple[str, ...], optional: tuple[str, ...] = ()) ->
 
 class KnowledgeGraph:
     """A multi-relational graph over entities 0..N-1 and relations 0..P-1 with, optionally, their names,
-    descriptions and category labels.
+    descriptions, category labels and other names (`entity_aliases`: a list of strings per entity, which the
+    processor's mention finder matches as it matches the names).
 
     Each triple (v, r, u) makes (r, u) a neighbour of v: edges are stored in CSR by target v (`rowptr`,
     `neighbours`, `edge_types`), and a sampled edge has u in `edge_index[0]` and v in `edge_index[1]`, as the
@@ -92,6 +93,7 @@ class KnowledgeGraph:
         category_names: list[str] | None = None,
         entity_ids: list[str] | None = None,
         relation_ids: list[str] | None = None,
+        entity_aliases: list[list[str]] | None = None,
     ):
         heads, relations, tails = (
             as_index_tensor(x, f"triple {n}s").reshape(-1)
@@ -111,6 +113,7 @@ class KnowledgeGraph:
             ("relation_descriptions", relation_descriptions, num_relations),
             ("entity_ids", entity_ids, num_entities),
             ("relation_ids", relation_ids, num_relations),
+            ("entity_aliases", entity_aliases, num_entities),
         ):
             if values is not None and len(values) != count:
                 raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
@@ -131,6 +134,7 @@ class KnowledgeGraph:
         self.category_names = category_names
         self.entity_ids = entity_ids
         self.relation_ids = relation_ids
+        self.entity_aliases = [list(aliases or []) for aliases in entity_aliases] if entity_aliases else None
         self.entity_index = {key: i for i, key in enumerate(entity_ids)} if entity_ids is not None else None
 
         order = torch.argsort(heads, stable=True)
@@ -145,11 +149,11 @@ class KnowledgeGraph:
         cls, entities, relations, triples, category_names: list[str] | None = None, add_reverse: bool = False
     ) -> "KnowledgeGraph":
         """A graph from records in `datasets_scripts`' schema: entities with `id`, `name`, `description` and
-        optionally `category`; relations with `id`, `name`, `description`; triples with `head`, `relation`, `tail`
-        naming those ids. Triples whose ends are not among `entities` are left out (pass the triples of the part you
-        want). `add_reverse` adds, for each relation r, an inverse relation `r^-1` and the reversed triples, so that
-        messages flow both ways."""
-        entities = _columns(entities, ("id", "name", "description"), optional=("category",))
+        optionally `category` and `aliases`; relations with `id`, `name`, `description`; triples with `head`,
+        `relation`, `tail` naming those ids. Triples whose ends are not among `entities` are left out (pass the
+        triples of the part you want). `add_reverse` adds, for each relation r, an inverse relation `r^-1` and the
+        reversed triples, so that messages flow both ways."""
+        entities = _columns(entities, ("id", "name", "description"), optional=("category", "aliases"))
         relations = _columns(relations, ("id", "name", "description"))
         triples = _columns(triples, ("head", "relation", "tail"))
         entity_index = {key: i for i, key in enumerate(entities["id"])}
@@ -187,6 +191,7 @@ class KnowledgeGraph:
             category_names=category_names,
             entity_ids=entities["id"],
             relation_ids=relation_ids,
+            entity_aliases=entities.get("aliases"),
         )
 
     @property
@@ -296,6 +301,7 @@ class KnowledgeGraph:
             "category_names": self.category_names,
             "entity_ids": self.entity_ids,
             "relation_ids": self.relation_ids,
+            "entity_aliases": self.entity_aliases,
         }
         with open(os.path.join(directory, GRAPH_VOCAB_NAME), "w", encoding="utf-8") as f:
             json.dump(vocab, f, ensure_ascii=False)

@@ -1,14 +1,91 @@
-"""Entity linking with the masked-entity head (L_e, §3.6): which of a list of candidate entities a mention in a text
-refers to, scored as the pre-training scores a removed mention, g((Z_s + Z_o) / 2) . E^context_candidate."""
+"""Entity linking: mentions found by name through a graph's names and aliases (`MentionFinder`), then ranked with
+the masked-entity head (L_e, §3.6) as pre-training scores a removed mention, g((Z_s + Z_o) / 2) . E^context."""
 
+import re
 from collections.abc import Sequence
 
 import torch
 
-from tokenization import encode_descriptions, tokenize_with_mentions
-
+from .graph import KnowledgeGraph
 from .memory import EntityContextMemory
 from .modeling_jaket import JaketForPreTraining, span_mean
+from .tokenization_jaket import encode_descriptions, tokenize_with_mentions
+
+WORD = re.compile(r"\w+(?:['-]\w+)*")
+
+
+class MentionFinder:
+    """The mentions of a graph's entities in text: runs of words that are an entity's name or one of its aliases,
+    compared case-insensitively word by word, the longest run first, left to right, without overlaps.
+
+    Each mention comes with its candidates: the entities of that name first, then those of that alias, each group
+    in id order (a graph that lists an entity's most frequent sense first, as WordNet does, ranks it first)."""
+
+    def __init__(self, graph: KnowledgeGraph):
+        if graph.entity_names is None:
+            raise ValueError("MentionFinder needs a graph with entity_names")
+        by_name, by_alias = {}, {}
+        for entity, name in enumerate(graph.entity_names):
+            by_name.setdefault(self.key(name), []).append(entity)
+        for entity, aliases in enumerate(graph.entity_aliases or []):
+            for alias in aliases:
+                by_alias.setdefault(self.key(alias), []).append(entity)
+        self.index = {}
+        for key in (*by_name, *by_alias):
+            if key and key not in self.index:
+                named = by_name.get(key, [])
+                self.index[key] = named + [e for e in dict.fromkeys(by_alias.get(key, [])) if e not in named]
+        self.longest = max(map(len, self.index), default=0)
+
+    @staticmethod
+    def key(text: str) -> tuple[str, ...]:
+        return tuple(word.lower() for word in WORD.findall(text))
+
+    def candidates(self, surface: str) -> list[int]:
+        """The entities named `surface` (by name or alias); [] for none."""
+        return list(self.index.get(self.key(surface), []))
+
+    def find(self, text: str) -> list[tuple[int, int, list[int]]]:
+        """`(start_char, end_char, candidate entity ids)` of each mention in `text`, in text order."""
+        words = list(WORD.finditer(text))
+        keys = [word.group().lower() for word in words]
+        mentions, i = [], 0
+        while i < len(words):
+            for n in range(min(self.longest, len(words) - i), 0, -1):
+                candidates = self.index.get(tuple(keys[i : i + n]))
+                if candidates:
+                    mentions.append((words[i].start(), words[i + n - 1].end(), list(candidates)))
+                    i += n
+                    break
+            else:
+                i += 1
+        return mentions
+
+
+@torch.no_grad()
+def mention_queries(model: JaketForPreTraining, input_ids, attention_mask, mention_starts, mention_ends):
+    """g((Z_s + Z_o) / 2) of each mention: [batch, mentions, hidden]. The text is read as pre-training reads a
+    removed mention's: its tokens stay, and no entity embedding is merged into it."""
+    hidden = model.jaket(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return model.masked_entity_head(span_mean(hidden, mention_starts, mention_ends))
+
+
+def score_candidates(queries: torch.Tensor, mention_starts, candidates, memory: EntityContextMemory):
+    """For each mention (row-major over `mention_starts` >= 0) the scores of its candidate entity ids against
+    `queries`: a list per example of a float tensor per mention."""
+    scores, k = [], 0
+    for example, starts in enumerate(mention_starts.tolist()):
+        row = []
+        for mention, start in enumerate(starts):
+            if start < 0:
+                continue
+            table = memory.lookup(torch.as_tensor(candidates[k])).to(queries.device, queries.dtype)
+            row.append((table @ queries[example, mention]).float().cpu())
+            k += 1
+        scores.append(row)
+    if k != len(candidates):
+        raise ValueError(f"got candidates for {len(candidates)} mentions, but the batch has {k}")
+    return scores
 
 
 @torch.no_grad()
@@ -87,10 +164,9 @@ def link_entities(
         raise ValueError(f"mention span {tuple(span)} falls outside the first {max_length} tokens of the text")
     device = model.device
     input_ids = torch.tensor(encoding["input_ids"], device=device)
-    hidden = model.jaket(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
     starts = torch.tensor([encoding["mention_starts"][0]], device=device)
     ends = torch.tensor([encoding["mention_ends"][0]], device=device)
-    query = model.masked_entity_head(span_mean(hidden, starts, ends))[0, 0]
+    query = mention_queries(model, input_ids, torch.ones_like(input_ids), starts, ends)[0, 0]
     scores = candidate_embeddings(model, tokenizer, candidates, memory).to(device, query.dtype) @ query
     order = torch.argsort(scores, descending=True, stable=True).tolist()
     return [(candidates[i], float(scores[i])) for i in order]

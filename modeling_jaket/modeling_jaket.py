@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import AutoConfig, PreTrainedModel
 from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils import logging
 
@@ -247,6 +248,23 @@ class JaketPreTrainedModel(PreTrainedModel):
     # the units that sharding and device maps keep whole; not the embeddings, whose word table the LM head shares
     # (Accelerate's FSDP2 shards the tied input and output embeddings together, as one unit of their own)
     _no_split_modules = ["JaketLayer"]
+    # The pipelines this head serves: task -> (class in pipeline_jaket.py, the Auto class that loads the head)
+    _pipelines: dict[str, tuple[str, str]] = {}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As every transformers model saves; for `trust_remote_code`, the folder also gets the code that the
+        processor and the pipelines run, and config.json declares this head's pipelines (`custom_pipelines`)."""
+        if self._pipelines:
+            self.config.custom_pipelines = {
+                task: {"impl": f"pipeline_jaket.{name}", "pt": [auto], "type": "text"}
+                for task, (name, auto) in self._pipelines.items()
+            }
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            from . import pipeline_jaket, processing_jaket  # not at the top: they import this module
+
+            for code in (processing_jaket.JaketProcessor, pipeline_jaket.EntityLinkingPipeline):
+                custom_object_save(code, save_directory)  # its file, and every file it imports
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -526,6 +544,10 @@ class JaketForPreTraining(JaketPreTrainedModel):
     are given; `loss` is their sum."""
 
     _tied_weights_keys = {"lm_head.decoder.weight": "jaket.embeddings.word_embeddings.weight"}
+    _pipelines = {
+        "entity-linking": ("EntityLinkingPipeline", "AutoModelForPreTraining"),
+        "entity-classification": ("EntityClassificationPipeline", "AutoModelForPreTraining"),
+    }
     # Four losses, each a mean over its own items: `Trainer` divides the total by the accumulation steps itself.
     accepts_loss_kwargs = False
 
@@ -677,6 +699,8 @@ class JaketForPreTraining(JaketPreTrainedModel):
 
 class JaketForEntityClassification(JaketPreTrainedModel):
     """Entity classification from the knowledge module's output E^KM (the paper's unseen-KG task)."""
+
+    _pipelines = {"entity-classification": ("EntityClassificationPipeline", "AutoModel")}
 
     # `Trainer` passes `num_items_in_batch`, the labelled items of the whole accumulated batch
     accepts_loss_kwargs = True

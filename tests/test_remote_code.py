@@ -121,22 +121,28 @@ def saved_code_files():
     """The modules `save_pretrained` copies beside the weights: the config's and models' files and, recursively,
     everything they import relatively."""
     folder = ROOT / "modeling_jaket"
-    pending, seen = ["configuration_jaket", "modeling_jaket"], set()
+    pending, seen = ["configuration_jaket", "modeling_jaket", "processing_jaket", "pipeline_jaket"], set()
     while pending:
         name = pending.pop()
         if name in seen:
             continue
         seen.add(name)
         for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                pending.append(node.module)
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y, and from . import x
+                pending += [node.module] if node.module else [alias.name for alias in node.names]
     return sorted(folder / f"{name}.py" for name in seen)
 
 
 # What the saved code may import from transformers, module by module (None: any name): the top-level package
 # (`initialization` there is v5's weight-initialisation module, which skips weights already loaded from a
 # checkpoint), and the modules its documentation presents to model authors.
-PUBLIC_TRANSFORMERS = {"transformers": None, "transformers.modeling_outputs": None, "transformers.utils": {"logging"}}
+PUBLIC_TRANSFORMERS = {
+    "transformers": None,
+    "transformers.modeling_outputs": None,
+    "transformers.utils": {"logging"},
+    # what transformers' own save_pretrained (and Pipeline.save_pretrained) calls to copy custom code
+    "transformers.dynamic_module_utils": {"custom_object_save"},
+}
 
 
 def test_saved_code_imports_only_public_transformers_modules(tmp_path):

@@ -1,6 +1,17 @@
-"""Text with entity mentions -> model inputs: token ids, inclusive token spans of each mention, and collation."""
+"""Text with entity mentions -> model inputs: token ids, inclusive token spans of each mention, collation, and the
+`JaketProcessor` that does all of it (with the graph and the memory) in one call.
 
-from .collator import DataCollatorWithMentions
-from .mentions import encode_descriptions, tokenize_with_mentions, words_to_text
+The code lives in `modeling_jaket`, so that a saved model's folder holds it beside the weights for
+`trust_remote_code`; this package is its name for the text side."""
 
-__all__ = ["DataCollatorWithMentions", "encode_descriptions", "tokenize_with_mentions", "words_to_text"]
+from modeling_jaket.collator import DataCollatorWithMentions
+from modeling_jaket.processing_jaket import JaketProcessor
+from modeling_jaket.tokenization_jaket import encode_descriptions, tokenize_with_mentions, words_to_text
+
+__all__ = [
+    "DataCollatorWithMentions",
+    "JaketProcessor",
+    "encode_descriptions",
+    "tokenize_with_mentions",
+    "words_to_text",
+]

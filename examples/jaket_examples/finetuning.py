@@ -18,7 +18,7 @@ from transformers.utils import logging
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
-from tokenization import encode_descriptions
+from tokenization import JaketProcessor, encode_descriptions
 
 from .data import check_saved_files, default_backbone, default_data_dir
 from .model_card import Result, write_model_card
@@ -172,13 +172,11 @@ def save_fine_tuned(
     read (as an `EntityContextMemory`), the graph, and a model card of its results."""
     folder = Path(folder)
     model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    memory = None
     if entity_table is not None:
         memory = EntityContextMemory(entity_table.shape[0], relation_table.shape[0], entity_table.shape[1])
         memory.update(entity_table.detach().cpu(), relation_table.detach().cpu())
-        memory.save_pretrained(folder)
-    if graph is not None:
-        graph.save_pretrained(folder / "graph")
+    JaketProcessor(tokenizer, graph, memory).save_pretrained(folder)  # the tokenizer, the memory, graph/
     base = args.model_name_or_path if method.startswith("jaket") else args.backbone
     name, cls = args.hub_model_id or folder.name, type(model).__name__
     usage = f'from modeling_jaket import {cls}\nmodel = {cls}.from_pretrained("{name}")'

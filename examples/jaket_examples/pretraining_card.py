@@ -66,8 +66,20 @@ def write_pretraining_card(args, output_dir: Path, backbone: str, command: list[
         [args.dataset],
         results,
         command,
-        f"from transformers import AutoModel\nfrom modeling_jaket import EntityContextMemory, KnowledgeGraph\n\n"
-        f'model = AutoModel.from_pretrained("{name}", trust_remote_code=True)\n'
-        f'memory = EntityContextMemory.from_pretrained("{name}")\n'
-        f'graph = KnowledgeGraph.from_pretrained("{name}", subfolder="graph")',
+        usage_code(name),
+    )
+
+
+def usage_code(name: str) -> str:
+    """The card's usage: transformers alone runs it, with the code saved in the folder (`trust_remote_code`)."""
+    return (
+        "from transformers import AutoModelForPreTraining, AutoProcessor, pipeline\n\n"
+        f'linker = pipeline("entity-linking", model="{name}", trust_remote_code=True)\n'
+        'print(linker("The dog chased a cat up the tree.", top_k=3))  # each mention, its entities ranked\n'
+        f'classifier = pipeline("entity-classification", model="{name}", trust_remote_code=True)\n'
+        "print(classifier(0, top_k=3))  # an entity of the graph (an id, a key or a name of one) -> its category\n\n"
+        f'processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)\n'
+        f'model = AutoModelForPreTraining.from_pretrained("{name}", trust_remote_code=True)\n'
+        'inputs = processor("The dog chased a cat.", linker=model)  # mentions found by name, linked by the model\n'
+        "output = model(**inputs)  # output.entity_embeddings: E^KM of the subgraph around the mentions"
     )

@@ -1,0 +1,151 @@
+"""JAKET's pipelines, declared in a saved model's config (`custom_pipelines`), so that
+`pipeline("entity-linking", model=folder_or_repo, trust_remote_code=True)` runs them:
+
+- `EntityLinkingPipeline`: text -> every mention of a graph entity (`MentionFinder`: names and aliases, longest
+  match), each with its candidates ranked by the masked-entity head;
+- `EntityClassificationPipeline`: an entity of the graph (id, key or name) -> its category, from the knowledge
+  module's output E^KM through the category head (a pre-trained model) or the classifier (a fine-tuned one).
+
+Both take a single input or a list, and run `batch_size` inputs through the model at once."""
+
+import torch
+from transformers import Pipeline
+
+from .linking import mention_queries, score_candidates
+from .memory import EntityContextMemory
+from .tokenization_jaket import encode_descriptions
+
+
+class _BatchedPipeline(Pipeline):
+    """A pipeline whose `preprocess`, `_forward` and `postprocess` each take a whole batch (the processor builds one
+    subgraph for all of it), with `Pipeline.forward`'s device placement and inference mode."""
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+
+    def __call__(self, inputs, batch_size: int | None = None, **kwargs):
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        if not items:
+            return []
+        size = batch_size or self._batch_size or 8
+        preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+        preprocess_params = {**self._preprocess_params, **preprocess_params}
+        forward_params = {**self._forward_params, **forward_params}
+        postprocess_params = {**self._postprocess_params, **postprocess_params}
+        results = []
+        for start in range(0, len(items), size):
+            batch = items[start : start + size]
+            results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
+        return results[0] if single else results
+
+
+class EntityLinkingPipeline(_BatchedPipeline):
+    """`pipeline("entity-linking", model=..., trust_remote_code=True)(text, top_k=5)` -> for each mention found, a
+    dict with `start`, `end` (characters), `text`, and `entities`: up to `top_k` `{"id", "key", "name", "score"}`,
+    best first. The model is a `JaketForPreTraining` (its masked-entity head)."""
+
+    def _sanitize_parameters(self, top_k=None, **kwargs):
+        return {}, {}, {"top_k": top_k} if top_k is not None else {}
+
+    def preprocess(self, texts):
+        mentions = [self.processor.mention_finder.find(text) for text in texts]
+        spans = [[(start, end) for start, end, _ in found] for found in mentions]
+        placeholders = [[0] * len(found) for found in mentions]  # the text only: no entity is merged into it
+        inputs = self.processor(texts, entity_spans=spans, entities=placeholders)
+        kept = [sum(row) for row in inputs["mention_starts"].ge(0).tolist()]  # those within max_length tokens
+        candidates = [c for found, count in zip(mentions, kept) for _, _, c in found[:count]]
+        return {
+            "input_ids": inputs["input_ids"],
+            "attention_mask": inputs["attention_mask"],
+            "mention_starts": inputs["mention_starts"],
+            "mention_ends": inputs["mention_ends"],
+            "candidates": candidates,
+            "mentions": [found[:count] for found, count in zip(mentions, kept)],
+            "texts": texts,
+        }
+
+    def _forward(self, inputs):
+        queries = mention_queries(
+            self.model, inputs["input_ids"], inputs["attention_mask"], inputs["mention_starts"], inputs["mention_ends"]
+        )
+        scores = score_candidates(queries, inputs["mention_starts"], inputs["candidates"], self.processor.memory)
+        return {"scores": scores, "mentions": inputs["mentions"], "texts": inputs["texts"]}
+
+    def postprocess(self, outputs, top_k: int = 5):
+        graph = self.processor.graph
+        results = []
+        for text, mentions, scores in zip(outputs["texts"], outputs["mentions"], outputs["scores"]):
+            linked = []
+            for (start, end, candidates), mention_scores in zip(mentions, scores):
+                order = torch.argsort(mention_scores, descending=True, stable=True)[:top_k].tolist()
+                entities = [
+                    {
+                        "id": candidates[i],
+                        "key": graph.entity_ids[candidates[i]] if graph.entity_ids else None,
+                        "name": graph.entity_names[candidates[i]],
+                        "score": float(mention_scores[i]),
+                    }
+                    for i in order
+                ]
+                linked.append({"start": start, "end": end, "text": text[start:end], "entities": entities})
+            results.append(linked)
+        return results
+
+
+class EntityClassificationPipeline(_BatchedPipeline):
+    """`pipeline("entity-classification", model=..., trust_remote_code=True)(entity, top_k=3)` -> up to `top_k`
+    `{"label", "score"}`, best first, for an entity of the processor's graph (an id, a key of `graph.entity_ids`, or
+    a name or alias of one entity). A pre-trained model answers with its category head (labels: the graph's
+    `category_names`); a `JaketForEntityClassification` with its classifier (labels: `config.id2label`).
+
+    An entity of another graph: pass `graph=` (a `KnowledgeGraph` with descriptions) to the call; its initial
+    embeddings are then encoded by LM1 from the descriptions, as for an unseen KG in fine-tuning."""
+
+    def _sanitize_parameters(self, top_k=None, graph=None, **kwargs):
+        preprocess = {"graph": graph} if graph is not None else {}
+        return preprocess, {}, {"top_k": top_k} if top_k is not None else {}
+
+    def preprocess(self, entities, graph=None):
+        processor = self.processor if graph is None else self._processor_for(graph)
+        ids = torch.tensor([processor.entity_id(entity, 0, i) for i, entity in enumerate(entities)])
+        inputs = processor.graph_inputs(ids)
+        position = {e: i for i, e in enumerate(inputs["subgraph_entity_ids"].tolist())}
+        inputs["rows"] = torch.tensor([position[e] for e in ids.tolist()])  # a repeated entity is one seed
+        return inputs
+
+    def _processor_for(self, graph):
+        """A processor over `graph`, with its memory encoded by this model's LM1 (kept for the next call)."""
+        cached = getattr(self, "_other_graph", None)
+        if cached is None or cached[0] is not graph:
+            tokenizer = self.processor.tokenizer
+            memory = EntityContextMemory(graph.num_entities, graph.num_relations, self.model.config.hidden_size)
+            with torch.inference_mode():
+                entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions)
+                relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions)
+                compute = EntityContextMemory.compute
+                memory.update(compute(self.model, entities), compute(self.model, relations))
+            settings = {"fanouts": self.processor.fanouts, "seed": self.processor.seed}
+            processor = type(self.processor)(tokenizer, graph, memory, **settings)
+            self._other_graph = cached = (graph, processor)
+        return cached[1]
+
+    def _forward(self, inputs):
+        rows = inputs.pop("rows")
+        output = self.model(**inputs)
+        logits = getattr(output, "entity_category_logits", None)  # a pre-trained model's L_c head
+        return {"probabilities": (output.logits if logits is None else logits)[rows].float().softmax(-1)}
+
+    def postprocess(self, outputs, top_k: int = 1):
+        if hasattr(self.model, "entity_category_head"):
+            names = self.processor.graph.category_names or []  # the pre-training graph's: the head's classes
+        else:
+            names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        results = []
+        for row in outputs["probabilities"]:
+            scores, order = row.topk(min(top_k, row.numel()))
+            labels = [names[i] if i < len(names) else str(i) for i in order.tolist()]
+            results.append([{"label": n, "score": float(s)} for n, s in zip(labels, scores.tolist())])
+        return results

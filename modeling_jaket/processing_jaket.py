@@ -1,0 +1,253 @@
+"""`JaketProcessor`: text and its entity mentions -> every input of `JaketModel.forward`, with the tokenizer, the
+knowledge graph and the entity context memory saved together (`AutoProcessor.from_pretrained(folder,
+trust_remote_code=True)` loads them)."""
+
+import os
+from collections.abc import Sequence
+
+import torch
+from transformers import BatchEncoding, ProcessorMixin
+
+from .collator import DataCollatorWithMentions
+from .graph import KnowledgeGraph
+from .linking import MentionFinder, mention_queries, score_candidates
+from .memory import EntityContextMemory
+from .tokenization_jaket import tokenize_with_mentions
+
+GRAPH_SUBFOLDER = "graph"
+
+
+class JaketProcessor(ProcessorMixin):
+    r"""Builds `JaketModel`'s inputs from text in one call, as LUKE's tokenizer does from `entity_spans`:
+
+    ```python
+    processor = AutoProcessor.from_pretrained("jaket-base", trust_remote_code=True)
+    inputs = processor("The dog barked.", entity_spans=[(4, 7)], entities=["dog"])
+    output = model(**inputs)
+    ```
+
+    Steps: 1. tokenize, mapping each mention's character span to its tokens; 2. resolve each mention's entity (an
+    id, a key of `graph.entity_ids`, or a name or alias of exactly one entity; with `entities` omitted, the
+    candidates of the span's name, ranked by `linker`'s masked-entity head); 3. sample the subgraph around the
+    mentioned entities (§3.2: `fanouts` neighbours a hop, seeded so that a call is reproducible); 4. read their
+    initial embeddings E^(0) and the relation embeddings from the memory.
+
+    Args:
+        tokenizer: a fast tokenizer (character offsets map the spans).
+        graph (`KnowledgeGraph`): the entities the mentions name; saved in the `graph` subfolder.
+        memory (`EntityContextMemory`): E^(0) of every entity and relation of `graph`.
+        fanouts: neighbours sampled per entity at each hop.
+        max_length: tokens kept per text; mentions beyond it are dropped, with a warning.
+        seed: the neighbour sampling's seed.
+    """
+
+    def __init__(
+        self,
+        tokenizer=None,
+        graph: KnowledgeGraph | None = None,
+        memory: EntityContextMemory | None = None,
+        fanouts: Sequence[int] = (10, 10),
+        max_length: int = 512,
+        seed: int = 0,
+    ):
+        super().__init__(tokenizer)
+        if graph is not None and memory is not None and graph.num_entities != memory.num_entities:
+            raise ValueError(f"the graph has {graph.num_entities} entities but the memory {memory.num_entities}")
+        self.graph = graph
+        self.memory = memory
+        self.fanouts = list(fanouts)
+        self.max_length = max_length
+        self.seed = seed
+        self._mention_finder = None
+
+    @property
+    def mention_finder(self) -> MentionFinder:
+        if self._mention_finder is None:
+            self._mention_finder = MentionFinder(self._require("graph"))
+        return self._mention_finder
+
+    def _require(self, part: str):
+        if getattr(self, part) is None:
+            raise ValueError(f"this JaketProcessor has no {part}: pass {part}= when building it")
+        return getattr(self, part)
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        entity_spans: Sequence | None = None,
+        entities: Sequence | None = None,
+        linker=None,
+        return_tensors: str = "pt",
+    ) -> BatchEncoding:
+        """`text` (a string or a batch), `entity_spans` (characters `(start, end)`, Python-slice style; a list per
+        text for a batch; omitted: every name or alias of the graph found in the text) and `entities` (one per span:
+        an id, a key of `graph.entity_ids`, or a name or alias of one entity; omitted: each span's candidates ranked
+        by `linker`, a `JaketForPreTraining`) -> `input_ids`, `attention_mask`, `mention_entity_ids`,
+        `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`, `edge_index`,
+        `edge_type`, `entity_init_embeddings` and `relation_embeddings`."""
+        if return_tensors != "pt":
+            raise ValueError(f"JaketProcessor returns PyTorch tensors (return_tensors='pt'), got {return_tensors!r}")
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        if not texts:
+            raise ValueError("JaketProcessor got no text")
+        spans = self._batched("entity_spans", entity_spans, single, len(texts))
+        given = self._batched("entities", entities, single, len(texts))
+        if spans is None:
+            if given is not None:
+                raise ValueError("entities were given without entity_spans: say where each entity is mentioned")
+            found = [self.mention_finder.find(t) for t in texts]
+            spans = [[(start, end) for start, end, _ in mentions] for mentions in found]
+        for example, (example_text, example_spans) in enumerate(zip(texts, spans)):
+            for index, span in enumerate(example_spans):
+                if len(span) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in span):
+                    raise ValueError(f"example {example}, span {index}: {span!r} is not (start, end) characters")
+            if given is not None and len(given[example]) != len(example_spans):
+                raise ValueError(
+                    f"example {example}: {len(example_spans)} entity_spans but {len(given[example])} entities"
+                )
+            if not example_text.strip():
+                raise ValueError(f"example {example}: text is empty")
+
+        # 1. tokens, and each span's tokens (the entity is resolved after: a placeholder 0 stands for it)
+        placeholders = [[(start, end, 0) for start, end in example_spans] for example_spans in spans]
+        encoding = tokenize_with_mentions(self.tokenizer, texts, placeholders, max_length=self.max_length)
+        kept_spans = [self._kept(s, len(encoding["mention_starts"][e])) for e, s in enumerate(spans)]
+        batch = DataCollatorWithMentions(self.tokenizer.pad_token_id)(
+            [{key: encoding[key][i] for key in encoding} for i in range(len(texts))]
+        )
+        # 2. the entity of each mention
+        if given is not None:
+            ids = [[self.entity_id(given[e][i], e, i) for i in kept] for e, kept in enumerate(kept_spans)]
+        else:
+            ids = self._link(texts, spans, kept_spans, batch, linker)
+        batch["mention_entity_ids"] = _pad(ids, batch["mention_starts"].shape[1])
+        # 3.-4. the subgraph around them and its embeddings
+        seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
+        if seeds.numel():
+            batch.update(self.graph_inputs(seeds))
+        return BatchEncoding(batch, tensor_type=return_tensors)
+
+    @staticmethod
+    def _batched(name, values, single, count):
+        if values is None:
+            return None
+        values = [list(values)] if single else [list(v) for v in values]
+        if len(values) != count:
+            raise ValueError(f"{name} has {len(values)} lists for {count} texts")
+        return values
+
+    @staticmethod
+    def _kept(spans, count: int) -> list[int]:
+        """Indices (into `spans`) of the first `count` mentions in text order: those that fit in the tokens kept."""
+        return sorted(range(len(spans)), key=lambda i: spans[i][0])[:count]
+
+    def entity_id(self, entity, example: int = 0, index: int = 0) -> int:
+        """An entity's id in the graph, from an id, a key of `graph.entity_ids`, or a name or alias of one entity."""
+        graph = self._require("graph")
+        where = f"example {example}, entity {index}"
+        if isinstance(entity, int) and not isinstance(entity, bool):
+            if not 0 <= entity < graph.num_entities:
+                raise ValueError(f"{where}: entity id {entity} is outside [0, {graph.num_entities})")
+            return entity
+        if not isinstance(entity, str):
+            raise ValueError(f"{where}: {entity!r} is neither an entity id nor a name")
+        if graph.entity_index is not None and entity in graph.entity_index:
+            return graph.entity_index[entity]
+        candidates = self.mention_finder.candidates(entity)
+        if len(candidates) != 1:
+            named = "no entity" if not candidates else f"{len(candidates)} entities (ids {candidates[:5]}...)"
+            raise ValueError(f"{where}: {entity!r} names {named}; give an id or a key of graph.entity_ids")
+        return candidates[0]
+
+    def _link(self, texts, spans, kept_spans, batch, linker) -> list[list[int]]:
+        """Each kept span's best candidate by `linker`'s masked-entity head."""
+        candidates = []
+        for example, kept in enumerate(kept_spans):
+            for i in kept:
+                start, end = spans[example][i]
+                found = self.mention_finder.candidates(texts[example][start:end])
+                if not found:
+                    raise ValueError(
+                        f"example {example}, span {i}: {texts[example][start:end]!r} is no name or alias of the "
+                        "graph; pass its entity in entities="
+                    )
+                candidates.append(found)
+        if not candidates:
+            return [[] for _ in texts]
+        if linker is None:
+            raise ValueError(
+                "entities were not given: pass them, or linker=model (a JaketForPreTraining) to rank each mention's "
+                "candidates with its masked-entity head"
+            )
+        device = linker.device
+        queries = mention_queries(
+            linker,
+            batch["input_ids"].to(device),
+            batch["attention_mask"].to(device),
+            batch["mention_starts"].to(device),
+            batch["mention_ends"].to(device),
+        )
+        scores = score_candidates(queries, batch["mention_starts"], candidates, self._require("memory"))
+        best = iter(c[int(s.argmax())] for c, s in zip(candidates, (s for row in scores for s in row)))
+        return [[next(best) for _ in kept] for kept in kept_spans]
+
+    def graph_inputs(self, entity_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The knowledge module's inputs around `entity_ids` (the seeds, first in `subgraph_entity_ids`)."""
+        graph, memory = self._require("graph"), self._require("memory")
+        generator = torch.Generator().manual_seed(self.seed)
+        subgraph = graph.sample_subgraph(entity_ids.cpu(), fanouts=self.fanouts, generator=generator)
+        return {
+            "subgraph_entity_ids": subgraph.entity_ids,
+            "edge_index": subgraph.edge_index,
+            "edge_type": subgraph.edge_type,
+            "entity_init_embeddings": memory.lookup(subgraph.entity_ids).cpu(),
+            "relation_embeddings": memory.relation_embeddings.float().cpu(),
+        }
+
+    def to_dict(self) -> dict:
+        """The settings saved in `processor_config.json`; the graph and the memory are saved as their own files."""
+        graph, memory, finder = self.graph, self.memory, self._mention_finder
+        self.graph = self.memory = self._mention_finder = None  # not deep-copied nor serialised by ProcessorMixin
+        try:
+            output = super().to_dict()
+        finally:
+            self.graph, self.memory, self._mention_finder = graph, memory, finder
+        for key in ("graph", "memory", "_mention_finder"):
+            output.pop(key, None)
+        return output
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """The tokenizer and `processor_config.json` (and this code, for `trust_remote_code`), the memory beside
+        them, and the graph in the `graph` subfolder."""
+        files = super().save_pretrained(save_directory, push_to_hub=False)
+        if self.memory is not None:
+            self.memory.save_pretrained(save_directory)
+        if self.graph is not None:
+            self.graph.save_pretrained(os.path.join(save_directory, GRAPH_SUBFOLDER))
+        if push_to_hub:
+            self.push_to_hub(kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **kwargs)
+        return files
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """The processor `save_pretrained` wrote (or the folder pre-training writes), from a folder or a Hub repo."""
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if kwargs.get(k) is not None}
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        processor.graph = KnowledgeGraph.from_pretrained(
+            pretrained_model_name_or_path, subfolder=GRAPH_SUBFOLDER, **hub_kwargs
+        )
+        processor.memory = EntityContextMemory.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if processor.graph.num_entities != processor.memory.num_entities:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}: the graph has {processor.graph.num_entities} entities but the "
+                f"memory {processor.memory.num_entities}"
+            )
+        return processor
+
+
+def _pad(rows: list[list[int]], width: int) -> torch.Tensor:
+    out = torch.full((len(rows), width), -1, dtype=torch.long)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+    return out

@@ -1,0 +1,147 @@
+"""The folder pre-training writes, used as a Hub user uses it: `AutoProcessor`, `AutoModel` and the two pipelines,
+in-process and in a clean process that can import only transformers, torch, safetensors and huggingface-hub."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoModelForPreTraining, pipeline
+
+from modeling_jaket import KnowledgeGraph
+
+# Imported before anything else in the clean process: every package of this repository, and the ones only it needs,
+# fail to import there.
+BLOCK_IMPORTS = """
+import sys
+BLOCKED = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_examples", "datasets", "evaluate",
+           "torch_scatter"}
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked: a Hub user has only the model folder)")
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def graph_text(folder):
+    """A sentence made of two names of the saved graph, and those names."""
+    names = json.loads((folder / "graph" / "graph.json").read_text())["entity_names"]
+    first, second = list(dict.fromkeys(name for name in names if re.fullmatch(r"[a-z]{4,}", name)))[:2]
+    return f"The {first} met the {second}.", (first, second)
+
+
+def run_clean(tmp_path, code: str) -> str:
+    script = tmp_path / "clean.py"
+    script.write_text(BLOCK_IMPORTS + code)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stdout
+
+
+def test_the_card_s_usage_runs_where_only_transformers_is_installed(pretrained, tmp_path):
+    folder, _ = pretrained
+    card = (folder / "README.md").read_text()
+    usage = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    assert "modeling_jaket" not in usage and "pipeline(" in usage and "AutoProcessor" in usage
+    name = re.search(r'model="([^"]+)"', usage).group(1)
+    text, _ = graph_text(folder)
+    usage = usage.replace(f'"{name}"', repr(str(folder)))  # the card's sentences, with names this small graph has
+    usage = usage.replace('"The dog chased a cat up the tree."', repr(text)).replace(
+        '"The dog chased a cat."', repr(text)
+    )
+    out = run_clean(
+        tmp_path,
+        usage
+        + """
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+assert type(processor).__module__.startswith("transformers_modules"), type(processor).__module__
+assert output.entity_embeddings.shape[0] == inputs["subgraph_entity_ids"].numel() > 0
+try:
+    import modeling_jaket
+except ModuleNotFoundError:
+    print("blocked ok")
+""",
+    )
+    assert "blocked ok" in out
+    assert "'entities': [{'id':" in out and "'label':" in out
+
+
+def test_entity_linking_finds_the_graph_s_names_and_ranks_their_entities(pretrained):
+    folder, _ = pretrained
+    text, names = graph_text(folder)
+    linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True)
+    mentions = linker(text, top_k=50)
+    assert [m["text"] for m in mentions] == list(names)
+    graph = KnowledgeGraph.from_pretrained(folder, subfolder="graph")
+    for mention in mentions:
+        assert mention["entities"], mention
+        assert all(graph.entity_names[e["id"]] == e["name"] for e in mention["entities"])
+        assert mention["text"] in {e["name"] for e in mention["entities"]} | {
+            alias for e in mention["entities"] for alias in graph.entity_aliases[e["id"]]
+        }
+        scores = [e["score"] for e in mention["entities"]]
+        assert scores == sorted(scores, reverse=True)
+    assert len(linker(text, top_k=1)[0]["entities"]) == 1
+    # a batch gives what one text at a time gives
+    texts = [text, "Nothing here at all.", text.upper()]
+    batched = linker(texts, batch_size=3, top_k=3)
+    one_by_one = [linker(t, top_k=3) for t in texts]
+    assert [[m["text"] for m in r] for r in batched] == [[m["text"] for m in r] for r in one_by_one]
+    for got, expected in zip(batched, one_by_one):
+        for a, b in zip(got, expected):
+            assert [e["id"] for e in a["entities"]] == [e["id"] for e in b["entities"]]
+            assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-4)
+
+
+def test_entity_classification_answers_with_the_category_head(pretrained):
+    folder, _ = pretrained
+    classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)
+    graph = KnowledgeGraph.from_pretrained(folder, subfolder="graph")
+    results = classifier([0, graph.entity_ids[1], 2], top_k=3)
+    assert len(results) == 3 and all(len(r) == 3 for r in results)
+    for result in results:
+        assert {r["label"] for r in result} <= set(graph.category_names)
+        assert [r["score"] for r in result] == sorted((r["score"] for r in result), reverse=True)
+    # the same answer as the model's own category head on the processor's inputs
+    model = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True).eval()
+    inputs = classifier.processor.graph_inputs(torch.tensor([0]))
+    with torch.no_grad():
+        best = model(**inputs).entity_category_logits[0].argmax().item()
+    assert results[0][0]["label"] == graph.category_names[best]
+
+
+def test_entity_classification_of_a_new_graph_from_its_descriptions(pretrained):
+    folder, _ = pretrained
+    classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)
+    new = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        num_entities=2,
+        num_relations=1,
+        entity_names=["okapi", "giraffe"],
+        entity_descriptions=["okapi: a ruminant mammal of the Congo", "giraffe: a tall African mammal"],
+        relation_names=["related to"],
+        relation_descriptions=["related to: is related to"],
+    )
+    result = classifier("okapi", graph=new, top_k=2)
+    assert len(result) == 2 and {r["label"] for r in result} <= set(classifier.processor.graph.category_names)
+    assert classifier("okapi", graph=new, top_k=2) == result  # the new graph's memory is encoded once, then kept
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pipelines_run_on_a_gpu(pretrained):
+    folder, _ = pretrained
+    text, names = graph_text(folder)
+    linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True, device=0)
+    assert linker.model.device.type == "cuda"
+    assert [m["text"] for m in linker(text)] == list(names)
+    classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True, device=0)
+    assert len(classifier([0, 1], top_k=2)) == 2

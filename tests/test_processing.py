@@ -1,0 +1,139 @@
+"""JaketProcessor and MentionFinder on a small hand-made graph: every input JaketModel.forward takes, from text."""
+
+import pytest
+import torch
+from transformers import AutoProcessor, AutoTokenizer
+
+from conftest import tiny_config
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketProcessor, KnowledgeGraph, MentionFinder
+from tokenization import encode_descriptions
+
+NAMES = ["dog", "canine", "carnivore", "dog", "cat"]
+DESCRIPTIONS = [
+    "dog: a domesticated canine",
+    "canine: a mammal of the dog family",
+    "carnivore: a mammal that eats meat",
+    "dog: a dull unattractive person",
+    "cat: a feline mammal",
+]
+ALIASES = [["domestic dog"], ["canid"], [], ["frump"], ["true cat"]]
+KEYS = ["Q144", "Q1", "Q2", "Q3", "Q146"]
+GRAPH_INPUTS = ("subgraph_entity_ids", "edge_index", "edge_type", "entity_init_embeddings", "relation_embeddings")
+
+
+@pytest.fixture(scope="module")
+def parts(minilm_path):
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    graph = KnowledgeGraph(
+        [0, 1, 3, 4],
+        [0, 0, 0, 0],
+        [1, 2, 1, 2],
+        num_entities=5,
+        num_relations=1,
+        entity_names=NAMES,
+        entity_descriptions=DESCRIPTIONS,
+        relation_names=["is a"],
+        relation_descriptions=["is a: is a kind of"],
+        entity_aliases=ALIASES,
+        entity_ids=KEYS,
+    )
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=tokenizer.vocab_size, num_entity_categories=3, num_relation_types=2)
+    model = JaketForPreTraining(config).eval()
+    memory = EntityContextMemory(5, 1, config.hidden_size)
+    memory.refresh(
+        model,
+        encode_descriptions(tokenizer, NAMES, DESCRIPTIONS),
+        encode_descriptions(tokenizer, ["is a"], ["is a: is a kind of"]),
+    )
+    return tokenizer, graph, memory, model
+
+
+@pytest.fixture
+def processor(parts):
+    tokenizer, graph, memory, _ = parts
+    return JaketProcessor(tokenizer, graph, memory)
+
+
+def test_mention_finder_takes_the_longest_name_or_alias_and_lists_named_entities_first(parts):
+    finder = MentionFinder(parts[1])
+    text = "A Domestic Dog, a canid and a dog."
+    assert finder.find(text) == [(2, 14, [0]), (18, 23, [1]), (30, 33, [0, 3])]
+    assert [text[s:e] for s, e, _ in finder.find(text)] == ["Domestic Dog", "canid", "dog"]
+    assert finder.candidates("frump") == [3] and finder.candidates("unicorn") == []
+
+
+def test_processor_returns_every_input_of_the_forward(parts, processor):
+    inputs = processor("The canine barked.", entity_spans=[(4, 10)], entities=["canine"])
+    assert set(inputs) == {
+        "input_ids",
+        "attention_mask",
+        "mention_entity_ids",
+        "mention_starts",
+        "mention_ends",
+    } | set(GRAPH_INPUTS)
+    assert inputs["mention_entity_ids"].tolist() == [[1]]
+    assert inputs["subgraph_entity_ids"][0] == 1  # the seeds come first
+    assert torch.equal(inputs["entity_init_embeddings"], parts[2].lookup(inputs["subgraph_entity_ids"]))
+    output = parts[3](**inputs)
+    assert output.entity_embeddings.shape == (inputs["subgraph_entity_ids"].numel(), parts[3].config.hidden_size)
+
+
+def test_an_entity_is_an_id_a_key_or_a_name_or_alias_of_one_entity(processor):
+    text, span = "The canine barked.", [(4, 10)]
+    by = [processor(text, entity_spans=span, entities=[e])["mention_entity_ids"] for e in (1, "Q1", "canine", "canid")]
+    assert all(torch.equal(ids, by[0]) for ids in by)
+    with pytest.raises(ValueError, match=r"'dog' names 2 entities"):
+        processor("A dog.", entity_spans=[(2, 5)], entities=["dog"])
+    with pytest.raises(ValueError, match=r"entity 0: 'unicorn' names no entity"):
+        processor("A dog.", entity_spans=[(2, 5)], entities=["unicorn"])
+    with pytest.raises(ValueError, match=r"entity id 9 is outside \[0, 5\)"):
+        processor("A dog.", entity_spans=[(2, 5)], entities=[9])
+
+
+def test_without_entities_the_linker_chooses_among_each_name_s_candidates(parts, processor):
+    inputs = processor(["A dog and a cat.", "No entity here."], linker=parts[3])
+    assert inputs["mention_entity_ids"][0, 0].item() in (0, 3)  # "dog": one of its two senses
+    assert inputs["mention_entity_ids"][0, 1].item() == 4
+    assert inputs["mention_entity_ids"][1].tolist() == [-1, -1]
+    with pytest.raises(ValueError, match="linker=model"):
+        processor("A dog.")
+    with pytest.raises(ValueError, match="span 0: 'A' is no name or alias"):
+        processor("A dog.", entity_spans=[(0, 1)], linker=parts[3])
+
+
+def test_batched_call_equals_one_call_per_text_in_its_text_inputs(processor):
+    texts, spans, entities = ["A canid.", "The cat and the dog."], [[(2, 7)], [(4, 7), (16, 19)]], [["Q1"], [4, 0]]
+    batch = processor(texts, entity_spans=spans, entities=entities)
+    for i, text in enumerate(texts):
+        one = processor(text, entity_spans=spans[i], entities=entities[i])
+        width = one["input_ids"].shape[1]
+        assert torch.equal(batch["input_ids"][i, :width], one["input_ids"][0])
+        mentions = len(spans[i])
+        assert torch.equal(batch["mention_entity_ids"][i, :mentions], one["mention_entity_ids"][0])
+        assert torch.equal(batch["mention_starts"][i, :mentions], one["mention_starts"][0])
+
+
+def test_bad_calls_name_what_is_wrong(processor):
+    with pytest.raises(ValueError, match="example 0: text is empty"):
+        processor("  ", entity_spans=[], entities=[])
+    with pytest.raises(ValueError, match="1 entity_spans but 2 entities"):
+        processor("A dog.", entity_spans=[(2, 5)], entities=[0, 1])
+    with pytest.raises(ValueError, match="without entity_spans"):
+        processor("A dog.", entities=[0])
+    with pytest.raises(ValueError, match=r"span 0: \(2,\) is not"):
+        processor("A dog.", entity_spans=[(2,)], entities=[0])
+    with pytest.raises(ValueError, match="entity_spans has 1 lists for 2 texts"):
+        processor(["A dog.", "A cat."], entity_spans=[[(2, 5)]], entities=[[0], [4]])
+    with pytest.raises(ValueError, match="no memory"):
+        JaketProcessor(processor.tokenizer, processor.graph)("A cat.", entity_spans=[(2, 5)], entities=[4])
+
+
+def test_save_and_auto_processor_load_give_the_same_inputs(tmp_path, processor):
+    processor.save_pretrained(tmp_path)
+    loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert (tmp_path / "graph" / "graph.json").is_file() and (tmp_path / "entity_memory.safetensors").is_file()
+    assert loaded.graph.entity_aliases == ALIASES and loaded.fanouts == processor.fanouts
+    call = dict(text="The dog and a canid.", entity_spans=[(4, 7), (14, 19)], entities=["Q144", 1])
+    expected, got = processor(**call), loaded(**call)
+    assert set(expected) == set(got) and all(torch.equal(expected[k], got[k]) for k in expected)
