@@ -11,7 +11,10 @@ def test_readme_usage_examples_run(capsys, monkeypatch, tmp_path, pretrained):
     shutil.copytree(pretrained[0], tmp_path / "jaket-base")  # what the main job leaves in the repository root
     monkeypatch.chdir(tmp_path)
     exec(compile(from_jaket_base, "README.md", "exec"), {})
-    assert capsys.readouterr().out.strip() == "JaketModel True"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(" [")[0] for line in lines[:-1]] == ["court", "contract", "Atlanta", "Monday"]
+    assert all(1 <= line.count("(") <= 2 for line in lines[:-1])  # top_k=2: at most two entities each
+    assert re.fullmatch(r"torch.Size\(\[\d+, 32\]\)", lines[-1]), lines[-1]
     exec(compile(from_scratch, "README.md", "exec"), {})
     assert "torch.Size([1, 6, 384]) torch.Size([3, 384])" in capsys.readouterr().out
 
