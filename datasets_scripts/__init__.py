@@ -4,6 +4,9 @@ datasets 4+ no longer runs loading scripts through `datasets.load_dataset`; thes
 directly and prepared with `download_and_prepare()`, which is what `load()` does.
 """
 
+import hashlib
+from pathlib import Path
+
 import datasets
 
 from .common import DataFormatError, source_fingerprint
@@ -53,10 +56,23 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
     return _prepare(builder_class, config_name, data_dir, cache_dir, config)
 
 
+def code_hash() -> str:
+    """A digest of this package's code: datasets names the prepared cache after it, so that a builder whose code
+    changed (a new column, a fixed reader) prepares its data again instead of reading a cache of the old schema."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _prepare(builder_class, config_name, data_dir, cache_dir, config):
     config = {"source_fingerprint": source_fingerprint(data_dir), **config}
     builder = builder_class(
-        config_name=config_name, data_dir=str(data_dir) if data_dir else None, cache_dir=cache_dir, **config
+        config_name=config_name,
+        data_dir=str(data_dir) if data_dir else None,
+        cache_dir=cache_dir,
+        hash=code_hash(),
+        **config,
     )
     try:
         builder.download_and_prepare()

@@ -190,3 +190,31 @@ def test_ids_and_categories_are_normalised_and_integer_categories_kept(tmp_path)
     (folder / "relations.tsv").write_text("id\tname\tid\tdescription\nnear\tnear\tnear\tnear: close to\n")
     with pytest.raises(DataFormatError, match=r"relations.tsv, line 1: the header names \['id'\] more than once"):
         ds.load("user_kg", folder, cache_dir=str(tmp_path / "c2"))
+
+
+def test_a_builder_whose_code_changed_prepares_its_data_again(tmp_path, monkeypatch):
+    """datasets names the prepared cache after the builder's code: a cache of an older schema is not read back."""
+    cache, original = tmp_path / "cache", ds.code_hash()
+    first = ds.load("user_kg", EXAMPLE, cache_dir=str(cache))["entities"]
+    monkeypatch.setattr(ds, "code_hash", lambda: "0123456789abcdef")
+    again = ds.load("user_kg", EXAMPLE, cache_dir=str(cache))["entities"]
+    assert first.to_list() == again.to_list() and "aliases" in again.column_names
+    assert {Path(f["filename"]).parent.name for f in again.cache_files} == {"0123456789abcdef"}
+    assert {Path(f["filename"]).parent.name for f in first.cache_files} == {original}
+
+
+def test_aliases_are_a_list_in_json_and_bar_separated_in_tsv(tmp_path):
+    shutil.copytree(EXAMPLE, tmp_path / "kg")
+    entities = (tmp_path / "kg" / "entities.tsv").read_text().splitlines()
+    header, first, rest = entities[0], entities[1], entities[2:]
+    (tmp_path / "kg" / "entities.tsv").write_text(
+        "\n".join([header + "\taliases", first + "\tpup | hound |", *[r + "\t" for r in rest]]) + "\n"
+    )
+    rows = ds.load("user_kg", tmp_path / "kg", cache_dir=str(tmp_path / "cache"))["entities"]
+    assert rows[0]["aliases"] == ["pup", "hound"] and rows[1]["aliases"] == []
+    (tmp_path / "kg" / "entities.tsv").unlink()
+    (tmp_path / "kg" / "entities.jsonl").write_text(
+        json.dumps({"id": "x", "name": "x", "description": "x: a thing", "aliases": 3}) + "\n"
+    )
+    with pytest.raises(DataFormatError, match=r"entities.jsonl, line 1: aliases must be a list of strings"):
+        ds.load("user_kg", tmp_path / "kg", cache_dir=str(tmp_path / "cache2"))
