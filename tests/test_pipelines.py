@@ -11,6 +11,7 @@ import pytest
 import torch
 from transformers import AutoModelForPreTraining, pipeline
 
+from conftest import assert_share_of, pretraining_arguments
 from modeling_jaket import KnowledgeGraph
 
 # Imported before anything else in the clean process: every package of this repository, and the ones only it needs,
@@ -145,3 +146,54 @@ def test_pipelines_run_on_a_gpu(pretrained):
     assert [m["text"] for m in linker(text)] == list(names)
     classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True, device=0)
     assert len(classifier([0, 1], top_k=2)) == 2
+
+
+def test_entity_linking_figures_on_held_out_sentences(pretrained, tmp_path, tiny_bert_checkpoint, datasets_cache):
+    from evaluate_entity_linking import main as evaluate_entity_linking
+
+    folder, _ = pretrained
+    flags = pretraining_arguments(
+        tiny_bert_checkpoint, datasets_cache, tmp_path, 12, "--heldout_text_fraction", "0.25"
+    )
+    evaluate_entity_linking([str(folder), "--output_file", str(tmp_path / "linking.json"), *flags])
+    results = json.loads((tmp_path / "linking.json").read_text())
+    assert results["gold_mentions"] >= results["gold_mentions_found"] >= results["gold_among_candidates"] > 0
+    assert_share_of(results["detection_recall"], results["gold_mentions"])
+    for key in ("linking_hits_at_1", "linking_first_candidate_hits_at_1", "linking_prior_hits_at_1"):
+        assert_share_of(results[key], results["gold_among_candidates"])
+    # one count of correct links behind both the linking and the end-to-end figures
+    correct = results["linking_hits_at_1"] * results["gold_among_candidates"]
+    assert results["end_to_end_recall"] * results["gold_mentions"] == pytest.approx(correct)
+    assert results["end_to_end_precision"] * results["mentions_found"] == pytest.approx(correct)
+    assert 0 < results["linking_chance_hits_at_1"] <= 1
+
+
+def test_entity_linking_score_counts_each_case():
+    from evaluate_entity_linking import score
+
+    graph = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        num_entities=3,
+        num_relations=1,
+        entity_names=["bank", "bank", "river"],
+        entity_ids=["a", "b", "c"],
+    )
+    texts = ["bank river", "bank"]
+    gold = [
+        [{"start": 0, "end": 4, "entity": "b"}, {"start": 5, "end": 10, "entity": "c"}],
+        [{"start": 0, "end": 4, "entity": "a"}, {"start": 0, "end": 1, "entity": "zz"}],
+    ]
+    linked = [
+        [{"start": 0, "end": 4, "entities": [{"id": 1}, {"id": 0}]}, {"start": 5, "end": 10, "entities": [{"id": 2}]}],
+        [{"start": 0, "end": 4, "entities": [{"id": 1}, {"id": 0}]}],
+    ]
+    results = score(texts, gold, linked, graph, prior=[5, 1, 0])
+    assert results["gold_mentions"] == 3  # "zz" is no entity of the graph
+    assert results["gold_mentions_found"] == results["gold_among_candidates"] == 3
+    assert results["linking_hits_at_1"] == pytest.approx(2 / 3)  # b and c right, a wrong
+    assert results["linking_first_candidate_hits_at_1"] == pytest.approx(2 / 3)  # a (first "bank") and c
+    assert results["linking_prior_hits_at_1"] == pytest.approx(2 / 3)  # a (prior 5) and c
+    assert results["linking_chance_hits_at_1"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert results["end_to_end_precision"] == pytest.approx(2 / 3)
