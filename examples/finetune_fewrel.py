@@ -41,6 +41,7 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     ProtocolArguments,
     ScoredTrainer,
+    SubgraphCollator,
     WithEntityTable,
     accuracy_metric,
     load_method,
@@ -55,7 +56,7 @@ from jaket_examples.finetuning import (
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
-from tokenization import DataCollatorWithMentions, tokenize_with_mentions
+from tokenization import tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
 FEWREL_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the sentences
@@ -177,41 +178,9 @@ def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=T
     return tokenize_with_mentions(tokenizer, texts, mentions, entity_vocab=graph.entity_index, max_length=max_length)
 
 
-@dataclass
-class PairCollator:
-    """Pads a batch of pairs and adds the sampled neighbourhood of their mentioned entities, without the edges
-    between two entities of one pair (they would state the relation the pair is about)."""
-
-    pad_token_id: int
-    graph: KnowledgeGraph
-    fanouts: tuple = (10, 10)
-    seed: int = 0
-
-    def __post_init__(self):
-        self.generator = torch.Generator().manual_seed(self.seed)
-
-    def __call__(self, features):
-        batch = DataCollatorWithMentions(self.pad_token_id)(features)
-        ids = batch["mention_entity_ids"]
-        mentioned = ids[ids >= 0].unique()
-        subgraph = self.graph.sample_subgraph(
-            mentioned if mentioned.numel() else torch.zeros(1, dtype=torch.long), self.fanouts, self.generator
-        )
-        count = self.graph.num_entities
-        held = torch.cat(
-            [(row[row >= 0].unsqueeze(1) * count + row[row >= 0].unsqueeze(0)).reshape(-1) for row in ids]
-        )
-        ends = subgraph.entity_ids[subgraph.edge_index]
-        visible = ~torch.isin(ends[0] * count + ends[1], held)
-        batch["subgraph_entity_ids"] = subgraph.entity_ids
-        batch["edge_index"] = subgraph.edge_index[:, visible]
-        batch["edge_type"] = subgraph.edge_type[visible]
-        return batch
-
-
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
-    collator = PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed)
+    collator = SubgraphCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True)
     device = next(model.parameters()).device
     predictions, references = [], []
     model.eval()
@@ -296,7 +265,9 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=PairCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
+        data_collator=SubgraphCollator(
+            tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True
+        ),
         head_learning_rate=args.head_learning_rate,
         score=score,
     )

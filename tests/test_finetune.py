@@ -490,7 +490,7 @@ def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(
 
 
 def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
-    from finetune_fewrel import PairCollator
+    from jaket_examples.finetuning import SubgraphCollator
 
     # 0 - 1 (both in the first pair), 0 - 2, 2 - 3 (both in the second), both directions
     heads, tails = [0, 0, 2], [1, 2, 3]
@@ -505,9 +505,11 @@ def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokeni
         }
         for ids in ([0, 1], [2, 3])
     ]
-    batch = PairCollator(bert_tokenizer.pad_token_id, graph)(features)
+    batch = SubgraphCollator(bert_tokenizer.pad_token_id, graph, hide_pair_edges=True)(features)
     ends = batch["subgraph_entity_ids"][batch["edge_index"]].t().tolist()
     assert sorted(map(tuple, ends)) == [(0, 2), (2, 0)]
+    every = SubgraphCollator(bert_tokenizer.pad_token_id, graph)(features)  # text classification hides nothing
+    assert len(every["edge_type"]) == 6
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,260 @@
+"""Text classification with a knowledge graph of your own, with `transformers.Trainer`.
+
+`--kg_dir`: your graph, in `datasets_scripts/user_kg.py`'s format (entities, relations and triples with
+descriptions). `--train_file`, `--validation_file`, `--test_file`: JSON Lines, one example a line, with `text`,
+`label` (a string or an integer) and, optionally, `mentions`: `[{"start": 4, "end": 7, "entity": "dog"}, ...]`,
+character spans (Python-slice style) naming entity ids of the graph. An example without `mentions` has them found
+and linked as the `entity-linking` pipeline does: the graph's names and aliases in the text, each mention's
+candidates ranked by the masked-entity head of `--model_name_or_path`, once, before any method trains, so that
+every method reads the same links. `JaketForSequenceClassification` reads the text from its start token, each
+mention merged with its entity's knowledge-module embedding over the sampled neighbourhood.
+
+The protocol of every fine-tuning script: `--step_budget` steps and a grid of learning rates (`--learning_rate_grid`
+times the method's own) by steps (`--num_evaluations` points), chosen on the validation file; the test file is read
+once, by the chosen weights.
+
+    python examples/finetune_text_classification.py --kg_dir examples/example_kg \\
+        --train_file examples/example_text/train.jsonl --validation_file examples/example_text/validation.jsonl \\
+        --test_file examples/example_text/test.jsonl --model_name_or_path jaket-base --method jaket lm
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import torch
+
+import datasets_scripts
+from datasets_scripts.common import format_error
+from jaket_examples.finetuning import (
+    METHODS,
+    FineTuningArguments,
+    HeadRateTrainer,
+    ProtocolArguments,
+    SubgraphCollator,
+    WithEntityTable,
+    accuracy_metric,
+    load_method,
+    method_field,
+    parse_fine_tuning_args,
+    precision,
+    push_results,
+    save_fine_tuned,
+    save_results,
+    select_on_validation,
+    training_arguments,
+)
+from jaket_examples.model_card import Result
+from jaket_examples.push_to_hub import create_hub_repo
+from modeling_jaket import (
+    EntityContextMemory,
+    JaketForPreTraining,
+    JaketForSequenceClassification,
+    JaketProcessor,
+    KnowledgeGraph,
+    MentionFinder,
+)
+from tokenization import tokenize_with_mentions
+
+logger = logging.getLogger(__name__)
+TEXT_METHODS = {k: v for k, v in METHODS.items() if k != "gnn"}  # a GNN alone cannot read the text
+KG_PARTS = ("entities", "relations", "triples")
+
+
+@dataclass
+class TextClassificationArguments(ProtocolArguments, FineTuningArguments):
+    method: list[str] = method_field(TEXT_METHODS)
+    kg_dir: str = field(default=None, metadata={"help": "your knowledge graph (datasets_scripts/user_kg.py's format)"})
+    train_file: str = field(default=None, metadata={"help": "JSON Lines: text, label, optional mentions"})
+    validation_file: str = field(default=None, metadata={"help": "JSON Lines, as --train_file: chooses the settings"})
+    test_file: str = field(default=None, metadata={"help": "JSON Lines, as --train_file: read once, at the end"})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens of a text"})
+    fanouts: list[int] = field(
+        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("kg_dir", "train_file", "validation_file", "test_file"):
+            if getattr(self, name) is None:
+                raise ValueError(f"--{name} is required")
+
+
+def parse_args(argv=None) -> TextClassificationArguments:
+    return parse_fine_tuning_args(
+        TextClassificationArguments,
+        argv,
+        __doc__.split("\n\n")[0],
+        learning_rate=2e-5,
+        per_device_train_batch_size=16,
+        per_device_eval_batch_size=64,
+        output_dir="outputs/text-classification",
+        step_budget=100,
+    )
+
+
+def read_examples(path, graph: KnowledgeGraph) -> list[dict]:
+    """The examples of a JSON Lines file, each checked; `mentions` is None where the line has none."""
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise format_error(path, number, f"not valid JSON ({error.msg})") from None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+                raise format_error(path, number, "expected an object with a non-empty string 'text'")
+            if not isinstance(row.get("label"), (str, int)) or isinstance(row.get("label"), bool):
+                raise format_error(path, number, f"'label' must be a string or an integer, got {row.get('label')!r}")
+            mentions = row.get("mentions")
+            if mentions is not None:
+                mentions = [_mention(m, i, row["text"], graph, path, number) for i, m in enumerate(mentions)]
+            examples.append({"text": row["text"], "label": str(row["label"]), "mentions": mentions})
+    if not examples:
+        raise ValueError(f"{path} holds no example")
+    return examples
+
+
+def _mention(mention, index, text, graph, path, number):
+    if not isinstance(mention, dict) or not all(isinstance(mention.get(k), int) for k in ("start", "end")):
+        raise format_error(path, number, f"mention {index} needs integer 'start' and 'end', got {mention!r}")
+    if not 0 <= mention["start"] < mention["end"] <= len(text):
+        raise format_error(path, number, f"mention {index} [{mention['start']}, {mention['end']}) is outside the text")
+    if mention.get("entity") not in graph.entity_index:
+        raise format_error(path, number, f"mention {index} names entity {mention.get('entity')!r}, not in --kg_dir")
+    return (mention["start"], mention["end"], graph.entity_index[mention["entity"]])
+
+
+def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
+    """Fill in the mentions of the examples that have none, with the `entity-linking` pipeline's finder and head;
+    returns how many examples were linked."""
+    missing = [example for example in examples if example["mentions"] is None]
+    if not missing:
+        return 0
+    if not args.model_name_or_path:
+        raise ValueError(
+            f"{len(missing)} examples have no mentions: pass --model_name_or_path (a pre-trained JAKET) to link them, "
+            "or give each example its mentions"
+        )
+    tokenizer, linker, entity_table, relation_table = load_method(args, "jaket", JaketForPreTraining, graph)
+    linker.eval()
+    memory = EntityContextMemory(graph.num_entities, graph.num_relations, entity_table.shape[1])
+    memory.update(entity_table, relation_table)
+    processor = JaketProcessor(tokenizer, graph, memory, max_length=args.max_seq_length)
+    finder = MentionFinder(graph)
+    for begin in range(0, len(missing), args.per_device_eval_batch_size):
+        batch = missing[begin : begin + args.per_device_eval_batch_size]
+        spans = [[(start, end) for start, end, _ in finder.find(example["text"])] for example in batch]
+        with torch.no_grad(), precision(args):
+            linked = processor([e["text"] for e in batch], entity_spans=spans, linker=linker)["mention_entity_ids"]
+        for example, example_spans, ids in zip(batch, spans, linked.tolist()):
+            kept = sorted(example_spans)[: sum(i >= 0 for i in ids)]  # the spans within max_seq_length tokens
+            example["mentions"] = [(start, end, entity) for (start, end), entity in zip(kept, ids)]
+    return len(missing)
+
+
+def main(argv=None) -> list[dict]:
+    """Fine-tune and test each of --method in turn; returns their result records."""
+    command = ["python", "examples/finetune_text_classification.py", *(sys.argv[1:] if argv is None else argv)]
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    repo_id = create_hub_repo(args)
+    graph = KnowledgeGraph.from_records(
+        *(datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir)[k] for k in KG_PARTS),
+        add_reverse=True,
+    )
+    splits = {name: read_examples(getattr(args, f"{name}_file"), graph) for name in ("train", "validation", "test")}
+    labels = sorted({example["label"] for example in splits["train"]})
+    for name, examples in splits.items():
+        unknown = sorted({example["label"] for example in examples} - set(labels))
+        if unknown:
+            raise ValueError(f"--{name}_file has labels {unknown} that no training example has")
+    linked = sum(link_missing(examples, args, graph) for examples in splits.values())
+    logger.info(f"{graph.num_entities} entities, {len(labels)} labels; mentions linked in {linked} examples")
+    return [run_method(args, method, splits, labels, graph, command, repo_id) for method in args.method]
+
+
+def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
+    label_ids = {label: i for i, label in enumerate(labels)}
+    tokenizer, model, entity_table, relation_table = load_method(
+        args,
+        method,
+        JaketForSequenceClassification,
+        graph,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id=label_ids,
+    )
+    wrapped = WithEntityTable(model, entity_table, relation_table)
+    use_mentions = method != "lm"
+
+    def encode(examples):
+        mentions = [example["mentions"] if use_mentions else [] for example in examples]
+        encoding = tokenize_with_mentions(
+            tokenizer,
+            [e["text"] for e in examples],
+            mentions,
+            num_entities=graph.num_entities,
+            max_length=args.max_seq_length,
+        )
+        columns = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+        data = {key: encoding[key] for key in columns}
+        return datasets.Dataset.from_dict({**data, "labels": [label_ids[e["label"]] for e in examples]})
+
+    data = {name: encode(examples) for name, examples in splits.items()}
+    compute_accuracy = lambda prediction: accuracy_metric().compute(  # noqa: E731
+        predictions=prediction.predictions.argmax(-1), references=prediction.label_ids
+    )
+    make_trainer = lambda training_args: HeadRateTrainer(  # noqa: E731
+        model=wrapped,
+        args=training_args,
+        train_dataset=data["train"],
+        eval_dataset=data["validation"],
+        data_collator=SubgraphCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
+        compute_metrics=compute_accuracy,
+        head_learning_rate=args.head_learning_rate,
+    )
+    chosen = select_on_validation(
+        args, method, wrapped, args.learning_rate, make_trainer, len(data["train"]), remove_unused_columns=False
+    )
+    tester = make_trainer(training_arguments(args, f"{method}-test", ["labels"], remove_unused_columns=False))
+    accuracy = tester.predict(data["test"]).metrics["test_accuracy"]
+
+    folder = Path(args.output_dir) / f"{method}-seed{args.seed}"
+    result = Result(
+        "text-classification", "Text classification", "text", Path(args.test_file).name, "accuracy", accuracy
+    )
+    save_fine_tuned(
+        args,
+        method,
+        folder,
+        model,
+        tokenizer,
+        command,
+        f"{method} fine-tuned for text classification with the knowledge graph in {args.kg_dir}.",
+        "text",
+        [result],
+        wrapped.entity_table,
+        wrapped.relation_table,
+        graph,
+    )
+    push_results(args, method, repo_id, folder)
+    record = {
+        "task": "text-classification",
+        "method": method,
+        "seed": args.seed,
+        "accuracy": accuracy,
+        "test_examples": len(data["test"]),
+        "labels": labels,
+        "chosen": chosen,
+    }
+    return save_results(args, method, record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""examples/finetune_text_classification.py on the example that ships with it (examples/example_text over
+examples/example_kg): one command fine-tunes, tests and saves a model that AutoProcessor + AutoModel load."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoProcessor
+
+import datasets_scripts
+from conftest import assert_share_of
+from datasets_scripts import DataFormatError
+from modeling_jaket import KnowledgeGraph
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FILES = {name: EXAMPLES / "example_text" / f"{name}.jsonl" for name in ("train", "validation", "test")}
+
+
+def arguments(tmp_path, *extra, files=FILES):
+    return [
+        "--kg_dir",
+        str(EXAMPLES / "example_kg"),
+        *(f"--{name}_file={path}" for name, path in files.items()),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--dataset_cache_dir",
+        str(tmp_path / "cache"),
+        "--step_budget",
+        "3",
+        "--learning_rate_grid",
+        "1",
+        "--num_evaluations",
+        "1",
+        *extra,
+    ]
+
+
+def test_one_command_links_fine_tunes_and_tests_on_the_shipped_example(tmp_path, pretrained, tiny_bert_checkpoint):
+    from finetune_text_classification import main as text_classification
+
+    records = text_classification(
+        arguments(
+            tmp_path,
+            "--method",
+            "jaket",
+            "lm_gnn_m",
+            "--model_name_or_path",
+            str(pretrained[0]),
+            "--backbone",
+            tiny_bert_checkpoint,
+        )
+    )
+    tests = len(FILES["test"].read_text().splitlines())
+    assert [r["method"] for r in records] == ["jaket", "lm_gnn_m"]
+    for record in records:
+        assert record["labels"] == ["botany", "geography", "wildlife"] and record["test_examples"] == tests
+        assert_share_of(record["accuracy"], tests)
+        assert record["chosen"]["steps"] == 3
+    folder = tmp_path / "out" / "jaket-seed42"
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    assert model.config.id2label == {0: "botany", 1: "geography", 2: "wildlife"}
+    inputs = processor("The wolf crossed the river.", entity_spans=[(4, 8), (21, 26)], entities=["wolf", "river"])
+    with torch.no_grad():
+        assert model(**inputs).logits.shape == (1, 3)
+
+
+def test_examples_without_mentions_are_linked_by_the_pre_trained_head(tmp_path, pretrained):
+    from finetune_text_classification import link_missing, parse_args, read_examples
+
+    args = parse_args(arguments(tmp_path, "--model_name_or_path", str(pretrained[0])))
+    kg = datasets_scripts.load("user_kg", EXAMPLES / "example_kg", cache_dir=str(tmp_path / "cache"))
+    graph = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"], add_reverse=True)
+    examples = read_examples(FILES["train"], graph)
+    missing = sum(e["mentions"] is None for e in examples)
+    assert link_missing(examples, args, graph) == missing > 0
+    assert all(e["mentions"] for e in examples)  # every example of the file names an entity of the example KG
+    for example in examples:
+        for start, end, entity in example["mentions"]:
+            text = example["text"][start:end].lower()
+            assert text == graph.entity_names[entity] or text in graph.entity_aliases[entity]
+    lion = next(e for e in examples if e["text"].startswith("A lion rested"))
+    assert [(example_text(lion, m), graph.entity_names[m[2]]) for m in lion["mentions"]] == [
+        ("lion", "lion"),
+        ("savanna", "savanna"),
+    ]
+
+
+def example_text(example, mention):
+    return example["text"][mention[0] : mention[1]]
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"text": "A dog.", "label": "x", "mentions": [{"start": 2, "end": 5, "entity": "unicorn"}]}', "unicorn"),
+        ('{"text": "A dog.", "label": "x", "mentions": [{"start": 2, "end": 50, "entity": "dog"}]}', "outside"),
+        ('{"text": "", "label": "x"}', "non-empty string 'text'"),
+        ('{"text": "A dog.", "label": [1]}', "'label' must be a string or an integer"),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_a_bad_line_is_named_by_file_and_line(tmp_path, line, message):
+    from finetune_text_classification import main as text_classification
+
+    files = {name: tmp_path / f"{name}.jsonl" for name in FILES}
+    for name, path in files.items():
+        shutil.copy(FILES[name], path)
+    with files["validation"].open("a") as f:
+        f.write(line + "\n")
+    with pytest.raises(DataFormatError, match=rf"validation.jsonl, line 7: .*{message}"):
+        text_classification(arguments(tmp_path, "--method", "lm", files=files))
+
+
+def test_mentions_missing_without_a_model_to_link_them_and_unknown_labels_are_refused(tmp_path, tiny_bert_checkpoint):
+    from finetune_text_classification import main as text_classification
+
+    with pytest.raises(ValueError, match="have no mentions: pass --model_name_or_path"):
+        text_classification(arguments(tmp_path, "--method", "lm", "--backbone", tiny_bert_checkpoint))
+    files = {name: tmp_path / f"{name}.jsonl" for name in FILES}
+    for name, path in files.items():
+        rows = [json.loads(line) for line in FILES[name].read_text().splitlines()]
+        rows = [r for r in rows if "mentions" in r]
+        if name == "test":
+            rows[0]["label"] = "astronomy"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match=r"--test_file has labels \['astronomy'\] that no training example has"):
+        text_classification(arguments(tmp_path, "--method", "lm", "--backbone", tiny_bert_checkpoint, files=files))
