@@ -17,6 +17,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from datasets import Dataset
@@ -112,8 +113,12 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         },
     )
 
+    minimums: ClassVar[dict[str, int]] = {"num_lm1_layers": 1, "fanouts": 0, "description_length": 4}
+
     def __post_init__(self):
         super().__post_init__()
+        if not self.lm_learning_rate > 0:
+            raise ValueError(f"--lm_learning_rate must be > 0, got {self.lm_learning_rate}")
         for method, flag in CONTROL_PATHS.items():
             if method in self.method and not getattr(self, flag):
                 raise ValueError(

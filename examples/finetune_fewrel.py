@@ -97,9 +97,23 @@ class FewRelArguments(ProtocolArguments, FineTuningArguments):
     )
 
     data_subfolder: ClassVar[str] = "fewrel"  # val_wiki.json and pid2name.json
+    minimums: ClassVar[dict[str, int]] = {
+        "n_way": 2,
+        "k_shot": 1,
+        "num_test_relations": 2,
+        "train_episodes": 1,
+        "test_episodes": 1,
+        "validation_episodes": 1,
+        "max_seq_length": 8,
+        "fanouts": 0,
+    }
 
     def __post_init__(self):
         super().__post_init__()
+        if self.num_test_relations is not None and self.num_test_relations < self.n_way:
+            raise ValueError(
+                f"--num_test_relations ({self.num_test_relations}) must be at least --n_way ({self.n_way})"
+            )
         if (self.kg == "user") != (self.kg_dir is not None):
             raise ValueError(
                 "--kg user goes with --kg_dir (a folder of your knowledge graph), and --kg_dir with --kg user"

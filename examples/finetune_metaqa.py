@@ -74,11 +74,13 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
     max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
 
     data_subfolder: ClassVar[str] = "metaqa"
-
-    def __post_init__(self):
-        if self.hops < 1:
-            raise ValueError(f"--hops must be at least 1, got {self.hops}")
-        super().__post_init__()
+    minimums: ClassVar[dict[str, int]] = {
+        "hops": 1,
+        "max_train_questions": 1,
+        "max_test_questions": 1,
+        "max_train_candidates": 2,
+        "fanouts": 0,
+    }
 
 
 def parse_args(argv=None) -> MetaQAArguments:

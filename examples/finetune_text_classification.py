@@ -23,6 +23,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import datasets
 import torch
@@ -75,6 +76,8 @@ class TextClassificationArguments(ProtocolArguments, FineTuningArguments):
     fanouts: list[int] = field(
         default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
     )
+
+    minimums: ClassVar[dict[str, int]] = {"max_seq_length": 8, "fanouts": 0}
 
     def __post_init__(self):
         super().__post_init__()

@@ -323,7 +323,7 @@ def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_che
             common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint)
             + ["--data_dir", str(data), "--hops", "3"]
         )
-    with pytest.raises(ValueError, match="--hops must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="--hops must be >= 1, got 0"):
         metaqa(
             common(tmp_path, str(tmp_path / "cache"), "lm_gnn_m", pretrained, tiny_bert_checkpoint) + ["--hops", "0"]
         )
@@ -529,3 +529,32 @@ def test_fine_tuning_flags_out_of_range_are_refused_at_parse_time(flags, message
 
     with pytest.raises(ValueError, match=message):
         parse_args(["--method", "gnn", "--output_dir", str(tmp_path), *flags])
+
+
+@pytest.mark.parametrize(
+    "script, flags, message",
+    [
+        ("finetune_fewrel", ["--n_way", "1"], "--n_way must be >= 2, got 1"),
+        ("finetune_fewrel", ["--k_shot", "0"], "--k_shot must be >= 1, got 0"),
+        ("finetune_fewrel", ["--test_episodes", "0"], "--test_episodes must be >= 1, got 0"),
+        (
+            "finetune_fewrel",
+            ["--num_test_relations", "3"],
+            r"--num_test_relations \(3\) must be at least --n_way \(5\)",
+        ),
+        ("finetune_fewrel", ["--fanouts", "10", "-1"], r"--fanouts must be >= 0 each, got \[10, -1\]"),
+        ("finetune_metaqa", ["--max_train_candidates", "1"], "--max_train_candidates must be >= 2, got 1"),
+        ("finetune_metaqa", ["--max_test_questions", "0"], "--max_test_questions must be >= 1, got 0"),
+        ("finetune_entity_classification", ["--description_length", "0"], "--description_length must be >= 4, got 0"),
+        ("finetune_entity_classification", ["--lm_learning_rate", "0"], "--lm_learning_rate must be > 0, got 0.0"),
+        ("finetune_text_classification", ["--max_seq_length", "2"], "--max_seq_length must be >= 8, got 2"),
+    ],
+)
+def test_each_script_s_own_flags_are_checked_at_parse_time(script, flags, message, tmp_path):
+    import importlib
+
+    parse_args = importlib.import_module(script).parse_args
+    files = [f"--{name}_file=x.jsonl" for name in ("train", "validation", "test")] + ["--kg_dir", "kg"]
+    extra = files if script == "finetune_text_classification" else []
+    with pytest.raises(ValueError, match=message):
+        parse_args(["--method", "lm", "--output_dir", str(tmp_path), *extra, *flags])

@@ -79,10 +79,19 @@ class FineTuningArguments(TrainingArguments):
     )
 
     data_subfolder: ClassVar[str] = ""  # the task's folder under ../shared/data
+    # the script's own numeric flags -> their least value, checked at parse time (None: the flag is off)
+    minimums: ClassVar[dict[str, int]] = {}
 
     def __post_init__(self):
         super().__post_init__()
         check_trainer_ranges(self)
+        for name, least in self.minimums.items():
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value]
+            if value is not None and not all(v >= least for v in values):
+                raise ValueError(
+                    f"--{name} must be >= {least}{' each' if isinstance(value, list) else ''}, got {value}"
+                )
         for method in self.method:
             if method.startswith("jaket") and not self.model_name_or_path:
                 raise ValueError(
