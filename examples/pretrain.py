@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -45,7 +45,7 @@ from jaket_examples.checkpoints import (
     run_settings,
     save_checkpoint,
 )
-from jaket_examples.curve import HISTORY_NAME, record_evaluation
+from jaket_examples.curve import FINGERPRINTS_NAME, HISTORY_NAME, TRAIN_HISTORY_NAME, append_entry, record_evaluation
 from jaket_examples.data import (
     check_saved_files,
     confusable_entities,
@@ -538,8 +538,9 @@ def main(argv=None):
         completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes, settings)
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     else:
-        if accelerator.is_main_process:  # a new run starts a new history of held-out figures
+        if accelerator.is_main_process:  # a new run starts new histories
             (output_dir / HISTORY_NAME).unlink(missing_ok=True)
+            (output_dir / TRAIN_HISTORY_NAME).unlink(missing_ok=True)
         refresh_memory(
             accelerator,
             accelerator.unwrap_model(model),
@@ -622,6 +623,9 @@ def main(argv=None):
                 if grad_norm is not None:
                     means["grad_norm"] = grad_norm  # the step's, before clipping
                 logger.info(f"step {step}: " + json.dumps({k: float(f"{v:.6g}") for k, v in means.items()}))
+                if accelerator.is_main_process:
+                    entry = {"step": step, **means, "memory_refreshes": schedule.num_refreshes}
+                    append_entry(output_dir / TRAIN_HISTORY_NAME, entry)
                 if report_to:
                     accelerator.log(means, step=step)
                 totals, counted, entities = {}, 0, 0
@@ -645,12 +649,14 @@ def main(argv=None):
     state_dict = accelerator.get_state_dict(model)
     for tied in unwrapped.all_tied_weights_keys:  # gathered shards hold a tied weight twice, as separate copies
         state_dict.pop(tied, None)
-    weights = fingerprint(state_dict.values()) if state_dict else "(on the main process)"
+    weights = fingerprint(state_dict.values()) if state_dict else None  # None: held on the main process only
+    memory_print = fingerprint([memory.entity_embeddings])
     logger.info(
-        f"rank {accelerator.process_index}: memory fingerprint {fingerprint([memory.entity_embeddings])}, "
-        f"weights fingerprint {weights}",
+        f"rank {accelerator.process_index}: memory fingerprint {memory_print}, "
+        f"weights fingerprint {weights or '(on the main process)'}",
         main_process_only=False,
     )
+    prints = gather_object([{"rank": accelerator.process_index, "memory": memory_print, "weights": weights}])
     if accelerator.is_main_process:
         # FSDP2 swaps the model's class for a subclass of its own (FSDPJaketForPreTraining, defined in torch), whose
         # module save_pretrained would copy beside the weights as the model's code: save through the plain class
@@ -658,6 +664,7 @@ def main(argv=None):
         saved.save_pretrained(output_dir, state_dict=state_dict)
         JaketProcessor(tokenizer, graph, memory, fanouts=args.fanouts).save_pretrained(output_dir)  # + graph/
         write_pretraining_card(args, output_dir, backbone, command)
+        (output_dir / FINGERPRINTS_NAME).write_text(json.dumps(prints, indent=2) + "\n")
         push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {completed_steps} steps")
     if report_to:
         accelerator.end_training()

@@ -20,16 +20,25 @@ from conftest import COUNTED_OVER, EXAMPLES, assert_share_of, pretraining_argume
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph, RefreshSchedule
 
 SCRIPT = EXAMPLES / "pretrain.py"
-FINGERPRINT = re.compile(r"rank (\d): memory fingerprint (\w+), weights fingerprint (\w+)")
+
+
+def train_history(output) -> dict[int, dict]:
+    """The logged training figures of a run, by step (train_history.json beside the model)."""
+    return {entry["step"]: entry for entry in json.loads((Path(output) / "train_history.json").read_text())}
+
+
+def fingerprints(output) -> dict[int, dict]:
+    """Each process's final memory and weights fingerprints (fingerprints.json beside the model), by rank."""
+    return {entry["rank"]: entry for entry in json.loads((Path(output) / "fingerprints.json").read_text())}
 
 
 def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, pretrained):
-    out, log = pretrained
-    losses = re.findall(r"step 12: (\{.*\})", log)
-    assert losses and all(
-        name in losses[0]
-        for name in ("masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss")
-    )
+    out, _ = pretrained
+    logged = train_history(out)
+    assert sorted(logged) == [2, 4, 6, 8, 10, 12]  # --logging_steps 2
+    for name in ("masked_lm_loss", "masked_entity_loss", "entity_category_loss", "relation_type_loss"):
+        assert all(math.isfinite(entry[name]) and entry[name] > 0 for entry in logged.values()), name
+    assert [logged[step]["memory_refreshes"] for step in (2, 4, 6, 12)] == [1, 2, 3, 4]
 
     # the held-out evaluation ran after step 6 and at the end, each kept in the history beside the model
     history = json.loads((out / "eval_history.json").read_text())
@@ -140,19 +149,18 @@ def test_two_processes_hold_identical_memory_and_weights(tmp_path, tiny_bert_che
     )
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
     # 299 entities: the second rank's shard of every refresh is one description short, and padded
-    log = run_script(
+    run_script(
         "pretrain.py",
         pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 6, "--max_entities", "299"),
         launcher=launcher,
     )
-    prints = {int(rank): (memory, weights) for rank, memory, weights in FINGERPRINT.findall(log)}
-    assert sorted(prints) == [0, 1], log[-3000:]
-    assert prints[0] == prints[1]
+    prints = fingerprints(tmp_path / "out")
+    assert sorted(prints) == [0, 1]
+    assert prints[0]["memory"] == prints[1]["memory"] and prints[0]["weights"] == prints[1]["weights"] is not None
     assert EntityContextMemory.from_pretrained(tmp_path / "out").num_entities == 299
-    assert "step 6: memory refreshed" in log and "[RANK 1]" in log
     # the learning rates after each logged step are those of one process: warm-up over 2 steps, decay to step 6
-    rates = {int(step): json.loads(values) for step, values in re.findall(r"step (\d+): (\{.*\})", log)}
-    assert sorted(rates) == [2, 4, 6]
+    rates = train_history(tmp_path / "out")
+    assert sorted(rates) == [2, 4, 6] and rates[6]["memory_refreshes"] == 3
     import pretrain
 
     peak = pretrain.parse_args([]).lm_learning_rate
@@ -208,11 +216,12 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(
     (tmp_path / "resumed" / "latest").write_text("checkpoint-2")
     resumed_log = run("resumed", (*launch, *FSDP2), "--resume_from_checkpoint", "latest")
     # Accelerate's FSDP2 state dict holds the full weights on the main process only: the run was sharded
-    assert "rank 1: memory fingerprint" in logs["fsdp"], logs["fsdp"][-3000:]
-    assert "weights fingerprint (on the main process)" in logs["fsdp"]
-    assert "weights fingerprint (on the main process)" not in logs["ddp"]
+    prints = {name: fingerprints(tmp_path / name) for name in ("ddp", "fsdp")}
+    assert sorted(prints["fsdp"]) == sorted(prints["ddp"]) == [0, 1], logs["fsdp"][-3000:]
+    assert prints["fsdp"][1]["weights"] is None and prints["ddp"][1]["weights"] is not None
+    assert prints["fsdp"][0]["memory"] == prints["fsdp"][1]["memory"]  # both ranks took part in every refresh
     for name in ("ddp", "fsdp"):
-        assert "step 4: memory refreshed" in logs[name] and "[RANK 1]" in logs[name], logs[name][-2000:]
+        assert train_history(tmp_path / name)[4]["memory_refreshes"] == 2
     # the same files, the same code beside the weights (not torch's FSDP modules) and the same Auto classes
     assert sorted(os.listdir(tmp_path / "fsdp")) == sorted(os.listdir(tmp_path / "ddp"))
     configs = [json.loads((tmp_path / name / "config.json").read_text()) for name in ("ddp", "fsdp")]
@@ -262,9 +271,7 @@ def busy_cpu():
 
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache, busy_cpu):
     steps = 40
-    uninterrupted = run_script(
-        "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps)
-    )
+    run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
 
     # --deterministic (torch.use_deterministic_algorithms) changes nothing on a CPU: the killed and resumed runs use it
     output = tmp_path / "b"
@@ -290,7 +297,7 @@ def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint
     (output / f"checkpoint-{steps - 1}.tmp").mkdir(exist_ok=True)
     resumed = run_script("pretrain.py", args + ["--resume_from_checkpoint", "latest"])
     assert f"resumed from {output / killed_at} at step {killed_at.split('-')[1]}" in resumed
-    assert FINGERPRINT.findall(resumed) == FINGERPRINT.findall(uninterrupted)
+    assert fingerprints(output) == fingerprints(tmp_path / "a")
     final_a, final_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(output / "model.safetensors")
     for key in final_a:
         torch.testing.assert_close(final_a[key], final_b[key], rtol=0, atol=0)
@@ -428,7 +435,7 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
         ("--num_processes", "1") if processes == "one" else ("--num_processes", "2", "--num_machines", "1", *FSDP2)
     )
     monkeypatch.setenv("ACCELERATE_USE_CPU", "true")
-    log = run_script(
+    run_script(
         "pretrain.py",
         pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4, "--heldout_text_fraction", "0.25"),
         launcher,
@@ -436,8 +443,7 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
     weights = load_file(output / "model.safetensors")
     assert {tensor.dtype for tensor in weights.values()} == {torch.float32}
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
-    losses = [json.loads(line.split("step 4: ", 1)[1])["loss"] for line in log.splitlines() if "step 4: {" in line]
-    assert losses and math.isfinite(losses[0])
+    assert math.isfinite(train_history(output)[4]["loss"])
     assert json.loads((output / "eval_results.json").read_text())["step"] == 4
     assert "accelerate launch --mixed_precision bf16 examples/pretrain.py" in (output / "README.md").read_text()
 

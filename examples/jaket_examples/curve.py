@@ -1,9 +1,11 @@
-"""Pre-training's held-out figures over its steps: a JSON history and a PNG curve beside the model."""
+"""Pre-training's records beside the model: the held-out figures over its steps (a JSON history and a PNG curve),
+the logged training figures (losses, learning rates, refreshes) and each process's final fingerprints."""
 
 import json
 from pathlib import Path
 
 HISTORY_NAME, CURVE_NAME = "eval_history.json", "eval_curve.png"
+TRAIN_HISTORY_NAME, FINGERPRINTS_NAME = "train_history.json", "fingerprints.json"
 # the figures drawn, each with its floor (dashed, same colour)
 CURVES = {
     "heldout_masked_token_accuracy": None,
@@ -16,11 +18,16 @@ CURVES = {
 
 def record_evaluation(output_dir: Path, results: dict) -> list[dict]:
     """Append `results` (with its `step`) to `<output_dir>/eval_history.json` and redraw `eval_curve.png`."""
-    path = Path(output_dir) / HISTORY_NAME
-    history = json.loads(path.read_text()) if path.is_file() else []
-    history = [entry for entry in history if entry["step"] < results["step"]] + [results]  # a resumed run goes on
-    path.write_text(json.dumps(history, indent=2) + "\n")
+    history = append_entry(Path(output_dir) / HISTORY_NAME, results)
     plot_history(history, Path(output_dir) / CURVE_NAME)
+    return history
+
+
+def append_entry(path: Path, entry: dict) -> list[dict]:
+    """Append `entry` (with its `step`) to the JSON list at `path`; a resumed run drops what came after its step."""
+    history = json.loads(path.read_text()) if path.is_file() else []
+    history = [kept for kept in history if kept["step"] < entry["step"]] + [entry]
+    path.write_text(json.dumps(history, indent=2) + "\n")
     return history
 
 
