@@ -56,6 +56,27 @@ def load(name: str, data_dir=None, config_name: str = "kg", cache_dir=None, **co
     return _prepare(builder_class, config_name, data_dir, cache_dir, config)
 
 
+# The folders of the data directory the builders read (docs/data.md: where each comes from, and its format).
+DATA_FOLDERS = {
+    "wordnet-3.0": "data.noun",
+    "semcor-3.0": "semcor3.0.sentences.jsonl.gz",
+    "fewrel": "val_wiki.json",
+    "metaqa": "kb.txt",
+}
+
+
+def check_data_dir(data_dir, folders=tuple(DATA_FOLDERS)) -> None:
+    """Stop at once, naming what is missing and how to get it, where `data_dir` lacks one of `folders`."""
+    missing = [
+        f"{name}/{DATA_FOLDERS[name]}" for name in folders if not Path(data_dir, name, DATA_FOLDERS[name]).is_file()
+    ]
+    if missing:
+        raise FileNotFoundError(
+            f"the data folder {data_dir} lacks {', '.join(missing)}: point $JAKET_DATA_DIR (or --data_dir) at a "
+            "folder holding wordnet-3.0/, semcor-3.0/, fewrel/ and metaqa/; docs/data.md says where each comes from"
+        )
+
+
 def code_hash() -> str:
     """A digest of this package's code: datasets names the prepared cache after it, so that a builder whose code
     changed (a new column, a fixed reader) prepares its data again instead of reading a cache of the old schema."""
@@ -84,4 +105,4 @@ def _prepare(builder_class, config_name, data_dir, cache_dir, config):
     return builder.as_dataset()
 
 
-__all__ = ["BUILDERS", "DataFormatError", "load"]
+__all__ = ["BUILDERS", "DATA_FOLDERS", "DataFormatError", "check_data_dir", "load"]

@@ -18,6 +18,8 @@ PROTOCOL=(--step_budget "${STEP_BUDGET:-100}" --learning_rate_grid "${LR_GRID[@]
 python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
 python3 -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
 export HF_HUB_OFFLINE=1
+# no data: say what is missing and where to get it, before anything runs
+python3 -c 'import os; from datasets_scripts import check_data_dir; check_data_dir(os.environ.get("JAKET_DATA_DIR", "../shared/data"))' || exit 2
 # bfloat16 autocast where the CPU computes in bfloat16 natively (AVX512-BF16 or AMX: 2.3x float32's matmul rate on
 # the 2-core machine of bench/README.md's benchmark 7), float32 elsewhere (emulated bfloat16 is slower); PRECISION=no forces it
 if [ -z "${PRECISION:-}" ]; then

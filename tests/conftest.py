@@ -16,6 +16,17 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))  # the scripts import their helpers (jaket_examples) from beside them
 DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
+
+def pytest_sessionstart(session):
+    """Without the real data, stop before the first test, saying what is missing and where to get it."""
+    from datasets_scripts import check_data_dir
+
+    try:
+        check_data_dir(DATA_DIR)
+    except FileNotFoundError as error:
+        pytest.exit(str(error), returncode=4)
+
+
 TINY = dict(
     vocab_size=300,
     hidden_size=32,

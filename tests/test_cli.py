@@ -27,7 +27,10 @@ def test_every_pretraining_flag_has_help(monkeypatch):
     assert [action.option_strings[0] for action in actions if not action.help] == []
 
 
-@pytest.mark.parametrize("script", ["finetune_entity_classification", "finetune_fewrel", "finetune_metaqa"])
+@pytest.mark.parametrize(
+    "script",
+    ["finetune_entity_classification", "finetune_fewrel", "finetune_metaqa", "finetune_text_classification"],
+)
 def test_every_fine_tuning_flag_has_help(script, monkeypatch):
     import importlib
 

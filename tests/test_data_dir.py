@@ -1,0 +1,32 @@
+"""Without the real data, the tests (and the main job) stop at once, naming what is missing and where to get it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA_DIR
+from datasets_scripts import check_data_dir
+
+
+def test_check_data_dir_names_each_missing_part(tmp_path):
+    check_data_dir(DATA_DIR)  # the real data: nothing missing
+    with pytest.raises(FileNotFoundError, match=r"lacks fewrel/val_wiki.json: point \$JAKET_DATA_DIR"):
+        check_data_dir(tmp_path, folders=("fewrel",))
+
+
+def test_missing_data_stops_the_tests_at_once_naming_what_is_missing(tmp_path):
+    (tmp_path / "fewrel").mkdir()
+    (tmp_path / "fewrel" / "val_wiki.json").write_text("{}")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", str(Path(__file__).parent / "test_configuration_jaket.py")],
+        env={**os.environ, "JAKET_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 4, result.stdout[-2000:]
+    assert "lacks wordnet-3.0/data.noun, semcor-3.0/semcor3.0.sentences.jsonl.gz, metaqa/kb.txt" in result.stdout
+    assert "docs/data.md" in result.stdout and " passed" not in result.stdout
