@@ -1,8 +1,10 @@
 """PyTorch JAKET model: LM1, the knowledge module, the merge (Eq. 3), LM2, and the task heads."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import AutoConfig, PreTrainedModel
@@ -206,6 +208,17 @@ class JaketClassificationHead(nn.Module):
         return self.out_proj(x)
 
 
+def _readable(path) -> bool:
+    """Whether every tensor of a safetensors file can be read."""
+    try:
+        with safe_open(path, framework="pt") as weights:
+            for key in weights.keys():
+                weights.get_tensor(key)
+        return True
+    except SafetensorError:
+        return False
+
+
 def span_mean(hidden_states, starts, ends):
     """(Z_start + Z_end) / 2 for each span; `starts`/`ends` are [batch, spans] token indices (clamped at 0)."""
     batch_index = torch.arange(hidden_states.shape[0], device=hidden_states.device).unsqueeze(-1)
@@ -284,6 +297,20 @@ class JaketPreTrainedModel(PreTrainedModel):
         that a sharded model can run it as a forward method of its own (FSDP2's `register_fsdp_forward_method`),
         gathering its weights as its forward does."""
         return self.base_model.encode_descriptions(input_ids, attention_mask, mention_starts, mention_ends)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As transformers' `from_pretrained`; a damaged weights file (safetensors raises an error that names no
+        file) becomes an `OSError` naming the folder and the file."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            folder = Path(pretrained_model_name_or_path)
+            damaged = [path.name for path in sorted(folder.glob("*.safetensors")) if not _readable(path)]
+            raise OSError(
+                f"{pretrained_model_name_or_path}: damaged weights {damaged or 'file'} ({error}); save or download "
+                "the model again"
+            ) from None
 
     @classmethod
     def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):

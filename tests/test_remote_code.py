@@ -205,3 +205,11 @@ def test_saved_model_loads_under_the_oldest_transformers_in_range(tmp_path, tmp_
     assert name == "JaketForPreTraining" and Version(version) == Version(oldest)
     for key in ("logits", "entity_category_logits", "entity_embeddings", "hidden_states", "attentions"):
         torch.testing.assert_close(output[key], expected[key])
+
+
+def test_a_damaged_weights_file_is_named(tmp_path):
+    JaketForPreTraining(tiny_config()).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match=r"damaged weights \['model.safetensors'\]"):
+        JaketForPreTraining.from_pretrained(tmp_path)
