@@ -68,8 +68,8 @@ from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_lo
 from jaket_examples.pretraining_card import write_pretraining_card
 from jaket_examples.push_to_hub import add_hub_arguments, create_hub_repo, push_folder
 from jaket_examples.sharded_refresh import is_sharded, refresh_memory
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
-from modeling_jaket.memory import MEMORY_DTYPES
+from modeling_jaket import EntityContextMemory, JaketConfig, JaketForPreTraining, RefreshSchedule
+from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_FIELDS
 from tokenization import DataCollatorWithMentions, JaketProcessor
 
 logger = get_logger(__name__)
@@ -192,16 +192,22 @@ def parse_args(argv=None):
         "unchanged language model; masked_lm alone continues the language model on the same text "
         "with no knowledge module",
     )
-    parser.add_argument(
-        "--refresh_init_interval",
-        type=int,
-        default=10,
-        help="steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)",
-    )
-    parser.add_argument("--refresh_ratio", type=int, default=2, help="growth of the refresh interval (T(i) above)")
-    parser.add_argument("--refresh_repeats", type=int, default=3, help="refreshes at each interval before it grows")
-    parser.add_argument("--refresh_max_interval", type=int, default=500, help="the longest interval between refreshes")
-    parser.add_argument("--memory_momentum", type=float, default=0.8, help="m in E <- m E + (1 - m) E_new")
+    # the memory's settings are JaketConfig fields of the same names (the short names still work), saved with the model
+    memory_defaults = JaketConfig()
+    for name, short, help_text in (
+        (
+            "memory_refresh_init_interval",
+            "refresh_init_interval",
+            "steps before the first memory refresh; T(i) = min(init * ratio^floor(i / repeats), max)",
+        ),
+        ("memory_refresh_ratio", "refresh_ratio", "growth of the refresh interval (T(i) above)"),
+        ("memory_refresh_repeats", "refresh_repeats", "refreshes at each interval before it grows"),
+        ("memory_refresh_max_interval", "refresh_max_interval", "the longest interval between refreshes"),
+        ("memory_momentum", None, "m in E <- m E + (1 - m) E_new"),
+    ):
+        default = getattr(memory_defaults, name)
+        flags = [f"--{name}"] + ([f"--{short}"] if short else [])
+        parser.add_argument(*flags, dest=name, type=type(default), default=default, help=help_text)
     parser.add_argument("--memory_batch_size", type=int, default=64, help="descriptions per LM1 batch in a refresh")
     parser.add_argument(
         "--memory_dtype",
@@ -489,11 +495,7 @@ def main(argv=None):
     overrides = {
         "num_entity_categories": len(graph.category_names),
         "num_relation_types": graph.num_relations,
-        "memory_refresh_init_interval": args.refresh_init_interval,
-        "memory_refresh_ratio": args.refresh_ratio,
-        "memory_refresh_repeats": args.refresh_repeats,
-        "memory_refresh_max_interval": args.refresh_max_interval,
-        "memory_momentum": args.memory_momentum,
+        **{name: getattr(args, name) for name in MEMORY_FIELDS},
         "merge_layer_norm": args.merge_layer_norm,
     }
     if args.num_lm1_layers:
@@ -514,12 +516,8 @@ def main(argv=None):
         register_fsdp_forward_method(model, "encode_descriptions")
 
     config = accelerator.unwrap_model(model).config
-    memory = EntityContextMemory(
-        graph.num_entities,
-        graph.num_relations,
-        config.hidden_size,
-        args.memory_momentum,
-        MEMORY_DTYPES[args.memory_dtype],
+    memory = EntityContextMemory.from_config(
+        config, graph.num_entities, graph.num_relations, MEMORY_DTYPES[args.memory_dtype]
     ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
     settings = run_settings(args, config, graph)

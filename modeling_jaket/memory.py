@@ -2,6 +2,7 @@
 descriptions and refreshed on a growing schedule, so that a training step needs no LM call for the graph."""
 
 import json
+import math
 import os
 
 import torch
@@ -17,6 +18,15 @@ MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
 # the storage dtypes a memory may be saved in: read from a file, a name is looked up here, never on `torch`
 MEMORY_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# The JaketConfig fields that set the memory and its refresh schedule, their one source: pretrain.py's flags carry
+# these names into the saved config, and `RefreshSchedule.from_config` and `EntityContextMemory.from_config` read them
+MEMORY_FIELDS = (
+    "memory_refresh_init_interval",
+    "memory_refresh_ratio",
+    "memory_refresh_repeats",
+    "memory_refresh_max_interval",
+    "memory_momentum",
+)
 MEMORY_KEYS = ("entity_embeddings", "initialized", "relation_embeddings")
 
 
@@ -39,6 +49,7 @@ class RefreshSchedule:
 
     @classmethod
     def from_config(cls, config) -> "RefreshSchedule":
+        """The schedule a `JaketConfig`'s `memory_refresh_*` fields describe."""
         return cls(
             config.memory_refresh_init_interval,
             config.memory_refresh_ratio,
@@ -112,6 +123,13 @@ class EntityContextMemory(nn.Module):
         self.register_buffer("entity_embeddings", torch.zeros(num_entities, hidden_size, dtype=dtype))
         self.register_buffer("relation_embeddings", torch.zeros(num_relations, hidden_size, dtype=dtype))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    @classmethod
+    def from_config(
+        cls, config, num_entities: int, num_relations: int, dtype: torch.dtype = torch.float32
+    ) -> "EntityContextMemory":
+        """A memory of the width and momentum a `JaketConfig` (`hidden_size`, `memory_momentum`) gives."""
+        return cls(num_entities, num_relations, config.hidden_size, config.memory_momentum, dtype)
 
     @property
     def num_entities(self) -> int:
@@ -200,13 +218,39 @@ class EntityContextMemory(nn.Module):
         relation_descriptions: dict | None = None,
         batch_size=64,
         progress_bar: bool = False,
+        shard: tuple[int, int] = (0, 1),
+        all_gather=None,
     ):
-        """Recompute every description's embedding with LM1 and fold it in with the momentum rule."""
-        new_entities = self.compute(model, entity_descriptions, batch_size, progress_bar=progress_bar)
+        """Recompute every description's embedding with LM1 and fold it in with the momentum rule (Eq. 5).
+
+        Across processes, `shard=(rank, world)`: this process encodes descriptions rank, rank + world, ... and
+        `all_gather` (a `[rows, hidden]` tensor -> every process's, `[world * rows, hidden]`, e.g.
+        `accelerator.gather`) joins the shares. Every process encodes as many descriptions (a short share repeats
+        one): a model sharded across processes gathers its layers' weights collectively, so all must run alike."""
+        new_entities = self._encode_shared(model, entity_descriptions, batch_size, progress_bar, shard, all_gather)
         new_relations = None
         if relation_descriptions:
-            new_relations = self.compute(model, relation_descriptions, batch_size, progress_bar=progress_bar)
+            new_relations = self._encode_shared(
+                model, relation_descriptions, batch_size, progress_bar, shard, all_gather
+            )
         self.update(new_entities, new_relations)
+
+    def _encode_shared(self, model, descriptions, batch_size, progress_bar, shard, all_gather) -> torch.Tensor:
+        rank, world = shard
+        if world == 1:
+            return self.compute(model, descriptions, batch_size, progress_bar=progress_bar)
+        count = len(descriptions["input_ids"])
+        rows = math.ceil(count / world)
+        indices = torch.arange(rank, count, world)
+        filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
+        padded = torch.cat([indices, filler.expand(rows - len(indices))])
+        local = self.compute(model, descriptions, batch_size, padded, progress_bar)
+        gathered = all_gather(local).cpu().view(world, rows, -1)
+        full = torch.empty(count, local.shape[1])
+        for other in range(world):
+            share = torch.arange(other, count, world)
+            full[share] = gathered[other, : len(share)]
+        return full
 
     def lookup(self, entity_ids: torch.Tensor) -> torch.Tensor:
         """E^(0) rows for `entity_ids` of any shape, in float32: [*entity_ids.shape, hidden_size]."""

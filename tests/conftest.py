@@ -178,7 +178,7 @@ def pretraining_arguments(backbone, cache, output, steps, *extra):
         "4",
         "--max_train_steps",
         str(steps),
-        "--refresh_init_interval",
+        "--memory_refresh_init_interval",
         "2",
         "--lm_warmup_steps",
         "2",

@@ -109,6 +109,25 @@ def test_refresh_with_a_model_applies_momentum_to_both_tables():
     torch.testing.assert_close(memory.entity_embeddings, 0.8 * before + 0.2 * new)
 
 
+def test_a_refresh_shared_across_processes_equals_one_process_s():
+    """Three processes' shares of 7 descriptions (rows 0, 3, 6 / 1, 4 / 2, 5, the short ones padded to 3 rows), joined
+    by the all-gather, give the memory that one process computes."""
+    torch.manual_seed(0)
+    model = JaketModel(tiny_config()).eval()
+    entities = descriptions(7)
+    alone = EntityContextMemory(7, 3, 32)
+    alone.refresh(model, entities)
+    shares = []  # each process's own rows, as it computes them
+    for rank in range(3):
+        EntityContextMemory(7, 3, 32).refresh(
+            model, entities, shard=(rank, 3), all_gather=lambda local: shares.append(local) or local.repeat(3, 1)
+        )
+    assert [len(share) for share in shares] == [3, 3, 3]
+    memory = EntityContextMemory(7, 3, 32)
+    memory.refresh(model, entities, shard=(0, 3), all_gather=lambda local: torch.cat(shares))
+    torch.testing.assert_close(memory.entity_embeddings, alone.entity_embeddings)
+
+
 def test_half_precision_storage_and_save_load(tmp_path):
     memory = EntityContextMemory(5, 2, 8, dtype=torch.bfloat16)
     memory.update(torch.randn(5, 8), torch.randn(2, 8))

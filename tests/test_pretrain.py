@@ -54,6 +54,10 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     memory = EntityContextMemory.from_pretrained(out)
     graph = KnowledgeGraph.from_pretrained(out / "graph")
     assert memory.num_entities == graph.num_entities == 300 and bool(memory.initialized)
+    # the memory's settings have one source, the config: --memory_refresh_init_interval 2 went into it
+    config = JaketForPreTraining.config_class.from_pretrained(out)
+    assert config.memory_refresh_init_interval == 2 and memory.momentum == config.memory_momentum
+    assert [RefreshSchedule.from_config(config).interval(i) for i in range(4)] == [2, 2, 2, 4]
     assert torch.isfinite(memory.entity_embeddings).all()
     loader = (
         "import sys, torch; from transformers import AutoModelForPreTraining; "
@@ -458,7 +462,10 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
         (["--max_grad_norm", "0"], "--max_grad_norm must be > 0, got 0.0"),
         (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be >= 1, got 0"),
         (["--fanouts", "10", "0"], r"--fanouts must all be >= 1, got \[10, 0\]"),
-        (["--refresh_max_interval", "5"], r"--refresh_max_interval \(5\) must be >= --refresh_init_interval \(10\)"),
+        (
+            ["--refresh_max_interval", "5"],  # the short name of --memory_refresh_max_interval
+            r"--memory_refresh_max_interval \(5\) must be >= --memory_refresh_init_interval \(10\)",
+        ),
     ],
 )
 def test_out_of_range_flags_stop_before_any_data_is_read(flags, message, capsys):

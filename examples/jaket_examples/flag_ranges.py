@@ -10,10 +10,10 @@ AT_LEAST_ONE = (
     "gradient_accumulation_steps",
     "max_train_steps",
     "num_roots",
-    "refresh_init_interval",
-    "refresh_ratio",
-    "refresh_repeats",
-    "refresh_max_interval",
+    "memory_refresh_init_interval",
+    "memory_refresh_ratio",
+    "memory_refresh_repeats",
+    "memory_refresh_max_interval",
     "memory_batch_size",
     "eval_steps",
     "checkpointing_steps",
@@ -57,8 +57,8 @@ def check_ranges(parser, args) -> None:
         parser.error(f"--max_grad_norm must be > 0, got {args.max_grad_norm}")
     if any(fanout < 1 for fanout in args.fanouts):
         parser.error(f"--fanouts must all be >= 1, got {args.fanouts}")
-    if args.refresh_max_interval < args.refresh_init_interval:
+    if args.memory_refresh_max_interval < args.memory_refresh_init_interval:
         parser.error(
-            f"--refresh_max_interval ({args.refresh_max_interval}) must be >= --refresh_init_interval "
-            f"({args.refresh_init_interval})"
+            f"--memory_refresh_max_interval ({args.memory_refresh_max_interval}) must be >= "
+            f"--memory_refresh_init_interval ({args.memory_refresh_init_interval})"
         )

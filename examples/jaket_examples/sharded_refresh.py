@@ -1,12 +1,7 @@
-"""The entity memory's refresh across processes: each encodes a share of the descriptions with LM1, the shares are
-all-gathered (FSDP2 included: a sharded model runs LM1 on every rank together)."""
+"""The entity memory's refresh across processes: `EntityContextMemory.refresh`, each process encoding a share of the
+descriptions with LM1, the shares all-gathered (FSDP2 included: a sharded model runs LM1 on every rank together)."""
 
-import math
-
-import torch
 from accelerate.utils import DistributedType
-
-from modeling_jaket import EntityContextMemory
 
 
 def is_sharded(accelerator) -> bool:
@@ -23,29 +18,16 @@ def is_sharded(accelerator) -> bool:
     return True
 
 
-def compute_sharded(accelerator, model, descriptions, batch_size):
-    """LM1's embeddings of all descriptions: rank r computes rows r, r + world, ...; the shards are all-gathered."""
-    count, world, rank = len(descriptions["input_ids"]), accelerator.num_processes, accelerator.process_index
-    rows = math.ceil(count / world)
-    indices = torch.arange(rank, count, world)
-    # every rank encodes `rows` descriptions, so all run the same number of batches (what a model sharded across
-    # ranks needs, whose layers gather their weights collectively): a short shard repeats a description
-    filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
-    padded_indices = torch.cat([indices, filler.expand(rows - len(indices))])
-    local = EntityContextMemory.compute(
-        model, descriptions, batch_size, padded_indices, accelerator.is_local_main_process
-    )
-    gathered = accelerator.gather(local.to(accelerator.device)).cpu().view(world, rows, -1)
-    full = torch.empty(count, local.shape[1])
-    for r in range(world):
-        shard = torch.arange(r, count, world)
-        full[shard] = gathered[r, : len(shard)]
-    return full
-
-
 def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size):
-    # in the run's precision (--mixed_precision bf16: LM1 in bfloat16, the memory kept in --memory_dtype)
+    """`EntityContextMemory.refresh` with each process encoding its share, in the run's precision (--mixed_precision
+    bf16: LM1 in bfloat16, the memory kept in --memory_dtype)."""
     with accelerator.autocast():
-        new_entities = compute_sharded(accelerator, model, entity_descriptions, batch_size)
-        new_relations = compute_sharded(accelerator, model, relation_descriptions, batch_size)
-    memory.update(new_entities, new_relations)
+        memory.refresh(
+            model,
+            entity_descriptions,
+            relation_descriptions,
+            batch_size,
+            progress_bar=accelerator.is_local_main_process,
+            shard=(accelerator.process_index, accelerator.num_processes),
+            all_gather=lambda local: accelerator.gather(local.to(accelerator.device)),
+        )
