@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 from transformers import BatchEncoding, ProcessorMixin
+from transformers.utils import logging
 
 from .collator import DataCollatorWithMentions
 from .graph import KnowledgeGraph
@@ -15,6 +16,7 @@ from .memory import EntityContextMemory
 from .tokenization_jaket import tokenize_with_mentions
 
 GRAPH_SUBFOLDER = "graph"
+logger = logging.get_logger(__name__)
 
 
 class JaketProcessor(ProcessorMixin):
@@ -234,11 +236,22 @@ class JaketProcessor(ProcessorMixin):
         """The processor `save_pretrained` wrote (or the folder pre-training writes), from a folder or a Hub repo."""
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if kwargs.get(k) is not None}
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        processor.graph = KnowledgeGraph.from_pretrained(
-            pretrained_model_name_or_path, subfolder=GRAPH_SUBFOLDER, **hub_kwargs
-        )
-        processor.memory = EntityContextMemory.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
-        if processor.graph.num_entities != processor.memory.num_entities:
+        for part, load in (
+            (
+                "graph",
+                lambda: KnowledgeGraph.from_pretrained(pretrained_model_name_or_path, GRAPH_SUBFOLDER, **hub_kwargs),
+            ),
+            ("memory", lambda: EntityContextMemory.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)),
+        ):
+            try:
+                setattr(processor, part, load())
+            except FileNotFoundError as missing:  # a model of text alone (a baseline without a graph) saves none
+                logger.warning(f"{missing}: this processor has no {part}; it tokenizes text and mentions without it")
+        if (
+            processor.graph is not None
+            and processor.memory is not None
+            and (processor.graph.num_entities != processor.memory.num_entities)
+        ):
             raise ValueError(
                 f"{pretrained_model_name_or_path}: the graph has {processor.graph.num_entities} entities but the "
                 f"memory {processor.memory.num_entities}"

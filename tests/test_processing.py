@@ -137,3 +137,13 @@ def test_save_and_auto_processor_load_give_the_same_inputs(tmp_path, processor):
     call = dict(text="The dog and a canid.", entity_spans=[(4, 7), (14, 19)], entities=["Q144", 1])
     expected, got = processor(**call), loaded(**call)
     assert set(expected) == set(got) and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_processor_saved_without_graph_and_memory_loads_for_text_alone(tmp_path, parts):
+    JaketProcessor(parts[0]).save_pretrained(tmp_path)  # what a text-only baseline's folder holds
+    loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert loaded.graph is None and loaded.memory is None
+    inputs = loaded(["A dog.", "Two cats."], entity_spans=[[], []], entities=[[], []])
+    assert inputs["input_ids"].shape[0] == 2 and "subgraph_entity_ids" not in inputs
+    with pytest.raises(ValueError, match="this JaketProcessor has no graph"):
+        loaded("A dog.")
