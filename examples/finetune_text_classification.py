@@ -154,7 +154,10 @@ def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
         batch = missing[begin : begin + args.per_device_eval_batch_size]
         spans = [[(start, end) for start, end, _ in finder.find(example["text"])] for example in batch]
         with torch.no_grad(), precision(args):
-            linked = processor([e["text"] for e in batch], entity_spans=spans, linker=linker)["mention_entity_ids"]
+            inputs = processor(
+                [e["text"] for e in batch], entity_spans=spans, linker=linker, return_graph_inputs=False
+            )
+            linked = inputs["mention_entity_ids"]
         for example, example_spans, ids in zip(batch, spans, linked.tolist()):
             kept = sorted(example_spans)[: sum(i >= 0 for i in ids)]  # the spans within max_seq_length tokens
             example["mentions"] = [(start, end, entity) for (start, end), entity in zip(kept, ids)]

@@ -54,7 +54,7 @@ class EntityLinkingPipeline(_BatchedPipeline):
         mentions = [self.processor.mention_finder.find(text) for text in texts]
         spans = [[(start, end) for start, end, _ in found] for found in mentions]
         placeholders = [[0] * len(found) for found in mentions]  # the text only: no entity is merged into it
-        inputs = self.processor(texts, entity_spans=spans, entities=placeholders)
+        inputs = self.processor(texts, entity_spans=spans, entities=placeholders, return_graph_inputs=False)
         kept = [sum(row) for row in inputs["mention_starts"].ge(0).tolist()]  # those within max_length tokens
         candidates = [c for found, count in zip(mentions, kept) for _, _, c in found[:count]]
         return {

@@ -80,13 +80,15 @@ class JaketProcessor(ProcessorMixin):
         entities: Sequence | None = None,
         linker=None,
         return_tensors: str = "pt",
+        return_graph_inputs: bool = True,
     ) -> BatchEncoding:
         """`text` (a string or a batch), `entity_spans` (characters `(start, end)`, Python-slice style; a list per
         text for a batch; omitted: every name or alias of the graph found in the text) and `entities` (one per span:
         an id, a key of `graph.entity_ids`, or a name or alias of one entity; omitted: each span's candidates ranked
         by `linker`, a `JaketForPreTraining`) -> `input_ids`, `attention_mask`, `mention_entity_ids`,
         `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`, `edge_index`,
-        `edge_type`, `entity_init_embeddings` and `relation_embeddings`."""
+        `edge_type`, `entity_init_embeddings` and `relation_embeddings` (`return_graph_inputs=False`: the text's
+        inputs alone)."""
         if return_tensors != "pt":
             raise ValueError(f"JaketProcessor returns PyTorch tensors (return_tensors='pt'), got {return_tensors!r}")
         single = isinstance(text, str)
@@ -126,7 +128,7 @@ class JaketProcessor(ProcessorMixin):
         batch["mention_entity_ids"] = _pad(ids, batch["mention_starts"].shape[1])
         # 3.-4. the subgraph around them and its embeddings
         seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
-        if seeds.numel():
+        if seeds.numel() and return_graph_inputs:
             batch.update(self.graph_inputs(seeds))
         return BatchEncoding(batch, tensor_type=return_tensors)
 

@@ -77,6 +77,9 @@ def test_processor_returns_every_input_of_the_forward(parts, processor):
     assert torch.equal(inputs["entity_init_embeddings"], parts[2].lookup(inputs["subgraph_entity_ids"]))
     output = parts[3](**inputs)
     assert output.entity_embeddings.shape == (inputs["subgraph_entity_ids"].numel(), parts[3].config.hidden_size)
+    text_only = processor("The canine barked.", entity_spans=[(4, 10)], entities=["canine"], return_graph_inputs=False)
+    assert set(text_only) == set(inputs) - set(GRAPH_INPUTS)
+    assert all(torch.equal(text_only[k], inputs[k]) for k in text_only)
 
 
 def test_an_entity_is_an_id_a_key_or_a_name_or_alias_of_one_entity(processor):
