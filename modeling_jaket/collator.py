@@ -39,15 +39,16 @@ class DataCollatorWithMentions:
             values = [feature[key] for feature in features]
             if key in TOKEN_KEYS and isinstance(values[0], (list, tuple)):  # token-level, not a sequence label
                 pad = self.pad_token_id if key == "input_ids" else TOKEN_KEYS[key]
-                batch[key] = _pad(values, length, pad, key)
+                batch[key] = pad_rows(values, length, pad, key)
             elif key in MENTION_KEYS:
-                batch[key] = _pad(values, num_mentions, -1, key)
+                batch[key] = pad_rows(values, num_mentions, -1, key)
             else:
                 batch[key] = torch.tensor(values)
         return batch
 
 
-def _pad(rows, length, value, key):
+def pad_rows(rows, length, value, key):
+    """`rows` (lists of ids) right-padded with `value` to `length` columns; a longer row is refused, naming `key`."""
     out = torch.full((len(rows), length), value, dtype=torch.long)
     for index, row in enumerate(rows):
         if len(row) > length:

@@ -121,12 +121,12 @@ class EntityClassificationPipeline(_BatchedPipeline):
         cached = getattr(self, "_other_graph", None)
         if cached is None or cached[0] is not graph:
             tokenizer = self.processor.tokenizer
-            memory = EntityContextMemory(graph.num_entities, graph.num_relations, self.model.config.hidden_size)
-            with torch.inference_mode():
-                entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions)
-                relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions)
-                compute = EntityContextMemory.compute
-                memory.update(compute(self.model, entities), compute(self.model, relations))
+            memory = EntityContextMemory.from_config(self.model.config, graph.num_entities, graph.num_relations)
+            memory.refresh(
+                self.model,
+                encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions),
+                encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions),
+            )
             settings = {"fanouts": self.processor.fanouts, "seed": self.processor.seed}
             processor = type(self.processor)(tokenizer, graph, memory, **settings)
             self._other_graph = cached = (graph, processor)

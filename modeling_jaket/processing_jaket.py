@@ -9,7 +9,7 @@ import torch
 from transformers import BatchEncoding, ProcessorMixin
 from transformers.utils import logging
 
-from .collator import DataCollatorWithMentions
+from .collator import DataCollatorWithMentions, pad_rows
 from .graph import KnowledgeGraph
 from .linking import MentionFinder, mention_queries, score_candidates
 from .memory import EntityContextMemory
@@ -125,7 +125,7 @@ class JaketProcessor(ProcessorMixin):
             ids = [[self.entity_id(given[e][i], e, i) for i in kept] for e, kept in enumerate(kept_spans)]
         else:
             ids = self._link(texts, spans, kept_spans, batch, linker)
-        batch["mention_entity_ids"] = _pad(ids, batch["mention_starts"].shape[1])
+        batch["mention_entity_ids"] = pad_rows(ids, batch["mention_starts"].shape[1], -1, "mention_entity_ids")
         # 3.-4. the subgraph around them and its embeddings
         seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
         if seeds.numel() and return_graph_inputs:
@@ -259,10 +259,3 @@ class JaketProcessor(ProcessorMixin):
                 f"memory {processor.memory.num_entities}"
             )
         return processor
-
-
-def _pad(rows: list[list[int]], width: int) -> torch.Tensor:
-    out = torch.full((len(rows), width), -1, dtype=torch.long)
-    for index, row in enumerate(rows):
-        out[index, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-    return out
