@@ -21,7 +21,7 @@ import pretrain
 import torch
 from transformers import pipeline
 
-from jaket_examples.data import default_data_dir, load_pretraining_data
+from jaket_examples.data import load_run_data
 from modeling_jaket import KnowledgeGraph, MentionFinder
 
 
@@ -36,24 +36,7 @@ def main(argv=None):
     args = pretrain.parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     folder = Path(own.model_name_or_path)
-    if not args.heldout_text_fraction:
-        raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
-
-    data = load_pretraining_data(
-        args.dataset,
-        args.data_dir or default_data_dir(),
-        args.dataset_cache_dir,
-        args.max_entities,
-        args.max_train_samples,
-        args.heldout_text_fraction,
-        args.heldout_seed,
-    )
-    graph = KnowledgeGraph.from_pretrained(folder, subfolder="graph")
-    if graph.entity_ids != data.graph.entity_ids:
-        raise ValueError(
-            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the "
-            f"{graph.num_entities} saved in {folder / 'graph'}: pass the data flags the run was given"
-        )
+    data, graph = load_run_data(args, folder)
     device = 0 if torch.cuda.is_available() else -1
     linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True, device=device)
     texts = list(data.heldout_text["text"])

@@ -16,8 +16,8 @@ import pretrain
 import torch
 from transformers import AutoTokenizer
 
-from jaket_examples.data import default_data_dir, load_pretraining_data, surface_forms
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+from jaket_examples.data import default_data_dir, load_run_data, surface_forms
+from modeling_jaket import EntityContextMemory, JaketForPreTraining
 
 
 def main(argv=None):
@@ -28,33 +28,15 @@ def main(argv=None):
     args = pretrain.parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     folder = Path(own.model_name_or_path)
-    if not (folder / "graph").is_dir():
-        raise FileNotFoundError(f"{folder} holds no graph/ folder: it is not an output folder of examples/pretrain.py")
-    if not args.heldout_text_fraction:
-        raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
-
-    data_dir = args.data_dir or default_data_dir()
-    data = load_pretraining_data(
-        args.dataset,
-        data_dir,
-        args.dataset_cache_dir,
-        args.max_entities,
-        args.max_train_samples,
-        args.heldout_text_fraction,
-        args.heldout_seed,
-    )
-    graph = KnowledgeGraph.from_pretrained(folder / "graph")
-    if graph.entity_ids != data.graph.entity_ids:
-        raise ValueError(
-            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the "
-            f"{graph.num_entities} saved in {folder / 'graph'}: pass the data flags the run was given"
-        )
+    data, graph = load_run_data(args, folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = JaketForPreTraining.from_pretrained(folder)
     memory = EntityContextMemory.from_pretrained(folder)
     forms = surface_forms(graph, data.text)
     build_inputs = pretrain.pretraining_inputs(args, tokenizer, graph, forms)
-    evaluation = pretrain.build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, data_dir, forms)
+    evaluation = pretrain.build_evaluation(
+        args, data._replace(graph=graph), tokenizer, build_inputs, args.data_dir or default_data_dir(), forms
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)
     output = Path(own.output_file) if own.output_file else folder / "eval_results.json"

@@ -88,6 +88,32 @@ def outside_graph(kg: datasets.DatasetDict) -> KnowledgeGraph | None:
     return KnowledgeGraph.from_records(entities, kg["relations"], kg["triples"], category_names=names)
 
 
+def load_run_data(args, folder) -> tuple[PretrainingData, KnowledgeGraph]:
+    """What evaluating a pre-training output `folder` reads: the data that pretrain.py's data flags `args` give (its
+    held-out text) and the graph saved in `folder/graph`, refused where the two graphs differ."""
+    folder = Path(folder)
+    if not (folder / "graph").is_dir():
+        raise FileNotFoundError(f"{folder} holds no graph/ folder: it is not an output folder of examples/pretrain.py")
+    if not args.heldout_text_fraction:
+        raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
+    data = load_pretraining_data(
+        args.dataset,
+        args.data_dir or default_data_dir(),
+        args.dataset_cache_dir,
+        args.max_entities,
+        args.max_train_samples,
+        args.heldout_text_fraction,
+        args.heldout_seed,
+    )
+    graph = KnowledgeGraph.from_pretrained(folder / "graph")
+    if graph.entity_ids != data.graph.entity_ids:
+        raise ValueError(
+            f"the data flags give a graph of {data.graph.num_entities} entities that differs from the "
+            f"{graph.num_entities} saved in {folder / 'graph'}: pass the data flags the run was given"
+        )
+    return data, graph
+
+
 def normalize_form(text: str) -> str:
     """A surface form as the alias index keys it: lower case, WordNet's underscores as spaces."""
     return " ".join(text.replace("_", " ").lower().split())
