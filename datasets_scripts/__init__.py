@@ -72,8 +72,9 @@ def check_data_dir(data_dir, folders=tuple(DATA_FOLDERS)) -> None:
     ]
     if missing:
         raise FileNotFoundError(
-            f"the data folder {data_dir} lacks {', '.join(missing)}: point $JAKET_DATA_DIR (or --data_dir) at a "
-            "folder holding wordnet-3.0/, semcor-3.0/, fewrel/ and metaqa/; docs/data.md says where each comes from"
+            f"the data folder {data_dir} lacks {', '.join(missing)}: fetch it with `python -m "
+            f"datasets_scripts.download {data_dir}`, or point $JAKET_DATA_DIR (or --data_dir) at a folder holding "
+            "wordnet-3.0/, semcor-3.0/, fewrel/ and metaqa/ (docs/data.md)"
         )
 
 
