@@ -39,6 +39,7 @@ from transformers import AutoTokenizer
 
 from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from jaket_examples.checkpoints import (
+    load_accelerator_state,
     load_training_state,
     prune_checkpoints,
     resolve_checkpoint,
@@ -532,7 +533,7 @@ def main(argv=None):
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
-        accelerator.load_state(str(checkpoint))
+        load_accelerator_state(accelerator, checkpoint)
         completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes, settings)
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
     else:

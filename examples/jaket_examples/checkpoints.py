@@ -98,6 +98,27 @@ def load_training_state(
     return completed_steps
 
 
+def load_accelerator_state(accelerator, checkpoint: Path) -> None:
+    """`accelerator.load_state(checkpoint)`, with the file named when it fails: Accelerate's and torch's errors for
+    a file that `weights_only` refuses (it would run code) or that is damaged name none."""
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as error:
+        refused = []
+        for path in sorted(checkpoint.iterdir()):
+            if path.suffix in (".bin", ".pkl", ".pt"):
+                try:
+                    torch.load(path, map_location="cpu", weights_only=True)
+                except Exception as reason:
+                    refused.append(f"{path.name} ({type(reason).__name__}: {str(reason).splitlines()[0][:200]})")
+        if not refused:
+            raise
+        raise ValueError(
+            f"{checkpoint}: cannot resume from {', '.join(refused)}; only tensors and plain values are loaded from a "
+            "checkpoint, never code"
+        ) from error
+
+
 def save_checkpoint(accelerator, output_dir: Path, step: int, memory, schedule, settings: dict):
     """Write the state to `checkpoint-<step>.tmp`, rename it, then point `latest` at it: a kill at any moment leaves
     `latest` naming a complete checkpoint."""
