@@ -246,8 +246,10 @@ def test_entity_classification_runs_on_the_graph_alone():
 def test_sequence_classification_loss(config):
     config.num_labels = 3
     model = JaketForSequenceClassification(config)
-    output = model(**text_inputs(), **graph_inputs(), **MENTIONS, labels=torch.tensor([0, 2]))
-    assert output.logits.shape == (2, 3) and output.loss > 0
+    labels = torch.tensor([0, 2])
+    output = model(**text_inputs(), **graph_inputs(), **MENTIONS, labels=labels)
+    assert output.logits.shape == (2, 3) and not torch.equal(output.logits[0], output.logits[1])
+    torch.testing.assert_close(output.loss, torch.nn.functional.cross_entropy(output.logits, labels))
 
 
 def test_hidden_states_and_attentions_are_returned_when_asked():
@@ -368,8 +370,11 @@ def test_an_empty_subgraph_gives_no_entity_embeddings(config):
         entity_init_embeddings=torch.empty(0, 32),
         relation_embeddings=torch.randn(3, 32),
     )
-    output = JaketModel(config)(**text_inputs(), **empty)
-    assert output.entity_embeddings.shape == (0, 32) and output.last_hidden_state.shape == (2, 10, 32)
+    model, text = JaketModel(config).eval(), text_inputs()
+    with torch.no_grad():
+        output, text_only = model(**text, **empty), model(**text)
+    assert output.entity_embeddings.shape == (0, 32)
+    torch.testing.assert_close(output.last_hidden_state, text_only.last_hidden_state)
 
 
 def test_non_finite_initial_embeddings_are_named_when_checked(config):

@@ -128,6 +128,7 @@ def test_collated_batch_runs_through_the_model(bert_tokenizer, minilm_path):
     batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
         [{k: encoding[k][i] for k in encoding} for i in range(2)]
     )
+    text = {key: batch[key] for key in ("input_ids", "attention_mask")}
     with torch.no_grad():
         output = model(
             **batch,
@@ -137,7 +138,11 @@ def test_collated_batch_runs_through_the_model(bert_tokenizer, minilm_path):
             entity_init_embeddings=torch.randn(2, 384),
             relation_embeddings=torch.randn(1, 384),
         )
+        text_only = model(**text).last_hidden_state
     assert output.last_hidden_state.shape == (2, batch["input_ids"].shape[1], 384)
+    # the knowledge reaches the first text, whose mentions the collator kept, and leaves the second as it was
+    assert not torch.allclose(output.last_hidden_state[0], text_only[0])
+    torch.testing.assert_close(output.last_hidden_state[1], text_only[1])
 
 
 def test_no_descriptions_and_batches_without_mentions(bert_tokenizer):
