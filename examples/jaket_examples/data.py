@@ -164,16 +164,13 @@ def tokenize_linked_text(text: datasets.Dataset, tokenizer, graph: KnowledgeGrap
     """Tokenize text rows (`text`, `mentions`) with mentions mapped to graph indices. Mentions of entities outside
     the graph (left out by `max_entities`, or held out) are removed, and counted in the log."""
     outside = 0
+    entity_index = graph.entity_index  # what `map` pickles to fingerprint `tokenize`: not the whole graph
 
     def tokenize(batch):
         nonlocal outside
         mentions = []
         for row in batch["mentions"]:
-            linked = [
-                (m["start"], m["end"], graph.entity_index[m["entity"]])
-                for m in row
-                if m["entity"] in graph.entity_index
-            ]
+            linked = [(m["start"], m["end"], entity_index[m["entity"]]) for m in row if m["entity"] in entity_index]
             outside += len(row) - len(linked)
             mentions.append(linked)
         encoding = tokenize_with_mentions(tokenizer, batch["text"], mentions, max_length=max_length)
