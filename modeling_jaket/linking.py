@@ -73,6 +73,9 @@ def mention_queries(model: JaketForPreTraining, input_ids, attention_mask, menti
 def score_candidates(queries: torch.Tensor, mention_starts, candidates, memory: EntityContextMemory):
     """For each mention (row-major over `mention_starts` >= 0) the scores of its candidate entity ids against
     `queries`: a list per example of a float tensor per mention."""
+    count = int((mention_starts >= 0).sum())
+    if count != len(candidates):
+        raise ValueError(f"got candidates for {len(candidates)} mentions, but the batch has {count}")
     scores, k = [], 0
     for example, starts in enumerate(mention_starts.tolist()):
         row = []
@@ -83,8 +86,6 @@ def score_candidates(queries: torch.Tensor, mention_starts, candidates, memory: 
             row.append((table @ queries[example, mention]).float().cpu())
             k += 1
         scores.append(row)
-    if k != len(candidates):
-        raise ValueError(f"got candidates for {len(candidates)} mentions, but the batch has {k}")
     return scores
 
 

@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_config
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, link_entities
-from modeling_jaket.linking import candidate_embeddings
+from modeling_jaket.linking import candidate_embeddings, score_candidates
 from modeling_jaket.modeling_jaket import span_mean
 from tokenization import encode_descriptions
 
@@ -62,3 +62,20 @@ def test_bad_candidates_are_named(model, bert_tokenizer, candidates, memory, mes
 def test_a_span_outside_the_text_is_named(model, bert_tokenizer):
     with pytest.raises(ValueError, match="out of range"):
         link_entities(model, bert_tokenizer, TEXT, (40, 45), ["a canine"])
+
+
+def test_each_mention_scores_its_own_candidates_against_its_own_query():
+    """score_candidates, which the pipeline and the evaluation rank by: mentions row-major, padding (-1) skipped."""
+    memory = EntityContextMemory(5, 1, 4)
+    memory.entity_embeddings.normal_()
+    queries = torch.randn(2, 3, 4)
+    starts = torch.tensor([[1, -1, -1], [2, 5, -1]])
+    candidates = [[0, 3], [4], [1, 2, 0]]
+    scores = score_candidates(queries, starts, candidates, memory)
+    table = memory.entity_embeddings
+    assert [len(row) for row in scores] == [1, 2]
+    torch.testing.assert_close(scores[0][0], table[[0, 3]] @ queries[0, 0])
+    torch.testing.assert_close(scores[1][0], table[[4]] @ queries[1, 0])
+    torch.testing.assert_close(scores[1][1], table[[1, 2, 0]] @ queries[1, 1])
+    with pytest.raises(ValueError, match="got candidates for 2 mentions, but the batch has 3"):
+        score_candidates(queries, starts, candidates[:2], memory)
