@@ -4,6 +4,7 @@ context memory and the knowledge graph. Importing this package registers the mod
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForMaskedLM,
     AutoModelForPreTraining,
     AutoModelForSequenceClassification,
     AutoProcessor,
@@ -30,6 +31,7 @@ from .processing_jaket import JaketProcessor
 AutoConfig.register("jaket", JaketConfig, exist_ok=True)
 AutoModel.register(JaketConfig, JaketModel, exist_ok=True)
 AutoModelForPreTraining.register(JaketConfig, JaketForPreTraining, exist_ok=True)
+AutoModelForMaskedLM.register(JaketConfig, JaketForPreTraining, exist_ok=True)
 AutoModelForSequenceClassification.register(JaketConfig, JaketForSequenceClassification, exist_ok=True)
 AutoProcessor.register(JaketConfig, JaketProcessor, exist_ok=True)
 

@@ -8,6 +8,7 @@ _AUTO_MAP = {
     "AutoConfig": "configuration_jaket.JaketConfig",
     "AutoModel": "modeling_jaket.JaketModel",
     "AutoModelForPreTraining": "modeling_jaket.JaketForPreTraining",
+    "AutoModelForMaskedLM": "modeling_jaket.JaketForPreTraining",  # its masked-token head: the fill-mask pipeline
     "AutoModelForSequenceClassification": "modeling_jaket.JaketForSequenceClassification",
 }
 

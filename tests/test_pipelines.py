@@ -11,8 +11,8 @@ import pytest
 import torch
 from transformers import AutoModelForPreTraining, pipeline
 
-from conftest import assert_share_of, pretraining_arguments
-from modeling_jaket import KnowledgeGraph
+from conftest import assert_share_of, pretraining_arguments, tiny_config
+from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel, KnowledgeGraph
 
 # Imported before anything else in the clean process: every package of this repository, and the ones only it needs,
 # fail to import there.
@@ -197,3 +197,34 @@ def test_entity_linking_score_counts_each_case():
     assert results["linking_prior_hits_at_1"] == pytest.approx(2 / 3)  # a (prior 5) and c
     assert results["linking_chance_hits_at_1"] == pytest.approx((0.5 + 1 + 0.5) / 3)
     assert results["end_to_end_precision"] == pytest.approx(2 / 3)
+
+
+TEXT_TASKS = {
+    "feature-extraction": JaketModel,
+    "text-classification": JaketForSequenceClassification,
+    "fill-mask": JaketForPreTraining,
+}
+
+
+@pytest.mark.parametrize("task", sorted(TEXT_TASKS))
+def test_transformers_own_text_pipelines_run_on_jaket_through_remote_code(task, tmp_path, bert_tokenizer):
+    """transformers' feature-extraction, text-classification and fill-mask pipelines on a saved JAKET folder (text
+    alone: these pipelines pass no graph), each giving what the model gives on the same text."""
+    torch.manual_seed(0)
+    model = TEXT_TASKS[task](tiny_config(vocab_size=len(bert_tokenizer))).eval()
+    model.save_pretrained(tmp_path)
+    bert_tokenizer.save_pretrained(tmp_path)
+    text = f"a dog barks at the {bert_tokenizer.mask_token} ." if task == "fill-mask" else "a dog barks"
+    encoding = bert_tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        output = model(**encoding)
+    result = pipeline(task, model=str(tmp_path), trust_remote_code=True)(text)
+    if task == "feature-extraction":
+        torch.testing.assert_close(torch.tensor(result[0]), output.last_hidden_state[0])
+    elif task == "text-classification":
+        probabilities = output.logits[0].softmax(-1)
+        assert result[0]["label"] == f"LABEL_{int(probabilities.argmax())}"
+        assert result[0]["score"] == pytest.approx(float(probabilities.max()), rel=1e-5)
+    else:
+        masked = int((encoding["input_ids"][0] == bert_tokenizer.mask_token_id).nonzero())
+        assert result[0]["token"] == int(output.logits[0, masked].argmax())
