@@ -17,11 +17,11 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import pretrain
 import torch
 from transformers import pipeline
 
 from jaket_examples.data import load_run_data
+from jaket_examples.pretraining_args import parse_args
 from modeling_jaket import KnowledgeGraph, MentionFinder
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
     )
     parser.add_argument("--batch_size", type=int, default=32)
     own, rest = parser.parse_known_args(argv)
-    args = pretrain.parse_args(rest)
+    args = parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     folder = Path(own.model_name_or_path)
     data, graph = load_run_data(args, folder)

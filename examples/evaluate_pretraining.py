@@ -12,11 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-import pretrain
 import torch
 from transformers import AutoTokenizer
 
 from jaket_examples.data import default_data_dir, load_run_data, surface_forms
+from jaket_examples.evaluation import build_evaluation
+from jaket_examples.pretraining import pretraining_inputs
+from jaket_examples.pretraining_args import parse_args
 from modeling_jaket import EntityContextMemory, JaketForPreTraining
 
 
@@ -25,7 +27,7 @@ def main(argv=None):
     parser.add_argument("model_name_or_path", help="an output folder of examples/pretrain.py")
     parser.add_argument("--output_file", default=None, help="default: <model_name_or_path>/eval_results.json")
     own, rest = parser.parse_known_args(argv)
-    args = pretrain.parse_args(rest)
+    args = parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     folder = Path(own.model_name_or_path)
     data, graph = load_run_data(args, folder)
@@ -33,8 +35,8 @@ def main(argv=None):
     model = JaketForPreTraining.from_pretrained(folder)
     memory = EntityContextMemory.from_pretrained(folder)
     forms = surface_forms(graph, data.text)
-    build_inputs = pretrain.pretraining_inputs(args, tokenizer, graph, forms)
-    evaluation = pretrain.build_evaluation(
+    build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
+    evaluation = build_evaluation(
         args, data._replace(graph=graph), tokenizer, build_inputs, args.data_dir or default_data_dir(), forms
     )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -308,6 +308,8 @@ def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint
 def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path):
     import pretrain
 
+    from jaket_examples.optimization import build_optimizer
+
     # all-MiniLM-L6-v2 has no MLM head: its transform starts from random, like the other pre-training heads
     model, info = JaketForPreTraining.from_backbone(
         minilm_path, output_loading_info=True, num_entity_categories=4, num_relation_types=3
@@ -315,7 +317,7 @@ def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path)
     args = pretrain.parse_args(
         ["--lm_learning_rate", "1e-5", "--km_learning_rate", "1e-4", "--head_learning_rate", "1e-3"]
     )
-    optimizer, _ = pretrain.build_optimizer(model, args, set(info["missing_keys"]))
+    optimizer, _ = build_optimizer(model, args, set(info["missing_keys"]))
     rate = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}  # peak rates
     parameters = dict(model.named_parameters())
     assert len(rate) == len(parameters)
@@ -473,7 +475,7 @@ def test_out_of_range_flags_stop_before_any_data_is_read(flags, message, capsys)
 
 
 def test_report_to_takes_several_trackers():
-    from pretrain import trackers
+    from jaket_examples.training_log import trackers
 
     assert trackers("none") is None and trackers("all") == "all"
     assert trackers("tensorboard, wandb") == ["tensorboard", "wandb"]
@@ -499,7 +501,8 @@ def test_checkpoints_beyond_the_limit_are_deleted_oldest_first_never_latest(tmp_
 
 def test_max_grad_norm_clips_the_total_norm_through_accelerate():
     from accelerate import Accelerator
-    from pretrain import clip_gradients
+
+    from jaket_examples.optimization import clip_gradients
 
     accelerator = Accelerator(cpu=True)
     model = torch.nn.Linear(3, 2)

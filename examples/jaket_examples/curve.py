@@ -1,6 +1,7 @@
 """Pre-training's records beside the model: the held-out figures over its steps (a JSON history and a PNG curve),
 the logged training figures (losses, learning rates, refreshes) and each process's final fingerprints."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -49,3 +50,11 @@ def plot_history(history: list[dict], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     pyplot.close(figure)
+
+
+def fingerprint(tensors) -> str:
+    """A short digest of the tensors' values (as float32): equal runs give equal fingerprints."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]

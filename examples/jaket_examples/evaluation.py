@@ -17,17 +17,25 @@ Each figure's floor is in the results beside it: `heldout_masked_entity_string_m
 `wsd_most_frequent_sense_hits_at_1`, `outside_category_majority_accuracy`, `outside_relation_type_majority_accuracy`.
 """
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
+from accelerate.logging import get_logger
 from tqdm.auto import tqdm
 
+from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.linking import candidate_embeddings
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
 
-from .data import normalize_form
+from .curve import record_evaluation
+from .data import normalize_form, outside_graph
 from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
+
+logger = get_logger(__name__)
 
 
 def lemma_key(lemma: str) -> str:
@@ -297,3 +305,63 @@ class PretrainingEvaluation:
 def majority_share(labels: torch.Tensor) -> float:
     """The accuracy of always answering the most frequent of `labels`: a classifier's floor."""
     return float(torch.bincount(labels).max() / labels.numel()) if labels.numel() else 0.0
+
+
+def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> PretrainingEvaluation:
+    """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
+    WordNet, every word's senses (for disambiguation)."""
+    sense_index = synset_descriptions = sense_counts = None
+    if args.dataset == "wordnet_semcor":
+        sense_index = read_sense_index(find_wordnet(data_dir))
+        sense_counts = Counter(
+            (lemma_key(m["lemma"]), m["entity"])
+            for mentions in data.text["mentions"][:]
+            for m in mentions
+            if m.get("lemma")
+        )
+        entities = data.kg["entities"]
+        synset_descriptions = dict(zip(entities["id"][:], zip(entities["name"][:], entities["description"][:])))
+    sentences = prepare_heldout_sentences(
+        data.heldout_text,
+        tokenizer,
+        data.graph,
+        build_inputs,
+        sense_index,
+        args.max_seq_length,
+        args.per_device_train_batch_size,
+        args.heldout_seed,
+        forms,
+        sense_counts,
+    )
+    outside = outside_graph(data.kg)
+    if outside is not None:
+        outside = prepare_outside_graph(
+            outside,
+            tokenizer,
+            args.eval_outside_entities,
+            tuple(args.fanouts),
+            args.eval_outside_entities,
+            args.description_length,
+            args.heldout_seed,
+        )
+    return PretrainingEvaluation(
+        sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings, args.memory_batch_size
+    )
+
+
+def run_evaluation(accelerator, evaluation, model, memory, output_dir: Path, step: int, refreshes: int, report_to):
+    """Run the held-out evaluation on the main process (on every process, the same, when the model is sharded
+    across them); log it, write `<output_dir>/eval_results.json` (with the step and the memory refreshes done so
+    far) and add it to the history and its curve."""
+    accelerator.wait_for_everyone()
+    if evaluation is not None:
+        with accelerator.autocast():
+            figures = evaluation(accelerator.unwrap_model(model), memory, accelerator.device)
+        results = {"step": step, "memory_refreshes": refreshes, **figures}
+    if evaluation is not None and accelerator.is_main_process:
+        logger.info(f"step {step}: held-out evaluation " + json.dumps(results))
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2) + "\n")
+        record_evaluation(output_dir, results)
+        if report_to:
+            accelerator.log({f"eval/{k}": v for k, v in figures.items()}, step=step)
+    accelerator.wait_for_everyone()

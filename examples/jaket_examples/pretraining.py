@@ -6,6 +6,8 @@ import torch
 
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 
+from .data import confusable_entities
+
 
 def mask_tokens(input_ids, attention_mask, tokenizer, probability: float, generator: torch.Generator):
     """BERT's masking: `probability` of the real (non-special) tokens become targets; of those 80% are replaced by
@@ -164,3 +166,21 @@ def to_model_inputs(inputs: dict, memory: EntityContextMemory, device, relation_
     if "masked_entity_candidate_ids" in inputs:  # [batch, removed mentions, candidates, hidden]; may have no mention
         inputs["masked_entity_candidate_embeddings"] = memory.lookup(inputs.pop("masked_entity_candidate_ids"))
     return inputs
+
+
+def pretraining_inputs(args, tokenizer, graph, forms) -> PretrainingInputs:
+    """What builds a step's inputs (masks, removed mentions and their candidates, subgraph, held pairs), from the
+    flags; `forms` are the entities' surface forms, which L_e's hard negatives share."""
+    return PretrainingInputs(
+        tokenizer,
+        graph,
+        args.mlm_probability,
+        args.entity_mask_probability,
+        args.num_roots,
+        tuple(args.fanouts),
+        args.num_relation_pairs,
+        args.num_neighbour_negatives,
+        args.num_random_negatives,
+        args.num_hard_negatives,
+        confusable_entities(forms) if args.num_hard_negatives else None,
+    )
