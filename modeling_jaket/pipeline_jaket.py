@@ -13,7 +13,16 @@ from transformers import Pipeline
 
 from .linking import mention_queries, score_candidates
 from .memory import EntityContextMemory
+from .processing_jaket import check_texts
 from .tokenization_jaket import encode_descriptions
+
+
+def postprocess_parameters(top_k) -> dict:
+    if top_k is None:
+        return {}
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    return {"top_k": top_k}
 
 
 class _BatchedPipeline(Pipeline):
@@ -48,9 +57,10 @@ class EntityLinkingPipeline(_BatchedPipeline):
     best first. The model is a `JaketForPreTraining` (its masked-entity head)."""
 
     def _sanitize_parameters(self, top_k=None, **kwargs):
-        return {}, {}, {"top_k": top_k} if top_k is not None else {}
+        return {}, {}, postprocess_parameters(top_k)
 
     def preprocess(self, texts):
+        texts = check_texts(texts)  # before the mention finder reads them
         mentions = [self.processor.mention_finder.find(text) for text in texts]
         spans = [[(start, end) for start, end, _ in found] for found in mentions]
         placeholders = [[0] * len(found) for found in mentions]  # the text only: no entity is merged into it
@@ -105,8 +115,11 @@ class EntityClassificationPipeline(_BatchedPipeline):
     embeddings are then encoded by LM1 from the descriptions, as for an unseen KG in fine-tuning."""
 
     def _sanitize_parameters(self, top_k=None, graph=None, **kwargs):
+        # duck-typed: the remote code's KnowledgeGraph and the package's are different classes
+        if graph is not None and not all(hasattr(graph, a) for a in ("num_entities", "entity_descriptions")):
+            raise ValueError(f"graph must be a KnowledgeGraph with entity descriptions, got {type(graph).__name__}")
         preprocess = {"graph": graph} if graph is not None else {}
-        return preprocess, {}, {"top_k": top_k} if top_k is not None else {}
+        return preprocess, {}, postprocess_parameters(top_k)
 
     def preprocess(self, entities, graph=None):
         processor = self.processor if graph is None else self._processor_for(graph)

@@ -19,6 +19,19 @@ GRAPH_SUBFOLDER = "graph"
 logger = logging.get_logger(__name__)
 
 
+def check_texts(text) -> list[str]:
+    """`text` (a string or a list of them) as a non-empty list of strings, or a ValueError naming what is not."""
+    if not isinstance(text, (str, list, tuple)):
+        raise ValueError(f"text must be a string or a list of strings, got {type(text).__name__}")
+    texts = [text] if isinstance(text, str) else list(text)
+    if not texts:
+        raise ValueError("JaketProcessor got no text")
+    for example, example_text in enumerate(texts):
+        if not isinstance(example_text, str):
+            raise ValueError(f"example {example}: text must be a string, got {type(example_text).__name__}")
+    return texts
+
+
 class JaketProcessor(ProcessorMixin):
     r"""Builds `JaketModel`'s inputs from text in one call, as LUKE's tokenizer does from `entity_spans`:
 
@@ -92,9 +105,7 @@ class JaketProcessor(ProcessorMixin):
         if return_tensors != "pt":
             raise ValueError(f"JaketProcessor returns PyTorch tensors (return_tensors='pt'), got {return_tensors!r}")
         single = isinstance(text, str)
-        texts = [text] if single else list(text)
-        if not texts:
-            raise ValueError("JaketProcessor got no text")
+        texts = check_texts(text)
         spans = self._batched("entity_spans", entity_spans, single, len(texts))
         given = self._batched("entities", entities, single, len(texts))
         if spans is None:

@@ -118,6 +118,20 @@ def test_entity_classification_answers_with_the_category_head(pretrained):
     assert results[0][0]["label"] == graph.category_names[best]
 
 
+def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
+    folder, _ = pretrained
+    linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True)
+    classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)
+    with pytest.raises(ValueError, match="top_k must be a positive integer, got 0"):
+        linker("a sentence", top_k=0)  # it returned every mention with no entity
+    with pytest.raises(ValueError, match="top_k must be a positive integer, got -1"):
+        classifier(0, top_k=-1)  # it dropped the last label
+    with pytest.raises(ValueError, match="example 1: text must be a string, got NoneType"):
+        linker(["a sentence", None])
+    with pytest.raises(ValueError, match="graph must be a KnowledgeGraph with entity descriptions, got str"):
+        classifier(0, graph="graph/")
+
+
 def test_entity_classification_of_a_new_graph_from_its_descriptions(pretrained):
     folder, _ = pretrained
     classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)

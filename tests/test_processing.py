@@ -130,6 +130,10 @@ def test_bad_calls_name_what_is_wrong(processor):
         processor(["A dog.", "A cat."], entity_spans=[[(2, 5)]], entities=[[0], [4]])
     with pytest.raises(ValueError, match="no memory"):
         JaketProcessor(processor.tokenizer, processor.graph)("A cat.", entity_spans=[(2, 5)], entities=[4])
+    with pytest.raises(ValueError, match="text must be a string or a list of strings, got NoneType"):
+        processor(None)
+    with pytest.raises(ValueError, match="example 1: text must be a string, got int"):
+        processor(["A dog.", 3])
 
 
 def test_save_and_auto_processor_load_give_the_same_inputs(tmp_path, processor):
