@@ -21,6 +21,7 @@ once, by the chosen weights.
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -99,10 +100,15 @@ def parse_args(argv=None) -> TextClassificationArguments:
     )
 
 
+KEYS = ("text", "label", "mentions")
+
+
 def read_examples(path, graph: KnowledgeGraph) -> list[dict]:
-    """The examples of a JSON Lines file, each checked; `mentions` is None where the line has none."""
-    examples = []
-    with open(path, encoding="utf-8") as f:
+    """The examples of a JSON Lines file, each checked; `mentions` is None where the line has none. Labels are
+    stripped of surrounding spaces (so "a" and "a " are one class); keys other than text, label and mentions are
+    ignored, and counted in a warning (a misspelt `mentions` would otherwise drop the line's mentions unseen)."""
+    examples, other_keys = [], Counter()
+    with open(path, encoding="utf-8-sig") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -112,25 +118,46 @@ def read_examples(path, graph: KnowledgeGraph) -> list[dict]:
                 raise format_error(path, number, f"not valid JSON ({error.msg})") from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
                 raise format_error(path, number, "expected an object with a non-empty string 'text'")
-            if not isinstance(row.get("label"), (str, int)) or isinstance(row.get("label"), bool):
-                raise format_error(path, number, f"'label' must be a string or an integer, got {row.get('label')!r}")
+            label = row.get("label")
+            if not isinstance(label, (str, int)) or isinstance(label, bool) or not str(label).strip():
+                raise format_error(path, number, f"'label' must be a non-empty string or an integer, got {label!r}")
+            other_keys.update(key for key in row if key not in KEYS)
             mentions = row.get("mentions")
             if mentions is not None:
+                if not isinstance(mentions, list):
+                    raise format_error(path, number, f"'mentions' must be a list, got {type(mentions).__name__}")
                 mentions = [_mention(m, i, row["text"], graph, path, number) for i, m in enumerate(mentions)]
-            examples.append({"text": row["text"], "label": str(row["label"]), "mentions": mentions})
+                _check_overlaps(mentions, path, number)
+            examples.append({"text": row["text"], "label": str(label).strip(), "mentions": mentions})
     if not examples:
         raise ValueError(f"{path} holds no example")
+    if other_keys:
+        logger.warning(f"{path}: ignored keys {dict(other_keys)} (an example's keys are {', '.join(KEYS)})")
     return examples
 
 
 def _mention(mention, index, text, graph, path, number):
-    if not isinstance(mention, dict) or not all(isinstance(mention.get(k), int) for k in ("start", "end")):
+    if not isinstance(mention, dict) or not all(
+        isinstance(mention.get(k), int) and not isinstance(mention.get(k), bool) for k in ("start", "end")
+    ):
         raise format_error(path, number, f"mention {index} needs integer 'start' and 'end', got {mention!r}")
     if not 0 <= mention["start"] < mention["end"] <= len(text):
         raise format_error(path, number, f"mention {index} [{mention['start']}, {mention['end']}) is outside the text")
     if mention.get("entity") not in graph.entity_index:
         raise format_error(path, number, f"mention {index} names entity {mention.get('entity')!r}, not in --kg_dir")
     return (mention["start"], mention["end"], graph.entity_index[mention["entity"]])
+
+
+def _check_overlaps(mentions, path, number):
+    ordered = sorted(range(len(mentions)), key=lambda i: mentions[i][:2])
+    for first, second in zip(ordered, ordered[1:]):
+        if mentions[second][0] < mentions[first][1]:
+            raise format_error(
+                path,
+                number,
+                f"mentions {first} [{mentions[first][0]}, {mentions[first][1]}) and {second} "
+                f"[{mentions[second][0]}, {mentions[second][1]}) overlap",
+            )
 
 
 def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
@@ -176,6 +203,8 @@ def main(argv=None) -> list[dict]:
     )
     splits = {name: read_examples(getattr(args, f"{name}_file"), graph) for name in ("train", "validation", "test")}
     labels = sorted({example["label"] for example in splits["train"]})
+    if len(labels) < 2:
+        raise ValueError(f"--train_file has one label ({labels[0]!r}): classification needs at least two")
     for name, examples in splits.items():
         unknown = sorted({example["label"] for example in examples} - set(labels))
         if unknown:

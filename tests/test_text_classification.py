@@ -98,8 +98,16 @@ def example_text(example, mention):
         ('{"text": "A dog.", "label": "x", "mentions": [{"start": 2, "end": 5, "entity": "unicorn"}]}', "unicorn"),
         ('{"text": "A dog.", "label": "x", "mentions": [{"start": 2, "end": 50, "entity": "dog"}]}', "outside"),
         ('{"text": "", "label": "x"}', "non-empty string 'text'"),
-        ('{"text": "A dog.", "label": [1]}', "'label' must be a string or an integer"),
+        ('{"text": "A dog.", "label": [1]}', "'label' must be a non-empty string or an integer"),
+        ('{"text": "A dog.", "label": " "}', "'label' must be a non-empty string or an integer, got ' '"),
         ("not json", "not valid JSON"),
+        ('{"text": "A dog.", "label": "x", "mentions": {"start": 2}}', "'mentions' must be a list, got dict"),
+        ('{"text": "A dog.", "label": "x", "mentions": [{"start": true, "end": 5, "entity": "dog"}]}', "integer"),
+        (
+            '{"text": "A dog.", "label": "x", "mentions": [{"start": 2, "end": 5, "entity": "dog"}, '
+            '{"start": 3, "end": 5, "entity": "dog"}]}',
+            r"mentions 0 \[2, 5\) and 1 \[3, 5\) overlap",
+        ),
     ],
 )
 def test_a_bad_line_is_named_by_file_and_line(tmp_path, line, message):
@@ -128,3 +136,24 @@ def test_mentions_missing_without_a_model_to_link_them_and_unknown_labels_are_re
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(ValueError, match=r"--test_file has labels \['astronomy'\] that no training example has"):
         text_classification(arguments(tmp_path, "--method", "lm", "--backbone", tiny_bert_checkpoint, files=files))
+
+
+def test_labels_are_stripped_a_bom_is_read_and_ignored_keys_are_said(tmp_path, caplog):
+    from finetune_text_classification import read_examples
+
+    path = tmp_path / "rows.jsonl"
+    rows = [{"text": "A wolf.", "label": "wildlife"}, {"text": "A fern.", "label": "botany ", "mentoins": []}]
+    path.write_text("\ufeff" + "".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    examples = read_examples(path, KnowledgeGraph([], [], [], num_entities=1, num_relations=1))
+    assert [e["label"] for e in examples] == ["wildlife", "botany"] and examples[1]["mentions"] is None
+    assert "ignored keys {'mentoins': 1}" in caplog.text
+
+
+def test_a_training_file_of_one_label_is_refused(tmp_path):
+    from finetune_text_classification import main as text_classification
+
+    files = {name: tmp_path / f"{name}.jsonl" for name in FILES}
+    for path in files.values():
+        path.write_text('{"text": "A wolf ran.", "label": "wildlife", "mentions": []}\n')
+    with pytest.raises(ValueError, match=r"--train_file has one label \('wildlife'\): classification needs at least"):
+        text_classification(arguments(tmp_path, "--method", "lm", files=files))
