@@ -93,7 +93,8 @@ def find_wordnet(data_dir: str | os.PathLike | None) -> Path:
             return folder
     where = str(data_dir) if data_dir else ", ".join(SYSTEM_LOCATIONS)
     raise FileNotFoundError(
-        f"wordnet: no WordNet 3.0 database under {where}. Install it (`apt-get install wordnet-base`), or download "
+        f"wordnet: no WordNet 3.0 database under {where}. Fetch it with `python -m datasets_scripts.download DIR "
+        "--only wordnet-3.0` and pass data_dir=DIR, install it (`apt-get install wordnet-base`), or download "
         f"{WORDNET_URL} and pass data_dir=<folder with {', '.join(DATA_FILES.values())} and lexnames>"
     )
 

@@ -111,7 +111,7 @@ def test_malformed_wordnet_names_file_and_line(tmp_path, noun, message):
 
 
 def test_missing_wordnet_says_where_to_put_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="apt-get install wordnet-base"):
+    with pytest.raises(FileNotFoundError, match="python -m datasets_scripts.download DIR --only wordnet-3.0"):
         ds.load("wordnet_semcor", tmp_path, cache_dir=str(tmp_path / "cache"))
 
 
