@@ -158,3 +158,15 @@ def test_a_resumed_run_continues_the_history_from_its_step(tmp_path):
     history = record_evaluation(tmp_path, {"step": 200, **figures, "heldout_masked_entity_hits_at_1": 0.6})
     assert [(e["step"], e["heldout_masked_entity_hits_at_1"]) for e in history] == [(100, 0.5), (200, 0.6)]
     assert (tmp_path / "eval_curve.png").stat().st_size > 1000
+
+
+def test_fingerprints_tell_runs_apart_by_every_value():
+    """What the pre-training tests compare across ranks, resumes and launchers: equal only for equal tensors."""
+    from jaket_examples.curve import fingerprint
+
+    weights = [torch.arange(6.0).view(2, 3), torch.ones(4)]
+    changed = [weights[0].clone(), weights[1].clone()]
+    changed[1][3] += 1e-6
+    assert fingerprint(weights) == fingerprint([w.clone() for w in weights])
+    assert fingerprint(changed) != fingerprint(weights) != fingerprint(weights[:1])
+    assert fingerprint([weights[0].to(torch.bfloat16)]) == fingerprint([weights[0]])  # compared as float32
