@@ -27,6 +27,8 @@ def trackers(report_to: str) -> list[str] | str | None:
 
 
 class StepLog:
+    """Counts each micro-batch (`add`) and, at a logging step, writes the means since the last one (`write`)."""
+
     def __init__(self, accelerator, output_dir: Path, per_device_batch_size: int, accumulation: int, report_to):
         self.accelerator, self.output_dir, self.report_to = accelerator, output_dir, report_to
         self.per_device_batch_size, self.accumulation = per_device_batch_size, accumulation
@@ -41,6 +43,7 @@ class StepLog:
                 self.totals[key] = self.totals.get(key, 0.0) + output[key].detach().float()
 
     def write(self, step: int, optimizer, grad_norm: float | None, refreshes: int) -> None:
+        """Log, record and report the means over the micro-batches and processes since the last write; start anew."""
         accelerator = self.accelerator
         means = {
             k: accelerator.gather(v.reshape(1)).mean().item() / self.micro_batches for k, v in self.totals.items()
