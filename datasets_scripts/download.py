@@ -170,7 +170,7 @@ def fetch_semcor(fetch: Fetcher, out: Path) -> dict[str, bytes]:
             naf = archive.extractfile(member).read()
             try:
                 lines += [json.dumps(sentence) for sentence in naf_sentences(document, naf, synsets)]
-            except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
+            except (ElementTree.ParseError, AttributeError, KeyError, TypeError, ValueError) as error:
                 raise DownloadError(f"{WSD_CORPORA}: {member.name} is not SemCor NAF ({error})") from None
     text = "".join(line + "\n" for line in lines).encode()
     return {"semcor-3.0/semcor3.0.sentences.jsonl.gz": text}
