@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from jaket_examples.data import default_data_dir, load_run_data, surface_forms
+from jaket_examples.data import load_run_data, surface_forms
 from jaket_examples.evaluation import build_evaluation
 from jaket_examples.pretraining import pretraining_inputs
 from jaket_examples.pretraining_args import parse_args
@@ -36,9 +36,7 @@ def main(argv=None):
     memory = EntityContextMemory.from_pretrained(folder)
     forms = surface_forms(graph, data.text)
     build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
-    evaluation = build_evaluation(
-        args, data._replace(graph=graph), tokenizer, build_inputs, args.data_dir or default_data_dir(), forms
-    )
+    evaluation = build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, forms)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)
     output = Path(own.output_file) if own.output_file else folder / "eval_results.json"

@@ -158,7 +158,7 @@ def main(argv=None):
     trains_language_model = bool(losses & {"masked_lm", "masked_entity"})  # else the memory never changes
     evaluation = None
     if (accelerator.is_main_process or sharded) and data.heldout_text is not None:
-        evaluation = build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms)
+        evaluation = build_evaluation(args, data, tokenizer, build_inputs, forms)
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)

@@ -32,7 +32,7 @@ from modeling_jaket.linking import candidate_embeddings
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
 
 from .curve import record_evaluation
-from .data import normalize_form, outside_graph
+from .data import default_data_dir, normalize_form, outside_graph
 from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
 
 logger = get_logger(__name__)
@@ -307,12 +307,12 @@ def majority_share(labels: torch.Tensor) -> float:
     return float(torch.bincount(labels).max() / labels.numel()) if labels.numel() else 0.0
 
 
-def build_evaluation(args, data, tokenizer, build_inputs, data_dir, forms) -> PretrainingEvaluation:
+def build_evaluation(args, data, tokenizer, build_inputs, forms) -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
     WordNet, every word's senses (for disambiguation)."""
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
-        sense_index = read_sense_index(find_wordnet(data_dir))
+        sense_index = read_sense_index(find_wordnet(args.data_dir or default_data_dir()))
         sense_counts = Counter(
             (lemma_key(m["lemma"]), m["entity"])
             for mentions in data.text["mentions"][:]
