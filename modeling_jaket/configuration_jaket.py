@@ -77,6 +77,11 @@ class JaketConfig(PreTrainedConfig):
         km_composition (`str`, defaults to `"add"`):
             f(e, r) combining a neighbour's embedding with its relation's: `"add"` is e + r (the paper's), `"mlp"` is a
             two-layer MLP over [e; r].
+        km_gather_max_edges (`int`, defaults to 256):
+            A (sub)graph with at most this many edges runs the knowledge module's weighted sums as one message per
+            edge (gather and scatter), a larger one as sparse products: below a few hundred edges the sparse
+            products' fixed costs outweigh what they save (`bench/README.md`). Both compute Eq. 1-2; 0 always takes
+            the sparse products.
         merge_layer_norm (`str`, defaults to `"all"`):
             Where the merge's LayerNorm (Eq. 3) applies once E^KM is added at the mention tokens: `"all"`, every
             position of Z^merge, as the paper writes it; `"mentions"`, the mention tokens only, the others passing to
@@ -139,6 +144,7 @@ class JaketConfig(PreTrainedConfig):
     km_negative_slope: float = 0.2
     km_hidden_act: str = "elu"
     km_composition: str = "add"
+    km_gather_max_edges: int = 256
     merge_layer_norm: str = "all"
     num_entity_categories: int | None = None
     num_relation_types: int | None = None
@@ -178,8 +184,9 @@ class JaketConfig(PreTrainedConfig):
             value = getattr(self, name)
             if value is not None and (not is_int(value) or value < 1):
                 fail(name, "a positive integer or None")
-        if not is_int(self.km_num_layers) or self.km_num_layers < 0:
-            fail("km_num_layers", "an integer >= 0")
+        for name in ("km_num_layers", "km_gather_max_edges"):
+            if not is_int(getattr(self, name)) or getattr(self, name) < 0:
+                fail(name, "an integer >= 0")
         for name in _PROBABILITIES:
             value = getattr(self, name)
             if not (value is None and name == "classifier_dropout") and (not is_number(value) or not 0 <= value < 1):

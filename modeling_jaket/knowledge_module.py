@@ -171,7 +171,8 @@ class KnowledgeLayer(nn.Module):
     `message_passing` computes the equations as written, one message per edge. `forward`'s fast path uses that, with
     f(e, r) = e + r and W^k linear, W^k f(E_u, R_r) = W^k E_u + W^k R_r: the projections and their attention scores
     are computed once per entity and once per relation, and the weighted sums run as sparse products (`EdgeLayout`)
-    without an [E, heads, head_size] tensor of messages.
+    without an [E, heads, head_size] tensor of messages. Graphs of at most `config.km_gather_max_edges` edges take
+    `message_passing`, which is faster there.
     """
 
     def __init__(self, config):
@@ -180,6 +181,7 @@ class KnowledgeLayer(nn.Module):
         self.num_heads = config.km_num_heads
         self.head_size = hidden_size // config.km_num_heads
         self.composition = config.km_composition
+        self.gather_max_edges = config.km_gather_max_edges
         if self.composition == "mlp":
             self.compose = nn.Sequential(
                 nn.Linear(2 * hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size)
@@ -214,9 +216,9 @@ class KnowledgeLayer(nn.Module):
     ):
         """`layout`: the edges' [`EdgeLayout`], which a stack of layers over one graph builds once; built here when
         not given. Attention weights are returned in `edge_index`'s order."""
-        num_entities = entity_embeddings.shape[0]
-        projected_entities = self._project(entity_embeddings)  # [N, K, D]
-        if self.composition == "add":
+        if self.composition == "add" and edge_index.shape[1] > self.gather_max_edges:
+            num_entities = entity_embeddings.shape[0]
+            projected_entities = self._project(entity_embeddings)  # [N, K, D]
             if layout is None:
                 layout = EdgeLayout(edge_index, edge_type, num_entities, relation_embeddings.shape[0])
             projected_relations = self._project(relation_embeddings)  # [P, K, D]
@@ -294,7 +296,13 @@ class KnowledgeModule(nn.Module):
         """
         if validate:
             check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type)
-        layout = EdgeLayout(edge_index, edge_type, entity_embeddings.shape[0], relation_embeddings.shape[0])
+        layout = None
+        if (
+            self.layers
+            and self.layers[0].composition == "add"
+            and edge_index.shape[1] > self.layers[0].gather_max_edges
+        ):
+            layout = EdgeLayout(edge_index, edge_type, entity_embeddings.shape[0], relation_embeddings.shape[0])
         attentions = []
         for layer in self.layers:
             entity_embeddings, attention = layer(

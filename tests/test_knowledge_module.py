@@ -4,7 +4,9 @@ import torch.nn.functional as F
 
 from conftest import random_graph, tiny_config
 from modeling_jaket import KnowledgeModule, knowledge_module, segment_softmax
-from modeling_jaket.knowledge_module import KnowledgeLayer
+from modeling_jaket.knowledge_module import AttentionWeightedSum, KnowledgeLayer
+
+ORIGINAL_APPLY = AttentionWeightedSum.apply
 
 
 def reference_layer(layer, entities, relations, edge_index, edge_type):
@@ -72,7 +74,7 @@ def test_sparse_path_equals_message_passing(seed):
     """The fast path (sparse products over an EdgeLayout) against the reference, on a graph with isolated entities,
     self-loops and repeated (target, relation) pairs: outputs and attention weights in edge_index's order."""
     torch.manual_seed(seed)
-    layer = KnowledgeLayer(tiny_config()).double().eval()
+    layer = KnowledgeLayer(tiny_config(km_gather_max_edges=0)).double().eval()  # the sparse path at any size
     torch.nn.init.normal_(layer.attention_target, std=0.5)
     torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
     entities, relations = torch.randn(40, 32, dtype=torch.float64), torch.randn(5, 32, dtype=torch.float64)
@@ -88,7 +90,7 @@ def test_sparse_path_equals_message_passing(seed):
 def test_layer_gradients_match_the_reference(composition):
     """The sparse attention-weighted sums have a backward of their own, checked against autograd through Eq. 1-2."""
     torch.manual_seed(2)
-    layer = KnowledgeLayer(tiny_config(km_composition=composition)).double().eval()
+    layer = KnowledgeLayer(tiny_config(km_composition=composition, km_gather_max_edges=0)).double().eval()
     torch.nn.init.normal_(layer.attention_target, std=0.5)
     torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
     entities = torch.randn(12, 32, dtype=torch.float64, requires_grad=True)
@@ -112,7 +114,7 @@ def test_layer_runs_in_half_precision_close_to_float64(half):
     """Under bf16 autocast (Accelerate's --mixed_precision bf16) and with bf16 weights, the sparse weighted sums run in
     float32 (torch has no half-precision CSR product on CPU) and the output and gradients stay close to float64."""
     torch.manual_seed(4)
-    layer = KnowledgeLayer(tiny_config()).double().eval()
+    layer = KnowledgeLayer(tiny_config(km_gather_max_edges=0)).double().eval()
     entities, relations = torch.randn(12, 32, dtype=torch.float64), torch.randn(3, 32, dtype=torch.float64)
     edge_index, edge_type = random_graph(seed=5)
     expected = layer(entities, relations, edge_index, edge_type)
@@ -131,9 +133,12 @@ def test_layer_runs_in_half_precision_close_to_float64(half):
     assert layer.attention_target.grad is not None and torch.isfinite(layer.attention_target.grad).all()
 
 
-def test_module_matches_reference_and_shares_relations():
+@pytest.mark.parametrize("gather_max_edges", [0, 256])  # the sparse products, the gather path
+def test_module_matches_reference_and_shares_relations(gather_max_edges, monkeypatch):
+    sparse_calls = []
+    monkeypatch.setattr(AttentionWeightedSum, "apply", lambda *a: sparse_calls.append(1) or ORIGINAL_APPLY(*a))
     torch.manual_seed(1)
-    module = KnowledgeModule(tiny_config()).double().eval()
+    module = KnowledgeModule(tiny_config(km_gather_max_edges=gather_max_edges)).double().eval()
     for layer in module.layers:
         torch.nn.init.normal_(layer.attention_target, std=0.5)
         torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
@@ -143,6 +148,7 @@ def test_module_matches_reference_and_shares_relations():
     for layer in module.layers:
         expected = reference_layer(layer, expected, relations, edge_index, edge_type)
     torch.testing.assert_close(module(entities, relations, edge_index, edge_type), expected)
+    assert len(sparse_calls) == (len(module.layers) if edge_index.shape[1] > gather_max_edges else 0)
 
 
 def test_attention_sums_to_one_per_target_and_isolated_entity_keeps_layer_norm_of_itself(scatter_backend):
@@ -258,7 +264,7 @@ def test_edge_layout_keeps_the_csr_invariants_and_coalesces_repeats():
 def test_sparse_path_equals_message_passing_on_cuda(seed):
     """The sparse products on the GPU's kernels against the float64 reference: outputs and gradients."""
     torch.manual_seed(seed)
-    layer = KnowledgeLayer(tiny_config()).double().eval().cuda()
+    layer = KnowledgeLayer(tiny_config(km_gather_max_edges=0)).double().eval().cuda()
     torch.nn.init.normal_(layer.attention_target, std=0.5)
     torch.nn.init.normal_(layer.attention_neighbour, std=0.5)
     entities = torch.randn(40, 32, dtype=torch.float64, device="cuda", requires_grad=True)
