@@ -53,7 +53,7 @@ def run_isolated(module: str, *args: str) -> dict:
 
 def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, backbone=None):
     """The embedded default's data and model, as examples/pretrain.py builds them: (model, tokenizer, graph, memory,
-    descriptions, batches of PretrainingInputs)."""
+    descriptions, batches of pre-training inputs)."""
     from transformers import AutoTokenizer
 
     from jaket_examples.data import (
@@ -63,9 +63,8 @@ def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, 
         load_pretraining_data,
         tokenize_linked_text,
     )
-    from jaket_examples.pretraining import PretrainingInputs
     from modeling_jaket import EntityContextMemory, JaketForPreTraining
-    from tokenization import DataCollatorWithMentions
+    from tokenization import DataCollatorForJaketPreTraining
 
     backbone = backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -80,11 +79,10 @@ def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, 
     descriptions = description_inputs(tokenizer, graph)
     memory = EntityContextMemory(graph.num_entities, graph.num_relations, model.config.hidden_size)
     memory.refresh(model, *descriptions)
-    collate = DataCollatorWithMentions(tokenizer.pad_token_id)
-    build = PretrainingInputs(tokenizer, graph)
+    collate = DataCollatorForJaketPreTraining(tokenizer, graph)
     generator = torch.Generator().manual_seed(seed)
     batches = [
-        build(collate([dataset[i] for i in range(start, start + batch_size)]), generator)
+        collate.build(collate.pad([dataset[i] for i in range(start, start + batch_size)]), generator)
         for start in range(0, batch_size * 8, batch_size)
     ]
     return model, tokenizer, graph, memory, descriptions, batches

@@ -53,7 +53,7 @@ from jaket_examples.data import (
 )
 from jaket_examples.evaluation import build_evaluation, run_evaluation
 from jaket_examples.optimization import build_optimizer, clip_gradients
-from jaket_examples.pretraining import pretraining_inputs, select_losses, to_model_inputs
+from jaket_examples.pretraining import default_num_workers, pretraining_collator, select_losses, to_model_inputs
 from jaket_examples.pretraining_args import parse_args
 from jaket_examples.pretraining_card import write_pretraining_card
 from jaket_examples.push_to_hub import create_hub_repo, push_folder
@@ -61,7 +61,7 @@ from jaket_examples.sharded_refresh import is_sharded, refresh_memory
 from jaket_examples.training_log import StepLog, trackers
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_FIELDS
-from tokenization import DataCollatorWithMentions, JaketProcessor
+from tokenization import JaketProcessor
 
 logger = get_logger(__name__)
 
@@ -132,12 +132,17 @@ def main(argv=None):
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
 
-    collator = DataCollatorWithMentions(tokenizer.pad_token_id)
+    forms = surface_forms(graph, data.text)
+    collator = pretraining_collator(args, tokenizer, graph, forms, accelerator.process_index)
+    num_workers = args.dataloader_num_workers
+    if num_workers is None:
+        num_workers = default_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     dataloader = DataLoader(
         train_dataset.with_format("python"),
         batch_size=args.per_device_train_batch_size,
         shuffle=True,
         collate_fn=collator,
+        num_workers=num_workers,
     )
     optimizer, scheduler = build_optimizer(model, args, set(loading_info["missing_keys"]))
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
@@ -152,13 +157,11 @@ def main(argv=None):
     schedule = RefreshSchedule.from_config(config)
     settings = run_settings(args, config, graph)
     completed_steps = 0
-    forms = surface_forms(graph, data.text)
-    build_inputs = pretraining_inputs(args, tokenizer, graph, forms)
     losses = set(args.losses)
     trains_language_model = bool(losses & {"masked_lm", "masked_entity"})  # else the memory never changes
     evaluation = None
     if (accelerator.is_main_process or sharded) and data.heldout_text is not None:
-        evaluation = build_evaluation(args, data, tokenizer, build_inputs, forms)
+        evaluation = build_evaluation(args, data, tokenizer, collator, forms)
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
@@ -193,15 +196,16 @@ def main(argv=None):
         epoch = completed_steps // steps_per_epoch
         if hasattr(dataloader, "set_epoch"):
             dataloader.set_epoch(epoch)
+        collator.set_epoch(epoch)
         skip = (completed_steps % steps_per_epoch) * args.gradient_accumulation_steps
         batches = accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
         micro = 0
-        for batch in batches:
-            # Per-step, per-rank randomness (sampling, masking, dropout) that a resumed run reproduces exactly
-            # without replaying earlier steps, whatever else drew from the global generator in between.
-            seed = (args.seed * 1_000_003 + completed_steps * 4099 + micro) * 64 + accelerator.process_index
-            torch.manual_seed(seed)
-            inputs = build_inputs({k: v.cpu() for k, v in batch.items()}, torch.Generator().manual_seed(seed))
+        for inputs in batches:  # built by the collator, in the loader's workers, from seeds of their own
+            # Per-step, per-rank dropout that a resumed run reproduces exactly without replaying earlier steps,
+            # whatever else drew from the global generator in between.
+            torch.manual_seed(
+                (args.seed * 1_000_003 + completed_steps * 4099 + micro) * 64 + accelerator.process_index
+            )
             inputs = select_losses(inputs, losses)
             micro += 1
             with accelerator.accumulate(model):

@@ -13,7 +13,6 @@ import torch
 from modeling_jaket import JaketConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))  # the scripts import their helpers (jaket_examples) from beside them
 DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 

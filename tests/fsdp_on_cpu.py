@@ -7,7 +7,6 @@ Accelerate turns `--use_fsdp` into plain multi-CPU DDP when it finds no GPU, alt
 
 import runpy
 import sys
-from pathlib import Path
 
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import DistributedType
@@ -27,5 +26,4 @@ AcceleratorState.__init__ = _init_with_fsdp_on_cpu
 
 if __name__ == "__main__":
     script, sys.argv = sys.argv[1], sys.argv[1:]
-    sys.path.insert(0, str(Path(script).resolve().parent))  # as `python SCRIPT` would
     runpy.run_path(script, run_name="__main__")

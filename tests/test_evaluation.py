@@ -11,8 +11,8 @@ from jaket_examples.evaluation import (
     sense_log_prior,
     string_match_hits,
 )
-from jaket_examples.pretraining import PretrainingInputs
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
+from tokenization import DataCollatorForJaketPreTraining
 
 ENTITIES = ["dog-n", "canine-n", "bark-v", "cat-n"]
 ROWS = [
@@ -63,7 +63,7 @@ def graph():
 
 def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_tokenizer):
     kg = graph()
-    build = PretrainingInputs(
+    build = DataCollatorForJaketPreTraining(
         bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1, num_random_negatives=2
     )
     sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2)
@@ -102,7 +102,7 @@ def test_removed_mentions_keep_their_senses_and_the_evaluation_scores_them(bert_
 
 def test_the_training_texts_sense_prior_ranks_senses_alone_and_with_the_head(bert_tokenizer):
     kg = graph()
-    build = PretrainingInputs(
+    build = DataCollatorForJaketPreTraining(
         bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=1, num_random_negatives=2
     )
     # the training text saw "dog" as frump (wrong here) and "bark" as bark-v (right) a billion times
@@ -132,7 +132,7 @@ def test_string_match_picks_at_random_among_the_candidates_whose_forms_match_the
 def test_the_string_match_floor_is_averaged_over_the_removed_mentions(bert_tokenizer):
     kg = graph()
     # no negatives: the only candidate is the true entity, which every removed mention's name matches
-    build = PretrainingInputs(
+    build = DataCollatorForJaketPreTraining(
         bert_tokenizer, kg, entity_mask_probability=1.0, num_roots=2, num_neighbour_negatives=0, num_random_negatives=0
     )
     assert prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2).string_match_hits == 4

@@ -272,13 +272,23 @@ def busy_cpu():
 
 
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache, busy_cpu):
-    steps = 24
-    run_script("pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps))
+    steps = 24  # past the end of the first epoch (16 batches at most)
+    uninterrupted = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps)
+    run_script("pretrain.py", uninterrupted + ["--dataloader_num_workers", "0"])  # inputs built in the main process
 
-    # --deterministic (torch.use_deterministic_algorithms) changes nothing on a CPU: the killed and resumed runs use it
+    # --deterministic (torch.use_deterministic_algorithms) changes nothing on a CPU: the killed and resumed runs use
+    # it; their inputs are built by two loader workers
     output = tmp_path / "b"
     args = pretraining_arguments(
-        tiny_bert_checkpoint, datasets_cache, output, steps, "--checkpointing_steps", "4", "--deterministic"
+        tiny_bert_checkpoint,
+        datasets_cache,
+        output,
+        steps,
+        "--checkpointing_steps",
+        "4",
+        "--deterministic",
+        "--dataloader_num_workers",
+        "2",
     )
     process = subprocess.Popen(
         [sys.executable, str(SCRIPT), *args],

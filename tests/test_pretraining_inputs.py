@@ -4,10 +4,15 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from jaket_examples.data import confusable_entities, surface_forms
-from jaket_examples.pretraining import LOSS_INPUTS, PretrainingInputs, select_losses, to_model_inputs
+from jaket_examples.data import surface_forms
+from jaket_examples.pretraining import LOSS_INPUTS, select_losses, to_model_inputs
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
-from tokenization import DataCollatorWithMentions, tokenize_with_mentions
+from tokenization import (
+    DataCollatorForJaketPreTraining,
+    DataCollatorWithMentions,
+    confusable_entities,
+    tokenize_with_mentions,
+)
 
 TEXTS = ["a dog barks at a cat", "the cat sleeps"]
 MENTIONS = [[(2, 5, 0), (17, 20, 1)], [(4, 7, 1)]]  # dog, cat; cat
@@ -22,7 +27,7 @@ def step_inputs(bert_tokenizer):
     )
 
     def build(entity_mask_probability):
-        inputs = PretrainingInputs(
+        inputs = DataCollatorForJaketPreTraining(
             bert_tokenizer,
             graph,
             entity_mask_probability=entity_mask_probability,
@@ -30,7 +35,7 @@ def step_inputs(bert_tokenizer):
             num_neighbour_negatives=2,
             num_random_negatives=3,
         )
-        return inputs(batch, torch.Generator().manual_seed(0))
+        return inputs.build(batch, torch.Generator().manual_seed(0))
 
     return build
 
@@ -66,7 +71,7 @@ def test_every_edge_between_a_held_pair_is_hidden_in_both_directions(bert_tokeni
         [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
     )
     for seed in range(5):
-        inputs = PretrainingInputs(bert_tokenizer, graph, num_roots=4, num_relation_pairs=3)(
+        inputs = DataCollatorForJaketPreTraining(bert_tokenizer, graph, num_roots=4, num_relation_pairs=3).build(
             batch, torch.Generator().manual_seed(seed)
         )
         held = {
@@ -117,7 +122,7 @@ def test_hard_negatives_are_entities_sharing_a_surface_form(bert_tokenizer):
     batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
         [{k: encoding[k][i] for k in encoding if k != "num_truncated_mentions"} for i in range(len(TEXTS))]
     )
-    build = PretrainingInputs(
+    build = DataCollatorForJaketPreTraining(
         bert_tokenizer,
         graph,
         entity_mask_probability=1.0,
@@ -126,14 +131,14 @@ def test_hard_negatives_are_entities_sharing_a_surface_form(bert_tokenizer):
         num_hard_negatives=1,
         confusables=confusables,
     )
-    inputs = build(batch, torch.Generator().manual_seed(0))
+    inputs = build.build(batch, torch.Generator().manual_seed(0))
     candidates, labels = inputs["masked_entity_candidate_ids"], inputs["masked_entity_labels"]
     assert candidates.shape == (2, 2, 1 + 2 + 1 + 3)
     true = candidates[..., 0][labels == 0].tolist()
     hard = candidates[..., 3][labels == 0].tolist()
     assert sorted(true) == [0, 1, 1] and all(h == 39 for t, h in zip(true, hard) if t == 0)
     with pytest.raises(ValueError, match="num_hard_negatives needs `confusables`"):
-        PretrainingInputs(bert_tokenizer, graph, num_hard_negatives=1)
+        DataCollatorForJaketPreTraining(bert_tokenizer, graph, num_hard_negatives=1)
 
 
 def test_a_subset_of_losses_keeps_only_what_those_losses_read(step_inputs):
@@ -146,3 +151,34 @@ def test_a_subset_of_losses_keeps_only_what_those_losses_read(step_inputs):
     assert select_losses(inputs, set(LOSS_INPUTS)) == inputs
     with pytest.raises(ValueError, match=r"unknown losses \['masked_lm_loss'\]"):
         select_losses(inputs, {"masked_lm_loss"})
+
+
+def test_the_collator_draws_alike_in_any_worker_and_afresh_each_epoch(bert_tokenizer):
+    graph = KnowledgeGraph([0, 1, 2, 3], [0, 1, 0, 1], [1, 2, 3, 0], 4, 2, entity_categories=[0, 1, 2, 0])
+    texts = [f"the {animal} met a dog and a cat" for animal in ("cow", "hen", "owl", "ant", "bee", "elk")]
+    mentions = [[(4, 7, i % 4), (14, 17, 0), (24, 27, 1)] for i in range(len(texts))]
+    encoding = tokenize_with_mentions(bert_tokenizer, texts, mentions, num_entities=4)
+    features = [{k: encoding[k][i] for k in encoding} for i in range(len(texts))]
+    collator = DataCollatorForJaketPreTraining(bert_tokenizer, graph, entity_mask_probability=0.5, num_roots=2, seed=7)
+
+    def epoch(num_workers, epoch=0):
+        collator.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(features, batch_size=2, collate_fn=collator, num_workers=num_workers)
+        return list(loader)
+
+    def same(a, b):
+        return (
+            all(a[k] is None and b[k] is None or a[k] is not None and torch.equal(a[k], b[k]) for k in a)
+            and a.keys() == b.keys()
+        )
+
+    in_process, in_workers = epoch(0), epoch(2)
+    assert len(in_process) == 3 and all(same(a, b) for a, b in zip(in_process, in_workers))
+    assert not same(in_process[0], epoch(0, epoch=1)[0])  # a new epoch masks the same texts anew
+    other_rank = DataCollatorForJaketPreTraining(
+        bert_tokenizer, graph, entity_mask_probability=0.5, num_roots=2, seed=7, process_index=1
+    )
+    assert not same(in_process[0], other_rank(features[:2]))
+    assert not same(in_process[0], collator(features[:2]))  # the collator is at epoch 1 now
+    collator.set_epoch(0)
+    assert same(in_process[1], collator(features[2:4]))  # a batch's inputs do not depend on what came before

@@ -203,7 +203,7 @@ def test_entities_without_instance_of_have_no_category(tmp_path):
     from transformers import AutoTokenizer
 
     from jaket_examples.data import pretraining_graph
-    from jaket_examples.pretraining import PretrainingInputs
+    from tokenization import DataCollatorForJaketPreTraining
 
     entities = [item("Q8", "United Kingdom", "United Kingdom", {}) if e["id"] == "Q8" else e for e in ENTITIES]
     kg = load(write_sources(tmp_path / "src", entities=entities), tmp_path, min_neighbours=1, min_mentions=1)
@@ -218,7 +218,9 @@ def test_entities_without_instance_of_have_no_category(tmp_path):
         "attention_mask": torch.ones(1, 3, dtype=torch.long),
         **{k: torch.full((1, 1), -1) for k in ("mention_entity_ids", "mention_starts", "mention_ends")},
     }
-    inputs = PretrainingInputs(tokenizer, graph, num_roots=20)(batch, torch.Generator().manual_seed(0))
+    inputs = DataCollatorForJaketPreTraining(tokenizer, graph, num_roots=20).build(
+        batch, torch.Generator().manual_seed(0)
+    )
     labels = dict(zip(inputs["subgraph_entity_ids"].tolist(), inputs["entity_category_labels"].tolist()))
     assert labels[graph.entity_index["Q8"]] == -100 and labels[graph.entity_index["Q1"]] >= 0
 

@@ -3,7 +3,7 @@ distribution of the installed transformers release: fetched from the package reg
 imported as one package with our stand-ins for the helper modules the sdist lacks (`transformers_stand_ins/`).
 Nothing of transformers' test code lives in this repository."""
 
-import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -46,6 +46,10 @@ def common_tests():
         (staging / "__init__.py").write_text(f'"""transformers {version}\'s common tests, with stand-ins."""\n')
         shutil.rmtree(folder, ignore_errors=True)
         staging.rename(folder)  # whole or not at all, so that a failed fetch is retried
-    if str(CACHE) not in sys.path:
-        sys.path.insert(0, str(CACHE))
-    return importlib.import_module(package)
+    if package not in sys.modules:  # imported from its folder, as a package (its modules import each other)
+        spec = importlib.util.spec_from_file_location(
+            package, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        sys.modules[package] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[package])
+    return sys.modules[package]

@@ -135,24 +135,6 @@ def surface_forms(graph: KnowledgeGraph, text: datasets.Dataset | None = None) -
     return forms
 
 
-def confusable_entities(forms: list[set[str]], max_per_form: int = 64) -> KnowledgeGraph:
-    """A graph whose edges join entities that share a surface form (WordNet: the senses of one lemma), from which L_e's
-    hard negatives are sampled (`KnowledgeGraph.sample_neighbours`). A form shared by more than `max_per_form + 1`
-    entities joins each to the next `max_per_form` of them, cyclically, so the graph grows linearly with the KG."""
-    by_form = {}
-    for entity, entity_forms in enumerate(forms):
-        for form in entity_forms:
-            by_form.setdefault(form, []).append(entity)
-    pairs = set()
-    for entities in by_form.values():
-        reach = min(len(entities) - 1, max_per_form)
-        pairs.update(
-            (a, entities[(i + j) % len(entities)]) for i, a in enumerate(entities) for j in range(1, reach + 1)
-        )
-    heads, tails = zip(*sorted(pairs)) if pairs else ((), ())
-    return KnowledgeGraph(list(heads), [0] * len(heads), list(tails), len(forms), 1)
-
-
 def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
     """Tokenized entity and relation descriptions, as `EntityContextMemory.refresh` takes them."""
     entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)

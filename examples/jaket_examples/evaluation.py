@@ -28,12 +28,18 @@ from tqdm.auto import tqdm
 
 from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket.collator import hold_out_pairs
 from modeling_jaket.linking import candidate_embeddings
-from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions
+from tokenization import (
+    DataCollatorForJaketPreTraining,
+    DataCollatorWithMentions,
+    encode_descriptions,
+    tokenize_with_mentions,
+)
 
 from .curve import record_evaluation
 from .data import default_data_dir, normalize_form, outside_graph
-from .pretraining import PretrainingInputs, hold_out_pairs, to_model_inputs
+from .pretraining import to_model_inputs
 
 logger = get_logger(__name__)
 
@@ -70,7 +76,7 @@ def prepare_heldout_sentences(
     text,
     tokenizer,
     graph: KnowledgeGraph,
-    build_inputs: PretrainingInputs,
+    build_inputs: DataCollatorForJaketPreTraining,
     sense_index=None,
     max_length=128,
     batch_size=32,
@@ -106,7 +112,7 @@ def prepare_heldout_sentences(
         batch = collate([{k: encoding[k][i] for k in keys} for i in range(begin, min(begin + batch_size, len(texts)))])
         record_ids = batch["mention_entity_ids"]
         batch["mention_entity_ids"] = entity_of_record[record_ids]  # -1 pads map to the appended -1
-        inputs = build_inputs(batch, generator)
+        inputs = build_inputs.build(batch, generator)
         # which mention each removed one was: the one of its sentence starting at the same token
         removed = inputs["masked_entity_starts"]
         same = (removed.unsqueeze(-1) == batch["mention_starts"].unsqueeze(1)) & (removed >= 0).unsqueeze(-1)

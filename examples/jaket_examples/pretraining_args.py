@@ -41,6 +41,14 @@ def parse_args(argv=None):
     parser.add_argument(
         "--gradient_accumulation_steps", type=int, default=1, help="micro-batches per optimisation step"
     )
+    parser.add_argument(
+        "--dataloader_num_workers",
+        type=int,
+        default=None,
+        help="processes that build the steps' inputs (masking, subgraphs, candidates) ahead of the model; default: "
+        "the cores this process's share of the machine has, less one for it, at most 4 (0: built in the main "
+        "process)",
+    )
     parser.add_argument("--max_train_steps", type=int, default=300, help="optimisation steps (the embedded default's)")
     parser.add_argument(
         "--num_train_epochs",
