@@ -10,16 +10,27 @@ Sources, both streamed line by line (the Wikidata dump may stay bz2- or gz-compr
 
 The paper's filters are options: `min_neighbours` (5) and `min_mentions` (5). Links to pages that the filters
 removed are dropped silently-but-counted as `filtered`; links to pages with no Wikidata item are counted as
-missing, and more than `max_dropped_fraction` of those fails the build.
+missing, and more than `max_dropped_fraction` of those in a shard of the text (one process's Wikipedia files)
+fails the build.
 
-Point `data_dir` at a folder with `wikidata.json` (or `.json.bz2` / `.json.gz`) and `wikipedia/` (WikiExtractor's
-output tree), or set `wikidata_dump` and `wikipedia_dir`.
+Point `data_dir` at a folder with `wikidata.json` (or `.json.bz2` / `.json.gz`, or a folder `wikidata/` of such
+parts) and `wikipedia/` (WikiExtractor's output tree), or set `wikidata_dump` and `wikipedia_dir`.
+
+The graph is prepared once, by two map-reduce passes over `kg_num_proc` processes: the dump in shards (byte ranges
+of an uncompressed file at line starts, or one part of a split dump a shard; a single compressed file is read by one
+process), then the Wikipedia files. The result is written beside datasets' cache (`prepare_wiki_kg`): category
+names, entities, relations, triples and page titles in files of their own, which every config then reads, shard by
+shard, in `num_proc` processes or as a stream (`streaming=True`); `_info` reads the category names alone.
 """
 
 import functools
+import hashlib
 import html
 import json
+import multiprocessing
 import re
+import shutil
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +49,7 @@ from .common import (
     entity_features,
     format_error,
     logger,
+    open_binary,
     read_lines,
 )
 
@@ -45,6 +57,8 @@ WIKIDATA_URL = "https://dumps.wikimedia.org/wikidatawiki/entities/latest-all.jso
 WIKIPEDIA_URL = "https://dumps.wikimedia.org/enwiki/latest/enwiki-latest-pages-articles.xml.bz2"
 LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.S)
 DUMP_NAMES = ("wikidata.json", "wikidata.json.bz2", "wikidata.json.gz")
+DUMP_SUFFIXES = (".json", ".json.bz2", ".json.gz")
+SHARD_FILES = {"entities": "entities-{:05d}.jsonl", "triples": "triples-{:05d}.tsv"}
 
 
 @dataclass
@@ -55,6 +69,7 @@ class WikipediaWikidataConfig(SourceConfig):
     min_mentions: int = 5
     description_tokens: int = 64
     max_dropped_fraction: float = 0.05
+    kg_num_proc: int = 1  # processes for the two passes that prepare the graph (`prepare_wiki_kg`)
 
 
 def normalise_title(title: str) -> str:
@@ -79,9 +94,56 @@ def strip_links(text: str) -> tuple[str, list[tuple[int, int, str]]]:
     return "".join(pieces), links
 
 
-def _wikidata_entities(path: Path):
-    """Each entity object of the dump (the array's brackets and trailing commas skipped), with its line number."""
-    for number, line in tqdm(read_lines(path), desc=f"reading {path.name}", unit=" lines"):
+@dataclass(frozen=True)
+class DumpShard:
+    """The lines of one dump file that start in bytes [begin, end) (`end` None: to the file's end). Only an
+    uncompressed file is split into byte ranges; a compressed one is a single shard."""
+
+    path: Path
+    begin: int = 0
+    end: int | None = None
+
+    def lines(self):
+        """(where, line) for each line: `where` is "line N", counted from the shard's first line where the shard
+        starts inside the file."""
+        if self.begin == 0 and self.end is None:
+            yield from ((f"line {number}", line) for number, line in read_lines(self.path))
+            return
+        with open_binary(self.path) as f:
+            f.seek(max(self.begin - 1, 0))
+            if self.begin > 0:
+                f.readline()  # the end of the line that started before this shard (or the newline just before it)
+            number = 0
+            while self.end is None or f.tell() < self.end:
+                raw = f.readline()
+                if not raw:
+                    break
+                number += 1
+                where = f"line {number} of the shard from byte {self.begin}" if self.begin else f"line {number}"
+                try:
+                    yield where, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as error:
+                    raise DataFormatError(f"{self.path}, {where}: not UTF-8 (column {error.start + 1})") from None
+
+
+def dump_shards(files: list[Path], num_shards: int) -> list[DumpShard]:
+    """`num_shards` byte ranges of each uncompressed file (a range boundary falls inside a line: that line belongs to
+    the range where it starts); each compressed file whole."""
+    shards = []
+    for path in files:
+        if path.suffix == ".json" and num_shards > 1:
+            size = path.stat().st_size
+            bounds = [size * i // num_shards for i in range(num_shards)] + [None]
+            shards += [DumpShard(path, begin, end) for begin, end in zip(bounds, bounds[1:])]
+        else:
+            shards.append(DumpShard(path))
+    return shards
+
+
+def _wikidata_entities(shard: DumpShard):
+    """Each entity object of a shard of the dump (the array's brackets and trailing commas skipped), with where it
+    is."""
+    for where, line in tqdm(shard.lines(), desc=f"reading {shard.path.name}", unit=" lines"):
         line = line.strip().rstrip(",")
         if line in ("[", "]", ""):
             continue
@@ -89,40 +151,43 @@ def _wikidata_entities(path: Path):
             entity = json.loads(line)
             entity["id"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise format_error(path, number, f"not a Wikidata entity ({error})") from None
-        yield number, entity
+            raise DataFormatError(f"{shard.path}, {where}: not a Wikidata entity ({error})") from None
+        yield where, entity
 
 
 def _english(entity, field):
     return (entity.get(field) or {}).get("en", {}).get("value")
 
 
-def _item_claims(entity, path, number):
+def _item_claims(entity, path, where):
     """(property, target Q-id) for each statement whose value is an item; a claim that is not a statement object
     names the file, line, entity and property."""
     claims = entity.get("claims") or {}
     if not isinstance(claims, dict):
-        raise format_error(
-            path, number, f"entity {entity['id']}: claims must be an object, got {type(claims).__name__}"
+        raise DataFormatError(
+            f"{path}, {where}: entity {entity['id']}: claims must be an object, got {type(claims).__name__}"
         )
     for property_id, statements in claims.items():
         for statement in statements if isinstance(statements, list) else [statements]:
             if not isinstance(statement, dict) or not isinstance(statement.get("mainsnak", {}), dict):
-                raise format_error(
-                    path,
-                    number,
-                    f"entity {entity['id']}, claim {property_id}: not a statement object ({statement!r:.60})",
+                raise DataFormatError(
+                    f"{path}, {where}: entity {entity['id']}, claim {property_id}: not a statement object "
+                    f"({statement!r:.60})"
                 )
             value = (statement.get("mainsnak", {}).get("datavalue") or {}).get("value")
             if isinstance(value, dict) and value.get("entity-type") == "item" and "id" in value:
                 yield property_id, value["id"]
 
 
-def _articles(folder: Path):
+def article_files(folder: Path) -> list[Path]:
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
         raise DataFormatError(f"{folder}: no WikiExtractor output files")
-    for path in tqdm(files, desc=f"reading articles under {folder.name}", unit=" files"):
+    return files
+
+
+def _articles(files: list[Path]):
+    for path in tqdm(files, desc="reading Wikipedia articles", unit=" files"):
         for number, line in read_lines(path):
             try:
                 article = json.loads(line)
@@ -141,43 +206,87 @@ class WikiKG:
     kept: set[str]
 
 
-@functools.lru_cache(maxsize=2)
-def read_wiki_kg(
-    dump: Path, wikipedia: Path, min_neighbours: int, min_mentions: int, description_tokens: int
-) -> WikiKG:
-    """Two streaming passes (Wikidata, then Wikipedia) that keep only what the graph needs."""
-    items, property_names, titles = {}, {}, {}
-    for number, entity in _wikidata_entities(dump):
+def _map(function, shards: list, num_proc: int) -> list:
+    """`function` over `shards`, in `num_proc` forked processes (which share what the parent held when forking)."""
+    if num_proc <= 1 or len(shards) <= 1:
+        return [function(shard) for shard in shards]
+    with multiprocessing.get_context("fork").Pool(min(num_proc, len(shards))) as pool:
+        return pool.map(function, shards, chunksize=1)
+
+
+def _extract_items(shard: DumpShard) -> tuple[dict, dict]:
+    """Map step of the Wikidata pass: {Q-id: (label, page title, instance of, item claims)} of the items with an
+    English page, and {P-id: (label, description)} of the properties."""
+    items, properties = {}, {}
+    for where, entity in _wikidata_entities(shard):
         if entity.get("type") == "property":
-            property_names[entity["id"]] = (
-                _english(entity, "labels") or entity["id"],
-                _english(entity, "descriptions"),
-            )
+            properties[entity["id"]] = (_english(entity, "labels") or entity["id"], _english(entity, "descriptions"))
             continue
         page = ((entity.get("sitelinks") or {}).get("enwiki") or {}).get("title")
         if entity.get("type") != "item" or not page:
             continue
-        claims = list(_item_claims(entity, dump, number))
+        claims = list(_item_claims(entity, shard.path, where))
         instance_of = next((target for prop, target in claims if prop == "P31"), None)
         if entity["id"] in items:
-            raise format_error(dump, number, f"entity {entity['id']} appears a second time in the dump")
-        items[entity["id"]] = (_english(entity, "labels") or page, instance_of, claims)
-        titles[normalise_title(page)] = entity["id"]
-    if not items:
-        raise DataFormatError(f"{dump}: no Wikidata item has an English Wikipedia page")
+            raise DataFormatError(f"{shard.path}, {where}: entity {entity['id']} appears a second time in the dump")
+        items[entity["id"]] = (_english(entity, "labels") or page, page, instance_of, claims)
+    return items, properties
 
-    descriptions, mention_counts = {}, Counter()
-    for _, _, title, text, _ in _articles(wikipedia):
+
+_TITLES = {}  # the Wikipedia pass's title -> Q-id map, set before its processes fork
+
+
+def _read_pages(files: list[Path]) -> tuple[dict, Counter]:
+    """Map step of the Wikipedia pass: the description of each page's entity and the links to each entity."""
+    descriptions, mention_counts, description_tokens = {}, Counter(), _TITLES["description_tokens"]
+    titles = _TITLES["titles"]
+    for _, _, title, text, _ in _articles(files):
         plain, links = strip_links(text)
         qid = titles.get(normalise_title(title))
         if qid is not None and plain.strip():
             descriptions[qid] = " ".join(plain.split()[:description_tokens])
         mention_counts.update(titles[target] for _, _, target in links if target in titles)
+    return descriptions, mention_counts
+
+
+def read_wiki_kg(
+    dumps: list[Path],
+    wikipedia: Path,
+    min_neighbours: int,
+    min_mentions: int,
+    description_tokens: int,
+    num_proc: int = 1,
+) -> WikiKG:
+    """Two streaming map-reduce passes (Wikidata, then Wikipedia) that keep only what the graph needs."""
+    shards = dump_shards(dumps, num_proc)
+    items, property_names = {}, {}
+    for shard, (shard_items, shard_properties) in zip(shards, _map(_extract_items, shards, num_proc)):
+        repeated = shard_items.keys() & items.keys()
+        if repeated:
+            raise DataFormatError(
+                f"{shard.path}: entity {min(repeated)} appears a second time in the dump (in two of its shards)"
+            )
+        items.update(shard_items)
+        property_names.update(shard_properties)
+    if not items:
+        raise DataFormatError(f"{', '.join(map(str, dumps))}: no Wikidata item has an English Wikipedia page")
+    titles = {normalise_title(page): qid for qid, (_, page, _, _) in items.items()}
+
+    files = article_files(wikipedia)
+    _TITLES.update(titles=titles, description_tokens=description_tokens)
+    try:
+        parts = _map(_read_pages, [files[i :: max(1, num_proc)] for i in range(max(1, num_proc))], num_proc)
+    finally:
+        _TITLES.clear()
+    descriptions, mention_counts = {}, Counter()
+    for part_descriptions, part_counts in parts:
+        descriptions.update(part_descriptions)
+        mention_counts.update(part_counts)
 
     triples = sorted(
         {
             (head, prop, tail)
-            for head, (_, _, claims) in items.items()
+            for head, (_, _, _, claims) in items.items()
             for prop, tail in claims
             if tail in items and prop != "P31"
         }
@@ -189,12 +298,12 @@ def read_wiki_kg(
     triples = [triple for triple in triples if triple[0] in kept and triple[2] in kept]
     if not kept:
         raise DataFormatError(
-            f"{dump} + {wikipedia}: no entity has a page, >= {min_neighbours} neighbours and >= {min_mentions} "
-            "mentions; lower min_neighbours / min_mentions for small data"
+            f"{', '.join(map(str, dumps))} + {wikipedia}: no entity has a page, >= {min_neighbours} neighbours and "
+            f">= {min_mentions} mentions; lower min_neighbours / min_mentions for small data"
         )
 
     # An entity without P31 (instance of) has no category: -1, ClassLabel's "no label", which no loss trains on.
-    classes = sorted({items[q][1] for q in kept if items[q][1]})
+    classes = sorted({items[q][2] for q in kept if items[q][2]})
     category_index = {c: i for i, c in enumerate(classes)}
     category_names = [f"{c} ({items[c][0]})" if c in items else c for c in classes]
     entities = [
@@ -202,7 +311,7 @@ def read_wiki_kg(
             "id": q,
             "name": items[q][0],
             "description": descriptions[q],
-            "category": category_index.get(items[q][1], -1),
+            "category": category_index.get(items[q][2], -1),
             "part": "pretrain",
             "aliases": [],
         }
@@ -216,6 +325,70 @@ def read_wiki_kg(
     return WikiKG(entities, category_names, relations, triples, titles, kept)
 
 
+def sources_key(dumps: list[Path], wikipedia: Path, *settings) -> str:
+    """A digest of the sources (each file's path, size and modification time), the settings and this module's code:
+    the prepared graph's folder name, so that a changed source or filter prepares again."""
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path in [*dumps, *article_files(wikipedia)]:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    digest.update(repr(settings).encode())
+    return digest.hexdigest()[:16]
+
+
+def prepare_wiki_kg(
+    dumps: list[Path],
+    wikipedia: Path,
+    min_neighbours: int,
+    min_mentions: int,
+    description_tokens: int,
+    num_proc: int,
+    root: Path,
+    rows_per_file: int = 100_000,
+) -> Path:
+    """The graph of `read_wiki_kg`, written once under `root` (a folder named by `sources_key`) as files that the
+    builder's configs read shard by shard: `categories.json` (the category names, all that `_info` reads),
+    `entities-NNNNN.jsonl` and `triples-NNNNN.tsv` (`rows_per_file` rows each), `relations.jsonl` and `titles.jsonl`
+    ([title, Q-id, kept] per page, for the text's links)."""
+    settings = (min_neighbours, min_mentions, description_tokens)
+    folder = Path(root) / sources_key(dumps, wikipedia, *settings)
+    if (folder / "categories.json").is_file():
+        return folder
+    kg = read_wiki_kg(dumps, wikipedia, *settings, num_proc)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".preparing-"))
+    for name, rows, line in (
+        ("entities", kg.entities, json.dumps),
+        ("triples", kg.triples, "\t".join),
+    ):
+        for index, begin in enumerate(range(0, max(len(rows), 1), rows_per_file)):
+            with open(staging / SHARD_FILES[name].format(index), "w", encoding="utf-8") as f:
+                f.writelines(line(row) + "\n" for row in rows[begin : begin + rows_per_file])
+    with open(staging / "relations.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(relation) + "\n" for relation in kg.relations)
+    with open(staging / "titles.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps([title, qid, qid in kg.kept]) + "\n" for title, qid in kg.titles.items())
+    (staging / "categories.json").write_text(json.dumps(kg.category_names))  # last: it marks the folder complete
+    try:
+        staging.rename(folder)
+    except OSError:  # another process prepared it first
+        shutil.rmtree(staging)
+    return folder
+
+
+@functools.lru_cache(maxsize=2)
+def read_titles(folder: Path) -> tuple[dict[str, str], frozenset]:
+    """The prepared pages: {normalised title: Q-id}, and the Q-ids the filters kept."""
+    titles, kept = {}, set()
+    with open(folder / "titles.jsonl", encoding="utf-8") as f:
+        for line in f:
+            title, qid, is_kept = json.loads(line)
+            titles[title] = qid
+            if is_kept:
+                kept.add(qid)
+    return titles, frozenset(kept)
+
+
 class WikipediaWikidata(datasets.GeneratorBasedBuilder):
     """English Wikipedia (WikiExtractor --json --links) and Wikidata's JSON dump; see the module docstring."""
 
@@ -223,29 +396,42 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [WikipediaWikidataConfig(name=n) for n in ("entities", "relations", "triples", "text")]
     DEFAULT_CONFIG_NAME = "entities"
 
-    def _sources(self) -> tuple[Path, Path]:
+    def __init__(self, *args, cache_dir=None, **kwargs):
+        # the prepared graph lies beside datasets' cache; `_info` (run by the base __init__) reads it
+        self._kg_root = Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser() / "wikipedia_wikidata_kg"
+        super().__init__(*args, cache_dir=cache_dir, **kwargs)
+
+    def _sources(self) -> tuple[list[Path], Path]:
         root = Path(self.config.data_dir) if self.config.data_dir else None
-        dump = Path(self.config.wikidata_dump) if self.config.wikidata_dump else None
-        if dump is None and root is not None:
-            dump = next((root / name for name in DUMP_NAMES if (root / name).is_file()), None)
+        dumps = [Path(self.config.wikidata_dump)] if self.config.wikidata_dump else []
+        if not dumps and root is not None:
+            dumps = [root / name for name in DUMP_NAMES if (root / name).is_file()][:1]
+            if not dumps and (root / "wikidata").is_dir():  # a dump split into parts
+                dumps = sorted(p for p in (root / "wikidata").iterdir() if p.name.endswith(DUMP_SUFFIXES))
         wikipedia = (
             Path(self.config.wikipedia_dir) if self.config.wikipedia_dir else (root / "wikipedia" if root else None)
         )
-        if dump is None or not dump.is_file() or wikipedia is None or not wikipedia.is_dir():
+        if not dumps or not all(p.is_file() for p in dumps) or wikipedia is None or not wikipedia.is_dir():
             raise FileNotFoundError(
                 f"wikipedia_wikidata: need the Wikidata dump ({WIKIDATA_URL}) as <data_dir>/wikidata.json[.bz2|.gz] "
+                "(or its parts in <data_dir>/wikidata/) "
                 f"and WikiExtractor --json --links output of {WIKIPEDIA_URL} under <data_dir>/wikipedia/ "
                 f"(data_dir={self.config.data_dir})"
             )
-        return dump, wikipedia
+        return dumps, wikipedia
 
-    def _kg(self) -> WikiKG:
+    @functools.cached_property
+    def prepared(self) -> Path:
+        """The folder of the prepared graph (`prepare_wiki_kg`), prepared on first use."""
         c = self.config
-        return read_wiki_kg(*self._sources(), c.min_neighbours, c.min_mentions, c.description_tokens)
+        dumps, wikipedia = self._sources()
+        return prepare_wiki_kg(
+            dumps, wikipedia, c.min_neighbours, c.min_mentions, c.description_tokens, c.kg_num_proc, self._kg_root
+        )
 
     def _info(self):
         features = {
-            "entities": lambda: entity_features(self._kg().category_names),
+            "entities": lambda: entity_features(json.loads((self.prepared / "categories.json").read_text())),
             "relations": lambda: RELATION_FEATURES,
             "triples": lambda: TRIPLE_FEATURES,
             "text": lambda: TEXT_FEATURES,
@@ -253,37 +439,47 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(description=__doc__, features=features, homepage=WIKIDATA_URL)
 
     def _split_generators(self, dl_manager):
-        return [datasets.SplitGenerator(name=datasets.Split.TRAIN)]
-
-    def _generate_examples(self):
-        kg = self._kg()
-        if self.config.name == "entities":
-            yield from enumerate(kg.entities)
-        elif self.config.name == "relations":
-            yield from ((r["id"], r) for r in kg.relations)
-        elif self.config.name == "triples":
-            for i, (head, relation, tail) in enumerate(kg.triples):
-                yield i, {"head": head, "relation": relation, "tail": tail}
+        """Shards for `num_proc` and streaming: the prepared files, or the Wikipedia files for the text."""
+        name = self.config.name
+        if name == "text":
+            files = article_files(self._sources()[1])
+        elif name == "relations":
+            files = [self.prepared / "relations.jsonl"]
         else:
-            yield from self._text(kg)
+            files = sorted(self.prepared.glob(SHARD_FILES[name].replace("{:05d}", "*")))
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": files})]
 
-    def _text(self, kg: WikiKG):
-        _, wikipedia = self._sources()
-        missing = DropCounter(str(wikipedia), self.config.max_dropped_fraction)
+    def _generate_examples(self, files):
+        if self.config.name == "text":
+            yield from self._text(files)
+            return
+        for path in files:
+            with open(path, encoding="utf-8") as f:
+                for number, line in enumerate(f):
+                    key = f"{path.name}:{number}"
+                    if self.config.name == "triples":
+                        head, relation, tail = line.rstrip("\n").split("\t")
+                        yield key, {"head": head, "relation": relation, "tail": tail}
+                    else:
+                        yield key, json.loads(line)
+
+    def _text(self, files: list[Path]):
+        titles, kept = read_titles(self.prepared)
+        missing = DropCounter(f"{files[0].parent} ({len(files)} files)", self.config.max_dropped_fraction)
         filtered = 0
-        for _path, _number, _title, text, page_id in _articles(wikipedia):
+        for _path, _number, _title, text, page_id in _articles(files):
             plain, links = strip_links(text)
             if not plain.strip():
                 continue
             mentions = []
             for start, end, target in links:
-                qid = kg.titles.get(target)
+                qid = titles.get(target)
                 if not missing.keep(qid is not None):
                     continue
-                if qid not in kg.kept:
+                if qid not in kept:
                     filtered += 1
                 elif end > start:
                     mentions.append({"start": start, "end": end, "entity": qid})
             yield page_id, {"id": page_id, "text": plain, "mentions": mentions}
         missing.report()
-        logger.warning(f"{wikipedia}: dropped {filtered} links to entities removed by the filters")
+        logger.warning(f"{files[0].parent}: dropped {filtered} links to entities removed by the filters")

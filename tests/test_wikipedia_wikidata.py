@@ -134,7 +134,7 @@ def test_kg_from_both_sources(tmp_path):
 def test_the_dump_passes_show_progress(tmp_path, capsys):
     load(write_sources(tmp_path / "src"), tmp_path, min_neighbours=1, min_mentions=1)
     err = capsys.readouterr().err
-    assert "reading wikidata.json.bz2" in err and "reading articles under wikipedia" in err
+    assert "reading wikidata.json.bz2" in err and "reading Wikipedia articles" in err
 
 
 def test_description_keeps_the_first_tokens(tmp_path):
@@ -232,3 +232,74 @@ def test_a_claim_given_as_a_string_and_a_repeated_item_are_named(tmp_path):
     repeated = ENTITIES[:3] + [ENTITIES[1]] + ENTITIES[3:]
     with pytest.raises(DataFormatError, match=r"wikidata.json.bz2, line 5: entity Q2 appears a second time"):
         load(write_sources(tmp_path / "b", entities=repeated), tmp_path / "b", min_neighbours=1, min_mentions=1)
+
+
+def test_dump_shards_read_every_line_once_wherever_their_bounds_fall(tmp_path):
+    from datasets_scripts.wikipedia_wikidata import dump_shards
+
+    dump = tmp_path / "wikidata.json"
+    lines = ["[", *(json.dumps({"id": f"Q{i}", "pad": "x" * (i % 7)}) + "," for i in range(40)), "]"]
+    dump.write_text("\n".join(lines) + "\n")
+    for num_shards in range(1, 9):
+        shards = dump_shards([dump], num_shards)
+        assert len(shards) == num_shards
+        assert [line for shard in shards for _, line in shard.lines()] == lines
+
+
+def as_rows(kg):
+    return {name: sorted(map(json.dumps, kg[name])) for name in ("entities", "relations", "triples")}
+
+
+def test_sharded_preparation_gives_the_one_process_graph(tmp_path):
+    one = load(write_sources(tmp_path / "one", compress=False), tmp_path / "a", min_neighbours=1, min_mentions=1)
+    sharded = load(
+        write_sources(tmp_path / "three", compress=False),
+        tmp_path / "b",
+        min_neighbours=1,
+        min_mentions=1,
+        kg_num_proc=3,
+    )
+    assert as_rows(sharded) == as_rows(one) and len(one["entities"]) == 5
+    # a dump in parts (here two bz2 files), each part a shard
+    parts = write_sources(tmp_path / "parts")
+    (parts / "wikidata.json.bz2").unlink()
+    (parts / "wikidata").mkdir()
+    for index, chunk in enumerate((ENTITIES[:4], ENTITIES[4:])):
+        text = "\n".join(json.dumps(e) + "," for e in chunk) + "\n"
+        (parts / "wikidata" / f"part-{index}.json.bz2").write_bytes(bz2.compress(text.encode()))
+    in_parts = load(parts, tmp_path / "c", min_neighbours=1, min_mentions=1, kg_num_proc=2)
+    assert as_rows(in_parts) == as_rows(one)
+    repeated = ENTITIES[:2]  # Q1, Q2 again, in a third part
+    (parts / "wikidata" / "part-2.json.bz2").write_bytes(bz2.compress(json.dumps(repeated[1]).encode() + b"\n"))
+    with pytest.raises(DataFormatError, match=r"part-2.json.bz2: entity Q2 appears a second time in the dump"):
+        load(parts, tmp_path / "d", min_neighbours=1, min_mentions=1, kg_num_proc=2)
+
+
+def test_info_reads_the_prepared_categories_and_text_streams_and_shards(tmp_path, monkeypatch):
+    from datasets_scripts import wikipedia_wikidata as ww
+
+    folder = write_sources(tmp_path / "src")
+    (folder / "wikipedia" / "AB").mkdir()
+    articles = (folder / "wikipedia" / "AA" / "wiki_00").read_text().splitlines(keepends=True)
+    (folder / "wikipedia" / "AA" / "wiki_00").write_text("".join(articles[:3]))
+    (folder / "wikipedia" / "AB" / "wiki_00").write_text("".join(articles[3:]))
+    settings = dict(data_dir=str(folder), cache_dir=str(tmp_path / "cache"), min_neighbours=1, min_mentions=1)
+    settings["max_dropped_fraction"] = 0.2  # checked per shard: one of AA's 8 links has no page
+    prepared = ww.WikipediaWikidata(config_name="entities", **settings)
+    names = prepared.info.features["category"].names
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the graph was prepared a second time")
+
+    monkeypatch.setattr(ww, "read_wiki_kg", no_second_pass)
+    again = ww.WikipediaWikidata(config_name="entities", **settings)
+    assert again.info.features["category"].names == names and len(names) == 3
+
+    text = ww.WikipediaWikidata(config_name="text", **settings)
+    text.download_and_prepare(num_proc=2)  # one process a Wikipedia folder
+    rows = {row["id"]: row for row in text.as_dataset()["train"]}
+    streamed = {row["id"]: row for row in text.as_streaming_dataset()["train"]}
+    assert streamed == rows and sorted(rows) == ["1", "2", "3", "4", "5"]
+    assert {m["entity"] for m in rows["1"]["mentions"]} == {"Q2", "Q3", "Q4"}
+    entities = ww.WikipediaWikidata(config_name="entities", **settings)
+    assert sorted(row["id"] for row in entities.as_streaming_dataset()["train"]) == ["Q1", "Q2", "Q3", "Q4", "Q8"]
