@@ -94,8 +94,10 @@ class EdgeLayout:
         """The transpose of `entry_values`: each edge's score is the sum of its two entries' scores."""
         return entry_scores.index_select(0, self.entry).view(-1, 2).sum(1)
 
-    def matrix(self, values: torch.Tensor, transpose: bool = False, check_invariants: bool = False) -> torch.Tensor:
-        """The [N, N + P] matrix (or its transpose) with `values` [num_entries] in the pattern's entry order."""
+    def matrix(self, values: torch.Tensor, transpose: bool = False, check_invariants: bool | None = None):
+        """The [N, N + P] matrix (or its transpose) with `values` [num_entries] in the pattern's entry order. Its
+        invariants are checked where `check_invariants`, or by default where
+        `torch.sparse.check_sparse_tensor_invariants` is enabled (the tests enable it)."""
         if transpose:
             return torch.sparse_csr_tensor(
                 self.transpose_crow,

@@ -16,6 +16,11 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
+# every sparse tensor the tests build (the knowledge module's EdgeLayout) is checked for the CSR invariants that
+# GPU kernels assume: sorted, distinct column indices in each row
+torch.sparse.check_sparse_tensor_invariants.enable()
+
+
 def pytest_sessionstart(session):
     """Without the real data, stop before the first test, saying what is missing and where to get it."""
     from datasets_scripts import check_data_dir

@@ -257,6 +257,9 @@ def test_edge_layout_keeps_the_csr_invariants_and_coalesces_repeats():
     expected[0, 4], expected[0, 5] = 0.1 + 0.3 + 0.4, 0.2
     expected[1, 0], expected[1, 6] = 0.5, 0.5
     torch.testing.assert_close(dense, expected)
+    # and every other pattern built in the tests is checked too (conftest enables the checks): an unsorted row fails
+    with pytest.raises(RuntimeError, match="sorted and distinct"):
+        torch.sparse_csr_tensor(torch.tensor([0, 2]), torch.tensor([1, 0]), torch.ones(2), size=(1, 2))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
