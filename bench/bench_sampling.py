@@ -34,6 +34,12 @@ def main():
     parser.add_argument("--roots", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--scales", type=int, nargs="+", default=[5000, 20000, 80000])
+    parser.add_argument(
+        "--gather_max_edges",
+        type=int,
+        default=JaketConfig().km_gather_max_edges,
+        help="km_gather_max_edges: subgraphs of at most this many edges take the gather path (0: always sparse)",
+    )
     args = parser.parse_args()
     kg = datasets_scripts.load("wordnet_semcor", default_data_dir())
     full = KnowledgeGraph.from_records(kg["entities"], kg["relations"], kg["triples"])
@@ -53,7 +59,12 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(default_backbone())
     model = JaketModel.from_backbone(default_backbone())
     module = KnowledgeModule(
-        JaketConfig(hidden_size=model.config.hidden_size, num_attention_heads=8, km_num_heads=8)
+        JaketConfig(
+            hidden_size=model.config.hidden_size,
+            num_attention_heads=8,
+            km_num_heads=8,
+            km_gather_max_edges=args.gather_max_edges,
+        )
     ).eval()
     rates = []
     for entities in args.scales:
@@ -78,6 +89,7 @@ def main():
             triples=graph.num_triples,
             refresh_seconds=refresh,
             graph_step_seconds=step,
+            gather_max_edges=args.gather_max_edges,
             memory_table_mib=table.numel() * 4 / 2**20,
         )
 

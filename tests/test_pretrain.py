@@ -467,6 +467,7 @@ def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
         (["--mlm_probability", "1.5"], r"--mlm_probability must be in \[0, 1\), got 1.5"),
         (["--num_hard_negatives", "-1"], "--num_hard_negatives must be >= 0, got -1"),
         (["--max_grad_norm", "0"], "--max_grad_norm must be > 0, got 0.0"),
+        (["--dataloader_num_workers=-1"], "--dataloader_num_workers must be >= 0, got -1"),
         (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be >= 1, got 0"),
         (["--fanouts", "10", "0"], r"--fanouts must all be >= 1, got \[10, 0\]"),
         (

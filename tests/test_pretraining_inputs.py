@@ -182,3 +182,11 @@ def test_the_collator_draws_alike_in_any_worker_and_afresh_each_epoch(bert_token
     assert not same(in_process[0], collator(features[:2]))  # the collator is at epoch 1 now
     collator.set_epoch(0)
     assert same(in_process[1], collator(features[2:4]))  # a batch's inputs do not depend on what came before
+
+
+@pytest.mark.parametrize("cores, processes, workers", [(16, 8, 1), (16, 1, 4), (112, 8, 4), (2, 1, 1), (2, 2, 0)])
+def test_default_workers_are_a_process_share_of_the_cores_less_one(monkeypatch, cores, processes, workers):
+    from jaket_examples.pretraining import default_num_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    assert default_num_workers(processes) == workers
