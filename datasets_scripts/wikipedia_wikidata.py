@@ -26,17 +26,18 @@ shard, in `num_proc` processes or as a stream (`streaming=True`); `_info` reads 
 import functools
 import hashlib
 import html
+import itertools
 import json
 import multiprocessing
 import re
 import shutil
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
 import datasets
+import numpy as np
 from datasets.utils.tqdm import tqdm
 
 from .common import (
@@ -196,14 +197,28 @@ def _articles(files: list[Path]):
                 raise format_error(path, number, f"not a WikiExtractor --json article ({error})") from None
 
 
+def _number(entity_id: str, path, where) -> int:
+    """Q42 -> 42, P31 -> 31: the graph is held as integer arrays, not as strings."""
+    if not (len(entity_id) > 1 and entity_id[1:].isdigit()):
+        raise DataFormatError(f"{path}, {where}: {entity_id!r} is not a Wikidata id (Q or P and digits)")
+    return int(entity_id[1:])
+
+
 @dataclass
-class WikiKG:
-    entities: list[dict]  # id, name, description, category (index), part
-    category_names: list[str]
-    relations: list[dict]
-    triples: list[tuple[str, str, str]]
-    titles: dict[str, str]  # normalised page title -> Q-id, for every item with a page (kept or filtered)
-    kept: set[str]
+class ItemShard:
+    """What the Wikidata pass keeps of the items with an English page, as arrays: for item i its Q-number, label,
+    page title and `instance of` (0: none), and its item-valued claims (P-number, target Q-number), `claim_counts[i]`
+    of them in order."""
+
+    numbers: np.ndarray
+    labels: list[str]
+    pages: list[str]
+    instance_of: np.ndarray
+    claim_counts: np.ndarray
+    claim_properties: np.ndarray
+    claim_targets: np.ndarray
+    properties: dict  # P-id -> (label, description), every property entity of the shard
+    path: str
 
 
 def _map(function, shards: list, num_proc: int) -> list:
@@ -214,10 +229,10 @@ def _map(function, shards: list, num_proc: int) -> list:
         return pool.map(function, shards, chunksize=1)
 
 
-def _extract_items(shard: DumpShard) -> tuple[dict, dict]:
-    """Map step of the Wikidata pass: {Q-id: (label, page title, instance of, item claims)} of the items with an
-    English page, and {P-id: (label, description)} of the properties."""
-    items, properties = {}, {}
+def _extract_items(shard: DumpShard) -> ItemShard:
+    """Map step of the Wikidata pass."""
+    numbers, labels, pages, instance_of, counts, properties_of_claims, targets = [], [], [], [], [], [], []
+    properties, seen = {}, set()
     for where, entity in _wikidata_entities(shard):
         if entity.get("type") == "property":
             properties[entity["id"]] = (_english(entity, "labels") or entity["id"], _english(entity, "descriptions"))
@@ -225,28 +240,70 @@ def _extract_items(shard: DumpShard) -> tuple[dict, dict]:
         page = ((entity.get("sitelinks") or {}).get("enwiki") or {}).get("title")
         if entity.get("type") != "item" or not page:
             continue
-        claims = list(_item_claims(entity, shard.path, where))
-        instance_of = next((target for prop, target in claims if prop == "P31"), None)
-        if entity["id"] in items:
+        number = _number(entity["id"], shard.path, where)
+        if number in seen:
             raise DataFormatError(f"{shard.path}, {where}: entity {entity['id']} appears a second time in the dump")
-        items[entity["id"]] = (_english(entity, "labels") or page, page, instance_of, claims)
-    return items, properties
+        seen.add(number)
+        claims = [
+            (_number(p, shard.path, where), _number(t, shard.path, where))
+            for p, t in _item_claims(entity, shard.path, where)
+        ]
+        numbers.append(number)
+        labels.append(_english(entity, "labels") or page)
+        pages.append(page)
+        instance_of.append(next((t for p, t in claims if p == 31), 0))
+        counts.append(len(claims))
+        properties_of_claims += [p for p, _ in claims]
+        targets += [t for _, t in claims]
+    return ItemShard(
+        np.array(numbers, dtype=np.int64),
+        labels,
+        pages,
+        np.array(instance_of, dtype=np.int64),
+        np.array(counts, dtype=np.int64),
+        np.array(properties_of_claims, dtype=np.int64),
+        np.array(targets, dtype=np.int64),
+        properties,
+        str(shard.path),
+    )
 
 
-_TITLES = {}  # the Wikipedia pass's title -> Q-id map, set before its processes fork
+_PAGES = {}  # what the Wikipedia pass's processes read: set before they fork
 
 
-def _read_pages(files: list[Path]) -> tuple[dict, Counter]:
-    """Map step of the Wikipedia pass: the description of each page's entity and the links to each entity."""
-    descriptions, mention_counts, description_tokens = {}, Counter(), _TITLES["description_tokens"]
-    titles = _TITLES["titles"]
+def _read_pages(files: list[Path]) -> tuple[dict, np.ndarray]:
+    """Map step of the Wikipedia pass: the description of each candidate item's page ({item index: text}) and the
+    number of links to each item."""
+    titles, candidates, description_tokens = _PAGES["titles"], _PAGES["candidates"], _PAGES["description_tokens"]
+    descriptions, mentions, linked = {}, np.zeros(len(candidates), dtype=np.int64), []
     for _, _, title, text, _ in _articles(files):
         plain, links = strip_links(text)
-        qid = titles.get(normalise_title(title))
-        if qid is not None and plain.strip():
-            descriptions[qid] = " ".join(plain.split()[:description_tokens])
-        mention_counts.update(titles[target] for _, _, target in links if target in titles)
-    return descriptions, mention_counts
+        index = titles.get(normalise_title(title))
+        if index is not None and candidates[index] and plain.strip():
+            descriptions[index] = " ".join(plain.split()[:description_tokens])
+        linked += [titles[target] for _, _, target in links if target in titles]
+        if len(linked) > 1_000_000:
+            mentions += np.bincount(linked, minlength=len(candidates))
+            linked = []
+    return descriptions, mentions + np.bincount(linked, minlength=len(candidates))
+
+
+@dataclass
+class WikiKG:
+    """The graph, indexed by item (every item with an English page, in dump order): ids, labels, categories (-1:
+    none), the kept ones, their descriptions, and the triples between kept items as index arrays."""
+
+    ids: list[str]
+    labels: list[str]
+    categories: np.ndarray
+    category_names: list[str]
+    kept: np.ndarray  # bool per item
+    descriptions: dict[int, str]
+    heads: np.ndarray
+    properties: np.ndarray
+    tails: np.ndarray
+    relations: list[dict]
+    titles: dict[str, int]  # normalised page title -> item index, for every item (kept or filtered)
 
 
 def read_wiki_kg(
@@ -257,72 +314,80 @@ def read_wiki_kg(
     description_tokens: int,
     num_proc: int = 1,
 ) -> WikiKG:
-    """Two streaming map-reduce passes (Wikidata, then Wikipedia) that keep only what the graph needs."""
-    shards = dump_shards(dumps, num_proc)
-    items, property_names = {}, {}
-    for shard, (shard_items, shard_properties) in zip(shards, _map(_extract_items, shards, num_proc)):
-        repeated = shard_items.keys() & items.keys()
-        if repeated:
-            raise DataFormatError(
-                f"{shard.path}: entity {min(repeated)} appears a second time in the dump (in two of its shards)"
-            )
-        items.update(shard_items)
-        property_names.update(shard_properties)
-    if not items:
+    """Two streaming map-reduce passes (Wikidata, then Wikipedia) that keep only what the graph needs, as arrays."""
+    shards = _map(_extract_items, dump_shards(dumps, num_proc), num_proc)
+    numbers = np.concatenate([shard.numbers for shard in shards])
+    if numbers.size == 0:
         raise DataFormatError(f"{', '.join(map(str, dumps))}: no Wikidata item has an English Wikipedia page")
-    titles = {normalise_title(page): qid for qid, (_, page, _, _) in items.items()}
+    order = np.argsort(numbers, kind="stable")
+    ordered = numbers[order]
+    repeated = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeated.size:  # within a shard it was named with its line already
+        where = [shard.path for shard in shards if ordered[repeated[0]] in shard.numbers]
+        raise DataFormatError(
+            f"{where[-1]}: entity Q{ordered[repeated[0]]} appears a second time in the dump (in two of its shards)"
+        )
+    labels = [label for shard in shards for label in shard.labels]
+    pages = [page for shard in shards for page in shard.pages]
+    instance_of = np.concatenate([shard.instance_of for shard in shards])
+    property_names = {k: v for shard in shards for k, v in shard.properties.items()}
+    counts = np.concatenate([shard.claim_counts for shard in shards])
+    claim_properties = np.concatenate([shard.claim_properties for shard in shards])
+    claim_targets = np.concatenate([shard.claim_targets for shard in shards])
+    del shards
 
+    def index_of(targets):  # item index of each Q-number, -1 where it is no item with a page
+        position = np.minimum(np.searchsorted(ordered, targets), ordered.size - 1)
+        return np.where(ordered[position] == targets, order[position], -1)
+
+    heads = np.repeat(np.arange(numbers.size), counts)
+    tails = index_of(claim_targets)
+    keep = (tails >= 0) & (claim_properties != 31)
+    triples = np.unique(np.stack([heads[keep], claim_properties[keep], tails[keep]], axis=1), axis=0)
+    heads, properties, tails = triples.T
+    degree = np.bincount(heads, minlength=numbers.size) + np.bincount(tails, minlength=numbers.size)
+
+    titles = {normalise_title(page): index for index, page in enumerate(pages)}
+    del pages
     files = article_files(wikipedia)
-    _TITLES.update(titles=titles, description_tokens=description_tokens)
+    _PAGES.update(titles=titles, candidates=degree >= min_neighbours, description_tokens=description_tokens)
     try:
         parts = _map(_read_pages, [files[i :: max(1, num_proc)] for i in range(max(1, num_proc))], num_proc)
     finally:
-        _TITLES.clear()
-    descriptions, mention_counts = {}, Counter()
-    for part_descriptions, part_counts in parts:
+        _PAGES.clear()
+    descriptions, mentions = {}, np.zeros(numbers.size, dtype=np.int64)
+    for part_descriptions, part_mentions in parts:
         descriptions.update(part_descriptions)
-        mention_counts.update(part_counts)
+        mentions += part_mentions
 
-    triples = sorted(
-        {
-            (head, prop, tail)
-            for head, (_, _, _, claims) in items.items()
-            for prop, tail in claims
-            if tail in items and prop != "P31"
-        }
-    )
-    degree = Counter([h for h, _, _ in triples] + [t for _, _, t in triples])
-    kept = {
-        q for q in items if q in descriptions and degree[q] >= min_neighbours and mention_counts[q] >= min_mentions
-    }
-    triples = [triple for triple in triples if triple[0] in kept and triple[2] in kept]
-    if not kept:
+    has_description = np.zeros(numbers.size, dtype=bool)
+    has_description[list(descriptions)] = True
+    kept = has_description & (degree >= min_neighbours) & (mentions >= min_mentions)
+    if not kept.any():
         raise DataFormatError(
             f"{', '.join(map(str, dumps))} + {wikipedia}: no entity has a page, >= {min_neighbours} neighbours and "
             f">= {min_mentions} mentions; lower min_neighbours / min_mentions for small data"
         )
+    inside = kept[heads] & kept[tails]
+    heads, properties, tails = heads[inside], properties[inside], tails[inside]
+    descriptions = {index: text for index, text in descriptions.items() if kept[index]}
 
     # An entity without P31 (instance of) has no category: -1, ClassLabel's "no label", which no loss trains on.
-    classes = sorted({items[q][2] for q in kept if items[q][2]})
+    ids = [f"Q{number}" for number in numbers.tolist()]
+    classes = sorted({f"Q{number}" for number in np.unique(instance_of[kept & (instance_of > 0)]).tolist()})
     category_index = {c: i for i, c in enumerate(classes)}
-    category_names = [f"{c} ({items[c][0]})" if c in items else c for c in classes]
-    entities = [
-        {
-            "id": q,
-            "name": items[q][0],
-            "description": descriptions[q],
-            "category": category_index.get(items[q][2], -1),
-            "part": "pretrain",
-            "aliases": [],
-        }
-        for q in sorted(kept)
-    ]
-    used = sorted({prop for _, prop, _ in triples})
+    class_labels = index_of(np.array([int(c[1:]) for c in classes], dtype=np.int64))
+    category_names = [f"{c} ({labels[i]})" if i >= 0 else c for c, i in zip(classes, class_labels.tolist())]
+    categories = np.array([category_index.get(f"Q{n}", -1) if n else -1 for n in instance_of.tolist()], dtype=np.int64)
     relations = []
-    for prop in used:
-        name, description = property_names.get(prop, (prop, None))
-        relations.append({"id": prop, "name": name, "description": f"{name}: {description}" if description else name})
-    return WikiKG(entities, category_names, relations, triples, titles, kept)
+    for number in sorted(np.unique(properties).tolist(), key=lambda n: f"P{n}"):
+        name, description = property_names.get(f"P{number}", (f"P{number}", None))
+        relations.append(
+            {"id": f"P{number}", "name": name, "description": f"{name}: {description}" if description else name}
+        )
+    return WikiKG(
+        ids, labels, categories, category_names, kept, descriptions, heads, properties, tails, relations, titles
+    )
 
 
 def sources_key(dumps: list[Path], wikipedia: Path, *settings) -> str:
@@ -348,8 +413,8 @@ def prepare_wiki_kg(
 ) -> Path:
     """The graph of `read_wiki_kg`, written once under `root` (a folder named by `sources_key`) as files that the
     builder's configs read shard by shard: `categories.json` (the category names, all that `_info` reads),
-    `entities-NNNNN.jsonl` and `triples-NNNNN.tsv` (`rows_per_file` rows each), `relations.jsonl` and `titles.jsonl`
-    ([title, Q-id, kept] per page, for the text's links)."""
+    `entities-NNNNN.jsonl` and `triples-NNNNN.tsv` (`rows_per_file` rows each, sorted by id), `relations.jsonl` and
+    `titles.jsonl` ([title, Q-id, kept] per page, for the text's links)."""
     settings = (min_neighbours, min_mentions, description_tokens)
     folder = Path(root) / sources_key(dumps, wikipedia, *settings)
     if (folder / "categories.json").is_file():
@@ -357,17 +422,45 @@ def prepare_wiki_kg(
     kg = read_wiki_kg(dumps, wikipedia, *settings, num_proc)
     Path(root).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".preparing-"))
-    for name, rows, line in (
-        ("entities", kg.entities, json.dumps),
-        ("triples", kg.triples, "\t".join),
-    ):
-        for index, begin in enumerate(range(0, max(len(rows), 1), rows_per_file)):
-            with open(staging / SHARD_FILES[name].format(index), "w", encoding="utf-8") as f:
-                f.writelines(line(row) + "\n" for row in rows[begin : begin + rows_per_file])
+
+    def write_rows(pattern, rows):  # streamed: a new file every rows_per_file rows, at least one
+        rows, index = iter(rows), 0
+        while True:
+            chunk = list(itertools.islice(rows, rows_per_file))
+            if chunk or index == 0:
+                with open(staging / pattern.format(index), "w", encoding="utf-8") as f:
+                    f.writelines(row + "\n" for row in chunk)
+            if len(chunk) < rows_per_file:
+                return
+            index += 1
+
+    entities = sorted(np.flatnonzero(kg.kept).tolist(), key=kg.ids.__getitem__)
+    write_rows(
+        SHARD_FILES["entities"],
+        (
+            json.dumps(
+                {
+                    "id": kg.ids[i],
+                    "name": kg.labels[i],
+                    "description": kg.descriptions[i],
+                    "category": int(kg.categories[i]),
+                    "part": "pretrain",
+                    "aliases": [],
+                }
+            )
+            for i in entities
+        ),
+    )
+    ids = kg.ids
+    write_rows(
+        SHARD_FILES["triples"],
+        (f"{ids[h]}\tP{p}\t{ids[t]}" for h, p, t in zip(kg.heads.tolist(), kg.properties.tolist(), kg.tails.tolist())),
+    )
     with open(staging / "relations.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(relation) + "\n" for relation in kg.relations)
     with open(staging / "titles.jsonl", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps([title, qid, qid in kg.kept]) + "\n" for title, qid in kg.titles.items())
+        kept = kg.kept.tolist()
+        f.writelines(json.dumps([title, ids[i], kept[i]]) + "\n" for title, i in kg.titles.items())
     (staging / "categories.json").write_text(json.dumps(kg.category_names))  # last: it marks the folder complete
     try:
         staging.rename(folder)

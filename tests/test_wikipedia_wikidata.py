@@ -303,3 +303,20 @@ def test_info_reads_the_prepared_categories_and_text_streams_and_shards(tmp_path
     assert {m["entity"] for m in rows["1"]["mentions"]} == {"Q2", "Q3", "Q4"}
     entities = ww.WikipediaWikidata(config_name="entities", **settings)
     assert sorted(row["id"] for row in entities.as_streaming_dataset()["train"]) == ["Q1", "Q2", "Q3", "Q4", "Q8"]
+
+
+def test_prepared_rows_are_split_into_files_of_the_given_size(tmp_path):
+    from datasets_scripts.wikipedia_wikidata import prepare_wiki_kg
+
+    folder = write_sources(tmp_path / "src")
+    sources = ([folder / "wikidata.json.bz2"], folder / "wikipedia", 1, 1, 64, 1)
+    whole = prepare_wiki_kg(*sources, tmp_path / "whole")
+    split = prepare_wiki_kg(*sources, tmp_path / "split", rows_per_file=2)
+
+    def rows(prepared, name):
+        return [line for path in sorted(prepared.glob(f"{name}-*")) for line in path.read_text().splitlines()]
+
+    assert len(list(split.glob("entities-*.jsonl"))) == 3 and len(rows(split, "entities")) == 5
+    for name in ("entities", "triples"):
+        assert rows(split, name) == rows(whole, name)
+    assert json.loads((split / "categories.json").read_text()) == ["Q5 (human)", "Q6", "Q7"]
