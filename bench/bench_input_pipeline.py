@@ -1,4 +1,4 @@
-"""Benchmark 8: the pre-training input pipeline at the paper's per-GPU share, against what a GPU consumes.
+"""Benchmark 9: the pre-training input pipeline at the paper's per-GPU share, against what a GPU consumes.
 
 One loader worker (one process, one thread, as PyTorch runs its DataLoader workers) builds batches of
 `DataCollatorForJaketPreTraining`: 128 texts x 512 tokens (the paper's 1,024 texts a step over 8 GPUs) with

@@ -1,4 +1,4 @@
-"""Benchmark 9: preparing Wikipedia + Wikidata (`datasets_scripts.wikipedia_wikidata.prepare_wiki_kg`) on a synthetic
+"""Benchmark 10: preparing Wikipedia + Wikidata (`datasets_scripts.wikipedia_wikidata.prepare_wiki_kg`) on a synthetic
 dump in Wikidata's JSON line format: entities per second per process and peak memory, as the dump grows and with
 one or more processes; the paper's 3.66M-entity graph's preparation time extrapolated per core.
 
