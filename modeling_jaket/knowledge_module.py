@@ -204,6 +204,10 @@ class KnowledgeLayer(nn.Module):
         nn.init.normal_(self.attention_target, mean=0.0, std=self.initializer_range)
         nn.init.normal_(self.attention_neighbour, mean=0.0, std=self.initializer_range)
 
+    def takes_sparse_path(self, num_edges: int) -> bool:
+        """Whether `forward` runs the sparse products (over an `EdgeLayout`) for a graph of `num_edges` edges."""
+        return self.composition == "add" and num_edges > self.gather_max_edges
+
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         return self.projection(x).view(-1, self.num_heads, self.head_size)
 
@@ -218,7 +222,7 @@ class KnowledgeLayer(nn.Module):
     ):
         """`layout`: the edges' [`EdgeLayout`], which a stack of layers over one graph builds once; built here when
         not given. Attention weights are returned in `edge_index`'s order."""
-        if self.composition == "add" and edge_index.shape[1] > self.gather_max_edges:
+        if self.takes_sparse_path(edge_index.shape[1]):
             num_entities = entity_embeddings.shape[0]
             projected_entities = self._project(entity_embeddings)  # [N, K, D]
             if layout is None:
@@ -299,11 +303,7 @@ class KnowledgeModule(nn.Module):
         if validate:
             check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_type)
         layout = None
-        if (
-            self.layers
-            and self.layers[0].composition == "add"
-            and edge_index.shape[1] > self.layers[0].gather_max_edges
-        ):
+        if self.layers and self.layers[0].takes_sparse_path(edge_index.shape[1]):  # built once for every layer
             layout = EdgeLayout(edge_index, edge_type, entity_embeddings.shape[0], relation_embeddings.shape[0])
         attentions = []
         for layer in self.layers:
