@@ -26,6 +26,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 import datasets_scripts
 from jaket_examples.finetuning import (
     METHODS,
+    PRETRAINED_PATHS,
     FineTuningArguments,
     HeadRateTrainer,
     ProtocolArguments,
@@ -35,6 +36,7 @@ from jaket_examples.finetuning import (
     masked_accuracy,
     method_field,
     parse_fine_tuning_args,
+    pretrained_path,
     push_results,
     save_fine_tuned,
     save_results,
@@ -58,15 +60,12 @@ JAKET_HEAD_METHODS = {
     "as in pre-training)",
     "jaket_from_head": "JAKET fine-tuned with its classifier started from the pre-trained category head",
 }
-# The controls of those gains: each loads a pre-training run of `examples/pretrain.py --losses ...` given by its flag.
+# The control of that gain (the control for what the text gives, lm_mlm, is every script's: METHODS).
 CONTROL_METHODS = {
     "lm_gnn_m_category": "LM+GNN+M whose knowledge module and classifier were first trained with L_c alone on the "
     "pre-training graph's categories (pretrain.py --losses entity_category; --category_control_path)"
     ", fine-tuned from that head: the control for JAKET's category head",
-    "lm_mlm": "LM+GNN+M over a language model continued with L_t alone on the pre-training text, with no knowledge "
-    "module (pretrain.py --losses masked_lm; --mlm_control_path): the control for what the text gives",
 }
-CONTROL_PATHS = {"lm_gnn_m_category": "category_control_path", "lm_mlm": "mlm_control_path"}
 
 
 @dataclass
@@ -77,9 +76,6 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         metadata={
             "help": "output folder of examples/pretrain.py --losses entity_category (--method lm_gnn_m_category)"
         },
-    )
-    mlm_control_path: str | None = field(
-        default=None, metadata={"help": "output folder of examples/pretrain.py --losses masked_lm (--method lm_mlm)"}
     )
     num_lm1_layers: int | None = field(
         default=None, metadata={"help": "LM1's layers for the baselines built from the backbone (default: half)"}
@@ -119,11 +115,11 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         super().__post_init__()
         if not self.lm_learning_rate > 0:
             raise ValueError(f"--lm_learning_rate must be > 0, got {self.lm_learning_rate}")
-        for method, flag in CONTROL_PATHS.items():
-            if method in self.method and not getattr(self, flag):
-                raise ValueError(
-                    f"--method {method} needs --{flag}, the output folder of its control pre-training run"
-                )
+        if "lm_gnn_m_category" in self.method and not self.category_control_path:
+            raise ValueError(
+                "--method lm_gnn_m_category needs --category_control_path, the output folder of examples/pretrain.py "
+                "--losses entity_category"
+            )
 
 
 def parse_args(argv=None) -> EntityClassificationArguments:
@@ -353,9 +349,9 @@ def run_method(
             },
         )
     base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
-    pretrained = getattr(args, CONTROL_PATHS[method]) if method in CONTROL_PATHS else args.model_name_or_path
+    pretrained = args.category_control_path if method == "lm_gnn_m_category" else pretrained_path(args, base_method)
     overrides = {"num_labels": len(graph.category_names)}
-    if args.num_lm1_layers and base_method != "jaket":
+    if args.num_lm1_layers and base_method not in PRETRAINED_PATHS:
         overrides["num_lm1_layers"] = args.num_lm1_layers
     tokenizer, model, entity_table, relation_table = load_method(
         args, base_method, JaketForEntityClassification, graph, pretrained, **overrides

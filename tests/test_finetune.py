@@ -5,9 +5,12 @@ import json
 import pytest
 import torch
 from finetune_entity_classification import main as entity_classification
+from finetune_entity_classification import parse_args as parse_entity_classification
 from finetune_fewrel import main as fewrel
+from finetune_fewrel import parse_args as parse_fewrel
 from finetune_metaqa import answer_loss
 from finetune_metaqa import main as metaqa
+from finetune_metaqa import parse_args as parse_metaqa
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file, save_file
 
@@ -33,10 +36,15 @@ def entity_classification_test_size(cache_dir) -> int:
     )
 
 
-def common(tmp_path, datasets_cache, method, pretrained, backbone):
+def common(tmp_path, datasets_cache, method, pretrained, backbone, with_control=False):
+    """A run's flags. `with_control`: jaket runs beside lm_mlm started from the same folder, the memory encoded once
+    (see `assert_control_is_jaket`)."""
+    methods = [method]
+    if method == "jaket" and with_control:
+        methods += ["lm_mlm", "--mlm_control_path", str(pretrained[0]), "--memory_cache_dir", str(tmp_path / "memory")]
     args = [
         "--method",
-        method,
+        *methods,
         "--dataset_cache_dir",
         datasets_cache,
         "--output_dir",
@@ -49,11 +57,25 @@ def common(tmp_path, datasets_cache, method, pretrained, backbone):
     )
 
 
+def assert_control_is_jaket(records: list[dict], score: str) -> dict:
+    """lm_mlm loads --mlm_control_path as jaket loads --model_name_or_path: from the same folder, jaket's result
+    (each method sets the seed first). Returns the one record of a run of any other method, or jaket's."""
+    if len(records) == 2:
+        jaket, control = records
+        assert (
+            control["method"] == "lm_mlm" and control[score] == jaket[score] and control["chosen"] == jaket["chosen"]
+        )
+    return records[0]
+
+
 @pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = entity_classification(
-        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
-        + ["--fractions", "5", "--per_device_train_batch_size", "16", *QUICK]
+    record = assert_control_is_jaket(
+        entity_classification(
+            common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint, with_control=True)
+            + ["--fractions", "5", "--per_device_train_batch_size", "16", *QUICK]
+        ),
+        "accuracy",
     )
     assert record["method"] == method and set(record["accuracy"]) == {"5%"}
     assert_share_of(record["accuracy"]["5%"], entity_classification_test_size(datasets_cache))
@@ -222,8 +244,8 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
 
 @pytest.mark.parametrize("method", ["jaket", "lm"])
 def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = fewrel(
-        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+    records = fewrel(
+        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint, with_control=True)
         + [
             "--train_episodes",
             "4",
@@ -238,6 +260,7 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
             *QUICK,
         ]
     )
+    record = assert_control_is_jaket(records, "accuracy")
     assert record["setting"] == "5-way 1-shot" and record["test_episodes"] == 4
     assert record["kg"] == "meta_train" and record["chosen"]["steps"] == 3 and record["chosen"]["step"] == 3
     folder = tmp_path / f"{method}-5-1-seed42"
@@ -251,8 +274,8 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
 
 @pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
 def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
-    [record] = metaqa(
-        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint)
+    records = metaqa(
+        common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint, with_control=True)
         + [
             "--hops",
             hops,
@@ -265,6 +288,7 @@ def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, 
             *QUICK,
         ]
     )
+    record = assert_control_is_jaket(records, "hits@1")
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
     assert record["chosen"]["steps"] == 3 and record["chosen"]["learning_rate"] == 5e-5
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
@@ -288,6 +312,11 @@ def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates(
 def test_jaket_without_a_pretrained_model_is_refused_before_anything_loads(script):
     with pytest.raises(ValueError, match="--method jaket needs --model_name_or_path"):
         script([])  # the default method is jaket; before, this failed on loading a tokenizer from None
+    with pytest.raises(ValueError, match="--method lm_mlm needs --mlm_control_path"):
+        script(["--method", "lm_mlm"])
+    # the control needs its own folder only
+    parse = {entity_classification: parse_entity_classification, fewrel: parse_fewrel, metaqa: parse_metaqa}[script]
+    assert parse(["--method", "lm_mlm", "--mlm_control_path", "control"]).model_name_or_path is None
 
 
 def test_damaged_weights_are_named(pretrained, tmp_path):

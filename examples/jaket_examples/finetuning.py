@@ -33,7 +33,12 @@ METHODS = {
     "lm_gnn_m": "LM + GNN + M: the knowledge module over a memory computed by the un-pretrained LM",
     "gnn": "GNN: the knowledge module alone over trainable, randomly initialised entity embeddings (no text)",
     "jaket": "JAKET: the pre-trained model, its memory recomputed from the descriptions by its pre-trained LM1",
+    "lm_mlm": "the control for what pre-training's text alone gives: LM+GNN+M over a language model continued with "
+    "L_t alone on the pre-training text, with no knowledge module (examples/pretrain.py --losses masked_lm; "
+    "--mlm_control_path)",
 }
+# method -> the flag naming the examples/pretrain.py output it starts from; the others start from --backbone
+PRETRAINED_PATHS = {"jaket": "model_name_or_path", "lm_mlm": "mlm_control_path"}
 ACCURACY = str(Path(__file__).resolve().parents[1] / "metrics" / "accuracy")
 
 
@@ -63,6 +68,9 @@ class FineTuningArguments(TrainingArguments):
     )
     backbone: str | None = field(
         default=None, metadata={"help": "RoBERTa/BERT checkpoint for the baselines (default: all-MiniLM-L6-v2)"}
+    )
+    mlm_control_path: str | None = field(
+        default=None, metadata={"help": "output folder of examples/pretrain.py --losses masked_lm (--method lm_mlm)"}
     )
     data_dir: str | None = field(
         default=None, metadata={"help": "the task's data folder (default: under ../shared/data)"}
@@ -96,6 +104,11 @@ class FineTuningArguments(TrainingArguments):
             if method.startswith("jaket") and not self.model_name_or_path:
                 raise ValueError(
                     f"--method {method} needs --model_name_or_path, the output folder of examples/pretrain.py"
+                )
+            if method == "lm_mlm" and not self.mlm_control_path:
+                raise ValueError(
+                    "--method lm_mlm needs --mlm_control_path, the output folder of examples/pretrain.py "
+                    "--losses masked_lm"
                 )
         self.backbone = self.backbone or default_backbone()
         self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
@@ -186,7 +199,7 @@ def save_fine_tuned(
         memory = EntityContextMemory(entity_table.shape[0], relation_table.shape[0], entity_table.shape[1])
         memory.update(entity_table.detach().cpu(), relation_table.detach().cpu())
     JaketProcessor(tokenizer, graph, memory).save_pretrained(folder)  # the tokenizer, the memory, graph/
-    base = args.model_name_or_path if method.startswith("jaket") else args.backbone
+    base = args.model_name_or_path if method.startswith("jaket") else pretrained_path(args, method) or args.backbone
     name, cls = args.hub_model_id or folder.name, type(model).__name__
     usage = f'from modeling_jaket import {cls}\nmodel = {cls}.from_pretrained("{name}")'
     if entity_table is not None:
@@ -212,9 +225,11 @@ def load_model(method: str, model_class, pretrained: str | None, backbone: str, 
     """JAKET from a pre-training output folder; the baselines from the backbone with fresh knowledge modules."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    if method == "jaket":
+    if method in PRETRAINED_PATHS:
         if not pretrained:
-            raise ValueError("--method jaket needs --model_name_or_path, the output folder of examples/pretrain.py")
+            raise ValueError(
+                f"--method {method} needs --{PRETRAINED_PATHS[method]}, the output folder of examples/pretrain.py"
+            )
         if Path(pretrained).is_dir():
             check_saved_files(pretrained)
         return model_class.from_pretrained(pretrained, **config)
@@ -282,16 +297,21 @@ def read_cached_tables(path: Path, graph: KnowledgeGraph) -> dict | None:
 def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
     """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
     not depend on the methods run before it in the process): (tokenizer, model, E^(0) table, R table). `pretrained`
-    (default `args.model_name_or_path`) is the pre-training output the jaket method loads."""
+    (default: the one its flag in `PRETRAINED_PATHS` names) is the pre-training output a method of them loads."""
     set_seed(args.seed)
-    pretrained = pretrained or args.model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(pretrained if method == "jaket" else args.backbone)
+    pretrained = pretrained or pretrained_path(args, method)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained if method in PRETRAINED_PATHS else args.backbone)
     model = load_model(method, model_class, pretrained, args.backbone, **config)
     with precision(args):
         entity_table, relation_table = initial_embeddings(
             method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir
         )
     return tokenizer, model, entity_table, relation_table
+
+
+def pretrained_path(args, method: str) -> str | None:
+    """The examples/pretrain.py output `method` starts from (None for the methods built from the backbone)."""
+    return getattr(args, PRETRAINED_PATHS[method]) if method in PRETRAINED_PATHS else None
 
 
 def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -> str:
