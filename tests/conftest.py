@@ -210,12 +210,13 @@ def run_script(script, args, launcher=(sys.executable,), timeout=600):
 
 @pytest.fixture(scope="session")
 def pretrained(tmp_path_factory, tiny_bert_checkpoint, datasets_cache):
-    """examples/pretrain.py run for 12 steps with a tiny backbone: (output folder, log)."""
+    """examples/pretrain.py run for 12 steps with a tiny backbone, checkpointed at step 6 (the flags:
+    `PRETRAINED_FLAGS`): (output folder, log)."""
     output = tmp_path_factory.mktemp("pretrained")
     log = run_script(
-        "pretrain.py",
-        pretraining_arguments(
-            tiny_bert_checkpoint, datasets_cache, output, 12, "--heldout_text_fraction", "0.25", "--eval_steps", "6"
-        ),
+        "pretrain.py", pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12, *PRETRAINED_FLAGS)
     )
     return output, log
+
+
+PRETRAINED_FLAGS = ("--heldout_text_fraction", "0.25", "--eval_steps", "6", "--checkpointing_steps", "6")

@@ -16,7 +16,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import COUNTED_OVER, EXAMPLES, assert_share_of, pretraining_arguments, run_script, script_environment
+from conftest import (
+    COUNTED_OVER,
+    EXAMPLES,
+    PRETRAINED_FLAGS,
+    assert_share_of,
+    pretraining_arguments,
+    run_script,
+    script_environment,
+)
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph, RefreshSchedule
 
 SCRIPT = EXAMPLES / "pretrain.py"
@@ -359,21 +367,22 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_checkpoint, datasets_cache):
+def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_checkpoint, datasets_cache, pretrained):
     output = tmp_path / "out"
-    args = pretraining_arguments(
-        tiny_bert_checkpoint, datasets_cache, output, 2, "--checkpointing_steps", "2", "--heldout_text_fraction", "0"
-    )
-    run_script("pretrain.py", args)
-    checkpoint = output / "checkpoint-2"
+    checkpoint = output / "checkpoint-6"
+    shutil.copytree(pretrained[0] / "checkpoint-6", checkpoint)  # the shared run's, resumed with its own flags
     assert sorted(p.name for p in checkpoint.glob("*.pkl")) == ["random_states_0.pkl"]  # weights_only-loadable
     assert (checkpoint / "training_state.json").is_file() and (checkpoint / "entity_memory.safetensors").is_file()
 
     marker = tmp_path / "code-ran"
     torch.save(_RunsCode(marker), checkpoint / "custom_checkpoint_0.pkl")
-    resume = args + ["--max_train_steps", "4", "--resume_from_checkpoint", str(checkpoint)]
+    resume = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 12, *PRETRAINED_FLAGS)
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *resume], env=script_environment(), capture_output=True, text=True, timeout=600
+        [sys.executable, str(SCRIPT), *resume, "--resume_from_checkpoint", str(checkpoint)],
+        env=script_environment(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode != 0
     assert f"{checkpoint}: cannot resume from custom_checkpoint_0.pkl (UnpicklingError" in result.stderr
