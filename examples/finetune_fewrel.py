@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 import datasets_scripts
 from datasets_scripts.common import load_json
 from datasets_scripts.fewrel import FILES
+from jaket_examples.data import encoding_fingerprint
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -268,7 +269,13 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
             "labels": batch["label"],
         }
 
-    train = pairs.map(encode, batched=True, remove_columns=pairs.column_names, keep_in_memory=True)
+    train = pairs.map(
+        encode,
+        batched=True,
+        remove_columns=pairs.column_names,
+        keep_in_memory=True,
+        new_fingerprint=encoding_fingerprint(pairs, tokenizer, graph, args.max_seq_length, use_mentions),
+    )
 
     def score(model, episodes):
         with precision(args, next(model.parameters()).device.type):

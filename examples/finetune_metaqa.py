@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import ModelOutput
 
 import datasets_scripts
+from jaket_examples.data import encoding_fingerprint
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -177,8 +178,6 @@ class QuestionCollator:
 
 
 def prepare(questions, tokenizer, graph):
-    # `map` fingerprints `encode` by pickling what it closes over: the entity index, not the whole graph (which
-    # took 8 s a split on MetaQA's KB)
     entity_index = graph.entity_index
 
     def encode(batch):
@@ -201,6 +200,7 @@ def prepare(questions, tokenizer, graph):
         batched=True,
         keep_in_memory=True,
         remove_columns=[c for c in questions.column_names if c not in ("candidates", "reachable")],
+        new_fingerprint=encoding_fingerprint(questions, tokenizer, graph),
     )
 
 

@@ -587,3 +587,24 @@ def test_each_script_s_own_flags_are_checked_at_parse_time(script, flags, messag
     extra = files if script == "finetune_text_classification" else []
     with pytest.raises(ValueError, match=message):
         parse_args(["--method", "lm", "--output_dir", str(tmp_path), *extra, *flags])
+
+
+def test_an_encoding_s_fingerprint_changes_with_each_thing_it_depends_on(bert_tokenizer, tiny_roberta_checkpoint):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from jaket_examples.data import encoding_fingerprint
+
+    text = Dataset.from_dict({"text": ["a dog barks"]})
+    graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"])
+    first = encoding_fingerprint(text, bert_tokenizer, graph, 64)
+    assert encoding_fingerprint(Dataset.from_dict({"text": ["a dog barks"]}), bert_tokenizer, graph, 64) == first
+    others = [
+        encoding_fingerprint(Dataset.from_dict({"text": ["a cat meows"]}), bert_tokenizer, graph, 64),
+        encoding_fingerprint(text, AutoTokenizer.from_pretrained(tiny_roberta_checkpoint), graph, 64),
+        encoding_fingerprint(
+            text, bert_tokenizer, KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cow"]), 64
+        ),
+        encoding_fingerprint(text, bert_tokenizer, graph, 32),
+    ]
+    assert len({first, *others}) == 5
