@@ -110,16 +110,12 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
     )
 
     minimums: ClassVar[dict[str, int]] = {"num_lm1_layers": 1, "fanouts": 0, "description_length": 4}
+    pretrained_flags: ClassVar[dict[str, str]] = {**PRETRAINED_PATHS, "lm_gnn_m_category": "category_control_path"}
 
     def __post_init__(self):
         super().__post_init__()
         if not self.lm_learning_rate > 0:
             raise ValueError(f"--lm_learning_rate must be > 0, got {self.lm_learning_rate}")
-        if "lm_gnn_m_category" in self.method and not self.category_control_path:
-            raise ValueError(
-                "--method lm_gnn_m_category needs --category_control_path, the output folder of examples/pretrain.py "
-                "--losses entity_category"
-            )
 
 
 def parse_args(argv=None) -> EntityClassificationArguments:

@@ -291,6 +291,9 @@ def test_jaket_without_a_pretrained_model_is_refused_before_anything_loads(scrip
         script([])  # the default method is jaket; before, this failed on loading a tokenizer from None
     with pytest.raises(ValueError, match="--method lm_mlm needs --mlm_control_path"):
         script(["--method", "lm_mlm"])
+    if script is entity_classification:
+        with pytest.raises(ValueError, match="--method lm_gnn_m_category needs --category_control_path, the output"):
+            script(["--method", "lm_gnn_m_category"])
     # the control needs its own folder only
     parse = {entity_classification: parse_entity_classification, fewrel: parse_fewrel, metaqa: parse_metaqa}[script]
     assert parse(["--method", "lm_mlm", "--mlm_control_path", "control"]).model_name_or_path is None

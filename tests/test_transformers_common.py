@@ -109,16 +109,16 @@ class JaketModelTester:
         return labels
 
     def prepare_config_and_inputs_for_common(self):
-        inputs = {}
+        config, inputs = self.get_config(), {}
         if self.text:
-            # no id of padding (1) or below inside the text: RoBERTa counts positions from input ids past padding and
-            # from embeddings not, so test_inputs_embeds_matches_input_ids failed whenever the draw held a 1
-            pad = JaketConfig().pad_token_id
+            # no id of padding or below inside the text: RoBERTa counts positions from input ids past padding and
+            # from embeddings not, so test_inputs_embeds_matches_input_ids failed whenever the draw held a pad id
+            pad = config.pad_token_id
             input_ids = ids_tensor([self.batch_size, self.seq_length], self.vocab_size - pad - 1) + pad + 1
             inputs.update(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
         if self.graph:
             inputs.update(self.graph_inputs())
-        return self.get_config(), inputs
+        return config, inputs
 
 
 # JaketModel is a base model, as transformers' tests know their own from the auto mapping: it has no loss to train

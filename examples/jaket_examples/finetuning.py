@@ -87,6 +87,8 @@ class FineTuningArguments(TrainingArguments):
     )
 
     data_subfolder: ClassVar[str] = ""  # the task's folder under ../shared/data
+    # method -> the flag naming the examples/pretrain.py output it needs, besides the jaket methods' own
+    pretrained_flags: ClassVar[dict[str, str]] = PRETRAINED_PATHS
     # the script's own numeric flags -> their least value, checked at parse time (None: the flag is off)
     minimums: ClassVar[dict[str, int]] = {}
 
@@ -100,16 +102,11 @@ class FineTuningArguments(TrainingArguments):
                 raise ValueError(
                     f"--{name} must be >= {least}{' each' if isinstance(value, list) else ''}, got {value}"
                 )
+        helps = {f.name: f.metadata.get("help") for f in fields(self)}
         for method in self.method:
-            if method.startswith("jaket") and not self.model_name_or_path:
-                raise ValueError(
-                    f"--method {method} needs --model_name_or_path, the output folder of examples/pretrain.py"
-                )
-            if method == "lm_mlm" and not self.mlm_control_path:
-                raise ValueError(
-                    "--method lm_mlm needs --mlm_control_path, the output folder of examples/pretrain.py "
-                    "--losses masked_lm"
-                )
+            flag = "model_name_or_path" if method.startswith("jaket") else self.pretrained_flags.get(method)
+            if flag and not getattr(self, flag):
+                raise ValueError(f"--method {method} needs --{flag}, the {helps[flag]}")
         self.backbone = self.backbone or default_backbone()
         self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
 
