@@ -193,6 +193,15 @@ def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=T
     return tokenize_with_mentions(tokenizer, texts, mentions, entity_vocab=graph.entity_index, max_length=max_length)
 
 
+def class_scores(margins, labels):
+    """Each query's mean 'same' margin over each class's supports: [queries, classes]. The classes are the episode's
+    own, not --n_way's: a validation episode of meta-train holds fewer relations where meta-train has fewer than N
+    (an empty class would score 0 and beat every negative margin)."""
+    classes = int(labels.max()) + 1
+    sums = torch.zeros(margins.shape[0], classes, dtype=margins.dtype).index_add_(1, labels, margins)
+    return sums / torch.bincount(labels, minlength=classes)
+
+
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
     collator = SubgraphCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True)
@@ -212,8 +221,7 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
             margins.append((logits[:, 1] - logits[:, 0]).cpu())
         margins = torch.cat(margins).view(len(episode["queries"]), len(episode["support"]))
         labels = torch.tensor([s["label"] for s in episode["support"]])
-        per_class = torch.zeros(len(episode["queries"]), args.n_way).index_add_(1, labels, margins) / args.k_shot
-        predictions += per_class.argmax(dim=1).tolist()
+        predictions += class_scores(margins, labels).argmax(dim=1).tolist()
         references += [q["label"] for q in episode["queries"]]
     return accuracy_metric().compute(predictions=predictions, references=references)["accuracy"]
 

@@ -498,6 +498,18 @@ def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(
     assert "Q1" in graph.entity_index
 
 
+def test_fewrel_episode_scores_only_its_own_classes():
+    """A 10-way run validates on meta-train episodes of 6 relations: no empty class may win by scoring 0."""
+    from finetune_fewrel import class_scores
+
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])  # 3 classes x 2 shots
+    margins = torch.tensor([[-3.0, -1.0, -2.0, -2.0, -5.0, -9.0], [-4.0, -4.0, -1.0, -1.5, -1.0, -1.0]])
+    scores = class_scores(margins, labels)
+    assert scores.shape == (2, 3)
+    assert torch.allclose(scores, torch.tensor([[-2.0, -2.0, -7.0], [-4.0, -1.25, -1.0]]))
+    assert scores.argmax(dim=1).tolist() == [0, 2]  # the first by index among ties, as argmax does
+
+
 def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
     from jaket_examples.finetuning import SubgraphCollator
 
