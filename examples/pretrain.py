@@ -113,7 +113,7 @@ def main(argv=None):
             args.heldout_text_fraction,
             args.heldout_seed,
         )
-        train_dataset = tokenize_linked_text(data.text, tokenizer, data.graph, args.max_seq_length)
+        train_dataset = tokenize_linked_text(data.text, tokenizer, data.graph, args.max_seq_length, args.window_stride)
     graph = data.graph
     entity_descriptions, relation_descriptions = description_inputs(tokenizer, graph, args.description_length)
     logger.info(

@@ -12,6 +12,7 @@ logger = logging.get_logger(__name__)
 # A mention is (start_char, end_char, entity): characters [start_char, end_char) of the text, Python-slice style;
 # entity is an int id, or a key of `entity_vocab`.
 Mention = tuple[int, int, object]
+MENTION_COLUMNS = ("mention_entity_ids", "mention_starts", "mention_ends")
 
 
 def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
@@ -64,6 +65,42 @@ def _check_mentions(text: str, mentions: Sequence[Mention], example: int) -> lis
     return ordered
 
 
+def _check_texts(caller: str, tokenizer, texts, mentions) -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{caller} needs a fast tokenizer (it maps spans through offset mappings)")
+    if len(texts) != len(mentions):
+        raise ValueError(f"got {len(texts)} texts but {len(mentions)} mention lists")
+    for example, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"example {example}: text is empty")
+
+
+def _mentions_to_tokens(text, mentions, tokens, example, entity_vocab, num_entities):
+    """The inclusive token span of each mention of one example, in text order. `tokens` are the text's tokens as
+    (position in input_ids, start char, end char); a mention that reaches past the last of them while text remains
+    (cut off by truncation) is counted, not mapped. Returns (entity ids, starts, ends, number cut off)."""
+    ordered = _check_mentions(text, mentions, example)
+    token_ends = [end for _, _, end in tokens]
+    covered_until = token_ends[-1] if tokens else 0
+    entity_ids, starts, ends, truncated = [], [], [], 0
+    for index, (char_start, char_end, entity) in ordered:
+        entity = _entity_id(entity, example, index, entity_vocab, num_entities)
+        if char_end > covered_until and text[covered_until:].strip():
+            truncated += 1
+            continue
+        first = bisect.bisect_right(token_ends, char_start)  # first token ending after the span starts
+        last = bisect.bisect_left(token_ends, char_end)  # first token ending at or after the span ends
+        if first >= len(tokens) or tokens[first][1] >= char_end:
+            raise ValueError(
+                f"example {example}, mention {index}: span [{char_start}, {char_end}) = "
+                f"{text[char_start:char_end]!r} covers no token"
+            )
+        entity_ids.append(entity)
+        starts.append(tokens[first][0])
+        ends.append(tokens[min(last, len(tokens) - 1)][0])
+    return entity_ids, starts, ends, truncated
+
+
 def tokenize_with_mentions(
     tokenizer,
     texts: Sequence[str],
@@ -81,13 +118,7 @@ def tokenize_with_mentions(
     Raises `ValueError` naming the example (and mention) for empty text, spans out of range, overlapping spans,
     spans that cover no token, and unknown or out-of-range entities.
     """
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError("tokenize_with_mentions needs a fast tokenizer (it maps spans through offset mappings)")
-    if len(texts) != len(mentions):
-        raise ValueError(f"got {len(texts)} texts but {len(mentions)} mention lists")
-    for example, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"example {example}: text is empty")
+    _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
 
     encoding = tokenizer(
         list(texts),
@@ -98,7 +129,6 @@ def tokenize_with_mentions(
     )
     columns = {key: [] for key in ("mention_entity_ids", "mention_starts", "mention_ends", "num_truncated_mentions")}
     for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
-        ordered = _check_mentions(text, example_mentions, example)
         tokens = [
             (position, start, end)
             for position, ((start, end), special) in enumerate(
@@ -106,24 +136,9 @@ def tokenize_with_mentions(
             )
             if not special and end > start
         ]
-        token_ends = [end for _, _, end in tokens]
-        covered_until = token_ends[-1] if tokens else 0
-        entity_ids, starts, ends, truncated = [], [], [], 0
-        for index, (char_start, char_end, entity) in ordered:
-            entity = _entity_id(entity, example, index, entity_vocab, num_entities)
-            if char_end > covered_until and text[covered_until:].strip():
-                truncated += 1
-                continue
-            first = bisect.bisect_right(token_ends, char_start)  # first token ending after the span starts
-            last = bisect.bisect_left(token_ends, char_end)  # first token ending at or after the span ends
-            if first >= len(tokens) or tokens[first][1] >= char_end:
-                raise ValueError(
-                    f"example {example}, mention {index}: span [{char_start}, {char_end}) = "
-                    f"{text[char_start:char_end]!r} covers no token"
-                )
-            entity_ids.append(entity)
-            starts.append(tokens[first][0])
-            ends.append(tokens[min(last, len(tokens) - 1)][0])
+        entity_ids, starts, ends, truncated = _mentions_to_tokens(
+            text, example_mentions, tokens, example, entity_vocab, num_entities
+        )
         columns["mention_entity_ids"].append(entity_ids)
         columns["mention_starts"].append(starts)
         columns["mention_ends"].append(ends)
@@ -136,6 +151,95 @@ def tokenize_with_mentions(
         )
     data = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], **columns}
     return BatchEncoding(data)
+
+
+def window_bounds(num_tokens: int, mention_spans: Sequence[tuple[int, int]], size: int, stride: int = 0):
+    """Consecutive `[begin, end)` ranges of at most `size` of a text's `num_tokens` tokens that together cover all of
+    them, each starting `stride` tokens before the previous one ends. A boundary that would cut a mention (inclusive
+    token spans `mention_spans`, in text order) moves back to the mention's start, so every mention lies whole in a
+    window. Raises `ValueError` for a mention longer than `size`."""
+    if size < 1 or not 0 <= stride < size:
+        raise ValueError(f"windows need size >= 1 and 0 <= stride < size, got size {size}, stride {stride}")
+    bounds, begin, first_open = [], 0, 0
+    while True:
+        end = min(begin + size, num_tokens)
+        # the mentions not yet ended at `begin`; the first that starts before `end` and ends at or after it is cut
+        while first_open < len(mention_spans) and mention_spans[first_open][1] < begin:
+            first_open += 1
+        for start, last in mention_spans[first_open:]:
+            if start >= end:
+                break
+            if last >= end:
+                end = start
+                break
+        if end <= begin:
+            raise ValueError(f"a mention of {last - start + 1} tokens does not fit in a window of {size}")
+        bounds.append((begin, end))
+        if end == num_tokens:
+            return bounds
+        begin = end - stride if end - stride > begin else end
+
+
+def special_tokens_around(tokenizer) -> tuple[list[int], list[int]]:
+    """The special token ids the tokenizer puts before and after a single text ([CLS] / [SEP], <s> / </s>)."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for begin in range(len(full) - len(plain) + 1):
+        if full[begin : begin + len(plain)] == plain:
+            return full[:begin], full[begin + len(plain) :]
+    raise ValueError(f"{type(tokenizer).__name__} does not keep a text's own tokens when it adds special tokens")
+
+
+def tokenize_into_windows(
+    tokenizer,
+    texts: Sequence[str],
+    mentions: Sequence[Sequence[Mention]],
+    entity_vocab: Mapping[str, int] | None = None,
+    num_entities: int | None = None,
+    max_length: int = 512,
+    stride: int = 0,
+) -> BatchEncoding:
+    """Tokenize each text whole and cut it into windows of at most `max_length` tokens (special tokens included), so
+    that no token and no mention is lost: a long text (a Wikipedia article) becomes several rows, not its first
+    `max_length` tokens. Consecutive windows share `stride` tokens; a boundary never cuts a mention (`window_bounds`).
+
+    Returns a `BatchEncoding` of lists, one entry per window, in text order: `input_ids`, `attention_mask`,
+    `mention_entity_ids`, `mention_starts`, `mention_ends` (inclusive token indices, as `tokenize_with_mentions`
+    gives them) and `text_index` (the text each window comes from). A text short enough gives the very row
+    `tokenize_with_mentions` would. Errors are `tokenize_with_mentions`' and a mention too long for a window, each
+    naming the example.
+    """
+    _check_texts("tokenize_into_windows", tokenizer, texts, mentions)
+    before, after = special_tokens_around(tokenizer)
+    size = max_length - len(before) - len(after)
+    if size < 1:
+        raise ValueError(f"max_length {max_length} leaves no room for text beside the special tokens")
+    prefix = len(before)
+    # verbose=False: a whole article is longer than the model's inputs, which is why it is cut into windows here
+    encoding = tokenizer(
+        list(texts), add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False, verbose=False
+    )
+    columns = {key: [] for key in ("input_ids", "attention_mask", *MENTION_COLUMNS, "text_index")}
+    for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
+        ids = encoding["input_ids"][example]
+        tokens = [(i, start, end) for i, (start, end) in enumerate(encoding["offset_mapping"][example]) if end > start]
+        entity_ids, starts, ends, _ = _mentions_to_tokens(
+            text, example_mentions, tokens, example, entity_vocab, num_entities
+        )
+        try:
+            bounds = window_bounds(len(ids), list(zip(starts, ends)), size, stride)
+        except ValueError as error:
+            raise ValueError(f"example {example}: {error} (max_length {max_length})") from None
+        for begin, end in bounds:
+            inside = [i for i, (start, last) in enumerate(zip(starts, ends)) if begin <= start and last < end]
+            window = before + ids[begin:end] + after
+            columns["input_ids"].append(window)
+            columns["attention_mask"].append([1] * len(window))
+            columns["mention_entity_ids"].append([entity_ids[i] for i in inside])
+            columns["mention_starts"].append([starts[i] - begin + prefix for i in inside])
+            columns["mention_ends"].append([ends[i] - begin + prefix for i in inside])
+            columns["text_index"].append(example)
+    return BatchEncoding(columns)
 
 
 def encode_descriptions(

@@ -2,8 +2,11 @@ import json
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import DATA_DIR
+from modeling_jaket.tokenization_jaket import special_tokens_around, tokenize_into_windows
 from tokenization import DataCollatorWithMentions, encode_descriptions, tokenize_with_mentions, words_to_text
 
 TEXT = "The Mississippi River flows past Cape Girardeau."
@@ -152,3 +155,72 @@ def test_no_descriptions_and_batches_without_mentions(bert_tokenizer):
         [{"input_ids": encoding["input_ids"][i], "attention_mask": encoding["attention_mask"][i]} for i in range(2)]
     )
     assert sorted(batch) == ["attention_mask", "input_ids"] and batch["input_ids"].shape == (2, 5)
+
+
+WORDS = ["river", "Mississippi", "flows", "past", "Cape", "Girardeau", "the", "unbelievably", "ox", "."]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bert_tokenizer", "roberta_tokenizer"])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=60),
+    linked=st.lists(st.booleans(), min_size=60, max_size=60),
+    max_length=st.integers(8, 40),
+    stride=st.integers(0, 3),
+)
+def test_windows_keep_every_token_and_mention(tokenizer_name, request, words, linked, max_length, stride):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    text, spans = words_to_text(words, [(i, i + 1) for i in range(0, len(words) - 1, 2) if linked[i]])
+    mentions = [(start, end, number) for number, (start, end) in enumerate(spans)]
+    whole = tokenizer(text, add_special_tokens=False)["input_ids"]
+    before, after = special_tokens_around(tokenizer)
+    size = max_length - len(before) - len(after)
+    try:
+        windows = tokenize_into_windows(tokenizer, [text], [mentions], max_length=max_length, stride=stride)
+    except ValueError as error:  # only where a mention is longer than a window
+        longest = max(len(tokenizer(text[s:e], add_special_tokens=False)["input_ids"]) for s, e, _ in mentions)
+        assert "does not fit in a window" in str(error) and longest > size
+        return
+    rebuilt = []
+    for ids in windows["input_ids"]:
+        assert len(ids) <= max_length and ids[: len(before)] == before and ids[len(ids) - len(after) :] == after
+        piece = ids[len(before) : len(ids) - len(after)]
+        # each window starts `stride` tokens before the last one ended, or where it ended when a mention moved
+        # that boundary back
+        overlaps = [
+            k
+            for k in (stride, 0)
+            if len(rebuilt) >= k and whole[: len(rebuilt) - k + len(piece)] == rebuilt[: len(rebuilt) - k] + piece
+        ]
+        assert overlaps and piece
+        rebuilt = rebuilt[: len(rebuilt) - overlaps[0]] + piece
+    assert rebuilt == whole  # every token, in order
+    assert windows["text_index"] == [0] * len(windows["input_ids"])
+    found = {}
+    for window, ids in enumerate(windows["input_ids"]):
+        for entity, start, end in zip(
+            windows["mention_entity_ids"][window], windows["mention_starts"][window], windows["mention_ends"][window]
+        ):
+            found.setdefault(entity, tokenizer.decode(ids[start : end + 1]).strip())
+    expected = {
+        number: tokenizer.decode(tokenizer(text[s:e], add_special_tokens=False)["input_ids"]).strip()
+        for s, e, number in mentions
+    }
+    assert found == expected  # every mention, whole, over its own tokens
+
+
+def test_windows_of_a_short_text_are_its_tokenize_with_mentions_row(bert_tokenizer):
+    windows = tokenize_into_windows(bert_tokenizer, [TEXT, TEXT], [MENTIONS, MENTIONS[:1]], entity_vocab=VOCAB)
+    row = tokenize_with_mentions(bert_tokenizer, [TEXT, TEXT], [MENTIONS, MENTIONS[:1]], entity_vocab=VOCAB)
+    for key in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends"):
+        assert windows[key] == row[key]
+    assert windows["text_index"] == [0, 1]
+
+
+def test_a_mention_longer_than_a_window_is_refused_naming_the_example(bert_tokenizer):
+    with pytest.raises(
+        ValueError, match=r"example 1: a mention of \d+ tokens does not fit in a window of 3 \(max_length 5\)"
+    ):
+        tokenize_into_windows(bert_tokenizer, ["an ox", TEXT], [[], [(4, 47, 0)]], max_length=5)
+    with pytest.raises(ValueError, match="0 <= stride < size"):
+        tokenize_into_windows(bert_tokenizer, [TEXT], [[]], max_length=5, stride=3)

@@ -14,7 +14,8 @@ from transformers.utils import logging
 
 import datasets_scripts
 from modeling_jaket import KnowledgeGraph
-from tokenization import encode_descriptions, tokenize_with_mentions
+from modeling_jaket.tokenization_jaket import MENTION_COLUMNS, tokenize_into_windows
+from tokenization import encode_descriptions
 
 logger = logging.get_logger(__name__)
 
@@ -144,27 +145,37 @@ def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
     return entities, relations
 
 
-def tokenize_linked_text(text: datasets.Dataset, tokenizer, graph: KnowledgeGraph, max_length: int = 128):
-    """Tokenize text rows (`text`, `mentions`) with mentions mapped to graph indices. Mentions of entities outside
-    the graph (left out by `max_entities`, or held out) are removed, and counted in the log."""
-    outside = 0
+def tokenize_linked_text(
+    text: datasets.Dataset, tokenizer, graph: KnowledgeGraph, max_length: int = 128, stride: int = 0
+) -> datasets.Dataset:
+    """Tokenize text rows (`text`, `mentions`) into windows of `max_length` tokens (`tokenize_into_windows`: a long
+    text becomes several rows, each token and mention in one, or in two where consecutive windows share `stride`
+    tokens), with mentions mapped to graph indices. Mentions of entities outside the graph (left out by
+    `max_entities`, or held out) are removed; the log counts them, and the texts, windows and tokens kept."""
+    counts = Counter()
     entity_index = graph.entity_index  # what `map` pickles to fingerprint `tokenize`: not the whole graph
 
     def tokenize(batch):
-        nonlocal outside
         mentions = []
         for row in batch["mentions"]:
             linked = [(m["start"], m["end"], entity_index[m["entity"]]) for m in row if m["entity"] in entity_index]
-            outside += len(row) - len(linked)
+            counts["outside"] += len(row) - len(linked)
+            counts["mentions"] += len(linked)
             mentions.append(linked)
-        encoding = tokenize_with_mentions(tokenizer, batch["text"], mentions, max_length=max_length)
-        return {
-            k: encoding[k]
-            for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
-        }
+        encoding = tokenize_into_windows(tokenizer, batch["text"], mentions, max_length=max_length, stride=stride)
+        counts["texts"] += len(batch["text"])
+        counts["windows"] += len(encoding["input_ids"])
+        counts["window mentions"] += sum(map(len, encoding["mention_entity_ids"]))
+        counts["window tokens"] += sum(map(len, encoding["input_ids"]))
+        return {k: encoding[k] for k in ("input_ids", "attention_mask", *MENTION_COLUMNS)}
 
     tokenized = text.map(tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True)
-    logger.warning(f"tokenize_linked_text: removed {outside} mentions of entities outside the graph")
+    logger.warning(
+        f"tokenize_linked_text: {counts['texts']} texts in {counts['windows']} windows of at most {max_length} "
+        f"tokens ({counts['window tokens']} with the special tokens), every token kept; "
+        f"{counts['mentions']} mentions kept, {counts['window mentions']} in windows (stride {stride}); "
+        f"removed {counts['outside']} mentions of entities outside the graph"
+    )
     return tokenized
 
 

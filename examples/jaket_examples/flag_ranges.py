@@ -30,6 +30,7 @@ AT_LEAST_ZERO = (
     "num_random_negatives",
     "eval_outside_entities",
     "dataloader_num_workers",
+    "window_stride",
 )
 ABOVE_ZERO = ("num_train_epochs", "lm_learning_rate", "km_learning_rate", "head_learning_rate", "adam_epsilon")
 IN_ZERO_ONE = (  # [0, 1)

@@ -33,7 +33,18 @@ def parse_args(argv=None):
         "refresh encodes every entity's description, which is what bounds a CPU run",
     )
     parser.add_argument("--max_train_samples", type=int, default=None, help="use only this many texts (a quick run)")
-    parser.add_argument("--max_seq_length", type=int, default=128, help="tokens per text (the paper's: 512)")
+    parser.add_argument(
+        "--max_seq_length",
+        type=int,
+        default=128,
+        help="tokens per window (the paper's: 512); a longer text becomes consecutive windows, none of it cut",
+    )
+    parser.add_argument(
+        "--window_stride",
+        type=int,
+        default=0,
+        help="tokens that consecutive windows of one text share (0: none; less than --max_seq_length's text)",
+    )
     parser.add_argument("--description_length", type=int, default=64, help="the paper keeps 64 tokens")
     parser.add_argument(
         "--per_device_train_batch_size", type=int, default=16, help="texts per process and micro-batch"
