@@ -1,12 +1,15 @@
 """Wikipedia + Wikidata, the paper's pre-training data at full scale.
 
-Sources, both streamed line by line (the Wikidata dump may stay bz2- or gz-compressed):
+Sources, both streamed (the dumps may stay compressed):
 - Wikidata's JSON dump (https://dumps.wikimedia.org/wikidatawiki/entities/latest-all.json.bz2): one entity a line
   inside a JSON array. Entities are the items with an English Wikipedia page; relations the properties whose
   values link two such items; an entity's category is its first `instance of` (P31) value.
-- English Wikipedia (https://dumps.wikimedia.org/enwiki/latest/enwiki-latest-pages-articles.xml.bz2) as extracted by
-  WikiExtractor with `--json --links`: one article a line, links kept as `<a href="Target">anchor</a>`. Links
-  become mentions; an entity's description is the first `description_tokens` (64) words of its page.
+- English Wikipedia's XML dump (https://dumps.wikimedia.org/enwiki/latest/enwiki-latest-pages-articles.xml.bz2, or
+  the parts it is also published in), read with `mwxml` and its wikitext turned into plain text and links with
+  `mwparserfromhell` (`wikitext.py`); or, as a second input format, WikiExtractor's `--json --links` output (one
+  article a line, links kept as `<a href="Target">anchor</a>`). Links become mentions, resolved by MediaWiki's title
+  rules and, in the XML dump, through its redirect pages; each shard logs how many links resolved directly, through a
+  redirect, or not at all. An entity's description is the first `description_tokens` (64) words of its page.
 
 The paper's filters are options: `min_neighbours` (5) and `min_mentions` (5). Links to pages that the filters
 removed are dropped silently-but-counted as `filtered`; links to pages with no Wikidata item are counted as
@@ -14,13 +17,14 @@ missing, and more than `max_dropped_fraction` of those in a shard of the text (o
 fails the build.
 
 Point `data_dir` at a folder with `wikidata.json` (or `.json.bz2` / `.json.gz`, or a folder `wikidata/` of such
-parts) and `wikipedia/` (WikiExtractor's output tree), or set `wikidata_dump` and `wikipedia_dir`.
+parts) and `wikipedia/` (the XML dump, or WikiExtractor's output tree), or set `wikidata_dump` and `wikipedia_dir`.
 
-The graph is prepared once, by two map-reduce passes over `kg_num_proc` processes: the dump in shards (byte ranges
-of an uncompressed file at line starts, or one part of a split dump a shard; a single compressed file is read by one
-process), then the Wikipedia files. The result is written beside datasets' cache (`prepare_wiki_kg`): category
-names, entities, relations, triples and page titles in files of their own, which every config then reads, shard by
-shard, in `num_proc` processes or as a stream (`streaming=True`); `_info` reads the category names alone.
+The graph is prepared once, by two map-reduce passes over `kg_num_proc` processes: the dump in shards (byte ranges of
+an uncompressed file at line starts, or one part of a split dump a shard; a single compressed file is read by one
+process), then the Wikipedia files (one file or dump part a shard). The result is written beside datasets' cache
+(`prepare_wiki_kg`): category names, entities, relations, triples, page titles and redirects in files of their own,
+which every config then reads, shard by shard, in `num_proc` processes or as a stream (`streaming=True`); `_info` reads
+the category names alone.
 """
 
 import functools
@@ -32,9 +36,9 @@ import multiprocessing
 import re
 import shutil
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote
 
 import datasets
 import numpy as np
@@ -53,6 +57,7 @@ from .common import (
     open_binary,
     read_lines,
 )
+from .wikitext import Article, Redirects, dump_articles, normalise_title
 
 WIKIDATA_URL = "https://dumps.wikimedia.org/wikidatawiki/entities/latest-all.json.bz2"
 WIKIPEDIA_URL = "https://dumps.wikimedia.org/enwiki/latest/enwiki-latest-pages-articles.xml.bz2"
@@ -71,13 +76,6 @@ class WikipediaWikidataConfig(SourceConfig):
     description_tokens: int = 64
     max_dropped_fraction: float = 0.05
     kg_num_proc: int = 1  # processes for the two passes that prepare the graph (`prepare_wiki_kg`)
-
-
-def normalise_title(title: str) -> str:
-    """A link target or page title as Wikipedia resolves it: URL-decoded, `_` as space, no section, first letter
-    upper case."""
-    title = unquote(html.unescape(title)).replace("_", " ").split("#", 1)[0].strip()
-    return title[:1].upper() + title[1:]
 
 
 def strip_links(text: str) -> tuple[str, list[tuple[int, int, str]]]:
@@ -180,21 +178,57 @@ def _item_claims(entity, path, where):
                 yield property_id, value["id"]
 
 
+XML_SUFFIXES = (".xml", ".xml.bz2")
+
+
 def article_files(folder: Path) -> list[Path]:
+    """The Wikipedia source files under `folder`: a `pages-articles` XML dump (one file or the parts Wikimedia splits
+    it into, `.xml` or `.xml.bz2`), else WikiExtractor's output tree."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
+    dumps = [p for p in files if p.name.endswith(XML_SUFFIXES)]
+    if dumps:
+        return dumps
     if not files:
-        raise DataFormatError(f"{folder}: no WikiExtractor output files")
+        raise DataFormatError(f"{folder}: neither a pages-articles XML dump (.xml, .xml.bz2) nor WikiExtractor output")
     return files
 
 
+def _extracted_articles(path: Path):
+    """WikiExtractor `--json --links` articles of one file (it leaves redirect pages out)."""
+    for number, line in read_lines(path):
+        try:
+            article = json.loads(line)
+            title, text, page_id = article["title"], article["text"], str(article["id"])
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise format_error(path, number, f"not a WikiExtractor --json article ({error})") from None
+        plain, links = strip_links(text)
+        yield Article(normalise_title(title), page_id, plain, links)
+
+
 def _articles(files: list[Path]):
+    """Every `Article` of the files, in order: an XML dump's pages (redirects included), or WikiExtractor's."""
     for path in tqdm(files, desc="reading Wikipedia articles", unit=" files"):
-        for number, line in read_lines(path):
-            try:
-                article = json.loads(line)
-                yield path, number, article["title"], article["text"], str(article["id"])
-            except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise format_error(path, number, f"not a WikiExtractor --json article ({error})") from None
+        yield from dump_articles(path) if path.name.endswith(XML_SUFFIXES) else _extracted_articles(path)
+
+
+class LinkCounts:
+    """How the links of one shard of the text resolved: to a page directly, through a redirect, to no page with a
+    Wikidata item (missing), or to another namespace or wiki (left out); logged per shard."""
+
+    def __init__(self):
+        self.direct = self.redirected = self.missing = self.other = 0
+
+    def add(self, other: "LinkCounts") -> None:
+        for key in ("direct", "redirected", "missing", "other"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+
+    def log(self, where: str) -> None:
+        total = self.direct + self.redirected + self.missing
+        logger.info(
+            f"{where}: {total} links, {self.direct} resolved to a page, {self.redirected} through a redirect, "
+            f"{self.missing} missing ({self.missing / max(total, 1):.2%}); {self.other} into other namespaces or "
+            "wikis left out"
+        )
 
 
 def _number(entity_id: str, path, where) -> int:
@@ -271,21 +305,32 @@ def _extract_items(shard: DumpShard) -> ItemShard:
 _PAGES = {}  # what the Wikipedia pass's processes read: set before they fork
 
 
-def _read_pages(files: list[Path]) -> tuple[dict, np.ndarray]:
-    """Map step of the Wikipedia pass: the description of each candidate item's page ({item index: text}) and the
-    number of links to each item."""
+def _read_pages(files: list[Path]) -> tuple[dict, np.ndarray, dict, Counter, LinkCounts]:
+    """Map step of the Wikipedia pass: the description of each candidate item's page ({item index: text}), the
+    number of links to each item's page, the redirect pages ({title: target}), the links to titles that are no
+    item's page (counted by title: a redirect may resolve them once every shard's redirects are known) and the
+    shard's link counts."""
     titles, candidates, description_tokens = _PAGES["titles"], _PAGES["candidates"], _PAGES["description_tokens"]
     descriptions, mentions, linked = {}, np.zeros(len(candidates), dtype=np.int64), []
-    for _, _, title, text, _ in _articles(files):
-        plain, links = strip_links(text)
-        index = titles.get(normalise_title(title))
-        if index is not None and candidates[index] and plain.strip():
-            descriptions[index] = " ".join(plain.split()[:description_tokens])
-        linked += [titles[target] for _, _, target in links if target in titles]
+    redirects, unresolved, counts = {}, Counter(), LinkCounts()
+    for article in _articles(files):
+        if article.redirect is not None:
+            redirects[article.title] = article.redirect
+            continue
+        index = titles.get(article.title)
+        if index is not None and candidates[index] and article.text.strip():
+            descriptions[index] = " ".join(article.text.split()[:description_tokens])
+        counts.other += article.other_links
+        for _, _, target in article.links:
+            if target in titles:
+                linked.append(titles[target])
+            else:
+                unresolved[target] += 1
         if len(linked) > 1_000_000:
             mentions += np.bincount(linked, minlength=len(candidates))
             linked = []
-    return descriptions, mentions + np.bincount(linked, minlength=len(candidates))
+    counts.direct = int(mentions.sum()) + len(linked)
+    return descriptions, mentions + np.bincount(linked, minlength=len(candidates)), redirects, unresolved, counts
 
 
 @dataclass
@@ -304,6 +349,7 @@ class WikiKG:
     tails: np.ndarray
     relations: list[dict]
     titles: dict[str, int]  # normalised page title -> item index, for every item (kept or filtered)
+    redirects: dict[str, str]  # normalised redirect title -> the title of the item page its chain ends at
 
 
 def read_wiki_kg(
@@ -355,10 +401,31 @@ def read_wiki_kg(
         parts = _map(_read_pages, [files[i :: max(1, num_proc)] for i in range(max(1, num_proc))], num_proc)
     finally:
         _PAGES.clear()
-    descriptions, mentions = {}, np.zeros(numbers.size, dtype=np.int64)
-    for part_descriptions, part_mentions in parts:
+    descriptions, mentions, redirects, unresolved, counts = (
+        {},
+        np.zeros(numbers.size, dtype=np.int64),
+        {},
+        Counter(),
+        LinkCounts(),
+    )
+    for part_descriptions, part_mentions, part_redirects, part_unresolved, part_counts in parts:
         descriptions.update(part_descriptions)
         mentions += part_mentions
+        redirects.update(part_redirects)
+        unresolved.update(part_unresolved)
+        counts.add(part_counts)
+    del parts
+    redirects = Redirects(redirects)
+    for target, count in unresolved.items():  # links to a redirect count for the page it leads to
+        index = titles.get(redirects.resolve(target))
+        if index is None:
+            counts.missing += count
+        else:
+            mentions[index] += count
+            counts.redirected += count
+    counts.log(f"{wikipedia} ({len(files)} files)")
+    # what the text's links need: each redirect that ends at an item's page, as that page's title
+    redirects = {title: end for title in redirects.targets if (end := redirects.resolve(title)) in titles}
 
     has_description = np.zeros(numbers.size, dtype=bool)
     has_description[list(descriptions)] = True
@@ -386,7 +453,18 @@ def read_wiki_kg(
             {"id": f"P{number}", "name": name, "description": f"{name}: {description}" if description else name}
         )
     return WikiKG(
-        ids, labels, categories, category_names, kept, descriptions, heads, properties, tails, relations, titles
+        ids,
+        labels,
+        categories,
+        category_names,
+        kept,
+        descriptions,
+        heads,
+        properties,
+        tails,
+        relations,
+        titles,
+        redirects,
     )
 
 
@@ -414,7 +492,8 @@ def prepare_wiki_kg(
     """The graph of `read_wiki_kg`, written once under `root` (a folder named by `sources_key`) as files that the
     builder's configs read shard by shard: `categories.json` (the category names, all that `_info` reads),
     `entities-NNNNN.jsonl` and `triples-NNNNN.tsv` (`rows_per_file` rows each, sorted by id), `relations.jsonl` and
-    `titles.jsonl` ([title, Q-id, kept] per page, for the text's links)."""
+    `titles.jsonl` ([title, Q-id, kept] per page) and `redirects.jsonl` ([redirect title, page title]), for the text's
+    links."""
     settings = (min_neighbours, min_mentions, description_tokens)
     folder = Path(root) / sources_key(dumps, wikipedia, *settings)
     if (folder / "categories.json").is_file():
@@ -461,6 +540,8 @@ def prepare_wiki_kg(
     with open(staging / "titles.jsonl", "w", encoding="utf-8") as f:
         kept = kg.kept.tolist()
         f.writelines(json.dumps([title, ids[i], kept[i]]) + "\n" for title, i in kg.titles.items())
+    with open(staging / "redirects.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps([title, end]) + "\n" for title, end in kg.redirects.items())
     (staging / "categories.json").write_text(json.dumps(kg.category_names))  # last: it marks the folder complete
     try:
         staging.rename(folder)
@@ -470,20 +551,25 @@ def prepare_wiki_kg(
 
 
 @functools.lru_cache(maxsize=2)
-def read_titles(folder: Path) -> tuple[dict[str, str], frozenset]:
-    """The prepared pages: {normalised title: Q-id}, and the Q-ids the filters kept."""
-    titles, kept = {}, set()
+def read_titles(folder: Path) -> tuple[dict[str, str], frozenset, dict[str, str]]:
+    """The prepared pages: {normalised title: Q-id}, the Q-ids the filters kept, and {redirect title: page title}."""
+    titles, kept, redirects = {}, set(), {}
     with open(folder / "titles.jsonl", encoding="utf-8") as f:
         for line in f:
             title, qid, is_kept = json.loads(line)
             titles[title] = qid
             if is_kept:
                 kept.add(qid)
-    return titles, frozenset(kept)
+    with open(folder / "redirects.jsonl", encoding="utf-8") as f:
+        for line in f:
+            title, end = json.loads(line)
+            redirects[title] = end
+    return titles, frozenset(kept), redirects
 
 
 class WikipediaWikidata(datasets.GeneratorBasedBuilder):
-    """English Wikipedia (WikiExtractor --json --links) and Wikidata's JSON dump; see the module docstring."""
+    """English Wikipedia (its XML dump, or WikiExtractor --json --links) and Wikidata's JSON dump; see the module
+    docstring."""
 
     BUILDER_CONFIG_CLASS = WikipediaWikidataConfig
     BUILDER_CONFIGS = [WikipediaWikidataConfig(name=n) for n in ("entities", "relations", "triples", "text")]
@@ -508,7 +594,7 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
             raise FileNotFoundError(
                 f"wikipedia_wikidata: need the Wikidata dump ({WIKIDATA_URL}) as <data_dir>/wikidata.json[.bz2|.gz] "
                 "(or its parts in <data_dir>/wikidata/) "
-                f"and WikiExtractor --json --links output of {WIKIPEDIA_URL} under <data_dir>/wikipedia/ "
+                f"and {WIKIPEDIA_URL} (or WikiExtractor --json --links output of it) under <data_dir>/wikipedia/ "
                 f"(data_dir={self.config.data_dir})"
             )
         return dumps, wikipedia
@@ -557,22 +643,30 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
                         yield key, json.loads(line)
 
     def _text(self, files: list[Path]):
-        titles, kept = read_titles(self.prepared)
+        titles, kept, redirects = read_titles(self.prepared)
         missing = DropCounter(f"{files[0].parent} ({len(files)} files)", self.config.max_dropped_fraction)
-        filtered = 0
-        for _path, _number, _title, text, page_id in _articles(files):
-            plain, links = strip_links(text)
-            if not plain.strip():
+        counts, filtered = LinkCounts(), 0
+        for article in _articles(files):
+            if article.redirect is not None or not article.text.strip():
                 continue
+            counts.other += article.other_links
             mentions = []
-            for start, end, target in links:
+            for start, end, target in article.links:
                 qid = titles.get(target)
+                if qid is not None:
+                    counts.direct += 1
+                elif target in redirects:
+                    qid = titles[redirects[target]]
+                    counts.redirected += 1
+                else:
+                    counts.missing += 1
                 if not missing.keep(qid is not None):
                     continue
                 if qid not in kept:
                     filtered += 1
                 elif end > start:
                     mentions.append({"start": start, "end": end, "entity": qid})
-            yield page_id, {"id": page_id, "text": plain, "mentions": mentions}
+            yield article.page_id, {"id": article.page_id, "text": article.text, "mentions": mentions}
+        counts.log(f"{files[0]} .. {files[-1].name}")
         missing.report()
         logger.warning(f"{files[0].parent}: dropped {filtered} links to entities removed by the filters")

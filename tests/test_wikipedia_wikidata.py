@@ -2,7 +2,9 @@
 array, one entity a line) and WikiExtractor's `--json --links` output."""
 
 import bz2
+import html
 import json
+import logging
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ import torch
 import datasets_scripts as ds
 from datasets_scripts.common import DataFormatError
 from datasets_scripts.wikipedia_wikidata import normalise_title, strip_links
+from datasets_scripts.wikitext import Redirects, wikitext_to_text
 
 
 def item(qid, title, label, claims):
@@ -320,3 +323,116 @@ def test_prepared_rows_are_split_into_files_of_the_given_size(tmp_path):
     for name in ("entities", "triples"):
         assert rows(split, name) == rows(whole, name)
     assert json.loads((split / "categories.json").read_text()) == ["Q5 (human)", "Q6", "Q7"]
+
+
+def page_xml(title, page_id, wikitext=None, redirect=None, namespace=0):
+    """One <page> of a pages-articles dump, as MediaWiki exports it."""
+    redirect_tag = f'<redirect title="{html.escape(redirect)}" />' if redirect else ""
+    text = html.escape(wikitext if wikitext is not None else f"#REDIRECT [[{redirect}]]")
+    return (
+        f"<page><title>{html.escape(title)}</title><ns>{namespace}</ns><id>{page_id}</id>{redirect_tag}"
+        f"<revision><id>{page_id}0</id><timestamp>2026-11-01T00:00:00Z</timestamp><contributor><username>U"
+        "</username><id>1</id></contributor><model>wikitext</model><format>text/x-wiki</format>"
+        f'<text bytes="{len(text)}" xml:space="preserve">{text}</text><sha1>x</sha1></revision></page>\n'
+    )
+
+
+def write_xml_dump(path, pages, compress=True):
+    head = (
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="en"><siteinfo>'
+        "<sitename>Wikipedia</sitename><dbname>enwiki</dbname><base>https://en.wikipedia.org/wiki/Main_Page</base>"
+        "<generator>MediaWiki 1.44</generator><case>first-letter</case><namespaces>"
+        '<namespace key="0" case="first-letter" /><namespace key="6" case="first-letter">File</namespace>'
+        '<namespace key="14" case="first-letter">Category</namespace></namespaces></siteinfo>\n'
+    )
+    data = (head + "".join(pages) + "</mediawiki>\n").encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bz2.compress(data) if compress else data)
+
+
+# ARTICLES in wikitext, with what real pages hold besides: templates, references, bold, headings, files, categories,
+# lower-case first letters, section links, and links through redirect pages (one a chain of two)
+WIKITEXT = {
+    "Douglas Adams": "{{Infobox writer|name=Douglas Adams}}'''Douglas Adams''' was born in [[Cambridge]] and wrote "
+    "[[The_Hitchhiker's Guide to the Galaxy|the Guide]] and [[mostly Harmless]].<ref>{{cite web|url=x}}</ref>\n"
+    "[[File:Adams.jpg|thumb|Adams in [[Cambridge]]]]\n[[Category:English writers]]",
+    "The Hitchhiker's Guide to the Galaxy": "The Guide is a comedy by [[DNA (author)|Douglas Adams]], followed by "
+    "[[Mostly Harmless]].\n== Plot ==\n<!-- a comment -->",
+    "Mostly Harmless": "Mostly Harmless is the fifth book of [[Douglas Adams|Adams]] (see [[Some unknown page|"
+    "elsewhere]]), set partly in [[Cambridge, England|Cambridge]].",
+    "Cambridge": "Cambridge is a city in the [[UK|United Kingdom]], home of [[Douglas Adams]].",
+    "United Kingdom": "The United Kingdom includes [[Cambridge]] and [[The Hitchhiker's Guide to the Galaxy#Plot|"
+    "the Guide]]. [[fr:Royaume-Uni]]",
+}
+REDIRECTS = {
+    "DNA (author)": "Douglas Adams",
+    "Cambridge, England": "Cambridge",
+    "UK": "U.K.",
+    "U.K.": "United Kingdom",
+}
+
+
+def write_xml_sources(folder, compress=True):
+    write_sources(folder)
+    for path in (folder / "wikipedia").rglob("*"):
+        if path.is_file():
+            path.unlink()
+    pages = [page_xml(title, page_id, WIKITEXT[title]) for page_id, title, _ in ARTICLES]
+    pages.insert(2, page_xml("Talk:Cambridge", 90, "[[Douglas Adams]] talk", namespace=1))
+    pages += [page_xml(title, 100 + i, redirect=target) for i, (title, target) in enumerate(REDIRECTS.items())]
+    suffix = ".xml.bz2" if compress else ".xml"
+    write_xml_dump(folder / "wikipedia" / f"enwiki-20261101-pages-articles{suffix}", pages, compress)
+    return folder
+
+
+def test_the_xml_dump_gives_wikiextractors_graph_and_resolves_redirects(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    extracted = load(write_sources(tmp_path / "json"), tmp_path / "a", min_neighbours=1, min_mentions=1)
+    dump = load(write_xml_sources(tmp_path / "xml"), tmp_path / "b", min_neighbours=1, min_mentions=1)
+    without_descriptions = [{**row, "description": None} for row in dump["entities"]]
+    assert as_rows({**dump, "entities": without_descriptions}) == as_rows(
+        {**extracted, "entities": [{**row, "description": None} for row in extracted["entities"]]}
+    )
+    descriptions = dict(zip(dump["entities"]["id"][:], dump["entities"]["description"][:]))
+    assert descriptions["Q2"] == "The Guide is a comedy by Douglas Adams, followed by Mostly Harmless. Plot"
+    # 12 links: 8 to pages, 3 through redirects (UK -> U.K. -> United Kingdom a chain), 1 to no page; a file's
+    # caption, a category and a language link are no mentions
+    assert "12 links, 8 resolved to a page, 3 through a redirect, 1 missing (8.33%); 3 into other" in caplog.text
+    text = load(tmp_path / "xml", tmp_path / "b", "text", min_neighbours=1, min_mentions=1, max_dropped_fraction=0.1)
+    rows = {row["id"]: row for row in text["train"]}
+    assert sorted(rows) == ["1", "2", "3", "4", "5"]  # the talk page and the redirect pages are no articles
+    spans = {
+        page: [(row["text"][m["start"] : m["end"]], m["entity"]) for m in row["mentions"]]
+        for page, row in rows.items()
+    }
+    assert spans["1"] == [("Cambridge", "Q4"), ("the Guide", "Q2"), ("mostly Harmless", "Q3")]
+    assert spans["2"] == [("Douglas Adams", "Q1"), ("Mostly Harmless", "Q3")]  # through DNA (author)
+    assert spans["4"] == [("United Kingdom", "Q8"), ("Douglas Adams", "Q1")]  # through a chain of two
+    assert rows["1"]["text"].startswith("Douglas Adams was born in Cambridge and wrote the Guide and mostly Harmless.")
+    assert not any(mark in row["text"] for row in rows.values() for mark in ("{{", "[[", "'''", "<ref", "==", "<!--"))
+
+
+def test_wikitext_links_and_title_rules():
+    text, links, other = wikitext_to_text(
+        "{{Lead}}''[[north_Sea#Geography|The &amp; sea]]'' near [[ Zuiderzee ]] [[Image:a.png|a [[b]]]] "
+        "[[:Category:Seas|seas]] [[wikt:sea|sea]] [[fr:Mer du Nord]]"
+    )
+    assert text == "The & sea near Zuiderzee"
+    assert [(text[s:e], t) for s, e, t in links] == [("The & sea", "North Sea"), ("Zuiderzee", "Zuiderzee")]
+    assert other == 4
+    assert normalise_title(" :the_Hague%20 (city)#History") == "The Hague (city)"
+    redirects = Redirects({"A": "B", "B": "C", "X": "Y", "Y": "X"})
+    assert (redirects.resolve("A"), redirects.resolve("B"), redirects.resolve("X"), redirects.resolve("C")) == (
+        "C",
+        "C",
+        None,
+        None,
+    )
+
+
+def test_a_damaged_xml_dump_is_named(tmp_path):
+    folder = write_xml_sources(tmp_path / "src", compress=False)
+    dump = next((folder / "wikipedia").glob("*.xml"))
+    dump.write_bytes(dump.read_bytes()[:-300])  # cut inside the last pages
+    with pytest.raises(DataFormatError, match=r"pages-articles.xml: not a MediaWiki XML dump"):
+        load(folder, tmp_path, min_neighbours=1, min_mentions=1)
