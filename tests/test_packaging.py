@@ -55,12 +55,14 @@ def test_requirements_are_ranges_not_pins():
 
 def test_every_imported_package_is_declared_where_it_is_needed():
     base, extras = requirements()
-    optional = {"torch-scatter"}  # imported where installed (the knowledge module's kernels), the `scatter` extra
-    assert optional <= names(extras["scatter"])
+    # imported where installed: the knowledge module's kernels (the `scatter` extra), a fast JSON parser for
+    # Wikidata's dump (the `fast` extra)
+    optional = {"torch-scatter", "orjson"}
+    assert {"torch-scatter"} <= names(extras["scatter"]) and {"orjson"} <= names(extras["fast"])
     assert imported(["modeling_jaket", "tokenization"]) - optional <= names(base), (
         "loading a model needs the base only"
     )
-    assert imported(["datasets_scripts", "examples"]) <= names(base + extras["train"])
+    assert imported(["datasets_scripts", "examples"]) - optional <= names(base + extras["train"])
     assert imported(["tests"]) - optional <= names(base + extras["dev"])
     assert imported(["bench"]) <= names(base + extras["train"] + extras["bench"] + extras["scatter"])
     assert {"accelerate", "datasets", "tensorboard"} <= names(extras["train"]) and not {

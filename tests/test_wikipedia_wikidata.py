@@ -436,3 +436,13 @@ def test_a_damaged_xml_dump_is_named(tmp_path):
     dump.write_bytes(dump.read_bytes()[:-300])  # cut inside the last pages
     with pytest.raises(DataFormatError, match=r"pages-articles.xml: not a MediaWiki XML dump"):
         load(folder, tmp_path, min_neighbours=1, min_mentions=1)
+
+
+def test_only_lines_with_an_english_page_or_a_property_are_parsed(tmp_path, monkeypatch):
+    from datasets_scripts import wikipedia_wikidata as ww
+
+    parsed = []
+    monkeypatch.setattr(ww, "parse_json", lambda line: parsed.append(json.loads(line)["id"]) or json.loads(line))
+    no_page = [item(f"Q{n}", None, f"item {n}", {"P31": ["Q5"]}) for n in range(100, 140)]
+    load(write_sources(tmp_path / "src", entities=ENTITIES + no_page), tmp_path, min_neighbours=1, min_mentions=1)
+    assert sorted(parsed) == ["P50", "Q1", "Q2", "Q3", "Q4", "Q5", "Q8"]  # Q9 and Q100-Q139 have no English page
