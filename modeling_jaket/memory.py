@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -99,7 +100,8 @@ class EntityContextMemory(nn.Module):
 
     Descriptions are given pre-tokenized, as a dict with `input_ids` (a list of token id lists) and `mention_starts`
     / `mention_ends` (inclusive token indices of the entity's first mention in its own description, -1 for none),
-    which is what `tokenization.encode_descriptions` returns.
+    which is what `tokenization.encode_descriptions` returns; or with `input_ids` a padded `[count, longest]` array
+    and `lengths` beside it (a prepared folder's arrays, `jaket_examples.prepared`).
 
     Args:
         num_entities, num_relations, hidden_size: table sizes.
@@ -150,43 +152,20 @@ class EntityContextMemory(nn.Module):
         training mode is restored afterwards. `progress_bar` shows the descriptions done (transformers'
         `logging.disable_progress_bar()` hides it).
         """
-        config = model.config
-        sequences = descriptions["input_ids"]
-        starts = torch.as_tensor(descriptions["mention_starts"], dtype=torch.long)
-        ends = torch.as_tensor(descriptions["mention_ends"], dtype=torch.long)
-        if not len(sequences) == len(starts) == len(ends):
-            raise ValueError(
-                f"descriptions have {len(sequences)} input_ids but {len(starts)} mention_starts and {len(ends)} "
-                "mention_ends"
-            )
+        sequences, starts, ends = _description_columns(descriptions)
         indices = torch.arange(len(sequences)) if indices is None else torch.as_tensor(indices, dtype=torch.long)
         if indices.numel() and (indices.min() < 0 or indices.max() >= len(sequences)):
             raise ValueError(f"indices must lie in [0, {len(sequences)}), got [{indices.min()}, {indices.max()}]")
-        lengths = torch.tensor([len(sequences[i]) for i in indices.tolist()], dtype=torch.long)
-        if lengths.numel() and lengths.min() == 0:
-            empty = indices[lengths == 0][0]
-            raise ValueError(f"description {int(empty)} is empty: every entity needs a description")
-        order = torch.argsort(lengths, descending=True)
-        device = next(model.parameters()).device
-        result = torch.empty(len(indices), config.hidden_size, dtype=torch.float32)
-        was_training = model.training
-        model.eval()
+        order = torch.argsort(_lengths(sequences, indices), descending=True)
+        result = torch.empty(len(indices), model.config.hidden_size, dtype=torch.float32)
         bar = logging.tqdm(
             total=len(order), desc="LM1 over descriptions", unit="description", leave=False, disable=not progress_bar
         )
-        try:
+        with _inference(model), bar:
             for begin in range(0, len(order), batch_size):
                 rows = order[begin : begin + batch_size]
-                chosen = indices[rows]
-                input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], config.pad_token_id)
-                embeddings = model.encode_descriptions(
-                    input_ids.to(device), attention_mask.to(device), starts[chosen].to(device), ends[chosen].to(device)
-                )
-                result[rows] = embeddings.float().cpu()
+                result[rows] = _encode(model, sequences, starts, ends, indices[rows]).float().cpu()
                 bar.update(len(rows))
-        finally:
-            bar.close()
-            model.train(was_training)
         return result
 
     @torch.no_grad()
@@ -207,10 +186,10 @@ class EntityContextMemory(nn.Module):
             pairs.append((self.relation_embeddings, new_relation_embeddings))
         momentum = self.momentum if bool(self.initialized) else 0.0
         for table, new in pairs:
-            new = new.to(device=table.device, dtype=torch.float32)
-            table.copy_(momentum * table.float() + (1.0 - momentum) * new)
+            _fold_in(table, slice(None), new, momentum)
         self.initialized.fill_(True)
 
+    @torch.no_grad()
     def refresh(
         self,
         model,
@@ -220,37 +199,32 @@ class EntityContextMemory(nn.Module):
         progress_bar: bool = False,
         shard: tuple[int, int] = (0, 1),
         all_gather=None,
+        chunk_size: int | None = None,
     ):
         """Recompute every description's embedding with LM1 and fold it in with the momentum rule (Eq. 5).
 
-        Across processes, `shard=(rank, world)`: this process encodes descriptions rank, rank + world, ... and
-        `all_gather` (a `[rows, hidden]` tensor -> every process's, `[world * rows, hidden]`, e.g.
-        `accelerator.gather`) joins the shares. Every process encodes as many descriptions (a short share repeats
-        one): a model sharded across processes gathers its layers' weights collectively, so all must run alike."""
-        new_entities = self._encode_shared(model, entity_descriptions, batch_size, progress_bar, shard, all_gather)
-        new_relations = None
-        if relation_descriptions:
-            new_relations = self._encode_shared(
-                model, relation_descriptions, batch_size, progress_bar, shard, all_gather
-            )
-        self.update(new_entities, new_relations)
+        The table is updated in place, a chunk of `chunk_size` descriptions at a time (default: a 128th of the table,
+        in whole batches), in its own dtype and on its own device: a refresh holds one chunk beside the table,
+        never a second table, so that its extra peak stays a small share of the table (docs/scale.md).
 
-    def _encode_shared(self, model, descriptions, batch_size, progress_bar, shard, all_gather) -> torch.Tensor:
-        rank, world = shard
-        if world == 1:
-            return self.compute(model, descriptions, batch_size, progress_bar=progress_bar)
-        count = len(descriptions["input_ids"])
-        rows = math.ceil(count / world)
-        indices = torch.arange(rank, count, world)
-        filler = indices[-1:] if len(indices) else torch.zeros(1, dtype=torch.long)
-        padded = torch.cat([indices, filler.expand(rows - len(indices))])
-        local = self.compute(model, descriptions, batch_size, padded, progress_bar)
-        gathered = all_gather(local).cpu().view(world, rows, -1)
-        full = torch.empty(count, local.shape[1])
-        for other in range(world):
-            share = torch.arange(other, count, world)
-            full[share] = gathered[other, : len(share)]
-        return full
+        Across processes, `shard=(rank, world)`: each process encodes every world-th description of a chunk (the
+        descriptions sorted by length, so that every process's batches are alike) and `all_gather` (a `[rows,
+        hidden]` tensor -> every process's, `[world * rows, hidden]`, e.g. `accelerator.gather`) joins the shares.
+        Every process encodes as many descriptions (a short share repeats one): a model sharded across processes
+        gathers its layers' weights collectively, so all must run alike."""
+        momentum = self.momentum if bool(self.initialized) else 0.0
+        tables = [(self.entity_embeddings, entity_descriptions)]
+        if relation_descriptions:
+            tables.append((self.relation_embeddings, relation_descriptions))
+        for table, descriptions in tables:
+            sequences, starts, ends = _description_columns(descriptions)
+            if len(sequences) != len(table):
+                raise ValueError(f"{len(sequences)} descriptions for a table of {len(table)} rows")
+            _refresh_table(
+                table, model, (sequences, starts, ends), batch_size, progress_bar, shard, all_gather, chunk_size,
+                momentum,
+            )  # fmt: skip
+        self.initialized.fill_(True)
 
     def lookup(self, entity_ids: torch.Tensor) -> torch.Tensor:
         """E^(0) rows for `entity_ids` of any shape, in float32: [*entity_ids.shape, hidden_size]."""
@@ -293,6 +267,118 @@ class EntityContextMemory(nn.Module):
         memory = cls(entities.shape[0], relations.shape[0], entities.shape[1], momentum, dtype)
         memory.load_state_dict(state)
         return memory
+
+
+class PaddedRows:
+    """Descriptions held as one padded array `[count, longest]` beside their `lengths` (a prepared folder's,
+    memory-mapped, or any array): row i is the list of its token ids, as `encode_descriptions` gives them."""
+
+    def __init__(self, input_ids, lengths):
+        self.input_ids, self.lengths = input_ids, np.asarray(lengths)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __getitem__(self, index: int) -> list[int]:
+        return self.input_ids[index, : self.lengths[index]].tolist()
+
+
+def _description_columns(descriptions: dict):
+    """(token id sequences, mention starts, mention ends) of tokenized descriptions, checked to agree in length:
+    `input_ids` as lists, or as a padded array with `lengths`."""
+    sequences = descriptions["input_ids"]
+    if "lengths" in descriptions:
+        sequences = PaddedRows(sequences, descriptions["lengths"])
+    # through a copy: a prepared folder's arrays are read-only memory maps, which torch will not wrap
+    starts, ends = (
+        torch.from_numpy(np.array(descriptions[key], dtype=np.int64)) for key in ("mention_starts", "mention_ends")
+    )
+    if not len(sequences) == len(starts) == len(ends):
+        raise ValueError(
+            f"descriptions have {len(sequences)} input_ids but {len(starts)} mention_starts and {len(ends)} "
+            "mention_ends"
+        )
+    return sequences, starts, ends
+
+
+def _lengths(sequences, indices: torch.Tensor) -> torch.Tensor:
+    """The token counts of the descriptions at `indices`; an empty one is refused, naming it."""
+    if isinstance(sequences, PaddedRows):
+        lengths = torch.from_numpy(np.array(sequences.lengths, dtype=np.int64))[indices]
+    else:
+        lengths = torch.tensor([len(sequences[i]) for i in indices.tolist()], dtype=torch.long)
+    if lengths.numel() and lengths.min() == 0:
+        raise ValueError(f"description {int(indices[lengths == 0][0])} is empty: every entity needs a description")
+    return lengths
+
+
+class _inference:
+    """The model in eval mode for a refresh, its training mode restored afterwards."""
+
+    def __init__(self, model):
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was_training)
+
+
+def _encode(model, sequences, starts, ends, chosen: torch.Tensor) -> torch.Tensor:
+    """LM1's embeddings of the descriptions at `chosen` (one padded batch), on the model's device."""
+    device = next(model.parameters()).device
+    input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], model.config.pad_token_id)
+    return model.encode_descriptions(
+        input_ids.to(device), attention_mask.to(device), starts[chosen].to(device), ends[chosen].to(device)
+    )
+
+
+def _fold_in(table: torch.Tensor, rows, new: torch.Tensor, momentum: float) -> None:
+    """Eq. (5) on `table[rows]` in place: m E + (1 - m) E_new, computed in float32 and stored in the table's dtype."""
+    new = new.to(device=table.device, dtype=torch.float32)
+    if momentum == 0.0:
+        table[rows] = new.to(table.dtype)
+    else:
+        table[rows] = (momentum * table[rows].float() + (1.0 - momentum) * new).to(table.dtype)
+
+
+def _refresh_table(table, model, columns, batch_size, progress_bar, shard, all_gather, chunk_size, momentum):
+    """`EntityContextMemory.refresh` for one table: chunks of the length-sorted descriptions, each process's share
+    encoded, gathered and folded in, in the table's dtype and on its device."""
+    sequences, starts, ends = columns
+    rank, world = shard
+    count = len(sequences)
+    order = torch.argsort(_lengths(sequences, torch.arange(count)), descending=True)
+    step = batch_size * world  # whole batches on every process
+    chunk_size = chunk_size or math.ceil(count / 128)
+    chunk_size = max(step, chunk_size // step * step)
+    bar = logging.tqdm(
+        total=count, desc="LM1 over descriptions", unit="description", leave=False, disable=not progress_bar
+    )
+    with _inference(model), bar:
+        for begin in range(0, count, chunk_size):
+            chunk = order[begin : begin + chunk_size]
+            if world == 1:
+                for first in range(0, len(chunk), batch_size):
+                    rows = chunk[first : first + batch_size]
+                    _fold_in(table, rows.to(table.device), _encode(model, sequences, starts, ends, rows), momentum)
+                    bar.update(len(rows))
+                continue
+            rows_per_rank = math.ceil(len(chunk) / world)
+            own = chunk[rank::world]
+            filler = own[-1:] if len(own) else chunk[-1:]  # a short share repeats a row
+            own = torch.cat([own, filler.expand(rows_per_rank - len(own))])
+            local = torch.empty(rows_per_rank, table.shape[1], dtype=table.dtype, device=table.device)
+            for first in range(0, rows_per_rank, batch_size):
+                local[first : first + batch_size] = _encode(
+                    model, sequences, starts, ends, own[first : first + batch_size]
+                ).to(table.dtype)
+            gathered = all_gather(local).view(world, rows_per_rank, -1)
+            for other in range(world):  # process `other` encoded chunk positions other, other + world, ...
+                rows = chunk[other::world]
+                _fold_in(table, rows.to(table.device), gathered[other, : len(rows)], momentum)
+            bar.update(len(chunk))
 
 
 def read_memory_tables(path) -> dict[str, torch.Tensor]:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -110,21 +113,33 @@ def test_refresh_with_a_model_applies_momentum_to_both_tables():
 
 
 def test_a_refresh_shared_across_processes_equals_one_process_s():
-    """Three processes' shares of 7 descriptions (rows 0, 3, 6 / 1, 4 / 2, 5, the short ones padded to 3 rows), joined
-    by the all-gather, give the memory that one process computes."""
+    """Three processes' shares of each chunk of 7 descriptions (every third of the length-sorted chunk, a short share
+    padded by repeating a row), joined by the all-gather, give the memory that one process computes."""
     torch.manual_seed(0)
     model = JaketModel(tiny_config()).eval()
     entities = descriptions(7)
     alone = EntityContextMemory(7, 3, 32)
     alone.refresh(model, entities)
-    shares = []  # each process's own rows, as it computes them
+    shares = [[], [], []]  # each process's own rows at each all-gather, as it computes them
     for rank in range(3):
         EntityContextMemory(7, 3, 32).refresh(
-            model, entities, shard=(rank, 3), all_gather=lambda local: shares.append(local) or local.repeat(3, 1)
+            model,
+            entities,
+            batch_size=1,
+            shard=(rank, 3),
+            all_gather=lambda local, rank=rank: shares[rank].append(local) or local.repeat(3, 1),
+            chunk_size=3,
         )
-    assert [len(share) for share in shares] == [3, 3, 3]
+    assert [[len(local) for local in share] for share in shares] == [[1, 1, 1]] * 3  # chunks of 3, 3 and 1
+    calls = iter(range(3))
+
+    def all_gather(local):  # the k-th all-gather joins every process's k-th share
+        k = next(calls)
+        torch.testing.assert_close(local, shares[0][k])
+        return torch.cat([share[k] for share in shares])
+
     memory = EntityContextMemory(7, 3, 32)
-    memory.refresh(model, entities, shard=(0, 3), all_gather=lambda local: torch.cat(shares))
+    memory.refresh(model, entities, batch_size=1, shard=(0, 3), all_gather=all_gather, chunk_size=3)
     torch.testing.assert_close(memory.entity_embeddings, alone.entity_embeddings)
 
 
@@ -201,3 +216,70 @@ def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
         settings.write_text('{"momentum": 0.8, "dtype": "__class__"}')  # never looked up on torch
     with pytest.raises(ValueError, match=message):
         EntityContextMemory.from_pretrained(tmp_path)
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch
+from modeling_jaket import EntityContextMemory
+
+
+class Encoder(torch.nn.Module):  # LM1 reduced to a mean of token embeddings: the refresh's plumbing, not an encoder
+    def __init__(self, hidden):
+        super().__init__()
+        self.config = type("Config", (), {"hidden_size": hidden, "pad_token_id": 0})()
+        self.embeddings = torch.nn.Embedding(50, hidden)
+
+    def encode_descriptions(self, input_ids, attention_mask, starts, ends):
+        return self.embeddings(input_ids).mean(dim=1)
+
+
+world = int(sys.argv[1])
+count, hidden = 100_000, 1024
+model = Encoder(hidden)
+descriptions = {"input_ids": [[1 + i % 7, 2, 3 + i % 5][: 1 + i % 3] for i in range(count)]}
+descriptions["mention_starts"] = descriptions["mention_ends"] = [-1] * count
+gather = (lambda local: local.repeat(world, 1)) if world > 1 else None
+small = {key: values[:1000] for key, values in descriptions.items()}  # warms the kernels, not the peak
+EntityContextMemory(1000, 1, hidden).refresh(model, small, batch_size=256, shard=(0, world), all_gather=gather)
+memory = EntityContextMemory(count, 1, hidden)
+memory.entity_embeddings.fill_(1.0)  # touched, so resident
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+memory.refresh(model, descriptions, batch_size=256, shard=(0, world), all_gather=gather)  # the first: E = E_new
+torch.nn.init.normal_(model.embeddings.weight)
+memory.refresh(model, descriptions, batch_size=256, shard=(0, world), all_gather=gather)  # with momentum
+extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+print(extra / memory.entity_embeddings.nbytes)
+"""
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_a_refresh_adds_at_most_a_tenth_of_the_table_to_the_peak(world):
+    """The table is folded in place a chunk at a time: the refresh's extra peak resident memory, in a process of its
+    own, stays under 10% of a 400 MB table (folding in a whole new table took over three times the table)."""
+    result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(world)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.strip()) <= 0.10
+
+
+def test_descriptions_as_padded_arrays_give_the_memory_of_lists(tmp_path):
+    """A prepared folder holds descriptions as a padded int32 array beside their lengths, memory-mapped: the
+    refresh reads them to the very memory that the lists give."""
+    import numpy as np
+
+    from jaket_examples.prepared import descriptions_as_arrays
+
+    torch.manual_seed(0)
+    model = JaketModel(tiny_config()).eval()
+    lists = descriptions(9)
+    arrays = descriptions_as_arrays(lists)
+    for key, array in arrays.items():
+        np.save(tmp_path / f"{key}.npy", array)
+    mapped = {key: np.load(tmp_path / f"{key}.npy", mmap_mode="r") for key in arrays}
+    assert mapped["input_ids"].dtype == np.int32 and mapped["input_ids"].shape == (
+        9,
+        max(map(len, lists["input_ids"])),
+    )
+    from_lists, from_arrays = EntityContextMemory(9, 1, 32), EntityContextMemory(9, 1, 32)
+    from_lists.refresh(model, lists, batch_size=4)
+    from_arrays.refresh(model, mapped, batch_size=4)
+    assert torch.equal(from_lists.entity_embeddings, from_arrays.entity_embeddings)
