@@ -109,7 +109,9 @@ class DataCollatorForJaketPreTraining:
 
     As a DataLoader's `collate_fn` it runs in the loader's workers. Its draws come from a generator seeded by
     (`seed`, the epoch given to `set_epoch`, `process_index`, the batch's token ids): the same batch of the same
-    epoch gets the same inputs in whichever worker, and a resumed run the very ones it would have had. `build` takes
+    epoch gets the same inputs in whichever worker, and a resumed run the very ones it would have had. The epoch is
+    kept in shared memory, so that `set_epoch` on the main process reaches workers that persist across epochs
+    (`persistent_workers=True`), which hold a copy of this object made when they started. `build` takes
     a padded batch and a generator of the caller's. The ids hold no embedding: the entity context memory is looked
     up on the model's device.
     """
@@ -136,15 +138,18 @@ class DataCollatorForJaketPreTraining:
         # read once here: a fast tokenizer's all_special_ids and len() rebuild their answer at every call
         self.special_ids = torch.tensor(self.tokenizer.all_special_ids)
         self.mask_token_id, self.vocab_size = self.tokenizer.mask_token_id, len(self.tokenizer)
+        self.shared_epoch = torch.tensor(self.epoch).share_memory_()
 
     def set_epoch(self, epoch: int):
-        """Called before each epoch's batches are drawn (the loader's workers start from a copy of this object)."""
+        """Called before each epoch's batches are drawn, on the main process: its workers, new or persistent, read
+        the epoch from shared memory when they build a batch."""
         self.epoch = epoch
+        self.shared_epoch.fill_(epoch)
 
     def batch_seed(self, input_ids: torch.Tensor) -> int:
         """A 63-bit seed from (seed, epoch, process, the batch's token ids)."""
         digest = hashlib.blake2b(input_ids.numpy().tobytes(), digest_size=8)
-        digest.update(f"{self.seed} {self.epoch} {self.process_index}".encode())
+        digest.update(f"{self.seed} {int(self.shared_epoch)} {self.process_index}".encode())
         return int.from_bytes(digest.digest(), "little") >> 1
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:

@@ -166,6 +166,14 @@ def test_the_collator_draws_alike_in_any_worker_and_afresh_each_epoch(bert_token
         loader = torch.utils.data.DataLoader(features, batch_size=2, collate_fn=collator, num_workers=num_workers)
         return list(loader)
 
+    persistent = torch.utils.data.DataLoader(
+        features, batch_size=2, collate_fn=collator, num_workers=1, persistent_workers=True
+    )
+    by_persistent_worker = []
+    for number in range(2):  # one worker for both epochs, started with the collator at epoch 0
+        collator.set_epoch(number)
+        by_persistent_worker.append(list(persistent))
+
     def same(a, b):
         return (
             all(a[k] is None and b[k] is None or a[k] is not None and torch.equal(a[k], b[k]) for k in a)
@@ -182,6 +190,10 @@ def test_the_collator_draws_alike_in_any_worker_and_afresh_each_epoch(bert_token
     assert not same(in_process[0], collator(features[:2]))  # the collator is at epoch 1 now
     collator.set_epoch(0)
     assert same(in_process[1], collator(features[2:4]))  # a batch's inputs do not depend on what came before
+    assert all(same(a, b) for a, b in zip(in_process, by_persistent_worker[0]))
+    # set_epoch reaches a worker that persists across epochs: its second epoch is epoch 1's, not a repeat of 0's
+    assert all(same(a, b) for a, b in zip(epoch(0, epoch=1), by_persistent_worker[1]))
+    assert not same(by_persistent_worker[0][0], by_persistent_worker[1][0])
 
 
 @pytest.mark.parametrize("cores, processes, workers", [(16, 8, 1), (16, 1, 4), (112, 8, 4), (2, 1, 1), (2, 2, 0)])
