@@ -20,6 +20,7 @@ from jaket_examples.evaluation import build_evaluation
 from jaket_examples.pretraining import pretraining_collator
 from jaket_examples.pretraining_args import parse_args
 from modeling_jaket import EntityContextMemory, JaketForPreTraining
+from modeling_jaket.collator import confusable_entities
 
 
 def main(argv=None):
@@ -35,7 +36,7 @@ def main(argv=None):
     model = JaketForPreTraining.from_pretrained(folder)
     memory = EntityContextMemory.from_pretrained(folder)
     forms = surface_forms(graph, data.text)
-    build_inputs = pretraining_collator(args, tokenizer, graph, forms)
+    build_inputs = pretraining_collator(args, tokenizer, graph, confusable_entities(forms))
     evaluation = build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, forms)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)

@@ -16,6 +16,7 @@ holds the same table. Memory, schedule and step count are checkpointed with the 
 state; a checkpoint becomes `latest` only once fully written.
 """
 
+import datetime
 import importlib.util
 import json
 import logging
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs, InitProcessGroupKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import gather_object, set_seed
 from torch.distributed.fsdp import register_fsdp_forward_method
@@ -46,13 +47,12 @@ from jaket_examples.data import (
     check_saved_files,
     default_backbone,
     default_data_dir,
-    description_inputs,
     load_pretraining_data,
     surface_forms,
-    tokenize_linked_text,
 )
 from jaket_examples.evaluation import build_evaluation, run_evaluation
 from jaket_examples.optimization import build_optimizer, clip_gradients
+from jaket_examples.prepared import MANIFEST_NAME, default_prepared_dir, load_prepared, prepare, prepared_key
 from jaket_examples.pretraining import default_num_workers, pretraining_collator, select_losses, to_model_inputs
 from jaket_examples.pretraining_args import parse_args
 from jaket_examples.pretraining_card import write_pretraining_card
@@ -81,7 +81,10 @@ def main(argv=None):
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         log_with=report_to,
         project_dir=str(output_dir),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(find_unused_parameters=True),
+            InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=args.ddp_timeout)),
+        ],
         # A prepared scheduler otherwise steps once per process at each optimizer step: with N processes the
         # warm-up would end N times too early. The loop steps it once per optimisation step instead.
         step_scheduler_with_optimizer=False,
@@ -103,24 +106,27 @@ def main(argv=None):
     backbone = args.backbone or default_backbone()
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     data_dir = args.data_dir or default_data_dir()
-    with accelerator.main_process_first():
-        data = load_pretraining_data(
-            args.dataset,
-            data_dir,
-            args.dataset_cache_dir,
-            args.max_entities,
-            args.max_train_samples,
-            args.heldout_text_fraction,
-            args.heldout_seed,
-        )
-        train_dataset = tokenize_linked_text(data.text, tokenizer, data.graph, args.max_seq_length, args.window_stride)
-    graph = data.graph
-    entity_descriptions, relation_descriptions = description_inputs(tokenizer, graph, args.description_length)
-    logger.info(
-        f"{args.dataset}: {graph.num_entities} entities, {graph.num_relations} relations, {graph.num_triples} "
-        f"triples, {len(train_dataset)} texts to train on, "
-        f"{len(data.heldout_text) if data.heldout_text is not None else 0} held out"
-    )
+    # The data is prepared once, into a folder named by its inputs, which every rank then maps: the main process
+    # prepares it where it is missing while the others wait (up to --ddp_timeout); `--prepare_only` does it apart.
+    prepared_dir = Path(args.prepared_dir) if args.prepared_dir else default_prepared_dir(args.dataset_cache_dir)
+    folder = prepared_dir / prepared_key(args, tokenizer, data_dir)
+    if not (folder / MANIFEST_NAME).is_file():
+        if accelerator.num_processes > 1:
+            logger.warning(
+                f"{folder} is not prepared: the main process prepares it while the other processes wait up to "
+                f"--ddp_timeout {args.ddp_timeout} s (run pretrain.py --prepare_only first for large data)"
+            )
+        if accelerator.is_main_process:
+            prepare(args, tokenizer, data_dir, folder)
+        accelerator.wait_for_everyone()
+    if args.prepare_only:
+        logger.info(f"prepared data in {folder}")
+        return
+    prepared = load_prepared(folder)
+    graph = prepared.structure  # the tensors the collator samples from; names and descriptions stay on disk
+    train_dataset = prepared.windows
+    entity_descriptions, relation_descriptions = prepared.entity_descriptions, prepared.relation_descriptions
+    logger.info(f"{args.dataset}, prepared in {folder}: {(folder / MANIFEST_NAME).read_text()}")
 
     overrides = {
         "num_entity_categories": len(graph.category_names),
@@ -132,8 +138,7 @@ def main(argv=None):
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
 
-    forms = surface_forms(graph, data.text)
-    collator = pretraining_collator(args, tokenizer, graph, forms, accelerator.process_index)
+    collator = pretraining_collator(args, tokenizer, graph, prepared.confusables, accelerator.process_index)
     num_workers = args.dataloader_num_workers
     if num_workers is None:
         num_workers = default_num_workers(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
@@ -160,8 +165,18 @@ def main(argv=None):
     losses = set(args.losses)
     trains_language_model = bool(losses & {"masked_lm", "masked_entity"})  # else the memory never changes
     evaluation = None
-    if (accelerator.is_main_process or sharded) and data.heldout_text is not None:
-        evaluation = build_evaluation(args, data, tokenizer, collator, forms)
+    if (accelerator.is_main_process or sharded) and args.heldout_text_fraction:
+        # the held-out text and the whole KG (its entities outside the pre-training graph), from datasets' cache
+        data = load_pretraining_data(
+            args.dataset,
+            data_dir,
+            args.dataset_cache_dir,
+            args.max_entities,
+            args.max_train_samples,
+            args.heldout_text_fraction,
+            args.heldout_seed,
+        )
+        evaluation = build_evaluation(args, data, tokenizer, collator, surface_forms(data.graph, data.text))
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
@@ -270,7 +285,7 @@ def main(argv=None):
         # module save_pretrained would copy beside the weights as the model's code: save through the plain class
         saved = JaketForPreTraining(unwrapped.config) if sharded else unwrapped
         saved.save_pretrained(output_dir, state_dict=state_dict)
-        JaketProcessor(tokenizer, graph, memory, fanouts=args.fanouts).save_pretrained(output_dir)  # + graph/
+        JaketProcessor(tokenizer, prepared.graph(), memory, fanouts=args.fanouts).save_pretrained(output_dir)
         write_pretraining_card(args, output_dir, backbone, command)
         (output_dir / FINGERPRINTS_NAME).write_text(json.dumps(prints, indent=2) + "\n")
         push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {completed_steps} steps")

@@ -532,3 +532,20 @@ def test_max_grad_norm_clips_the_total_norm_through_accelerate():
     assert clip_gradients(accelerator, model, 2.0) == pytest.approx(128**0.5)
     total = torch.cat([parameter.grad.flatten() for parameter in model.parameters()]).norm()
     assert total == pytest.approx(2.0, rel=1e-4)
+
+
+def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    """`--prepare_only` tokenizes once; a launch on two processes afterwards maps what it wrote: no process builds a
+    dataset or tokenizes the text, and the run trains."""
+    flags = ("--prepared_dir", str(tmp_path / "prepared"))
+    arguments = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 2, *flags)
+    log = run_script("pretrain.py", [*arguments, "--prepare_only"])
+    assert "tokenize_linked_text:" in log and "prepared the pre-training data in" in log
+    (folder,) = (tmp_path / "prepared").iterdir()
+    assert {path.name for path in folder.iterdir()} >= {"windows", "structure", "graph", "confusables", "descriptions"}
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACCELERATE_USE_CPU", "true")
+        log = run_script("pretrain.py", arguments, launcher=(*LAUNCH_TWO, "--multi_gpu"))
+    assert "tokenize_linked_text:" not in log and "Generating train split" not in log
+    assert f"prepared in {folder}" in log and sorted(fingerprints(tmp_path / "out")) == [0, 1]

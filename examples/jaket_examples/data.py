@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
 from transformers.utils import logging
 
 import datasets_scripts
@@ -64,12 +66,16 @@ def load_pretraining_data(
     max_text_samples=None,
     heldout_text_fraction=0.0,
     split_seed=0,
+    num_proc=None,
 ) -> PretrainingData:
     """The KG and text of builder `name` (`wordnet_semcor` or `wikipedia_wikidata`), with a seeded
     `heldout_text_fraction` of the text (after `max_text_samples`) held out. With `max_entities`, the graph keeps the
-    entities most mentioned in the training text."""
-    kg = datasets_scripts.load(name, data_dir, cache_dir=cache_dir)
-    text = datasets_scripts.load(name, data_dir, config_name="text", cache_dir=cache_dir)["train"]
+    entities most mentioned in the training text. `num_proc` processes prepare the builder's data (and, for
+    Wikipedia + Wikidata, its graph's two passes)."""
+    config = {"kg_num_proc": num_proc or 1} if name == "wikipedia_wikidata" else {}
+    kg = datasets_scripts.load(name, data_dir, cache_dir=cache_dir, num_proc=num_proc, **config)
+    text = datasets_scripts.load(name, data_dir, config_name="text", cache_dir=cache_dir, num_proc=num_proc, **config)
+    text = text["train"]
     if max_text_samples:
         text = text.select(range(min(max_text_samples, len(text))))
     heldout = None
@@ -146,37 +152,50 @@ def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
 
 
 def tokenize_linked_text(
-    text: datasets.Dataset, tokenizer, graph: KnowledgeGraph, max_length: int = 128, stride: int = 0
+    text: datasets.Dataset,
+    tokenizer,
+    graph: KnowledgeGraph,
+    max_length: int = 128,
+    stride: int = 0,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
     """Tokenize text rows (`text`, `mentions`) into windows of `max_length` tokens (`tokenize_into_windows`: a long
     text becomes several rows, each token and mention in one, or in two where consecutive windows share `stride`
-    tokens), with mentions mapped to graph indices. Mentions of entities outside the graph (left out by
-    `max_entities`, or held out) are removed; the log counts them, and the texts, windows and tokens kept."""
-    counts = Counter()
+    tokens), with mentions mapped to graph indices, in `num_proc` processes. Mentions of entities outside the graph
+    (left out by `max_entities`, or held out) are removed; the log counts them, and the texts, windows, tokens and
+    mentions kept."""
     entity_index = graph.entity_index  # what `map` pickles to fingerprint `tokenize`: not the whole graph
 
     def tokenize(batch):
-        mentions = []
-        for row in batch["mentions"]:
-            linked = [(m["start"], m["end"], entity_index[m["entity"]]) for m in row if m["entity"] in entity_index]
-            counts["outside"] += len(row) - len(linked)
-            counts["mentions"] += len(linked)
-            mentions.append(linked)
+        mentions = [
+            [(m["start"], m["end"], entity_index[m["entity"]]) for m in row if m["entity"] in entity_index]
+            for row in batch["mentions"]
+        ]
         encoding = tokenize_into_windows(tokenizer, batch["text"], mentions, max_length=max_length, stride=stride)
-        counts["texts"] += len(batch["text"])
-        counts["windows"] += len(encoding["input_ids"])
-        counts["window mentions"] += sum(map(len, encoding["mention_entity_ids"]))
-        counts["window tokens"] += sum(map(len, encoding["input_ids"]))
         return {k: encoding[k] for k in ("input_ids", "attention_mask", *MENTION_COLUMNS)}
 
-    tokenized = text.map(tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True)
+    tokenized = text.map(
+        tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True, num_proc=num_proc
+    )
+    entities = pc.struct_field(pc.list_flatten(_column(text, "mentions")), "entity")
+    linked = pc.sum(pc.is_in(entities, pa.array(list(entity_index)))).as_py() or 0
     logger.warning(
-        f"tokenize_linked_text: {counts['texts']} texts in {counts['windows']} windows of at most {max_length} "
-        f"tokens ({counts['window tokens']} with the special tokens), every token kept; "
-        f"{counts['mentions']} mentions kept, {counts['window mentions']} in windows (stride {stride}); "
-        f"removed {counts['outside']} mentions of entities outside the graph"
+        f"tokenize_linked_text: {len(text)} texts in {len(tokenized)} windows of at most {max_length} tokens "
+        f"({_total_length(tokenized, 'input_ids')} with the special tokens), every token kept; {linked} mentions "
+        f"linked, {_total_length(tokenized, 'mention_entity_ids')} in the windows (stride {stride}); removed "
+        f"{len(entities) - linked} mentions of entities outside the graph"
     )
     return tokenized
+
+
+def _column(dataset: datasets.Dataset, column: str):
+    """A column as Arrow, through the dataset's indices (a `select` or a split keeps the whole table beneath)."""
+    return dataset.with_format("arrow")[column]
+
+
+def _total_length(dataset: datasets.Dataset, column: str) -> int:
+    """The summed lengths of a list column."""
+    return pc.sum(pc.list_value_length(_column(dataset, column))).as_py() or 0
 
 
 def encoding_fingerprint(dataset: datasets.Dataset, tokenizer, graph: KnowledgeGraph, *settings) -> str:

@@ -4,6 +4,8 @@
 AT_LEAST_ONE = (
     "num_lm1_layers",
     "max_train_samples",
+    "preprocessing_num_workers",
+    "ddp_timeout",
     "max_seq_length",
     "description_length",
     "per_device_train_batch_size",

@@ -6,7 +6,7 @@ import os
 import torch
 
 from modeling_jaket import EntityContextMemory
-from modeling_jaket.collator import DataCollatorForJaketPreTraining, confusable_entities
+from modeling_jaket.collator import DataCollatorForJaketPreTraining
 
 # Each pre-training loss and the inputs that only it reads.
 LOSS_INPUTS = {
@@ -54,9 +54,12 @@ def to_model_inputs(inputs: dict, memory: EntityContextMemory, device, relation_
     return inputs
 
 
-def pretraining_collator(args, tokenizer, graph, forms, process_index: int = 0) -> DataCollatorForJaketPreTraining:
+def pretraining_collator(
+    args, tokenizer, graph, confusables, process_index: int = 0
+) -> DataCollatorForJaketPreTraining:
     """What builds a step's inputs (masks, removed mentions and their candidates, subgraph, held pairs), from the
-    flags; `forms` are the entities' surface forms, which L_e's hard negatives share."""
+    flags; `confusables` joins the entities that share a surface form (`confusable_entities`), among which L_e's hard
+    negatives are drawn."""
     return DataCollatorForJaketPreTraining(
         tokenizer,
         graph,
@@ -68,7 +71,7 @@ def pretraining_collator(args, tokenizer, graph, forms, process_index: int = 0) 
         args.num_neighbour_negatives,
         args.num_random_negatives,
         args.num_hard_negatives,
-        confusable_entities(forms) if args.num_hard_negatives else None,
+        confusables if args.num_hard_negatives else None,
         seed=args.seed,
         process_index=process_index,
     )

@@ -23,6 +23,32 @@ def parse_args(argv=None):
     )
     parser.add_argument("--data_dir", default=None, help="source files of --dataset (default: ../shared/data)")
     parser.add_argument("--dataset_cache_dir", default=None, help="where datasets keeps prepared data (its default)")
+    parser.add_argument(
+        "--prepared_dir",
+        default=None,
+        help="where the data is prepared once for every launch and rank (a folder per fingerprint of its inputs; "
+        "default: jaket_prepared/ beside datasets' cache); on several machines, a folder they all see",
+    )
+    parser.add_argument(
+        "--prepare_only",
+        action="store_true",
+        help="prepare the data (graph, windows, descriptions, confusable entities) and exit: run it once before a "
+        "launch on many processes",
+    )
+    parser.add_argument(
+        "--ddp_timeout",
+        type=int,
+        default=1800,
+        help="seconds a process waits for the others at a collective (the process group's timeout), e.g. while "
+        "the main process prepares the data",
+    )
+    parser.add_argument(
+        "--preprocessing_num_workers",
+        type=int,
+        default=None,
+        help="processes that prepare the data: the builder's files and, for wikipedia_wikidata, its graph's two "
+        "passes, then the tokenization (default: one)",
+    )
     parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
     parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
     parser.add_argument(

@@ -1,0 +1,178 @@
+"""Pre-training data prepared once (`pretrain.py --prepare_only`, or the first launch), into files that every rank
+maps instead of building them: tokenized windows as Arrow (memory-mapped), descriptions as int32 arrays (memory-
+mapped), the graph's structure and the confusable entities as tensors. A folder is named by the fingerprint of its
+inputs (the sources, the builders' and the tokenization's code, the tokenizer, the data flags), so that a changed input
+prepares anew and an unchanged one is read in seconds.
+
+    <prepared_dir>/<key>/
+        windows/           the training text in windows (datasets' save_to_disk)
+        structure/         the graph without its names and descriptions: what the collator samples from
+        graph/             the whole graph, for the saved model's processor
+        confusables/       entities that share a surface form, whose edges L_e's hard negatives are drawn from
+        descriptions/      entity_* and relation_* arrays, one .npy each: input_ids [count, length] int32 (padded
+                           with -1), lengths, mention_starts, mention_ends
+        manifest.json      the flags and counts it was prepared with; written last: it marks the folder complete
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers.utils import logging
+
+import datasets_scripts
+from datasets_scripts.common import source_fingerprint
+from modeling_jaket import KnowledgeGraph
+from modeling_jaket.collator import confusable_entities
+
+from .data import description_inputs, load_pretraining_data, surface_forms, tokenize_linked_text
+
+logger = logging.get_logger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+# the flags whose values shape the prepared data
+DATA_FLAGS = (
+    "dataset",
+    "max_entities",
+    "max_train_samples",
+    "heldout_text_fraction",
+    "heldout_seed",
+    "max_seq_length",
+    "window_stride",
+    "description_length",
+)
+# the code that shapes it, beside the builders (`datasets_scripts.code_hash`)
+CODE = ("data.py", "prepared.py", "../../modeling_jaket/tokenization_jaket.py", "../../modeling_jaket/collator.py")
+
+
+def prepared_key(args, tokenizer, data_dir) -> str:
+    """The fingerprint of what a prepared folder is made from: the source files under `data_dir` (sizes and times),
+    the builders' and the tokenization's code, the tokenizer's vocabulary and the data flags."""
+    digest = hashlib.sha256(datasets_scripts.code_hash().encode())
+    for name in CODE:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    digest.update(source_fingerprint(data_dir).encode())
+    vocabulary = tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else json.dumps(tokenizer.get_vocab())
+    digest.update(vocabulary.encode())
+    digest.update(json.dumps({flag: getattr(args, flag) for flag in DATA_FLAGS}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def default_prepared_dir(cache_dir=None) -> Path:
+    """Beside datasets' cache (`--dataset_cache_dir`, else `$HF_DATASETS_CACHE`)."""
+    return Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser() / "jaket_prepared"
+
+
+@dataclass
+class PreparedData:
+    """What every rank maps: the graph's structure (tensors, no names), the windows (Arrow, memory-mapped), the
+    descriptions as arrays (memory-mapped), the confusable entities' graph, and the folder (for the whole graph)."""
+
+    folder: Path
+    structure: KnowledgeGraph
+    windows: datasets.Dataset
+    entity_descriptions: dict
+    relation_descriptions: dict
+    confusables: KnowledgeGraph
+
+    def graph(self) -> KnowledgeGraph:
+        """The whole graph, names and descriptions included: what the saved model's processor needs."""
+        return KnowledgeGraph.from_pretrained(self.folder / "graph")
+
+
+def descriptions_as_arrays(encoding) -> dict[str, np.ndarray]:
+    """`encode_descriptions`' lists as arrays: input_ids [count, longest] int32 padded with -1, and lengths,
+    mention_starts, mention_ends [count] int32."""
+    lengths = np.array([len(ids) for ids in encoding["input_ids"]], dtype=np.int32)
+    input_ids = np.full((len(lengths), int(lengths.max(initial=0))), -1, dtype=np.int32)
+    for row, ids in enumerate(encoding["input_ids"]):
+        input_ids[row, : len(ids)] = ids
+    starts, ends = (np.asarray(encoding[key], dtype=np.int32) for key in ("mention_starts", "mention_ends"))
+    return {"input_ids": input_ids, "lengths": lengths, "mention_starts": starts, "mention_ends": ends}
+
+
+def prepare(args, tokenizer, data_dir, folder: Path) -> None:
+    """Build the prepared data for `args` into `folder` with `args.preprocessing_num_workers` processes: the
+    builders' data, the graph, the windows, the descriptions and the confusable entities. Written to a staging
+    folder first and renamed into place, so that a folder that exists is complete."""
+    num_proc = args.preprocessing_num_workers
+    data = load_pretraining_data(
+        args.dataset,
+        data_dir,
+        args.dataset_cache_dir,
+        args.max_entities,
+        args.max_train_samples,
+        args.heldout_text_fraction,
+        args.heldout_seed,
+        num_proc,
+    )
+    graph = data.graph
+    windows = tokenize_linked_text(data.text, tokenizer, graph, args.max_seq_length, args.window_stride, num_proc)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
+    try:
+        windows.save_to_disk(str(staging / "windows"), num_proc=num_proc)
+        graph.save_pretrained(staging / "graph")
+        structure = KnowledgeGraph(
+            graph.targets,
+            graph.edge_types,
+            graph.neighbours,
+            graph.num_entities,
+            graph.num_relations,
+            entity_categories=graph.entity_categories,
+            category_names=graph.category_names,
+        )
+        structure.save_pretrained(staging / "structure")
+        confusable_entities(surface_forms(graph, data.text)).save_pretrained(staging / "confusables")
+        entities, relations = description_inputs(tokenizer, graph, args.description_length)
+        (staging / "descriptions").mkdir()
+        for prefix, encoding in (("entity", entities), ("relation", relations)):
+            for key, array in descriptions_as_arrays(encoding).items():
+                np.save(staging / "descriptions" / f"{prefix}_{key}.npy", array)
+        manifest = {
+            "flags": {flag: getattr(args, flag) for flag in DATA_FLAGS},
+            "data_dir": str(data_dir),
+            "entities": graph.num_entities,
+            "relations": graph.num_relations,
+            "triples": graph.num_triples,
+            "texts": len(data.text),
+            "windows": len(windows),
+            "heldout_texts": len(data.heldout_text) if data.heldout_text is not None else 0,
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(staging, folder)
+    except OSError:
+        if not (folder / MANIFEST_NAME).is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)  # another process prepared it first
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.warning(f"prepared the pre-training data in {folder}: {json.dumps(manifest)}")
+
+
+def load_prepared(folder: Path) -> PreparedData:
+    """Map a prepared folder: nothing is tokenized or built, the windows and descriptions are read from disk as
+    they are used."""
+    if not (folder / MANIFEST_NAME).is_file():
+        raise FileNotFoundError(f"{folder} is no complete prepared folder (no {MANIFEST_NAME})")
+    descriptions = [
+        {
+            key: np.load(folder / "descriptions" / f"{prefix}_{key}.npy", mmap_mode="r")
+            for key in ("input_ids", "lengths", "mention_starts", "mention_ends")
+        }
+        for prefix in ("entity", "relation")
+    ]
+    return PreparedData(
+        folder,
+        KnowledgeGraph.from_pretrained(folder / "structure"),
+        datasets.load_from_disk(str(folder / "windows")),
+        *descriptions,
+        KnowledgeGraph.from_pretrained(folder / "confusables"),
+    )
