@@ -47,7 +47,7 @@ from jaket_examples.data import (
     check_saved_files,
     default_backbone,
     default_data_dir,
-    load_pretraining_data,
+    load_flagged_data,
     surface_forms,
 )
 from jaket_examples.evaluation import build_evaluation, run_evaluation
@@ -167,15 +167,7 @@ def main(argv=None):
     evaluation = None
     if (accelerator.is_main_process or sharded) and args.heldout_text_fraction:
         # the held-out text and the whole KG (its entities outside the pre-training graph), from datasets' cache
-        data = load_pretraining_data(
-            args.dataset,
-            data_dir,
-            args.dataset_cache_dir,
-            args.max_entities,
-            args.max_train_samples,
-            args.heldout_text_fraction,
-            args.heldout_seed,
-        )
+        data = load_flagged_data(args, data_dir)
         evaluation = build_evaluation(args, data, tokenizer, collator, surface_forms(data.graph, data.text))
 
     if args.resume_from_checkpoint:

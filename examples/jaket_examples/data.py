@@ -87,6 +87,20 @@ def load_pretraining_data(
     return PretrainingData(kg, pretraining_graph(kg, text, max_entities), text, heldout)
 
 
+def load_flagged_data(args, data_dir, num_proc=None) -> PretrainingData:
+    """`load_pretraining_data` with pretrain.py's data flags `args`."""
+    return load_pretraining_data(
+        args.dataset,
+        data_dir,
+        args.dataset_cache_dir,
+        args.max_entities,
+        args.max_train_samples,
+        args.heldout_text_fraction,
+        args.heldout_seed,
+        num_proc,
+    )
+
+
 def outside_graph(kg: datasets.DatasetDict) -> KnowledgeGraph | None:
     """The entities of a KG that pre-training never sees (`part` other than "pretrain"), as a graph of their own;
     None when there are none."""
@@ -105,15 +119,7 @@ def load_run_data(args, folder) -> tuple[PretrainingData, KnowledgeGraph]:
         raise FileNotFoundError(f"{folder} holds no graph/ folder: it is not an output folder of examples/pretrain.py")
     if not args.heldout_text_fraction:
         raise ValueError("--heldout_text_fraction 0 holds nothing out: there is nothing to evaluate on")
-    data = load_pretraining_data(
-        args.dataset,
-        args.data_dir or default_data_dir(),
-        args.dataset_cache_dir,
-        args.max_entities,
-        args.max_train_samples,
-        args.heldout_text_fraction,
-        args.heldout_seed,
-    )
+    data = load_flagged_data(args, args.data_dir or default_data_dir())
     graph = KnowledgeGraph.from_pretrained(folder / "graph")
     if graph.entity_ids != data.graph.entity_ids:
         raise ValueError(

@@ -31,7 +31,7 @@ from datasets_scripts.common import source_fingerprint
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.collator import confusable_entities
 
-from .data import description_inputs, load_pretraining_data, surface_forms, tokenize_linked_text
+from .data import description_inputs, load_flagged_data, surface_forms, tokenize_linked_text
 
 logger = logging.get_logger(__name__)
 
@@ -102,16 +102,7 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
     builders' data, the graph, the windows, the descriptions and the confusable entities. Written to a staging
     folder first and renamed into place, so that a folder that exists is complete."""
     num_proc = args.preprocessing_num_workers
-    data = load_pretraining_data(
-        args.dataset,
-        data_dir,
-        args.dataset_cache_dir,
-        args.max_entities,
-        args.max_train_samples,
-        args.heldout_text_fraction,
-        args.heldout_seed,
-        num_proc,
-    )
+    data = load_flagged_data(args, data_dir, num_proc)
     graph = data.graph
     windows = tokenize_linked_text(data.text, tokenizer, graph, args.max_seq_length, args.window_stride, num_proc)
     folder.parent.mkdir(parents=True, exist_ok=True)
