@@ -53,7 +53,13 @@ from jaket_examples.data import (
 from jaket_examples.evaluation import build_evaluation, run_evaluation
 from jaket_examples.optimization import build_optimizer, clip_gradients
 from jaket_examples.prepared import MANIFEST_NAME, default_prepared_dir, load_prepared, prepare, prepared_key
-from jaket_examples.pretraining import default_num_workers, pretraining_collator, select_losses, to_model_inputs
+from jaket_examples.pretraining import (
+    LOSS_INPUTS,
+    default_num_workers,
+    pretraining_collator,
+    select_losses,
+    to_model_inputs,
+)
 from jaket_examples.pretraining_args import parse_args
 from jaket_examples.pretraining_card import write_pretraining_card
 from jaket_examples.push_to_hub import create_hub_repo, push_folder
@@ -82,7 +88,8 @@ def main(argv=None):
         log_with=report_to,
         project_dir=str(output_dir),
         kwargs_handlers=[
-            DistributedDataParallelKwargs(find_unused_parameters=True),
+            # with every loss, every parameter has a gradient at every step; a control trains a part of the model
+            DistributedDataParallelKwargs(find_unused_parameters=set(args.losses) != set(LOSS_INPUTS)),
             InitProcessGroupKwargs(timeout=datetime.timedelta(seconds=args.ddp_timeout)),
         ],
         # A prepared scheduler otherwise steps once per process at each optimizer step: with N processes the

@@ -25,6 +25,7 @@ from conftest import (
     run_script,
     script_environment,
 )
+from jaket_examples.curve import TRAIN_HISTORY_NAME
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph, RefreshSchedule
 
 SCRIPT = EXAMPLES / "pretrain.py"
@@ -256,8 +257,9 @@ def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(
         torch.testing.assert_close(resumed[key], fsdp[key], rtol=0, atol=0, msg=key)
 
 
-def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
-    """FSDP1 cannot start on CPUs at all (Accelerate's plugin wants a GPU), so its refusal is checked here."""
+def test_only_fsdp2_counts_as_sharded_and_fsdp1_and_deepspeed_are_refused():
+    """FSDP1 and DeepSpeed cannot start on CPUs at all (Accelerate's plugins want a GPU), so their refusal is
+    checked here."""
     from types import SimpleNamespace
 
     from accelerate.utils import DistributedType
@@ -268,6 +270,8 @@ def test_only_fsdp2_counts_as_sharded_and_fsdp1_is_refused():
     assert sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
     with pytest.raises(ValueError, match=r"FSDP2 only \(accelerate launch --use_fsdp --fsdp_version 2"):
         sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=False))
+    with pytest.raises(ValueError, match=r"does not run under DeepSpeed .* use DDP \(accelerate launch --multi_gpu\)"):
+        sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED, is_fsdp2=False))
 
 
 @pytest.fixture
@@ -536,7 +540,8 @@ def test_max_grad_norm_clips_the_total_norm_through_accelerate():
 
 def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny_bert_checkpoint, datasets_cache):
     """`--prepare_only` tokenizes once; a launch on two processes afterwards maps what it wrote: no process builds a
-    dataset or tokenizes the text, and the run trains."""
+    dataset or tokenizes the text, and the run trains, here with gradient accumulation and clipping, to the same
+    weights on both processes."""
     flags = ("--prepared_dir", str(tmp_path / "prepared"))
     arguments = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "out", 2, *flags)
     log = run_script("pretrain.py", [*arguments, "--prepare_only"])
@@ -546,6 +551,11 @@ def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny
     assert not (tmp_path / "out" / "model.safetensors").exists()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ACCELERATE_USE_CPU", "true")
-        log = run_script("pretrain.py", arguments, launcher=(*LAUNCH_TWO, "--multi_gpu"))
+        accumulate_and_clip = ["--gradient_accumulation_steps", "2", "--max_grad_norm", "0.5", "--logging_steps", "1"]
+        log = run_script("pretrain.py", [*arguments, *accumulate_and_clip], launcher=(*LAUNCH_TWO, "--multi_gpu"))
     assert "tokenize_linked_text:" not in log and "Generating train split" not in log
-    assert f"prepared in {folder}" in log and sorted(fingerprints(tmp_path / "out")) == [0, 1]
+    prints = fingerprints(tmp_path / "out")
+    assert f"prepared in {folder}" in log and sorted(prints) == [0, 1]
+    assert prints[0]["weights"] == prints[1]["weights"] is not None and prints[0]["memory"] == prints[1]["memory"]
+    steps = json.loads((tmp_path / "out" / TRAIN_HISTORY_NAME).read_text())
+    assert [step["step"] for step in steps] == [1, 2] and all(step["grad_norm"] > 0 for step in steps)

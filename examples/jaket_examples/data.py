@@ -88,8 +88,8 @@ def load_pretraining_data(
 
 
 def load_flagged_data(args, data_dir, num_proc=None) -> PretrainingData:
-    """`load_pretraining_data` with pretrain.py's data flags `args`."""
-    return load_pretraining_data(
+    """`load_pretraining_data` with pretrain.py's data flags `args`, the held-out text cut to `--max_eval_samples`."""
+    data = load_pretraining_data(
         args.dataset,
         data_dir,
         args.dataset_cache_dir,
@@ -99,6 +99,9 @@ def load_flagged_data(args, data_dir, num_proc=None) -> PretrainingData:
         args.heldout_seed,
         num_proc,
     )
+    if data.heldout_text is not None and args.max_eval_samples < len(data.heldout_text):
+        data = data._replace(heldout_text=data.heldout_text.select(range(args.max_eval_samples)))
+    return data
 
 
 def outside_graph(kg: datasets.DatasetDict) -> KnowledgeGraph | None:

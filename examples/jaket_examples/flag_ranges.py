@@ -18,6 +18,7 @@ AT_LEAST_ONE = (
     "memory_refresh_max_interval",
     "memory_batch_size",
     "eval_steps",
+    "max_eval_samples",
     "checkpointing_steps",
     "checkpoints_total_limit",
     "logging_steps",

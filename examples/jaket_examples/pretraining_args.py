@@ -217,6 +217,13 @@ def parse_args(argv=None):
         help="evaluate on the held-out data every this many steps (always at the end)",
     )
     parser.add_argument(
+        "--max_eval_samples",
+        type=int,
+        default=2000,
+        help="held-out texts the evaluation reads at most (the first of the seeded held-out slice): the main process "
+        "evaluates while the others wait, so that it must stay well inside --ddp_timeout",
+    )
+    parser.add_argument(
         "--eval_outside_entities",
         type=int,
         default=1000,

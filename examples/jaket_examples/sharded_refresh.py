@@ -6,8 +6,15 @@ from accelerate.utils import DistributedType
 
 def is_sharded(accelerator) -> bool:
     """Whether the model is sharded across the processes (FSDP2), so that every process must run each of its
-    forwards together, the evaluation's included. FSDP1 is refused: the memory refresh runs LM1 outside the model's
-    forward, where FSDP1 does not gather its flat parameters."""
+    forwards together, the evaluation's included. FSDP1 and DeepSpeed are refused: the memory refresh runs LM1
+    outside the model's forward, where FSDP1 does not gather its flat parameters nor ZeRO-3 its partitions, and
+    under DeepSpeed the engine owns clipping and the optimizer step that the script does itself."""
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        raise ValueError(
+            "pretrain.py does not run under DeepSpeed (its memory refresh calls LM1 outside the model's forward, and "
+            "DeepSpeed's engine clips and steps the optimizer itself): use DDP (accelerate launch --multi_gpu) or, "
+            "to shard the model, FSDP2 (--use_fsdp --fsdp_version 2)"
+        )
     if accelerator.distributed_type != DistributedType.FSDP:
         return False
     if not accelerator.is_fsdp2:
