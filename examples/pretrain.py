@@ -56,6 +56,7 @@ from jaket_examples.prepared import MANIFEST_NAME, default_prepared_dir, load_pr
 from jaket_examples.pretraining import (
     LOSS_INPUTS,
     default_num_workers,
+    memory_dtype,
     pretraining_collator,
     select_losses,
     to_model_inputs,
@@ -66,7 +67,7 @@ from jaket_examples.push_to_hub import create_hub_repo, push_folder
 from jaket_examples.sharded_refresh import is_sharded, refresh_memory
 from jaket_examples.training_log import StepLog, trackers
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
-from modeling_jaket.memory import MEMORY_DTYPES, MEMORY_FIELDS
+from modeling_jaket.memory import MEMORY_FIELDS
 from tokenization import JaketProcessor
 
 logger = get_logger(__name__)
@@ -155,6 +156,8 @@ def main(argv=None):
         shuffle=True,
         collate_fn=collator,
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,  # the collator's epoch reaches them through shared memory
+        pin_memory=accelerator.device.type == "cuda",
     )
     optimizer, scheduler = build_optimizer(model, args, set(loading_info["missing_keys"]))
     model, optimizer, dataloader, scheduler = accelerator.prepare(model, optimizer, dataloader, scheduler)
@@ -164,7 +167,7 @@ def main(argv=None):
 
     config = accelerator.unwrap_model(model).config
     memory = EntityContextMemory.from_config(
-        config, graph.num_entities, graph.num_relations, MEMORY_DTYPES[args.memory_dtype]
+        config, graph.num_entities, graph.num_relations, memory_dtype(args.memory_dtype, accelerator.device)
     ).to(accelerator.device)
     schedule = RefreshSchedule.from_config(config)
     settings = run_settings(args, config, graph)

@@ -202,3 +202,11 @@ def test_default_workers_are_a_process_share_of_the_cores_less_one(monkeypatch, 
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert default_num_workers(processes) == workers
+
+
+def test_memory_dtype_auto_halves_the_table_on_a_gpu_only():
+    from jaket_examples.pretraining import memory_dtype
+
+    assert memory_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert memory_dtype("auto", torch.device("cpu")) == torch.float32
+    assert memory_dtype("float16", torch.device("cpu")) == torch.float16

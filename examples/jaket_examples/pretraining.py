@@ -7,6 +7,7 @@ import torch
 
 from modeling_jaket import EntityContextMemory
 from modeling_jaket.collator import DataCollatorForJaketPreTraining
+from modeling_jaket.memory import MEMORY_DTYPES
 
 # Each pre-training loss and the inputs that only it reads.
 LOSS_INPUTS = {
@@ -82,3 +83,11 @@ def default_num_workers(processes_per_node: int, most: int = 4) -> int:
     less one for the process itself, at most `most`."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(0, min(most, cores // max(1, processes_per_node) - 1))
+
+
+def memory_dtype(name: str, device: torch.device) -> torch.dtype:
+    """--memory_dtype: a storage dtype by name, or `auto`: bfloat16 on a GPU (half the table, where memory is
+    scarce), float32 on a CPU (where the embedded default's figures were measured)."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return MEMORY_DTYPES[name]

@@ -194,9 +194,9 @@ def parse_args(argv=None):
     parser.add_argument("--memory_batch_size", type=int, default=64, help="descriptions per LM1 batch in a refresh")
     parser.add_argument(
         "--memory_dtype",
-        default="float32",
-        choices=list(MEMORY_DTYPES),
-        help="storage of the memory table (bfloat16 halves it)",
+        default="auto",
+        choices=["auto", *MEMORY_DTYPES],
+        help="storage of the memory table: bfloat16 halves it (auto: bfloat16 on a GPU, float32 on a CPU)",
     )
     parser.add_argument(
         "--heldout_text_fraction",
