@@ -2,7 +2,6 @@
 array, one entity a line) and WikiExtractor's `--json --links` output."""
 
 import bz2
-import html
 import json
 import logging
 
@@ -10,6 +9,7 @@ import pytest
 import torch
 
 import datasets_scripts as ds
+from bench.synthetic_dumps import XML_HEAD, page_xml
 from datasets_scripts.common import DataFormatError
 from datasets_scripts.wikipedia_wikidata import normalise_title, strip_links
 from datasets_scripts.wikitext import Redirects, wikitext_to_text
@@ -325,27 +325,8 @@ def test_prepared_rows_are_split_into_files_of_the_given_size(tmp_path):
     assert json.loads((split / "categories.json").read_text()) == ["Q5 (human)", "Q6", "Q7"]
 
 
-def page_xml(title, page_id, wikitext=None, redirect=None, namespace=0):
-    """One <page> of a pages-articles dump, as MediaWiki exports it."""
-    redirect_tag = f'<redirect title="{html.escape(redirect)}" />' if redirect else ""
-    text = html.escape(wikitext if wikitext is not None else f"#REDIRECT [[{redirect}]]")
-    return (
-        f"<page><title>{html.escape(title)}</title><ns>{namespace}</ns><id>{page_id}</id>{redirect_tag}"
-        f"<revision><id>{page_id}0</id><timestamp>2026-11-01T00:00:00Z</timestamp><contributor><username>U"
-        "</username><id>1</id></contributor><model>wikitext</model><format>text/x-wiki</format>"
-        f'<text bytes="{len(text)}" xml:space="preserve">{text}</text><sha1>x</sha1></revision></page>\n'
-    )
-
-
 def write_xml_dump(path, pages, compress=True):
-    head = (
-        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" version="0.11" xml:lang="en"><siteinfo>'
-        "<sitename>Wikipedia</sitename><dbname>enwiki</dbname><base>https://en.wikipedia.org/wiki/Main_Page</base>"
-        "<generator>MediaWiki 1.44</generator><case>first-letter</case><namespaces>"
-        '<namespace key="0" case="first-letter" /><namespace key="6" case="first-letter">File</namespace>'
-        '<namespace key="14" case="first-letter">Category</namespace></namespaces></siteinfo>\n'
-    )
-    data = (head + "".join(pages) + "</mediawiki>\n").encode()
+    data = (XML_HEAD + "".join(pages) + "</mediawiki>\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bz2.compress(data) if compress else data)
 
@@ -378,7 +359,8 @@ def write_xml_sources(folder, compress=True):
         if path.is_file():
             path.unlink()
     pages = [page_xml(title, page_id, WIKITEXT[title]) for page_id, title, _ in ARTICLES]
-    pages.insert(2, page_xml("Talk:Cambridge", 90, "[[Douglas Adams]] talk", namespace=1))
+    talk = page_xml("Talk:Cambridge", 90, "[[Douglas Adams]] talk").replace("<ns>0</ns>", "<ns>1</ns>")
+    pages.insert(2, talk)
     pages += [page_xml(title, 100 + i, redirect=target) for i, (title, target) in enumerate(REDIRECTS.items())]
     suffix = ".xml.bz2" if compress else ".xml"
     write_xml_dump(folder / "wikipedia" / f"enwiki-20261101-pages-articles{suffix}", pages, compress)
