@@ -197,14 +197,14 @@ def article_wikitext(index: int, pages: list[int], words: int, rng) -> str:
     return " ".join(pieces)
 
 
-def write_enwiki_xml(path: Path, pages: list[int], mean_words: int, rng) -> None:
-    """A pages-articles XML dump: an article per page (log-normal lengths of mean `mean_words`, sigma 1), then a
-    redirect page "Alias of entity <i>" for each."""
+def write_enwiki_xml(path: Path, pages: list[int], mean_words: int, rng, link_targets: list[int] | None = None):
+    """A pages-articles XML dump (or one part of it): an article per page (log-normal lengths of mean `mean_words`,
+    sigma 1) linking to `link_targets` (default: `pages`), then a redirect page "Alias of entity <i>" for each."""
     with open(path, "w", encoding="utf-8") as f:
         f.write(XML_HEAD)
         for index in pages:
             words = max(20, int(rng.lognormvariate(math.log(mean_words) - 0.5, 1.0)))
-            f.write(page_xml(f"Entity {index}", index, article_wikitext(index, pages, words, rng)))
+            f.write(page_xml(f"Entity {index}", index, article_wikitext(index, link_targets or pages, words, rng)))
         for index in pages:
             f.write(page_xml(f"Alias of entity {index}", 10**9 + index, redirect=f"Entity {index}"))
         f.write("</mediawiki>\n")

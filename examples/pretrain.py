@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -189,7 +190,7 @@ def main(argv=None):
         if accelerator.is_main_process:  # a new run starts new histories
             (output_dir / HISTORY_NAME).unlink(missing_ok=True)
             (output_dir / TRAIN_HISTORY_NAME).unlink(missing_ok=True)
-        refresh_memory(
+        seconds = refresh_memory(
             accelerator,
             accelerator.unwrap_model(model),
             memory,
@@ -197,7 +198,7 @@ def main(argv=None):
             relation_descriptions,
             args.memory_batch_size,
         )
-        logger.info("entity context memory computed by LM1")
+        logger.info(f"entity context memory computed by LM1 in {seconds:.1f} s")
 
     if report_to:
         accelerator.init_trackers("jaket-pretraining", {k: str(v) for k, v in vars(args).items()})
@@ -240,7 +241,7 @@ def main(argv=None):
             bar.update(1)
             step = completed_steps
             if trains_language_model and schedule.should_refresh(step):
-                refresh_memory(
+                seconds = refresh_memory(
                     accelerator,
                     accelerator.unwrap_model(model),
                     memory,
@@ -250,7 +251,8 @@ def main(argv=None):
                 )
                 schedule.mark_refreshed(step)
                 logger.info(
-                    f"step {step}: memory refreshed ({schedule.num_refreshes}), next at {schedule.next_refresh_step}"
+                    f"step {step}: memory refreshed in {seconds:.1f} s ({schedule.num_refreshes}), next at "
+                    f"{schedule.next_refresh_step}"
                 )
             if step % args.logging_steps == 0 or step == args.max_train_steps:
                 log.write(step, optimizer, grad_norm, schedule.num_refreshes)
@@ -276,9 +278,10 @@ def main(argv=None):
         state_dict.pop(tied, None)
     weights = fingerprint(state_dict.values()) if state_dict else None  # None: held on the main process only
     memory_print = fingerprint([memory.entity_embeddings])
+    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     logger.info(
         f"rank {accelerator.process_index}: memory fingerprint {memory_print}, "
-        f"weights fingerprint {weights or '(on the main process)'}",
+        f"weights fingerprint {weights or '(on the main process)'}, peak resident memory {peak_rss_mib:.0f} MiB",
         main_process_only=False,
     )
     prints = gather_object([{"rank": accelerator.process_index, "memory": memory_print, "weights": weights}])

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,9 +103,12 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
     builders' data, the graph, the windows, the descriptions and the confusable entities. Written to a staging
     folder first and renamed into place, so that a folder that exists is complete."""
     num_proc = args.preprocessing_num_workers
+    seconds, start = {}, time.perf_counter()
     data = load_flagged_data(args, data_dir, num_proc)
     graph = data.graph
+    seconds["sources"] = time.perf_counter() - start
     windows = tokenize_linked_text(data.text, tokenizer, graph, args.max_seq_length, args.window_stride, num_proc)
+    seconds["windows"] = time.perf_counter() - start - seconds["sources"]
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
     try:
@@ -135,6 +139,9 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
             "texts": len(data.text),
             "windows": len(windows),
             "heldout_texts": len(data.heldout_text) if data.heldout_text is not None else 0,
+            # the builders (the graph's two passes and the text), the tokenization, and the rest (writing, the
+            # descriptions, the confusable entities)
+            "seconds": {**seconds, "rest": time.perf_counter() - start - sum(seconds.values())},
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
         os.replace(staging, folder)

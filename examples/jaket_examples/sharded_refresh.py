@@ -1,6 +1,8 @@
 """The entity memory's refresh across processes: `EntityContextMemory.refresh`, each process encoding a share of the
 descriptions with LM1, the shares all-gathered (FSDP2 included: a sharded model runs LM1 on every rank together)."""
 
+import time
+
 from accelerate.utils import DistributedType
 
 
@@ -25,9 +27,10 @@ def is_sharded(accelerator) -> bool:
     return True
 
 
-def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size):
+def refresh_memory(accelerator, model, memory, entity_descriptions, relation_descriptions, batch_size) -> float:
     """`EntityContextMemory.refresh` with each process encoding its share, in the run's precision (--mixed_precision
-    bf16: LM1 in bfloat16, the memory kept in --memory_dtype)."""
+    bf16: LM1 in bfloat16, the memory kept in --memory_dtype); returns the seconds it took."""
+    start = time.perf_counter()
     with accelerator.autocast():
         memory.refresh(
             model,
@@ -38,3 +41,4 @@ def refresh_memory(accelerator, model, memory, entity_descriptions, relation_des
             shard=(accelerator.process_index, accelerator.num_processes),
             all_gather=lambda local: accelerator.gather(local.to(accelerator.device)),
         )
+    return time.perf_counter() - start
