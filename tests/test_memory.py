@@ -1,9 +1,7 @@
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from bench.common import run_isolated
 from conftest import tiny_config
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, RefreshSchedule
 from modeling_jaket.memory import pad_batch
@@ -218,47 +216,12 @@ def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
         EntityContextMemory.from_pretrained(tmp_path)
 
 
-PEAK_SCRIPT = """
-import resource, sys, torch
-from modeling_jaket import EntityContextMemory
-
-
-class Encoder(torch.nn.Module):  # LM1 reduced to a mean of token embeddings: the refresh's plumbing, not an encoder
-    def __init__(self, hidden):
-        super().__init__()
-        self.config = type("Config", (), {"hidden_size": hidden, "pad_token_id": 0})()
-        self.embeddings = torch.nn.Embedding(50, hidden)
-
-    def encode_descriptions(self, input_ids, attention_mask, starts, ends):
-        return self.embeddings(input_ids).mean(dim=1)
-
-
-world = int(sys.argv[1])
-count, hidden = 100_000, 1024
-model = Encoder(hidden)
-descriptions = {"input_ids": [[1 + i % 7, 2, 3 + i % 5][: 1 + i % 3] for i in range(count)]}
-descriptions["mention_starts"] = descriptions["mention_ends"] = [-1] * count
-gather = (lambda local: local.repeat(world, 1)) if world > 1 else None
-small = {key: values[:1000] for key, values in descriptions.items()}  # warms the kernels, not the peak
-EntityContextMemory(1000, 1, hidden).refresh(model, small, batch_size=256, shard=(0, world), all_gather=gather)
-memory = EntityContextMemory(count, 1, hidden)
-memory.entity_embeddings.fill_(1.0)  # touched, so resident
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-memory.refresh(model, descriptions, batch_size=256, shard=(0, world), all_gather=gather)  # the first: E = E_new
-torch.nn.init.normal_(model.embeddings.weight)
-memory.refresh(model, descriptions, batch_size=256, shard=(0, world), all_gather=gather)  # with momentum
-extra = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
-print(extra / memory.entity_embeddings.nbytes)
-"""
-
-
 @pytest.mark.parametrize("world", [1, 2])
 def test_a_refresh_adds_at_most_a_tenth_of_the_table_to_the_peak(world):
     """The table is folded in place a chunk at a time: the refresh's extra peak resident memory, in a process of its
-    own, stays under 10% of a 400 MB table (folding in a whole new table took over three times the table)."""
-    result = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(world)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert float(result.stdout.strip()) <= 0.10
+    own (benchmark 12), stays under 10% of a 400 MB table (folding in a whole new table took 4 times the table)."""
+    record = run_isolated("bench_refresh_peak", "--measure", "100000", "1024", "float32", str(world))
+    assert record["extra_share"] <= 0.10
 
 
 def test_descriptions_as_padded_arrays_give_the_memory_of_lists(tmp_path):
