@@ -233,7 +233,7 @@ class LinkCounts:
 
     def log(self, where: str) -> None:
         total = self.direct + self.redirected + self.missing
-        logger.info(
+        logger.warning(
             f"{where}: {total} links, {self.direct} resolved to a page, {self.redirected} through a redirect, "
             f"{self.missing} missing ({self.missing / max(total, 1):.2%}); {self.other} into other namespaces or "
             "wikis left out"

@@ -45,6 +45,7 @@ from jaket_examples.checkpoints import (
 )
 from jaket_examples.curve import FINGERPRINTS_NAME, HISTORY_NAME, TRAIN_HISTORY_NAME, fingerprint
 from jaket_examples.data import (
+    PretrainingData,
     check_saved_files,
     default_backbone,
     default_data_dir,
@@ -177,9 +178,14 @@ def main(argv=None):
     trains_language_model = bool(losses & {"masked_lm", "masked_entity"})  # else the memory never changes
     evaluation = None
     if (accelerator.is_main_process or sharded) and args.heldout_text_fraction:
-        # the held-out text and the whole KG (its entities outside the pre-training graph), from datasets' cache
-        data = load_flagged_data(args, data_dir)
-        evaluation = build_evaluation(args, data, tokenizer, collator, surface_forms(data.graph, data.text))
+        if args.dataset == "wordnet_semcor":  # its senses and its held-out part of WordNet: from datasets' cache
+            data = load_flagged_data(args, data_dir)
+            forms = surface_forms(data.graph, data.text)
+        else:  # the graph, the held-out text and the alias index, as prepared
+            heldout = prepared.heldout_text()
+            heldout = heldout.select(range(min(args.max_eval_samples, len(heldout))))
+            data, forms = PretrainingData(None, prepared.graph(), None, heldout), prepared.aliases()
+        evaluation = build_evaluation(args, data, tokenizer, collator, forms)
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)

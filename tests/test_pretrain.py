@@ -559,3 +559,31 @@ def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny
     assert prints[0]["weights"] == prints[1]["weights"] is not None and prints[0]["memory"] == prints[1]["memory"]
     steps = json.loads((tmp_path / "out" / TRAIN_HISTORY_NAME).read_text())
     assert [step["step"] for step in steps] == [1, 2] and all(step["grad_norm"] > 0 for step in steps)
+
+
+def test_wikipedia_pretraining_runs_from_its_xml_dump_and_evaluates_from_the_prepared_folder(
+    tmp_path, tiny_bert_checkpoint
+):
+    """The paper's data path end to end, small: a Wikidata dump and an enwiki XML dump in parts (the generator of
+    benchmark 11), prepared once, pre-trained, evaluated on held-out articles with the prepared alias index."""
+    import random
+
+    from bench.synthetic_dumps import write_enwiki_xml, write_wikidata
+
+    rng = random.Random(0)
+    sources = tmp_path / "dumps"
+    (sources / "wikipedia").mkdir(parents=True)
+    pages = write_wikidata(sources / "wikidata.json", 400, 2.0, 0.5, 4.0, rng)
+    for part, share in enumerate((pages[: len(pages) // 2], pages[len(pages) // 2 :])):
+        write_enwiki_xml(sources / "wikipedia" / f"enwiki-pages-articles{part + 1}.xml", share, 200, rng, pages)
+    flags = ["--dataset", "wikipedia_wikidata", "--data_dir", str(sources), "--max_entities", "0"]
+    flags += ["--heldout_text_fraction", "0.2", "--preprocessing_num_workers", "2"]
+    log = run_script(
+        "pretrain.py",
+        pretraining_arguments(tiny_bert_checkpoint, str(tmp_path / "cache"), tmp_path / "out", 2, *flags),
+    )
+    assert re.search(r"\d+ links, \d+ resolved to a page, [1-9]\d* through a redirect, 0 missing", log)
+    results = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    assert results["heldout_masked_entities"] > 0 and 0 < results["heldout_masked_entity_string_match_hits_at_1"] <= 1
+    graph = KnowledgeGraph.from_pretrained(tmp_path / "out" / "graph")
+    assert graph.num_entities > 100 and graph.entity_ids[0].startswith("Q")

@@ -52,9 +52,9 @@ def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, m
 
 
 class PretrainingData(NamedTuple):
-    kg: datasets.DatasetDict  # the whole KG: entities (all parts), relations, triples
+    kg: datasets.DatasetDict | None  # the whole KG: entities (all parts), relations, triples
     graph: KnowledgeGraph  # its pre-training part
-    text: datasets.Dataset  # linked text to train on
+    text: datasets.Dataset | None  # linked text to train on
     heldout_text: datasets.Dataset | None  # linked text never trained on
 
 

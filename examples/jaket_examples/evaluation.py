@@ -339,7 +339,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, forms) -> PretrainingE
         forms,
         sense_counts,
     )
-    outside = outside_graph(data.kg)
+    outside = outside_graph(data.kg) if data.kg is not None else None
     if outside is not None:
         outside = prepare_outside_graph(
             outside,

@@ -9,6 +9,9 @@ prepares anew and an unchanged one is read in seconds.
         structure/         the graph without its names and descriptions: what the collator samples from
         graph/             the whole graph, for the saved model's processor
         confusables/       entities that share a surface form, whose edges L_e's hard negatives are drawn from
+        aliases/           each entity's surface forms (Arrow: a list of strings a row), the held-out evaluation's
+                           string-match floor
+        heldout/           the held-out text, as the builder gives it (where --heldout_text_fraction holds some out)
         descriptions/      entity_* and relation_* arrays, one .npy each: input_ids [count, length] int32 (padded
                            with -1), lengths, mention_starts, mention_ends
         manifest.json      the flags and counts it was prepared with; written last: it marks the folder complete
@@ -70,10 +73,25 @@ def default_prepared_dir(cache_dir=None) -> Path:
     return Path(cache_dir or datasets.config.HF_DATASETS_CACHE).expanduser() / "jaket_prepared"
 
 
+class AliasIndex:
+    """Each entity's known surface forms (`surface_forms`), read from a memory-mapped Arrow column as they are asked
+    for: `aliases[entity]` is a set of strings, as `surface_forms`' list gives it."""
+
+    def __init__(self, forms: datasets.Dataset):
+        self.forms = forms.data.column("forms")
+
+    def __len__(self) -> int:
+        return len(self.forms)
+
+    def __getitem__(self, entity: int) -> set[str]:
+        return set(self.forms[entity].as_py())
+
+
 @dataclass
 class PreparedData:
     """What every rank maps: the graph's structure (tensors, no names), the windows (Arrow, memory-mapped), the
-    descriptions as arrays (memory-mapped), the confusable entities' graph, and the folder (for the whole graph)."""
+    descriptions as arrays (memory-mapped), the confusable entities' graph, and the folder (for the whole graph, the
+    alias index and the held-out text, which the evaluating process reads)."""
 
     folder: Path
     structure: KnowledgeGraph
@@ -85,6 +103,14 @@ class PreparedData:
     def graph(self) -> KnowledgeGraph:
         """The whole graph, names and descriptions included: what the saved model's processor needs."""
         return KnowledgeGraph.from_pretrained(self.folder / "graph")
+
+    def aliases(self) -> AliasIndex:
+        return AliasIndex(datasets.load_from_disk(str(self.folder / "aliases")))
+
+    def heldout_text(self) -> datasets.Dataset | None:
+        """The held-out text, or None where nothing was held out."""
+        folder = self.folder / "heldout"
+        return datasets.load_from_disk(str(folder)) if folder.is_dir() else None
 
 
 def descriptions_as_arrays(encoding) -> dict[str, np.ndarray]:
@@ -124,7 +150,14 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
             category_names=graph.category_names,
         )
         structure.save_pretrained(staging / "structure")
-        confusable_entities(surface_forms(graph, data.text)).save_pretrained(staging / "confusables")
+        forms = surface_forms(graph, data.text)
+        confusable_entities(forms).save_pretrained(staging / "confusables")
+        datasets.Dataset.from_dict({"forms": [sorted(entity_forms) for entity_forms in forms]}).save_to_disk(
+            str(staging / "aliases")
+        )
+        del forms
+        if data.heldout_text is not None:
+            data.heldout_text.save_to_disk(str(staging / "heldout"))
         entities, relations = description_inputs(tokenizer, graph, args.description_length)
         (staging / "descriptions").mkdir()
         for prefix, encoding in (("entity", entities), ("relation", relations)):
