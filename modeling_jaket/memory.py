@@ -305,8 +305,8 @@ def _lengths(sequences, indices: torch.Tensor) -> torch.Tensor:
     """The token counts of the descriptions at `indices`; an empty one is refused, naming it."""
     if isinstance(sequences, PaddedRows):
         lengths = torch.from_numpy(np.array(sequences.lengths, dtype=np.int64))[indices]
-    else:
-        lengths = torch.tensor([len(sequences[i]) for i in indices.tolist()], dtype=torch.long)
+    else:  # every length, then those at `indices`: no Python list of the indices beside the table
+        lengths = torch.tensor(list(map(len, sequences)), dtype=torch.long)[indices]
     if lengths.numel() and lengths.min() == 0:
         raise ValueError(f"description {int(indices[lengths == 0][0])} is empty: every entity needs a description")
     return lengths
@@ -334,13 +334,18 @@ def _encode(model, sequences, starts, ends, chosen: torch.Tensor) -> torch.Tenso
     )
 
 
-def _fold_in(table: torch.Tensor, rows, new: torch.Tensor, momentum: float) -> None:
-    """Eq. (5) on `table[rows]` in place: m E + (1 - m) E_new, computed in float32 and stored in the table's dtype."""
-    new = new.to(device=table.device, dtype=torch.float32)
-    if momentum == 0.0:
-        table[rows] = new.to(table.dtype)
-    else:
-        table[rows] = (momentum * table[rows].float() + (1.0 - momentum) * new).to(table.dtype)
+def _fold_in(table: torch.Tensor, rows, new: torch.Tensor, momentum: float, piece: int = 1024) -> None:
+    """Eq. (5) on `table[rows]` in place: m E + (1 - m) E_new, computed in float32 and stored in the table's dtype,
+    `piece` rows at a time, so that its float32 temporaries stay small beside a bfloat16 table."""
+    if not isinstance(rows, torch.Tensor):  # a slice: the whole table, as `update` gives it
+        rows = torch.arange(len(table), device=table.device)[rows]
+    for first in range(0, len(rows), piece):
+        part = rows[first : first + piece]
+        fresh = new[first : first + piece].to(device=table.device, dtype=torch.float32)
+        if momentum == 0.0:
+            table[part] = fresh.to(table.dtype)
+        else:
+            table[part] = (momentum * table[part].float() + (1.0 - momentum) * fresh).to(table.dtype)
 
 
 def _refresh_table(table, model, columns, batch_size, progress_bar, shard, all_gather, chunk_size, momentum):
