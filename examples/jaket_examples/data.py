@@ -160,6 +160,16 @@ def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
     return entities, relations
 
 
+# a window's columns as stored: int32 where int64 would double the prepared text for nothing
+WINDOW_FEATURES = datasets.Features(
+    {
+        "input_ids": datasets.List(datasets.Value("int32")),
+        "attention_mask": datasets.List(datasets.Value("int8")),
+        **{column: datasets.List(datasets.Value("int32")) for column in MENTION_COLUMNS},
+    }
+)
+
+
 def tokenize_linked_text(
     text: datasets.Dataset,
     tokenizer,
@@ -184,7 +194,12 @@ def tokenize_linked_text(
         return {k: encoding[k] for k in ("input_ids", "attention_mask", *MENTION_COLUMNS)}
 
     tokenized = text.map(
-        tokenize, batched=True, remove_columns=text.column_names, keep_in_memory=True, num_proc=num_proc
+        tokenize,
+        batched=True,
+        remove_columns=text.column_names,
+        keep_in_memory=True,
+        num_proc=num_proc,
+        features=WINDOW_FEATURES,
     )
     entities = pc.struct_field(pc.list_flatten(_column(text, "mentions")), "entity")
     linked = pc.sum(pc.is_in(entities, pa.array(list(entity_index)))).as_py() or 0
