@@ -39,6 +39,7 @@ from jaket_examples.checkpoints import (
     load_accelerator_state,
     load_training_state,
     prune_checkpoints,
+    read_training_state,
     resolve_checkpoint,
     run_settings,
     save_checkpoint,
@@ -189,6 +190,7 @@ def main(argv=None):
 
     if args.resume_from_checkpoint:
         check_saved_files(checkpoint)
+        read_training_state(checkpoint, settings)  # its fields and the run's settings, before Accelerate loads
         load_accelerator_state(accelerator, checkpoint)
         completed_steps = load_training_state(checkpoint, memory, schedule, accelerator.num_processes, settings)
         logger.info(f"resumed from {checkpoint} at step {completed_steps}")
@@ -211,6 +213,11 @@ def main(argv=None):
     steps_per_epoch = math.ceil(len(dataloader) / args.gradient_accumulation_steps)
     if args.num_train_epochs:  # the schedules read args.max_train_steps at each step, so setting it here suffices
         args.max_train_steps = math.ceil(args.num_train_epochs * steps_per_epoch)
+    if completed_steps > args.max_train_steps:
+        raise ValueError(
+            f"{checkpoint} completed {completed_steps} steps, more than this run's {args.max_train_steps} "
+            "(--max_train_steps, or --num_train_epochs): there is nothing left to train"
+        )
     bar = tqdm(range(args.max_train_steps), initial=completed_steps, disable=not accelerator.is_local_main_process)
     log = StepLog(
         accelerator, output_dir, args.per_device_train_batch_size, args.gradient_accumulation_steps, report_to

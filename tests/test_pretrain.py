@@ -587,3 +587,69 @@ def test_wikipedia_pretraining_runs_from_its_xml_dump_and_evaluates_from_the_pre
     assert results["heldout_masked_entities"] > 0 and 0 < results["heldout_masked_entity_string_match_hits_at_1"] <= 1
     graph = KnowledgeGraph.from_pretrained(tmp_path / "out" / "graph")
     assert graph.num_entities > 100 and graph.entity_ids[0].startswith("Q")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"completed_steps": -5}, "completed_steps must be a whole number >= 0, got -5"),
+        ({"completed_steps": 2.9}, "completed_steps must be a whole number >= 0, got 2.9"),
+        ({"completed_steps": "3"}, "completed_steps must be a whole number >= 0, got '3'"),
+        ({"completed_steps": True}, "completed_steps must be a whole number >= 0, got True"),
+        (
+            {"refresh_schedule": {"num_refreshes": -1, "next_refresh_step": 10}},
+            r"refresh_schedule.num_refreshes must be .* got -1",
+        ),
+        (
+            {"refresh_schedule": {"num_refreshes": 1, "next_refresh_step": 0}},
+            r"refresh_schedule.next_refresh_step must be .* got 0",
+        ),
+        ({"refresh_schedule": {"num_refreshes": 1}}, "refresh_schedule must be an object of num_refreshes and"),
+        ({"settings": ["backbone"]}, r"settings must be an object, got \['backbone'\]"),
+    ],
+)
+def test_a_training_state_is_checked_field_by_field(tmp_path, change, message):
+    from jaket_examples.checkpoints import TRAINING_STATE_NAME, read_training_state, save_training_state
+
+    settings = {"num_entities": 5, "hidden_size": 4}
+    save_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 3, 1, settings)
+    state = json.loads((tmp_path / TRAINING_STATE_NAME).read_text())
+    (tmp_path / TRAINING_STATE_NAME).write_text(json.dumps({**state, **change}))
+    with pytest.raises(ValueError, match=f"{TRAINING_STATE_NAME}: {message}"):
+        read_training_state(tmp_path, settings)
+
+
+def test_a_memory_of_another_shape_names_the_file_and_both_shapes(tmp_path):
+    from jaket_examples.checkpoints import load_training_state, save_training_state
+
+    settings = {"num_entities": 5}
+    save_training_state(tmp_path, EntityContextMemory(5, 2, 8), RefreshSchedule(), 3, 1, settings)
+    with pytest.raises(ValueError, match=r"entity_memory.safetensors: entity_embeddings of shape \(5, 8\) there, "):
+        load_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 1, settings)
+
+
+def test_a_failed_load_state_does_not_blame_accelerates_own_rng_file(tmp_path):
+    """Accelerate's RNG file holds numpy state that plain `torch.load(weights_only=True)` refuses: it was named as
+    the culprit of every failure. Files are now tried as Accelerate loads them."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from jaket_examples.checkpoints import load_accelerator_state
+
+    torch.save(
+        {"random_state": np.random.get_state(), "torch_manual_seed": torch.get_rng_state()},
+        tmp_path / "random_states_0.pkl",
+    )
+
+    def load_state(folder):
+        raise RuntimeError("Error(s) in loading state_dict for JaketForPreTraining:\n\tMissing key(s): lm_head.bias")
+
+    with pytest.raises(
+        ValueError, match="Accelerate could not restore .* Missing key|Error\\(s\\) in loading"
+    ) as error:
+        load_accelerator_state(SimpleNamespace(load_state=load_state), tmp_path)
+    assert "random_states_0.pkl" not in str(error.value) and str(tmp_path) in str(error.value)
+    (tmp_path / "scheduler.bin").write_bytes(b"\x80\x04cos\nsystem\n.")  # a pickle that would run code
+    with pytest.raises(ValueError, match=r"cannot resume from scheduler.bin \(UnpicklingError"):
+        load_accelerator_state(SimpleNamespace(load_state=load_state), tmp_path)

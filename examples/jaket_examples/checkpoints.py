@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 from accelerate.logging import get_logger
+from accelerate.utils import load as accelerate_load
 
 from modeling_jaket import EntityContextMemory, RefreshSchedule
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME, read_memory_tables
@@ -61,20 +62,37 @@ def save_training_state(
     (directory / TRAINING_STATE_NAME).write_text(json.dumps(state))
 
 
-def load_training_state(
-    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int, settings: dict
-) -> int:
-    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed.
-    A checkpoint written under other `settings` (`run_settings`) is refused, each difference named."""
+def read_training_state(directory: Path, settings: dict) -> dict:
+    """A checkpoint's `training_state.json`, checked field by field and against the run's `settings` (`run_settings`)
+    before anything else of the checkpoint is loaded: a bad value names the file and the field, a setting that
+    differs is named with both values."""
     state_file, memory_file = directory / TRAINING_STATE_NAME, directory / MEMORY_WEIGHTS_NAME
     for path in (state_file, memory_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: {directory} is not a complete pre-training checkpoint")
     try:
         state = json.loads(state_file.read_text())
-        completed_steps, schedule_state = int(state["completed_steps"]), state["refresh_schedule"]
-    except (ValueError, KeyError, TypeError, OSError) as error:
+    except (ValueError, OSError) as error:
         raise ValueError(f"{state_file}: unreadable training state ({type(error).__name__} {error})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{state_file}: a training state is a JSON object, got {type(state).__name__}")
+
+    def whole(value, field: str, least: int) -> None:
+        if type(value) is not int or value < least:  # bool is an int subclass, and 2.9 or "3" no step count
+            raise ValueError(f"{state_file}: {field} must be a whole number >= {least}, got {value!r}")
+
+    whole(state.get("completed_steps"), "completed_steps", 0)
+    schedule = state.get("refresh_schedule")
+    if not isinstance(schedule, dict) or set(schedule) != {"num_refreshes", "next_refresh_step"}:
+        raise ValueError(
+            f"{state_file}: refresh_schedule must be an object of num_refreshes and next_refresh_step, got "
+            f"{schedule!r}"
+        )
+    whole(schedule["num_refreshes"], "refresh_schedule.num_refreshes", 0)
+    whole(schedule["next_refresh_step"], "refresh_schedule.next_refresh_step", 1)
+    for field in ("settings", "numerics"):
+        if not isinstance(state.get(field, {}), dict):
+            raise ValueError(f"{state_file}: {field} must be an object, got {state[field]!r}")
     written = state.get("settings", {})
     differences = [
         f"{key}: {written.get(key)!r} there, {value!r} now"
@@ -85,9 +103,24 @@ def load_training_state(
         raise ValueError(
             f"{directory} was written under other settings ({'; '.join(differences)}): resume with the run's flags"
         )
+    return state
+
+
+def load_training_state(
+    directory: Path, memory: EntityContextMemory, schedule: RefreshSchedule, num_processes: int, settings: dict
+) -> int:
+    """Restore the memory and the refresh schedule from `directory`; return the steps the checkpoint had completed.
+    The training state is checked first (`read_training_state`); a memory of other shapes is refused, naming the
+    file and both shapes."""
+    state = read_training_state(directory, settings)
+    memory_file = directory / MEMORY_WEIGHTS_NAME
     tables = read_memory_tables(memory_file)
+    for key in ("entity_embeddings", "relation_embeddings"):
+        there, now = tuple(tables[key].shape), tuple(getattr(memory, key).shape)
+        if there != now:
+            raise ValueError(f"{memory_file}: {key} of shape {there} there, {now} in this run")
     memory.load_state_dict({k: v.to(memory.entity_embeddings.device) for k, v in tables.items()})
-    schedule.load_state_dict(schedule_state)
+    schedule.load_state_dict(state["refresh_schedule"])
     written, now = state.get("numerics"), numerics_fingerprint(num_processes)
     if written is not None and written != now:
         changed = ", ".join(f"{key} {written.get(key)} -> {now[key]}" for key in now if written.get(key) != now[key])
@@ -95,12 +128,14 @@ def load_training_state(
             f"{directory} was written with other numerics ({changed}): the run goes on, but its results will differ "
             "in the last bits from those of a run that was never stopped"
         )
-    return completed_steps
+    return state["completed_steps"]
 
 
 def load_accelerator_state(accelerator, checkpoint: Path) -> None:
     """`accelerator.load_state(checkpoint)`, with the file named when it fails: Accelerate's and torch's errors for
-    a file that `weights_only` refuses (it would run code) or that is damaged name none."""
+    a file that `weights_only` refuses (it would run code) or that is damaged name none. Each file is tried as
+    Accelerate loads it (its own RNG states included); where every one loads, the error is Accelerate's, given with
+    the checkpoint's name."""
     try:
         accelerator.load_state(str(checkpoint))
     except Exception as error:
@@ -108,14 +143,18 @@ def load_accelerator_state(accelerator, checkpoint: Path) -> None:
         for path in sorted(checkpoint.iterdir()):
             if path.suffix in (".bin", ".pkl", ".pt"):
                 try:
-                    torch.load(path, map_location="cpu", weights_only=True)
+                    accelerate_load(path, map_location="cpu")
                 except Exception as reason:
                     refused.append(f"{path.name} ({type(reason).__name__}: {str(reason).splitlines()[0][:200]})")
-        if not refused:
-            raise
+        if refused:
+            raise ValueError(
+                f"{checkpoint}: cannot resume from {', '.join(refused)}; only tensors and plain values are loaded "
+                "from a checkpoint, never code"
+            ) from error
+        first_line = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
         raise ValueError(
-            f"{checkpoint}: cannot resume from {', '.join(refused)}; only tensors and plain values are loaded from a "
-            "checkpoint, never code"
+            f"{checkpoint}: Accelerate could not restore the model, optimizer, scheduler or RNG state from it "
+            f"({type(error).__name__}: {first_line}); was it written by another run?"
         ) from error
 
 
