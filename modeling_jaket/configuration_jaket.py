@@ -1,8 +1,15 @@
 """JAKET model configuration."""
 
+import dataclasses
+import difflib
+import math
+
 from transformers import PreTrainedConfig
+from transformers.utils import logging
 
 from .activations import ACTIVATIONS
+
+logger = logging.get_logger(__name__)
 
 _AUTO_MAP = {
     "AutoConfig": "configuration_jaket.JaketConfig",
@@ -161,6 +168,12 @@ class JaketConfig(PreTrainedConfig):
         if self.num_lm1_layers is None and isinstance(self.num_hidden_layers, int):
             self.num_lm1_layers = self.num_hidden_layers // 2
         self.validate_fields()
+        # transformers keeps unknown keys as attributes (a saved config carries some); one a typo away from a field
+        # is most likely that field misspelt, which would otherwise go unnoticed
+        fields = [field.name for field in dataclasses.fields(JaketConfig)]
+        for key in kwargs:
+            if key not in fields and (close := difflib.get_close_matches(key, fields, n=1, cutoff=0.85)):
+                logger.warning(f"JaketConfig got {key}={kwargs[key]!r}, which is no field: did you mean {close[0]}?")
         if kwargs.get("auto_map") is None:
             kwargs["auto_map"] = dict(_AUTO_MAP)
         super().__post_init__(**kwargs)
@@ -174,8 +187,8 @@ class JaketConfig(PreTrainedConfig):
         def is_int(value):
             return isinstance(value, int) and not isinstance(value, bool)
 
-        def is_number(value):
-            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        def is_number(value):  # finite: NaN passes every comparison's range check, and infinity poisons the forward
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         for name in _POSITIVE_INTS:
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:
@@ -193,15 +206,19 @@ class JaketConfig(PreTrainedConfig):
                 fail(name, "a number in [0, 1)")
         for name in ("initializer_range", "layer_norm_eps"):
             if not is_number(getattr(self, name)) or getattr(self, name) <= 0:
-                fail(name, "a positive number")
+                fail(name, "a finite positive number")
         if not is_number(self.km_negative_slope) or self.km_negative_slope < 0:
-            fail("km_negative_slope", "a number >= 0")
+            fail("km_negative_slope", "a finite number >= 0")
         for name in ("validate_inputs", "check_finite_inputs"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False")
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 fail(name, " or ".join(repr(choice) for choice in choices))
+        if self.pad_token_id is not None and (
+            not is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size
+        ):
+            fail("pad_token_id", f"None or an id in [0, vocab_size={self.vocab_size})")
         if self.num_lm1_layers > self.num_hidden_layers:
             fail("num_lm1_layers", f"in [1, num_hidden_layers={self.num_hidden_layers}]")
         if self.memory_refresh_max_interval < self.memory_refresh_init_interval:

@@ -225,13 +225,21 @@ def span_mean(hidden_states, starts, ends):
     return (hidden_states[batch_index, starts.clamp(min=0)] + hidden_states[batch_index, ends.clamp(min=0)]) / 2
 
 
-def _cross_entropy(logits, labels, num_items_in_batch=None):
+def _cross_entropy(logits, labels, name: str, num_items_in_batch=None):
     """Cross-entropy over labels != -100: their mean, or, given `num_items_in_batch` (what `Trainer` counts over all
     the micro-batches of a gradient-accumulation step), their sum divided by it, so that accumulating micro-batches
-    gives the gradient of the whole batch. Zero (kept in the graph) when no label counts."""
+    gives the gradient of the whole batch. Zero (kept in the graph) when no label counts. A label outside the
+    logits' classes (other than -100) is a `ValueError` naming the input `name`, the label and the classes."""
     labels = labels.to(logits.device).reshape(-1)
     logits = logits.reshape(-1, logits.shape[-1])
-    if not (labels != -100).any():
+    counted = labels != -100
+    outside = counted & ((labels < 0) | (labels >= logits.shape[-1]))
+    if outside.any():
+        raise ValueError(
+            f"{name} holds {int(labels[outside][0])}: labels must lie in [0, {logits.shape[-1]}) (the classes of "
+            "the head), or be -100 to be left out"
+        )
+    if not counted.any():
         return logits.sum() * 0.0
     if num_items_in_batch is None:
         return CrossEntropyLoss()(logits, labels)
@@ -678,19 +686,21 @@ class JaketForPreTraining(JaketPreTrainedModel):
                 # Score the masked positions only: the vocabulary projection dominates a step's cost otherwise.
                 masked = labels.to(outputs.last_hidden_state.device) != -100
                 logits = self.lm_head(outputs.last_hidden_state[masked])
-                losses["masked_lm_loss"] = _cross_entropy(logits, labels.to(logits.device)[masked])
+                losses["masked_lm_loss"] = _cross_entropy(logits, labels.to(logits.device)[masked], "labels")
 
         category_logits = relation_logits = None
         if entity_embeddings is not None:
             category_logits = self.entity_category_head(entity_embeddings)
             if entity_category_labels is not None:
-                losses["entity_category_loss"] = _cross_entropy(category_logits, entity_category_labels)
+                losses["entity_category_loss"] = _cross_entropy(
+                    category_logits, entity_category_labels, "entity_category_labels"
+                )
             if relation_head_index is not None:
                 relation_logits = self.relation_type_head(
                     entity_embeddings[relation_head_index], entity_embeddings[relation_tail_index]
                 )
                 if relation_labels is not None:
-                    losses["relation_type_loss"] = _cross_entropy(relation_logits, relation_labels)
+                    losses["relation_type_loss"] = _cross_entropy(relation_logits, relation_labels, "relation_labels")
 
         entity_logits = None
         if masked_entity_starts is not None:
@@ -707,7 +717,9 @@ class JaketForPreTraining(JaketPreTrainedModel):
             )
             entity_logits = torch.einsum("bmh,bmch->bmc", query, masked_entity_candidate_embeddings.to(query.dtype))
             if masked_entity_labels is not None:
-                losses["masked_entity_loss"] = _cross_entropy(entity_logits, masked_entity_labels)
+                losses["masked_entity_loss"] = _cross_entropy(
+                    entity_logits, masked_entity_labels, "masked_entity_labels"
+                )
 
         output = JaketForPreTrainingOutput(
             loss=sum(losses.values()) if losses else None,
@@ -794,7 +806,7 @@ class JaketForEntityClassification(JaketPreTrainedModel):
                 "JaketForEntityClassification needs the subgraph: pass entity_init_embeddings and friends"
             )
         logits = self.classifier(self.dropout(outputs.entity_embeddings))
-        loss = _cross_entropy(logits, labels, num_items_in_batch) if labels is not None else None
+        loss = _cross_entropy(logits, labels, "labels", num_items_in_batch) if labels is not None else None
         output = EntityClassificationOutput(
             loss=loss,
             logits=logits,
@@ -882,14 +894,15 @@ class JaketForSequenceClassification(JaketPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             reduction = "mean" if num_items_in_batch is None else "sum"
-            if self.config.problem_type == "regression":
-                loss = MSELoss(reduction=reduction)(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
-            elif self.config.problem_type == "single_label_classification":
-                loss = CrossEntropyLoss(reduction=reduction)(logits.view(-1, self.num_labels), labels.view(-1))
+            if self.config.problem_type == "single_label_classification":
+                loss = _cross_entropy(logits, labels, "labels", num_items_in_batch)
             else:
-                loss = BCEWithLogitsLoss(reduction=reduction)(logits, labels.to(logits.dtype))
-            if num_items_in_batch is not None:
-                loss = loss / num_items_in_batch
+                if self.config.problem_type == "regression":
+                    loss = MSELoss(reduction=reduction)(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+                else:
+                    loss = BCEWithLogitsLoss(reduction=reduction)(logits, labels.to(logits.dtype))
+                if num_items_in_batch is not None:
+                    loss = loss / num_items_in_batch
 
         output = JaketSequenceClassifierOutput(
             loss=loss,

@@ -48,8 +48,14 @@ def test_num_lm1_layers_defaults_to_half_and_round_trips(tmp_path):
         (dict(hidden_dropout_prob=1.0), r"hidden_dropout_prob must be a number in \[0, 1\), got 1.0"),
         (dict(km_dropout=-0.1), r"km_dropout must be a number in \[0, 1\)"),
         (dict(classifier_dropout="0.1"), r"classifier_dropout must be a number in \[0, 1\), got '0.1'"),
-        (dict(layer_norm_eps=0), "layer_norm_eps must be a positive number, got 0"),
-        (dict(km_negative_slope=-0.2), "km_negative_slope must be a number >= 0"),
+        (dict(layer_norm_eps=0), "layer_norm_eps must be a finite positive number, got 0"),
+        (dict(layer_norm_eps=float("nan")), "layer_norm_eps must be a finite positive number, got nan"),
+        (dict(initializer_range=float("inf")), "initializer_range must be a finite positive number, got inf"),
+        (dict(km_negative_slope=-0.2), "km_negative_slope must be a finite number >= 0"),
+        (dict(km_negative_slope=float("nan")), "km_negative_slope must be a finite number >= 0, got nan"),
+        (dict(memory_momentum=float("nan")), r"memory_momentum must be a number in \[0, 1\), got nan"),
+        (dict(pad_token_id=50265), r"pad_token_id must be None or an id in \[0, vocab_size=50265\), got 50265"),
+        (dict(pad_token_id=-1), r"pad_token_id must be None or an id in \[0, vocab_size=50265\), got -1"),
         (dict(check_finite_inputs="yes"), "check_finite_inputs must be True or False, got 'yes'"),
         (dict(km_hidden_act="elo"), "km_hidden_act must be 'gelu' or .* got 'elo'"),
         (dict(memory_refresh_max_interval=5), r"memory_refresh_max_interval must be >= memory_refresh_init_interval"),
@@ -58,3 +64,18 @@ def test_num_lm1_layers_defaults_to_half_and_round_trips(tmp_path):
 def test_invalid_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         JaketConfig(**kwargs)
+
+
+def test_a_keyword_a_typo_away_from_a_field_is_warned_about(caplog):
+    from transformers.utils import logging
+
+    logging.enable_propagation()
+    try:
+        config = JaketConfig(hiden_size=64)
+    finally:
+        logging.disable_propagation()
+    assert config.hidden_size == 768  # transformers keeps the unknown key; the field is untouched
+    assert "JaketConfig got hiden_size=64, which is no field: did you mean hidden_size?" in caplog.text
+    caplog.clear()
+    JaketConfig(architectures=["JaketModel"])  # keys a saved config carries are no typo
+    assert "which is no field" not in caplog.text

@@ -543,3 +543,28 @@ def test_backbone_rename_table_splits_layers_and_skips_tied_copies():
         "lm_head.layer_norm.weight": 4,
     }
     assert unused == ["roberta.pooler.dense.weight"]
+
+
+@pytest.mark.parametrize(
+    "head, labels, message",
+    [
+        ("entity", dict(labels=torch.tensor([0, 1, 7, -100, 0, 1])), r"labels holds 7: labels must lie in \[0, 4\)"),
+        ("entity", dict(labels=torch.tensor([0, -3, 1, 1, 0, 1])), r"labels holds -3: labels must lie in \[0, 4\)"),
+        (
+            "pretraining",
+            dict(entity_category_labels=torch.tensor([0, 1, 2, 3, 9, -100])),
+            r"entity_category_labels holds 9: labels must lie in \[0, 5\)",
+        ),
+        ("sequence", dict(labels=torch.tensor([0, 4])), r"labels holds 4: labels must lie in \[0, 4\)"),
+    ],
+)
+def test_a_label_outside_the_heads_classes_is_named(head, labels, message):
+    config = tiny_config(num_labels=4, num_entity_categories=5)
+    model = {
+        "entity": JaketForEntityClassification,
+        "pretraining": JaketForPreTraining,
+        "sequence": JaketForSequenceClassification,
+    }[head](config)
+    inputs = {**text_inputs(), **graph_inputs()} if head != "entity" else graph_inputs()
+    with pytest.raises(ValueError, match=message):
+        model(**inputs, **labels)
