@@ -513,6 +513,7 @@ class JaketModel(JaketPreTrainedModel):
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 inputs_embeds=inputs_embeds,
+                token_type_ids=token_type_ids,
                 mention_entity_ids=mention_entity_ids,
                 mention_starts=mention_starts,
                 mention_ends=mention_ends,

@@ -8,6 +8,8 @@
 
 Both take a single input or a list, and run `batch_size` inputs through the model at once."""
 
+import inspect
+
 import torch
 from transformers import Pipeline
 
@@ -35,6 +37,15 @@ class _BatchedPipeline(Pipeline):
     _load_image_processor = False
 
     def __call__(self, inputs, batch_size: int | None = None, **kwargs):
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        known = [name for name in inspect.signature(self._sanitize_parameters).parameters if name != "kwargs"]
+        if unknown := sorted(set(kwargs) - set(known)):
+            raise ValueError(
+                f"{type(self).__name__} takes {', '.join(known)} (and batch_size), not {', '.join(unknown)}"
+            )
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         if not items:

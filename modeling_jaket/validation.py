@@ -4,6 +4,8 @@ and where. The knowledge module, usable on its own, checks its graph inputs with
 
 import torch
 
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
 
 def check_index_dtype(name: str, tensor: torch.Tensor) -> None:
     """Indices must be integers: a float would be truncated, a boolean True read as index 1."""
@@ -51,8 +53,8 @@ def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_
     check_index_dtype("edge_index", edge_index)
     check_index_dtype("edge_type", edge_type)
     for name, tensor in (("entity_embeddings", entity_embeddings), ("relation_embeddings", relation_embeddings)):
-        if not tensor.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
+        if tensor.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name} must be float32, float16 or bfloat16 (the model's dtypes), got {tensor.dtype}")
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
     if edge_type.shape != (edge_index.shape[1],):
@@ -71,9 +73,10 @@ def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_
         )
 
 
-def check_text(config, input_ids=None, attention_mask=None, inputs_embeds=None) -> None:
+def check_text(config, input_ids=None, attention_mask=None, inputs_embeds=None, token_type_ids=None) -> None:
     """One of `input_ids` ([batch, length], ids below the vocabulary size) or `inputs_embeds` ([batch, length,
-    hidden]), non-empty, with an attention mask of the same [batch, length]."""
+    hidden]), non-empty, with an attention mask and token type ids (below `type_vocab_size`) of the same [batch,
+    length]."""
     if input_ids is not None and inputs_embeds is not None:
         raise ValueError("pass input_ids or inputs_embeds, not both")
     if input_ids is not None:
@@ -97,6 +100,15 @@ def check_text(config, input_ids=None, attention_mask=None, inputs_embeds=None) 
         shape = tuple(inputs_embeds.shape[:2])
     if attention_mask is not None and tuple(attention_mask.shape) != shape:
         raise ValueError(f"attention_mask {tuple(attention_mask.shape)} and the text {shape} differ in shape")
+    if token_type_ids is not None:
+        check_index_dtype("token_type_ids", token_type_ids)
+        if tuple(token_type_ids.shape) != shape:
+            raise ValueError(f"token_type_ids {tuple(token_type_ids.shape)} and the text {shape} differ in shape")
+        if token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
+            raise ValueError(
+                f"token_type_ids holds types in [{int(token_type_ids.min())}, {int(token_type_ids.max())}] but the "
+                f"model has {config.type_vocab_size} (type_vocab_size; RoBERTa has one, BERT two)"
+            )
 
 
 def validate_model_inputs(
@@ -104,6 +116,7 @@ def validate_model_inputs(
     input_ids=None,
     attention_mask=None,
     inputs_embeds=None,
+    token_type_ids=None,
     mention_entity_ids=None,
     mention_starts=None,
     mention_ends=None,
@@ -118,7 +131,7 @@ def validate_model_inputs(
     if not has_text and entity_init_embeddings is None:
         raise ValueError("JaketModel needs input_ids (or inputs_embeds), entity_init_embeddings, or both")
     if has_text:
-        check_text(config, input_ids, attention_mask, inputs_embeds)
+        check_text(config, input_ids, attention_mask, inputs_embeds, token_type_ids)
 
     if entity_init_embeddings is not None:
         if relation_embeddings is None:
@@ -128,6 +141,14 @@ def validate_model_inputs(
                 f"entity_init_embeddings must be [num_subgraph_entities, hidden_size={config.hidden_size}], got "
                 f"{tuple(entity_init_embeddings.shape)}"
             )
+        for name, tensor in (
+            ("entity_init_embeddings", entity_init_embeddings),
+            ("relation_embeddings", relation_embeddings),
+        ):
+            if tensor.dtype not in FLOAT_DTYPES:
+                raise ValueError(
+                    f"{name} must be float32, float16 or bfloat16 (the model's dtypes), got {tensor.dtype}"
+                )
         if (edge_index is None) != (edge_type is None):
             raise ValueError("edge_index and edge_type must be given together")
         if edge_index is not None:

@@ -568,3 +568,15 @@ def test_a_label_outside_the_heads_classes_is_named(head, labels, message):
     inputs = {**text_inputs(), **graph_inputs()} if head != "entity" else graph_inputs()
     with pytest.raises(ValueError, match=message):
         model(**inputs, **labels)
+
+
+def test_token_types_beyond_the_models_and_float64_embeddings_are_named(config):
+    text = text_inputs()
+    with pytest.raises(ValueError, match=r"token_type_ids holds types in \[1, 1\] but the model has 1"):
+        JaketModel(config)(**text, token_type_ids=torch.ones_like(text["input_ids"]))
+    graph = graph_inputs()
+    graph["entity_init_embeddings"] = graph["entity_init_embeddings"].double()
+    with pytest.raises(
+        ValueError, match="entity_init_embeddings must be float32, float16 or bfloat16 .* torch.float64"
+    ):
+        JaketModel(config)(**graph)

@@ -130,6 +130,13 @@ def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
         linker(["a sentence", None])
     with pytest.raises(ValueError, match="graph must be a KnowledgeGraph with entity descriptions, got str"):
         classifier(0, graph="graph/")
+    for size in (-1, 0, True, 2.0):  # -1 returned [] and 0 meant 8
+        with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {size!r}"):
+            linker(["a sentence"], batch_size=size)
+    with pytest.raises(ValueError, match="EntityLinkingPipeline takes top_k .* not topk"):
+        linker("a sentence", topk=2)  # it was swallowed
+    with pytest.raises(ValueError, match="EntityClassificationPipeline takes top_k, graph .* not grpah"):
+        classifier(0, grpah=None)
 
 
 def test_entity_classification_of_a_new_graph_from_its_descriptions(pretrained):
