@@ -147,9 +147,17 @@ def entity_graph(instances, kg: str = "none", relation_names: dict | None = None
     relations, triples = [], []
     if kg == "meta_train":
         used = sorted({row["relation"] for row in instances["train"]})
+        if unnamed := [p for p in used if p not in relation_names]:
+            # a FewRel-format folder of one's own may hold relations that are no Wikidata property
+            logger.warning(
+                f"--kg meta_train: {len(unnamed)} meta-train relations have no name and description in "
+                f"pid2name.json ({', '.join(unnamed[:5])}{', ...' if len(unnamed) > 5 else ''}): each is described by "
+                "its id alone"
+            )
         relations = [
-            {"id": p, "name": relation_names[p][0], "description": f"{relation_names[p][0]}: {relation_names[p][1]}"}
+            {"id": p, "name": name, "description": f"{name}: {description}" if description else name}
             for p in used
+            for name, description in [relation_names.get(p, (p, None))]
         ]
         triples = [
             {"head": row["mentions"][0]["entity"], "relation": row["relation"], "tail": row["mentions"][1]["entity"]}

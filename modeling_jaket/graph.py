@@ -3,8 +3,11 @@
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -12,6 +15,8 @@ from .hub import resolve_file
 
 GRAPH_TENSORS_NAME = "graph.safetensors"
 GRAPH_VOCAB_NAME = "graph.json"
+CSR_CONFIG_NAME = "csr.json"
+CSR_ARRAYS = ("rowptr", "targets", "neighbours", "edge_types")  # what `save_csr` writes and `from_csr` maps
 
 
 @dataclass
@@ -284,6 +289,50 @@ class KnowledgeGraph:
             walks = self.random_walks(num_walks, walk_length, generator).reshape(-1)
             visited = unique_in_order(torch.cat([visited, walks]))
         return visited[:num_roots]
+
+    def save_csr(self, directory: str | os.PathLike) -> None:
+        """The graph's structure alone, one `.npy` file an array (the CSR by target, the categories) beside
+        `csr.json` (the counts and category names): what `from_csr` maps, so that the processes and loader workers of
+        one machine share a single copy in the page cache."""
+        os.makedirs(directory, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in CSR_ARRAYS}
+        if self.entity_categories is not None:
+            arrays["entity_categories"] = self.entity_categories
+        for name, tensor in arrays.items():
+            np.save(os.path.join(directory, f"{name}.npy"), tensor.numpy())
+        counts = {"num_entities": self.num_entities, "num_relations": self.num_relations}
+        with open(os.path.join(directory, CSR_CONFIG_NAME), "w", encoding="utf-8") as f:
+            json.dump({**counts, "category_names": self.category_names}, f, ensure_ascii=False)
+
+    @classmethod
+    def from_csr(cls, directory: str | os.PathLike) -> "KnowledgeGraph":
+        """A graph of structure alone (no names, descriptions or ids) from `save_csr`, its arrays memory-mapped
+        read-only: sampling reads them, nothing writes them."""
+        directory = Path(directory)
+        try:
+            counts = json.loads((directory / CSR_CONFIG_NAME).read_text(encoding="utf-8"))
+            names = [*CSR_ARRAYS, *(["entity_categories"] if (directory / "entity_categories.npy").is_file() else [])]
+            with warnings.catch_warnings():  # read-only by design: torch warns that it cannot write to them
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                arrays = {name: torch.from_numpy(np.load(directory / f"{name}.npy", mmap_mode="r")) for name in names}
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{directory}: not a graph saved by save_csr ({type(error).__name__}: {error})") from None
+        rowptr, targets = arrays["rowptr"], arrays["targets"]
+        if (
+            rowptr.shape != (counts["num_entities"] + 1,)
+            or int(rowptr[-1]) != targets.numel()
+            or not (targets.shape == arrays["neighbours"].shape == arrays["edge_types"].shape)
+        ):
+            raise ValueError(f"{directory}: the saved CSR arrays do not hold together")
+        graph = cls.__new__(cls)  # the fields `__init__` sets, from arrays already in CSR order
+        graph.num_entities, graph.num_relations = counts["num_entities"], counts["num_relations"]
+        graph.category_names = counts["category_names"]
+        graph.entity_categories = arrays.get("entity_categories")
+        graph.entity_names = graph.relation_names = graph.entity_descriptions = graph.relation_descriptions = None
+        graph.entity_ids = graph.relation_ids = graph.entity_aliases = graph.entity_index = None
+        graph.rowptr, graph.targets = rowptr, targets
+        graph.neighbours, graph.edge_types = arrays["neighbours"], arrays["edge_types"]
+        return graph
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         os.makedirs(directory, exist_ok=True)

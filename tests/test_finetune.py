@@ -445,7 +445,7 @@ def fewrel_instances(datasets_cache):
     return ds.load("fewrel", DATA_DIR / "fewrel", config_name="instances", cache_dir=datasets_cache)
 
 
-def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances):
+def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances, caplog):
     from finetune_fewrel import entity_graph
 
     from conftest import DATA_DIR
@@ -468,6 +468,17 @@ def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_ins
     assert stored == train
     p = graph.relation_ids[0]
     assert graph.relation_descriptions[0] == f"{names[p][0]}: {names[p][1]}"
+    # relations that are no Wikidata property (a FewRel-format folder of one's own): described by their ids, said
+    unnamed = {q: v for q, v in names.items() if q != p}
+    from transformers.utils import logging
+
+    logging.enable_propagation()
+    try:
+        graph = entity_graph(fewrel_instances, "meta_train", unnamed)
+    finally:
+        logging.disable_propagation()
+    assert graph.relation_names[0] == graph.relation_descriptions[0] == p
+    assert f"1 meta-train relations have no name and description in pid2name.json ({p})" in caplog.text
     isolated = entity_graph(fewrel_instances, "none")
     assert isolated.num_triples == 0 and isolated.entity_ids == graph.entity_ids
 
@@ -600,3 +611,13 @@ def test_an_encoding_s_fingerprint_changes_with_each_thing_it_depends_on(bert_to
         encoding_fingerprint(text, bert_tokenizer, graph, 32),
     ]
     assert len({first, *others}) == 5
+
+
+@pytest.mark.parametrize("script", [entity_classification, fewrel, metaqa])
+def test_a_pretrained_folder_that_does_not_exist_is_named(script, tmp_path):
+    """It was an HFValidationError about repo ids, raised while loading."""
+    missing = str(tmp_path / "outputs" / "no-such-run")
+    with pytest.raises(ValueError, match=f"--model_name_or_path {missing}: no such folder"):
+        script(["--model_name_or_path", missing])
+    with pytest.raises(ValueError, match="--mlm_control_path ./nowhere: no such folder"):
+        script(["--method", "lm_mlm", "--mlm_control_path", "./nowhere"])

@@ -226,3 +226,22 @@ def test_a_damaged_saved_graph_names_the_file(tmp_path, damage, message):
         save_file({**tensors, "tails": torch.tensor([7])}, tensors_path)
     with pytest.raises(ValueError, match=message):
         KnowledgeGraph.from_pretrained(tmp_path)
+
+
+def test_a_graph_saved_as_csr_is_mapped_and_samples_as_the_original(tmp_path):
+    graph = star_and_chain_graph()
+    graph.entity_categories, graph.category_names = torch.arange(35) % 4, ["a", "b", "c", "d"]
+    graph.save_csr(tmp_path)
+    mapped = KnowledgeGraph.from_csr(tmp_path)
+    assert mapped.entity_names is None and mapped.category_names == ["a", "b", "c", "d"]
+    for field in ("rowptr", "targets", "neighbours", "edge_types", "entity_categories"):
+        assert torch.equal(getattr(mapped, field), getattr(graph, field)), field
+    ours, theirs = (g.sample_subgraph([0, 31], (10, 10), torch.Generator().manual_seed(3)) for g in (graph, mapped))
+    assert torch.equal(ours.entity_ids, theirs.entity_ids) and torch.equal(ours.edge_index, theirs.edge_index)
+    with open(tmp_path / "neighbours.npy", "r+b") as f:  # the file changed under it: a map shared, not a copy
+        f.seek(-8, 2)
+        f.write((34).to_bytes(8, "little"))
+    assert int(mapped.neighbours[-1]) == 34 and int(graph.neighbours[-1]) == 33
+    (tmp_path / "rowptr.npy").write_bytes((tmp_path / "rowptr.npy").read_bytes()[:-16])  # cut short
+    with pytest.raises(ValueError, match="not a graph saved by save_csr|do not hold together"):
+        KnowledgeGraph.from_csr(tmp_path)

@@ -177,12 +177,14 @@ def tokenize_linked_text(
     max_length: int = 128,
     stride: int = 0,
     num_proc: int | None = None,
+    cache_dir: Path | None = None,
 ) -> datasets.Dataset:
     """Tokenize text rows (`text`, `mentions`) into windows of `max_length` tokens (`tokenize_into_windows`: a long
     text becomes several rows, each token and mention in one, or in two where consecutive windows share `stride`
     tokens), with mentions mapped to graph indices, in `num_proc` processes. Mentions of entities outside the graph
     (left out by `max_entities`, or held out) are removed; the log counts them, and the texts, windows, tokens and
-    mentions kept."""
+    mentions kept. The windows are kept in memory, or written to Arrow files under `cache_dir` and mapped (a
+    Wikipedia's windows do not fit in memory)."""
     entity_index = graph.entity_index  # what `map` pickles to fingerprint `tokenize`: not the whole graph
 
     def tokenize(batch):
@@ -193,11 +195,14 @@ def tokenize_linked_text(
         encoding = tokenize_into_windows(tokenizer, batch["text"], mentions, max_length=max_length, stride=stride)
         return {k: encoding[k] for k in ("input_ids", "attention_mask", *MENTION_COLUMNS)}
 
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
     tokenized = text.map(
         tokenize,
         batched=True,
         remove_columns=text.column_names,
-        keep_in_memory=True,
+        keep_in_memory=cache_dir is None,
+        cache_file_name=str(Path(cache_dir) / "windows.arrow") if cache_dir is not None else None,
         num_proc=num_proc,
         features=WINDOW_FEATURES,
     )

@@ -107,6 +107,13 @@ class FineTuningArguments(TrainingArguments):
             flag = "model_name_or_path" if method.startswith("jaket") else self.pretrained_flags.get(method)
             if flag and not getattr(self, flag):
                 raise ValueError(f"--method {method} needs --{flag}, the {helps[flag]}")
+        for flag in {"model_name_or_path", *self.pretrained_flags.values()}:
+            value = getattr(self, flag, None)
+            # a path no Hub repo id can be (absolute, relative, or two folders deep) that names no folder: said here,
+            # where transformers would answer that it is no valid repo id
+            local = value is not None and (value.startswith((".", "/", "~")) or value.count("/") > 1 or "\\" in value)
+            if local and not Path(value).expanduser().is_dir():
+                raise ValueError(f"--{flag} {value}: no such folder (the {helps.get(flag, 'folder')})")
         self.backbone = self.backbone or default_backbone()
         self.data_dir = self.data_dir or str(Path(default_data_dir()) / self.data_subfolder)
 

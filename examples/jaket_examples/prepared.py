@@ -6,9 +6,10 @@ prepares anew and an unchanged one is read in seconds.
 
     <prepared_dir>/<key>/
         windows/           the training text in windows (datasets' save_to_disk)
-        structure/         the graph without its names and descriptions: what the collator samples from
+        structure/         the graph's CSR arrays (`KnowledgeGraph.save_csr`), memory-mapped: what the collator samples
+                           from, one copy in the page cache for every process of a machine
         graph/             the whole graph, for the saved model's processor
-        confusables/       entities that share a surface form, whose edges L_e's hard negatives are drawn from
+        confusables/       entities that share a surface form (CSR, memory-mapped), L_e's hard negatives
         aliases/           each entity's surface forms (Arrow: a list of strings a row), the held-out evaluation's
                            string-match floor
         heldout/           the held-out text, as the builder gives it (where --heldout_text_fraction holds some out)
@@ -133,25 +134,19 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
     data = load_flagged_data(args, data_dir, num_proc)
     graph = data.graph
     seconds["sources"] = time.perf_counter() - start
-    windows = tokenize_linked_text(data.text, tokenizer, graph, args.max_seq_length, args.window_stride, num_proc)
-    seconds["windows"] = time.perf_counter() - start - seconds["sources"]
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".preparing-"))
     try:
-        windows.save_to_disk(str(staging / "windows"), num_proc=num_proc)
-        graph.save_pretrained(staging / "graph")
-        structure = KnowledgeGraph(
-            graph.targets,
-            graph.edge_types,
-            graph.neighbours,
-            graph.num_entities,
-            graph.num_relations,
-            entity_categories=graph.entity_categories,
-            category_names=graph.category_names,
+        windows = tokenize_linked_text(
+            data.text, tokenizer, graph, args.max_seq_length, args.window_stride, num_proc, staging / "tokenized"
         )
-        structure.save_pretrained(staging / "structure")
+        seconds["windows"] = time.perf_counter() - start - seconds["sources"]
+        windows.save_to_disk(str(staging / "windows"), num_proc=num_proc)
+        shutil.rmtree(staging / "tokenized")  # mapped by `windows` still, which only its length is read from now
+        graph.save_pretrained(staging / "graph")
+        graph.save_csr(staging / "structure")
         forms = surface_forms(graph, data.text)
-        confusable_entities(forms).save_pretrained(staging / "confusables")
+        confusable_entities(forms).save_csr(staging / "confusables")
         datasets.Dataset.from_dict({"forms": [sorted(entity_forms) for entity_forms in forms]}).save_to_disk(
             str(staging / "aliases")
         )
@@ -202,8 +197,8 @@ def load_prepared(folder: Path) -> PreparedData:
     ]
     return PreparedData(
         folder,
-        KnowledgeGraph.from_pretrained(folder / "structure"),
+        KnowledgeGraph.from_csr(folder / "structure"),
         datasets.load_from_disk(str(folder / "windows")),
         *descriptions,
-        KnowledgeGraph.from_pretrained(folder / "confusables"),
+        KnowledgeGraph.from_csr(folder / "confusables"),
     )

@@ -3,6 +3,8 @@ and over the processes, the learning rates, the throughput and the KG entities a
 train history beside the model and to the trackers."""
 
 import json
+import resource
+import sys
 import time
 from pathlib import Path
 
@@ -66,3 +68,17 @@ class StepLog:
         if self.report_to:
             accelerator.log(means, step=step)
         self.totals, self.micro_batches, self.entities = {}, 0, 0
+
+
+def memory_use() -> str:
+    """This process's peak resident memory and, on Linux, its private memory now: memory-mapped files that several
+    processes share (the prepared windows, descriptions and graph) count in each one's resident memory, once in a
+    machine's."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
+    text = f"peak resident memory {peak:.0f} MiB"
+    rollup = Path("/proc/self/smaps_rollup")
+    if rollup.is_file():
+        fields = dict(line.split(":", 1) for line in rollup.read_text().splitlines()[1:] if ":" in line)
+        private = sum(int(fields[key].split()[0]) for key in ("Private_Clean", "Private_Dirty") if key in fields)
+        text += f", private now {private / 1024:.0f} MiB"
+    return text
