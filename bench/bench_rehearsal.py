@@ -143,6 +143,9 @@ def main():
     parser.add_argument("--batch_size", type=int, default=8, help="windows of 512 tokens per process and step")
     parser.add_argument("--smaller_entities", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--skip_token_count", action="store_true", help="leave out step 3 (minutes: every article tokenized again)"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -187,7 +190,9 @@ def main():
             **launch_figures(launch_log, started, output, args.batch_size),
         }
         print(json.dumps({name: records[name]}), file=sys.stderr, flush=True)
-    tokens = count_tokens(prepared_folder(args.workdir / "prepared", 0), backbone, args)
+    tokens = (
+        {} if args.skip_token_count else count_tokens(prepared_folder(args.workdir / "prepared", 0), backbone, args)
+    )
 
     full, small = records["all"], records["smaller"]
     table_mib = 64 * 4 / 2**20  # this run's float32 memory table per entity: on a GPU it is not in host memory

@@ -282,6 +282,15 @@ class PaddedRows:
     def __getitem__(self, index: int) -> list[int]:
         return self.input_ids[index, : self.lengths[index]].tolist()
 
+    def batch(self, rows: torch.Tensor, pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows as `pad_batch` pads them, `(input_ids, attention_mask)`, cut from the array in one slice."""
+        index = rows.numpy()
+        lengths = torch.from_numpy(self.lengths[index].astype(np.int64))
+        longest = int(lengths.max()) if len(index) else 0
+        input_ids = torch.from_numpy(np.array(self.input_ids[index, :longest], dtype=np.int64))
+        attention_mask = (torch.arange(longest) < lengths.unsqueeze(1)).long()
+        return input_ids.masked_fill(attention_mask == 0, pad_token_id), attention_mask
+
 
 def _description_columns(descriptions: dict):
     """(token id sequences, mention starts, mention ends) of tokenized descriptions, checked to agree in length:
@@ -328,7 +337,10 @@ class _inference:
 def _encode(model, sequences, starts, ends, chosen: torch.Tensor) -> torch.Tensor:
     """LM1's embeddings of the descriptions at `chosen` (one padded batch), on the model's device."""
     device = next(model.parameters()).device
-    input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], model.config.pad_token_id)
+    if isinstance(sequences, PaddedRows):
+        input_ids, attention_mask = sequences.batch(chosen, model.config.pad_token_id)
+    else:
+        input_ids, attention_mask = pad_batch([sequences[i] for i in chosen.tolist()], model.config.pad_token_id)
     return model.encode_descriptions(
         input_ids.to(device), attention_mask.to(device), starts[chosen].to(device), ends[chosen].to(device)
     )
