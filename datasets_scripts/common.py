@@ -160,7 +160,7 @@ def load_json(path: str | os.PathLike):
         line = raw.count(b"\n", 0, error.start) + 1
         raise format_error(path, line, f"not UTF-8 (byte {raw[error.start]:#04x} at offset {error.start})") from None
     try:
-        return json.loads(text, object_pairs_hook=_without_duplicate_keys)
+        return json.loads(text, object_pairs_hook=without_duplicate_keys)
     except json.JSONDecodeError as error:
         raise format_error(path, error.lineno, f"not valid JSON ({error.msg})") from None
     except DuplicateKeyError as error:
@@ -171,7 +171,8 @@ class DuplicateKeyError(ValueError):
     pass
 
 
-def _without_duplicate_keys(pairs):
+def without_duplicate_keys(pairs):
+    """`object_pairs_hook` for `json.loads` that raises `DuplicateKeyError` on a key given twice in one object."""
     result = {}
     for key, value in pairs:
         if key in result:

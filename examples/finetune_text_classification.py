@@ -30,7 +30,7 @@ import datasets
 import torch
 
 import datasets_scripts
-from datasets_scripts.common import format_error
+from datasets_scripts.common import DuplicateKeyError, format_error, read_lines, without_duplicate_keys
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -108,27 +108,33 @@ def read_examples(path, graph: KnowledgeGraph) -> list[dict]:
     stripped of surrounding spaces (so "a" and "a " are one class); keys other than text, label and mentions are
     ignored, and counted in a warning (a misspelt `mentions` would otherwise drop the line's mentions unseen)."""
     examples, other_keys = [], Counter()
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise format_error(path, number, f"not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-                raise format_error(path, number, "expected an object with a non-empty string 'text'")
-            label = row.get("label")
-            if not isinstance(label, (str, int)) or isinstance(label, bool) or not str(label).strip():
-                raise format_error(path, number, f"'label' must be a non-empty string or an integer, got {label!r}")
-            other_keys.update(key for key in row if key not in KEYS)
-            mentions = row.get("mentions")
-            if mentions is not None:
-                if not isinstance(mentions, list):
-                    raise format_error(path, number, f"'mentions' must be a list, got {type(mentions).__name__}")
-                mentions = [_mention(m, i, row["text"], graph, path, number) for i, m in enumerate(mentions)]
-                _check_overlaps(mentions, path, number)
-            examples.append({"text": row["text"], "label": str(label).strip(), "mentions": mentions})
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise ValueError(f"{path} holds no example")
+    for number, line in read_lines(path):  # a byte that is not UTF-8 is named with its file, line and column
+        line = line.removeprefix("\ufeff") if number == 1 else line  # a byte-order mark, as some editors write
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, object_pairs_hook=without_duplicate_keys)
+        except json.JSONDecodeError as error:
+            raise format_error(path, number, f"not valid JSON ({error.msg})") from None
+        except DuplicateKeyError as error:  # JSON would keep the last value and drop the first unseen
+            raise format_error(path, number, f"key {error.args[0]!r} appears twice in one object") from None
+        except RecursionError:
+            raise format_error(path, number, "JSON nested too deeply to be an example") from None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+            raise format_error(path, number, "expected an object with a non-empty string 'text'")
+        label = row.get("label")
+        if not isinstance(label, (str, int)) or isinstance(label, bool) or not str(label).strip():
+            raise format_error(path, number, f"'label' must be a non-empty string or an integer, got {label!r}")
+        other_keys.update(key for key in row if key not in KEYS)
+        mentions = row.get("mentions")
+        if mentions is not None:
+            if not isinstance(mentions, list):
+                raise format_error(path, number, f"'mentions' must be a list, got {type(mentions).__name__}")
+            mentions = [_mention(m, i, row["text"], graph, path, number) for i, m in enumerate(mentions)]
+            _check_overlaps(mentions, path, number)
+        examples.append({"text": row["text"], "label": str(label).strip(), "mentions": mentions})
     if not examples:
         raise ValueError(f"{path} holds no example")
     if other_keys:

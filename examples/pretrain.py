@@ -190,7 +190,7 @@ def main(argv=None):
         else:  # the graph, the held-out text and the alias index, as prepared
             heldout = prepared.heldout_text()
             heldout = heldout.select(range(min(args.max_eval_samples, len(heldout))))
-            data, forms = PretrainingData(None, prepared.graph(), None, heldout), prepared.aliases()
+            data, forms = PretrainingData(None, prepared.graph_with_ids(), None, heldout), prepared.aliases()
         evaluation = build_evaluation(args, data, tokenizer, collator, forms)
 
     if args.resume_from_checkpoint:

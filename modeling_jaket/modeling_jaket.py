@@ -522,6 +522,7 @@ class JaketModel(JaketPreTrainedModel):
                 edge_type=edge_type,
                 entity_init_embeddings=entity_init_embeddings,
                 relation_embeddings=relation_embeddings,
+                model_dtype=self.dtype,
             )
         has_text = input_ids is not None or inputs_embeds is not None
         all_hidden_states = [] if output_hidden_states and has_text else None

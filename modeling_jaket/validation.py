@@ -4,8 +4,6 @@ and where. The knowledge module, usable on its own, checks its graph inputs with
 
 import torch
 
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
 
 def check_index_dtype(name: str, tensor: torch.Tensor) -> None:
     """Indices must be integers: a float would be truncated, a boolean True read as index 1."""
@@ -53,8 +51,8 @@ def check_graph_inputs(entity_embeddings, relation_embeddings, edge_index, edge_
     check_index_dtype("edge_index", edge_index)
     check_index_dtype("edge_type", edge_type)
     for name, tensor in (("entity_embeddings", entity_embeddings), ("relation_embeddings", relation_embeddings)):
-        if tensor.dtype not in FLOAT_DTYPES:
-            raise ValueError(f"{name} must be float32, float16 or bfloat16 (the model's dtypes), got {tensor.dtype}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got {tensor.dtype}")
     if edge_index.dim() != 2 or edge_index.shape[0] != 2:
         raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
     if edge_type.shape != (edge_index.shape[1],):
@@ -125,6 +123,7 @@ def validate_model_inputs(
     edge_type=None,
     entity_init_embeddings=None,
     relation_embeddings=None,
+    model_dtype=torch.float32,
 ) -> None:
     """Every check of `JaketModel.forward`'s inputs: the text, the subgraph and the mentions that join them."""
     has_text = input_ids is not None or inputs_embeds is not None
@@ -145,10 +144,8 @@ def validate_model_inputs(
             ("entity_init_embeddings", entity_init_embeddings),
             ("relation_embeddings", relation_embeddings),
         ):
-            if tensor.dtype not in FLOAT_DTYPES:
-                raise ValueError(
-                    f"{name} must be float32, float16 or bfloat16 (the model's dtypes), got {tensor.dtype}"
-                )
+            if tensor.dtype == torch.float64 and model_dtype != torch.float64:  # lower precisions are cast up
+                raise ValueError(f"{name} is float64 but the model computes in {model_dtype}: pass .float() of it")
         if (edge_index is None) != (edge_type is None):
             raise ValueError("edge_index and edge_type must be given together")
         if edge_index is not None:

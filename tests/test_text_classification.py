@@ -101,6 +101,9 @@ def example_text(example, mention):
         ('{"text": "A dog.", "label": [1]}', "'label' must be a non-empty string or an integer"),
         ('{"text": "A dog.", "label": " "}', "'label' must be a non-empty string or an integer, got ' '"),
         ("not json", "not valid JSON"),
+        ('{"text": "A dog.", "label": "x", "label": "y"}', "key 'label' appears twice in one object"),
+        ('{"text": "A dog.", "label": "x", "deep": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"text": "A d\udcffog.", "label": "x"}', r"not UTF-8 \(byte 0xff at column 14\)"),
         ('{"text": "A dog.", "label": "x", "mentions": {"start": 2}}', "'mentions' must be a list, got dict"),
         ('{"text": "A dog.", "label": "x", "mentions": [{"start": true, "end": 5, "entity": "dog"}]}', "integer"),
         (
@@ -116,8 +119,8 @@ def test_a_bad_line_is_named_by_file_and_line(tmp_path, line, message):
     files = {name: tmp_path / f"{name}.jsonl" for name in FILES}
     for name, path in files.items():
         shutil.copy(FILES[name], path)
-    with files["validation"].open("a") as f:
-        f.write(line + "\n")
+    with files["validation"].open("ab") as f:  # surrogateescape writes the one undecodable byte as it is
+        f.write(line.encode("utf-8", "surrogateescape") + b"\n")
     with pytest.raises(DataFormatError, match=rf"validation.jsonl, line 7: .*{message}"):
         text_classification(arguments(tmp_path, "--method", "lm", files=files))
 

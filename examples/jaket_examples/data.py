@@ -39,11 +39,9 @@ def pretraining_graph(kg: datasets.DatasetDict, text: datasets.Dataset | None, m
     mentioned in `text` first, so that a small run keeps the entities its text is about."""
     entities = kg["entities"].filter(lambda part: part == "pretrain", input_columns="part", keep_in_memory=True)
     if max_entities and max_entities < len(entities):
-        counts = (
-            Counter(m["entity"] for mentions in text["mentions"][:] for m in mentions)
-            if text is not None
-            else Counter()
-        )
+        counts = Counter()
+        for batch in text.iter(batch_size=10_000) if text is not None else ():  # not the whole column at once
+            counts.update(m["entity"] for mentions in batch["mentions"] for m in mentions)
         ids = entities["id"][:]
         ranked = sorted(range(len(ids)), key=lambda i: (-counts[ids[i]], i))[:max_entities]
         entities = entities.select(sorted(ranked), keep_in_memory=True)
@@ -142,8 +140,9 @@ def surface_forms(graph: KnowledgeGraph, text: datasets.Dataset | None = None) -
     mention's lemma where the text has one (WordNet + SemCor). This is the alias index of an entity linker: Wikipedia
     anchors or SemCor's sense-tagged words name the entities that a form may refer to."""
     forms = [{normalize_form(name)} for name in graph.entity_names]
-    if text is not None:
-        for row, mentions in zip(text["text"][:], text["mentions"][:]):
+    batches = () if text is None else text.iter(batch_size=10_000) if hasattr(text, "iter") else [text]
+    for batch in batches:  # a Wikipedia's text does not fit in memory at once; a dict of columns is one batch
+        for row, mentions in zip(batch["text"], batch["mentions"]):
             for mention in mentions:
                 entity = graph.entity_index.get(mention["entity"])
                 if entity is not None:

@@ -9,6 +9,7 @@ prepares anew and an unchanged one is read in seconds.
         structure/         the graph's CSR arrays (`KnowledgeGraph.save_csr`), memory-mapped: what the collator samples
                            from, one copy in the page cache for every process of a machine
         graph/             the whole graph, for the saved model's processor
+        entity_ids.json    the entities' ids, in the graph's order: what the held-out evaluation needs of the graph
         confusables/       entities that share a surface form (CSR, memory-mapped), L_e's hard negatives
         aliases/           each entity's surface forms (Arrow: a list of strings a row), the held-out evaluation's
                            string-match floor
@@ -41,6 +42,7 @@ from .data import description_inputs, load_flagged_data, surface_forms, tokenize
 logger = logging.get_logger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+ENTITY_IDS_NAME = "entity_ids.json"
 # the flags whose values shape the prepared data
 DATA_FLAGS = (
     "dataset",
@@ -105,6 +107,14 @@ class PreparedData:
         """The whole graph, names and descriptions included: what the saved model's processor needs."""
         return KnowledgeGraph.from_pretrained(self.folder / "graph")
 
+    def graph_with_ids(self) -> KnowledgeGraph:
+        """The mapped structure with the entities' ids, what the held-out evaluation maps mentions through: not the
+        names and descriptions of the whole graph's JSON, which grow the evaluating process by kilobytes an entity."""
+        graph = KnowledgeGraph.from_csr(self.folder / "structure")
+        graph.entity_ids = json.loads((self.folder / ENTITY_IDS_NAME).read_text(encoding="utf-8"))
+        graph.entity_index = {key: index for index, key in enumerate(graph.entity_ids)}
+        return graph
+
     def aliases(self) -> AliasIndex:
         return AliasIndex(datasets.load_from_disk(str(self.folder / "aliases")))
 
@@ -145,6 +155,7 @@ def prepare(args, tokenizer, data_dir, folder: Path) -> None:
         shutil.rmtree(staging / "tokenized")  # mapped by `windows` still, which only its length is read from now
         graph.save_pretrained(staging / "graph")
         graph.save_csr(staging / "structure")
+        (staging / ENTITY_IDS_NAME).write_text(json.dumps(graph.entity_ids, ensure_ascii=False), encoding="utf-8")
         forms = surface_forms(graph, data.text)
         confusable_entities(forms).save_csr(staging / "confusables")
         datasets.Dataset.from_dict({"forms": [sorted(entity_forms) for entity_forms in forms]}).save_to_disk(
