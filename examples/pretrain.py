@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,6 +77,7 @@ from jaket_examples.sharded_refresh import is_sharded, refresh_memory
 from jaket_examples.training_log import StepLog, memory_use, trackers
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_FIELDS
+from modeling_jaket.processing_jaket import GRAPH_SUBFOLDER
 from tokenization import JaketProcessor
 
 logger = get_logger(__name__)
@@ -307,7 +309,9 @@ def main(argv=None):
         # module save_pretrained would copy beside the weights as the model's code: save through the plain class
         saved = JaketForPreTraining(unwrapped.config) if sharded else unwrapped
         saved.save_pretrained(output_dir, state_dict=state_dict)
-        JaketProcessor(tokenizer, prepared.graph(), memory, fanouts=args.fanouts).save_pretrained(output_dir)
+        JaketProcessor(tokenizer, None, memory, fanouts=args.fanouts).save_pretrained(output_dir)
+        # the graph as prepared, copied: loading it would hold every name and description in this process
+        shutil.copytree(prepared.folder / "graph", output_dir / GRAPH_SUBFOLDER, dirs_exist_ok=True)
         write_pretraining_card(args, output_dir, backbone, command)
         (output_dir / FINGERPRINTS_NAME).write_text(json.dumps(prints, indent=2) + "\n")
         push_folder(repo_id, output_dir, args.hub_token, f"pre-trained for {completed_steps} steps")

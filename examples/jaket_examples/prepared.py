@@ -8,7 +8,7 @@ prepares anew and an unchanged one is read in seconds.
         windows/           the training text in windows (datasets' save_to_disk)
         structure/         the graph's CSR arrays (`KnowledgeGraph.save_csr`), memory-mapped: what the collator samples
                            from, one copy in the page cache for every process of a machine
-        graph/             the whole graph, for the saved model's processor
+        graph/             the whole graph, copied beside the saved model for its processor
         entity_ids.json    the entities' ids, in the graph's order: what the held-out evaluation needs of the graph
         confusables/       entities that share a surface form (CSR, memory-mapped), L_e's hard negatives
         aliases/           each entity's surface forms (Arrow: a list of strings a row), the held-out evaluation's
@@ -93,8 +93,9 @@ class AliasIndex:
 @dataclass
 class PreparedData:
     """What every rank maps: the graph's structure (tensors, no names), the windows (Arrow, memory-mapped), the
-    descriptions as arrays (memory-mapped), the confusable entities' graph, and the folder (for the whole graph, the
-    alias index and the held-out text, which the evaluating process reads)."""
+    descriptions as arrays (memory-mapped), the confusable entities' graph, and the folder (for the entity ids, the
+    alias index and the held-out text, which the evaluating process reads, and the whole graph, which the saved model
+    gets a copy of)."""
 
     folder: Path
     structure: KnowledgeGraph
@@ -102,10 +103,6 @@ class PreparedData:
     entity_descriptions: dict
     relation_descriptions: dict
     confusables: KnowledgeGraph
-
-    def graph(self) -> KnowledgeGraph:
-        """The whole graph, names and descriptions included: what the saved model's processor needs."""
-        return KnowledgeGraph.from_pretrained(self.folder / "graph")
 
     def graph_with_ids(self) -> KnowledgeGraph:
         """The mapped structure with the entities' ids, what the held-out evaluation maps mentions through: not the
