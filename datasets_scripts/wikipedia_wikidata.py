@@ -187,14 +187,16 @@ def _item_claims(entity, path, where):
                 yield property_id, value["id"]
 
 
-XML_SUFFIXES = (".xml", ".xml.bz2")
+# a pages-articles dump, whole (`...-pages-articles.xml[.bz2]`) or one of its parts as Wikimedia names them
+# (`...-pages-articles1.xml-p1p41242.bz2`)
+XML_DUMP = re.compile(r"\.xml(-p\d+p\d+)?(\.bz2)?$")
 
 
 def article_files(folder: Path) -> list[Path]:
     """The Wikipedia source files under `folder`: a `pages-articles` XML dump (one file or the parts Wikimedia splits
     it into, `.xml` or `.xml.bz2`), else WikiExtractor's output tree."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
-    dumps = [p for p in files if p.name.endswith(XML_SUFFIXES)]
+    dumps = [p for p in files if XML_DUMP.search(p.name)]
     if dumps:
         return dumps
     if not files:
@@ -217,7 +219,7 @@ def _extracted_articles(path: Path):
 def _articles(files: list[Path]):
     """Every `Article` of the files, in order: an XML dump's pages (redirects included), or WikiExtractor's."""
     for path in tqdm(files, desc="reading Wikipedia articles", unit=" files"):
-        yield from dump_articles(path) if path.name.endswith(XML_SUFFIXES) else _extracted_articles(path)
+        yield from dump_articles(path) if XML_DUMP.search(path.name) else _extracted_articles(path)
 
 
 class LinkCounts:

@@ -428,3 +428,16 @@ def test_only_lines_with_an_english_page_or_a_property_are_parsed(tmp_path, monk
     no_page = [item(f"Q{n}", None, f"item {n}", {"P31": ["Q5"]}) for n in range(100, 140)]
     load(write_sources(tmp_path / "src", entities=ENTITIES + no_page), tmp_path, min_neighbours=1, min_mentions=1)
     assert sorted(parsed) == ["P50", "Q1", "Q2", "Q3", "Q4", "Q5", "Q8"]  # Q9 and Q100-Q139 have no English page
+
+
+def test_wikimedias_part_names_are_read_as_xml(tmp_path):
+    from datasets_scripts.wikipedia_wikidata import article_files
+
+    folder = tmp_path / "wikipedia"
+    for name in ("enwiki-latest-pages-articles1.xml-p1p41242.bz2", "enwiki-latest-pages-articles.xml", "notes.txt"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("")
+    assert [p.name for p in article_files(folder)] == [
+        "enwiki-latest-pages-articles.xml",
+        "enwiki-latest-pages-articles1.xml-p1p41242.bz2",
+    ]
