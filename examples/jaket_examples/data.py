@@ -226,13 +226,17 @@ def _total_length(dataset: datasets.Dataset, column: str) -> int:
     return pc.sum(pc.list_value_length(_column(dataset, column))).as_py() or 0
 
 
+def tokenizer_vocabulary(tokenizer) -> str:
+    """The tokenizer's vocabulary and rules as one string, for the fingerprints of what it tokenized."""
+    return tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else json.dumps(tokenizer.get_vocab())
+
+
 def encoding_fingerprint(dataset: datasets.Dataset, tokenizer, graph: KnowledgeGraph, *settings) -> str:
     """The fingerprint of `dataset` tokenized in memory by `tokenizer`, its mentions linked into `graph`, under
     `settings`, for `Dataset.map(..., keep_in_memory=True, new_fingerprint=...)`. Without it datasets hashes the
     function by pickling everything it closes over, in Python: 5 s a split for MetaQA's entity index."""
     digest = hashlib.sha256(json.dumps([dataset._fingerprint, type(tokenizer).__name__, settings]).encode())
-    vocabulary = tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else json.dumps(tokenizer.get_vocab())
-    digest.update(vocabulary.encode())
+    digest.update(tokenizer_vocabulary(tokenizer).encode())
     digest.update("\n".join(graph.entity_names).encode())
     return digest.hexdigest()[:16]
 

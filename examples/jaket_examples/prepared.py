@@ -37,7 +37,7 @@ from datasets_scripts.common import source_fingerprint
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.collator import confusable_entities
 
-from .data import description_inputs, load_flagged_data, surface_forms, tokenize_linked_text
+from .data import description_inputs, load_flagged_data, surface_forms, tokenize_linked_text, tokenizer_vocabulary
 
 logger = logging.get_logger(__name__)
 
@@ -65,8 +65,7 @@ def prepared_key(args, tokenizer, data_dir) -> str:
     for name in CODE:
         digest.update((Path(__file__).parent / name).read_bytes())
     digest.update(source_fingerprint(data_dir).encode())
-    vocabulary = tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else json.dumps(tokenizer.get_vocab())
-    digest.update(vocabulary.encode())
+    digest.update(tokenizer_vocabulary(tokenizer).encode())
     digest.update(json.dumps({flag: getattr(args, flag) for flag in DATA_FLAGS}, sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
