@@ -1,5 +1,6 @@
 """PyTorch JAKET model: LM1, the knowledge module, the merge (Eq. 3), LM2, and the task heads."""
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from transformers import AutoConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.dynamic_module_utils import custom_object_save
+from transformers.dynamic_module_utils import get_relative_imports
 from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils import logging
 
@@ -17,6 +18,7 @@ from .activations import get_activation
 from .backbone import load_backbone_state_dict, rename_state_dict, rename_table
 from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
+from .hub import resolve_file
 from .knowledge_module import KnowledgeLayer, KnowledgeModule
 from .validation import check_spans, check_text, validate_model_inputs
 
@@ -260,6 +262,10 @@ def _locate_entities(mention_entity_ids, subgraph_entity_ids):
     return order[position]
 
 
+# The code a saved folder's processor and pipelines run, beside the modeling code transformers itself saves.
+PROCESSING_CODE = ("processing_jaket.py", "pipeline_jaket.py")
+
+
 class JaketPreTrainedModel(PreTrainedModel):
     config_class = JaketConfig
     config: JaketConfig
@@ -280,12 +286,30 @@ class JaketPreTrainedModel(PreTrainedModel):
                 task: {"impl": f"pipeline_jaket.{name}", "pt": [auto], "type": "text"}
                 for task, (name, auto) in self._pipelines.items()
             }
+        code = self._processing_code()  # before anything is written: an origin without it fails here
         super().save_pretrained(save_directory, *args, **kwargs)
         if kwargs.get("is_main_process", True):
-            from . import pipeline_jaket, processing_jaket  # not at the top: they import this module
+            for source in code:
+                if Path(save_directory, source.name).resolve() != source.resolve():
+                    shutil.copy(source, Path(save_directory, source.name))
 
-            for code in (processing_jaket.JaketProcessor, pipeline_jaket.EntityLinkingPipeline):
-                custom_object_save(code, save_directory)  # its file, and every file it imports
+    def _processing_code(self) -> list[Path]:
+        """`PROCESSING_CODE` and, recursively, every module it imports relatively, found by file name (importing them
+        here would make an import circle: they import this module): in this package, or, for a model loaded through
+        `trust_remote_code` (whose module folder holds only the modeling code), in the folder or Hub repo the model
+        came from."""
+        pending, found = list(PROCESSING_CODE), {}
+        while pending:
+            name = pending.pop()
+            if name in found:
+                continue
+            source = Path(__file__).with_name(name)
+            if not source.is_file():
+                revision = getattr(self.config, "_commit_hash", None)
+                source = Path(resolve_file(self.config._name_or_path, name, "code file", revision=revision))
+            found[name] = source
+            pending += [f"{module}.py" for module in get_relative_imports(source)]
+        return list(found.values())
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -86,3 +86,36 @@ def test_constraints_pin_every_declared_package_inside_its_range():
         )
     for path in (ROOT / ".ci" / "run", ROOT / "examples" / "run_default.sh"):
         assert "-c constraints.txt" in path.read_text(), f"{path} installs without the constraints"
+
+
+def import_graph(folder: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports, anywhere in the file (relative or absolute)."""
+    modules = {path.stem for path in folder.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        imports = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith(package)):
+                path = (node.module or "").split(".")[0 if node.level else 1 :]
+                imports |= {path[0]} if path and path[0] else {alias.name for alias in node.names}
+            elif isinstance(node, ast.Import):
+                imports |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith(f"{package}.")}
+        graph[name] = (imports & modules) - {name}
+    return graph
+
+
+def test_no_package_has_an_import_circle():
+    import graphlib
+
+    for folder, package in (
+        ("modeling_jaket", "modeling_jaket"),
+        ("examples/jaket_examples", "jaket_examples"),
+        ("datasets_scripts", "datasets_scripts"),
+    ):
+        graph = import_graph(ROOT / folder, package)
+        assert len(graph) > 5 and sum(map(len, graph.values())) > 5, (folder, graph)  # the walk sees the imports
+        try:
+            tuple(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as error:
+            raise AssertionError(f"{folder}: import circle {' -> '.join(error.args[1])}") from None
+    assert "modeling_jaket" in import_graph(ROOT / "modeling_jaket", "modeling_jaket")["linking"]

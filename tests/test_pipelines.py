@@ -249,3 +249,58 @@ def test_transformers_own_text_pipelines_run_on_jaket_through_remote_code(task, 
     else:
         masked = int((encoding["input_ids"][0] == bert_tokenizer.mask_token_id).nonzero())
         assert result[0]["token"] == int(output.logits[0, masked].argmax())
+
+
+SAVE_AGAIN = """
+import json, sys
+from transformers import AutoModelForPreTraining, AutoProcessor, pipeline
+source, target, text = sys.argv[1], sys.argv[2], sys.argv[3]
+model = AutoModelForPreTraining.from_pretrained(source, trust_remote_code=True)
+processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+model.save_pretrained(target)
+processor.save_pretrained(target)
+linker = pipeline("entity-linking", model=target, trust_remote_code=True)
+classifier = pipeline("entity-classification", model=target, trust_remote_code=True)
+print(json.dumps({"linked": linker(text, top_k=3), "classified": classifier([0, 1], top_k=2)}))
+"""
+
+
+# What pre-training writes beside the model: the run's own records, no part of what a model folder carries.
+RUN_RECORDS = {"README.md", "eval_curve.png", "eval_history.json", "eval_results.json", "fingerprints.json", "latest"}
+
+
+def model_files(folder) -> set[str]:
+    """The files of pre-training's output folder that make the model: all but checkpoints and `RUN_RECORDS`."""
+    files = {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+    return {name for name in files - RUN_RECORDS if not name.startswith(("checkpoint-", "train_history"))}
+
+
+def test_a_model_loaded_through_remote_code_saves_a_folder_that_works_twice(pretrained, tmp_path):
+    """Load model and processor with `trust_remote_code` in a clean process, save both, run both pipelines from the
+    new folder; then the same from that folder: each generation has the same files, byte for byte, and gives the
+    same answers."""
+    folder, _ = pretrained
+    text, _ = graph_text(folder)
+    expected = {
+        "linked": pipeline("entity-linking", model=str(folder), trust_remote_code=True)(text, top_k=3),
+        "classified": pipeline("entity-classification", model=str(folder), trust_remote_code=True)([0, 1], top_k=2),
+    }
+    (tmp_path / "save_again.py").write_text(SAVE_AGAIN)
+    source = folder
+    for generation in ("first", "second"):
+        target = tmp_path / generation
+        out = run_clean(tmp_path, f"sys.argv = ['', {str(source)!r}, {str(target)!r}, {text!r}]\n" + SAVE_AGAIN)
+        answers = json.loads(out.strip().splitlines()[-1])
+        assert [m["text"] for m in answers["linked"]] == [m["text"] for m in expected["linked"]]
+        for got, want in zip(answers["linked"], expected["linked"]):
+            assert [e["id"] for e in got["entities"]] == [e["id"] for e in want["entities"]]
+            assert [e["score"] for e in got["entities"]] == pytest.approx([e["score"] for e in want["entities"]])
+        assert [[r["label"] for r in result] for result in answers["classified"]] == [
+            [r["label"] for r in result] for result in expected["classified"]
+        ]
+        saved = {path.relative_to(target).as_posix() for path in target.rglob("*") if path.is_file()}
+        assert saved == model_files(folder)
+        for name in saved:  # weights, code, tokenizer, processor settings, graph and memory, as pre-training wrote
+            assert (target / name).read_bytes() == (folder / name).read_bytes(), name
+        source = target

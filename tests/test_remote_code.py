@@ -1,6 +1,7 @@
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import torch
 from packaging.version import Version
 from test_packaging import requirements
+from transformers.dynamic_module_utils import get_relative_imports
 
 from conftest import tiny_config
 from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
@@ -104,6 +106,40 @@ def test_trust_remote_code_round_trip_gives_identical_outputs(tmp_path, model_cl
         torch.testing.assert_close(output[key], expected[key], rtol=0, atol=0)
 
 
+def modeling_closure() -> set[str]:
+    pending, seen = ["modeling_jaket"], set()
+    while pending:
+        name = pending.pop()
+        if name not in seen:
+            seen.add(name)
+            pending += get_relative_imports(ROOT / "modeling_jaket" / f"{name}.py")
+    return {f"{name}.py" for name in seen}
+
+
+def test_a_remote_code_model_takes_the_processing_code_from_where_it_came_from(tmp_path, monkeypatch):
+    """Loaded through `trust_remote_code`, the model's module folder holds only the modeling code: `save_pretrained`
+    takes the processor's and the pipelines' code from the model's origin, and names the file an origin lacks
+    before writing anything."""
+    import modeling_jaket.modeling_jaket as module
+
+    JaketForPreTraining(tiny_config()).save_pretrained(tmp_path / "origin")
+    module_folder = tmp_path / "modules"  # what transformers copies: the modeling file and what it imports
+    module_folder.mkdir()
+    for name in modeling_closure():
+        shutil.copy(ROOT / "modeling_jaket" / name, module_folder)
+    assert not (module_folder / "processing_jaket.py").exists()
+    monkeypatch.setattr(module, "__file__", str(module_folder / "modeling_jaket.py"))
+    model = JaketForPreTraining(tiny_config())
+    model.config._name_or_path = str(tmp_path / "origin")
+    model.save_pretrained(tmp_path / "again")
+    for name in ("processing_jaket.py", "pipeline_jaket.py", "linking.py", "collator.py"):
+        assert (tmp_path / "again" / name).read_bytes() == (ROOT / "modeling_jaket" / name).read_bytes(), name
+    (tmp_path / "origin" / "collator.py").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no code file at .*origin/collator\.py"):
+        model.save_pretrained(tmp_path / "partial")
+    assert not (tmp_path / "partial").exists()
+
+
 def test_in_process_auto_classes_resolve_to_jaket(tmp_path):
     from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoModelForSequenceClassification
 
@@ -141,7 +177,7 @@ PUBLIC_TRANSFORMERS = {
     "transformers.modeling_outputs": None,
     "transformers.utils": {"logging"},
     # what transformers' own save_pretrained (and Pipeline.save_pretrained) calls to copy custom code
-    "transformers.dynamic_module_utils": {"custom_object_save"},
+    "transformers.dynamic_module_utils": {"custom_object_save", "get_relative_imports"},
 }
 
 
