@@ -14,6 +14,8 @@ from pathlib import Path
 import datasets
 from transformers.utils import logging
 
+from modeling_jaket.hub import DuplicateKeyError, without_duplicate_keys
+
 logger = logging.get_logger(__name__)
 
 ENTITY_FEATURES = datasets.Features(
@@ -165,20 +167,6 @@ def load_json(path: str | os.PathLike):
         raise format_error(path, error.lineno, f"not valid JSON ({error.msg})") from None
     except DuplicateKeyError as error:
         raise DataFormatError(f"{path}: key {error.args[0]!r} appears more than once in one object") from None
-
-
-class DuplicateKeyError(ValueError):
-    pass
-
-
-def without_duplicate_keys(pairs):
-    """`object_pairs_hook` for `json.loads` that raises `DuplicateKeyError` on a key given twice in one object."""
-    result = {}
-    for key, value in pairs:
-        if key in result:
-            raise DuplicateKeyError(key)
-        result[key] = value
-    return result
 
 
 def format_error(path, line_number: int, what: str) -> DataFormatError:

@@ -30,7 +30,7 @@ import datasets
 import torch
 
 import datasets_scripts
-from datasets_scripts.common import DuplicateKeyError, format_error, read_lines, without_duplicate_keys
+from datasets_scripts.common import format_error, read_lines
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -59,6 +59,7 @@ from modeling_jaket import (
     KnowledgeGraph,
     MentionFinder,
 )
+from modeling_jaket.hub import DuplicateKeyError, without_duplicate_keys
 from tokenization import tokenize_with_mentions
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .hub import resolve_file
+from .hub import read_json, resolve_file
 
 GRAPH_TENSORS_NAME = "graph.safetensors"
 GRAPH_VOCAB_NAME = "graph.json"
@@ -122,11 +122,40 @@ class KnowledgeGraph:
         ):
             if values is not None and len(values) != count:
                 raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
+        for name, values in (
+            ("entity_names", entity_names),
+            ("relation_names", relation_names),
+            ("entity_ids", entity_ids),
+            ("relation_ids", relation_ids),
+            ("category_names", category_names),
+        ):
+            _check_strings(name, values)
+        for name, values in (
+            ("entity_descriptions", entity_descriptions),
+            ("relation_descriptions", relation_descriptions),
+        ):
+            _check_strings(name, values, missing_allowed=True)  # encoding the memory refuses a missing one
+        for entity, aliases in enumerate(entity_aliases or []):
+            if aliases is not None and (isinstance(aliases, str) or not isinstance(aliases, (list, tuple))):
+                raise ValueError(f"entity_aliases[{entity}] must be a list of strings, got {aliases!r}")
+            _check_strings(f"entity_aliases[{entity}]", aliases)
+        for name, keys in (("entity_ids", entity_ids), ("relation_ids", relation_ids)):
+            _check_unique(name, keys)
         if entity_categories is not None:
             entity_categories = as_index_tensor(entity_categories, "entity_categories")
             if entity_categories.shape != (num_entities,):
                 raise ValueError(
                     f"entity_categories has shape {tuple(entity_categories.shape)}, not ({num_entities},)"
+                )
+            bad = entity_categories < -1  # -1: an entity without a category
+            if category_names is not None:
+                bad |= entity_categories >= len(category_names)
+            if bad.any():
+                entity = int(bad.nonzero()[0])
+                bound = f"len(category_names)={len(category_names)}" if category_names is not None else "..."
+                raise ValueError(
+                    f"entity_categories[{entity}] is {int(entity_categories[entity])}, outside [-1, {bound}) "
+                    "(-1: no category)"
                 )
 
         self.num_entities = num_entities
@@ -371,11 +400,7 @@ class KnowledgeGraph:
         missing = sorted({"heads", "relations", "tails"} - set(tensors))
         if missing:
             raise ValueError(f"{tensors_path}: no {missing} table; it holds {sorted(tensors)}")
-        try:
-            with open(vocab_path, encoding="utf-8") as f:
-                vocab = json.load(f)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise ValueError(f"{vocab_path}: not readable JSON ({type(error).__name__}: {error})") from None
+        vocab = read_json(vocab_path)
         if not isinstance(vocab, dict):
             raise ValueError(
                 f"{vocab_path}: expected a JSON object of names and descriptions, got {type(vocab).__name__}"
@@ -401,6 +426,25 @@ def as_index_tensor(values, name: str) -> torch.Tensor:
     if tensor.numel() and (tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError(f"{name} must be integer ids, got a {tensor.dtype} tensor")
     return tensor.long()
+
+
+def _check_strings(name: str, values, missing_allowed: bool = False) -> None:
+    """Every value of `values` (where given) a string, or None where `missing_allowed`."""
+    if values is None or set(map(type, values)) <= ({str, type(None)} if missing_allowed else {str}):
+        return
+    for index, value in enumerate(values):
+        if not isinstance(value, str) and not (missing_allowed and value is None):
+            raise ValueError(f"{name}[{index}] must be a string, got {value!r}")
+
+
+def _check_unique(name: str, keys) -> None:
+    if keys is None or len(set(keys)) == len(keys):
+        return
+    first = {}
+    for index, key in enumerate(keys):
+        if key in first:
+            raise ValueError(f"{name}[{index}] repeats {key!r} (also {name}[{first[key]}]): keys must be unique")
+        first[key] = index
 
 
 def _check_range(what: str, values: torch.Tensor, bound: int, bound_name: str) -> None:

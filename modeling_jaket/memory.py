@@ -12,7 +12,7 @@ from torch import nn
 from transformers.utils import logging
 
 from .graph import as_index_tensor
-from .hub import resolve_file
+from .hub import read_json, resolve_file
 from .validation import check_finite
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
@@ -253,18 +253,19 @@ class EntityContextMemory(nn.Module):
         what = "entity memory (save one with EntityContextMemory.save_pretrained)"
         path = resolve_file(name_or_path, MEMORY_WEIGHTS_NAME, what, subfolder, **hub_kwargs)
         config_path = resolve_file(name_or_path, MEMORY_CONFIG_NAME, what, subfolder, **hub_kwargs)
+        settings = read_json(config_path)
         try:
-            with open(config_path) as f:
-                settings = json.load(f)
-            momentum, dtype = float(settings["momentum"]), MEMORY_DTYPES[settings["dtype"]]
+            momentum, dtype = settings["momentum"], MEMORY_DTYPES[settings["dtype"]]
+            if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0 <= momentum < 1:
+                raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(
-                f"{config_path}: not a memory's settings (a JSON object with 'momentum' and 'dtype' among "
+                f"{config_path}: not a memory's settings (a JSON object with 'momentum' in [0, 1) and 'dtype' among "
                 f"{sorted(MEMORY_DTYPES)}): {type(error).__name__} {error}"
             ) from None
         state = read_memory_tables(path)
         entities, relations = state["entity_embeddings"], state["relation_embeddings"]
-        memory = cls(entities.shape[0], relations.shape[0], entities.shape[1], momentum, dtype)
+        memory = cls(entities.shape[0], relations.shape[0], entities.shape[1], float(momentum), dtype)
         memory.load_state_dict(state)
         return memory
 

@@ -36,6 +36,26 @@ class _BatchedPipeline(Pipeline):
     _load_feature_extractor = False
     _load_image_processor = False
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._check_parts()
+
+    def _check_parts(self) -> None:
+        """The processor's graph and memory fit the model: raise a ValueError naming the folder and what is wrong."""
+        where = self.model.config._name_or_path or type(self.model).__name__
+        graph, memory = self.processor.graph, self.processor.memory
+        if graph is None or memory is None:
+            missing = " and ".join(part for part, value in (("graph", graph), ("memory", memory)) if value is None)
+            raise ValueError(
+                f"{where}: {type(self).__name__} needs the processor's {missing}; save the processor with them "
+                "(processor.save_pretrained) beside the model"
+            )
+        if memory.entity_embeddings.shape[1] != self.model.config.hidden_size:
+            raise ValueError(
+                f"{where}: the entity memory is {memory.entity_embeddings.shape[1]} wide, the model's hidden_size "
+                f"{self.model.config.hidden_size}"
+            )
+
     def __call__(self, inputs, batch_size: int | None = None, **kwargs):
         if batch_size is not None and (
             not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
@@ -66,6 +86,13 @@ class EntityLinkingPipeline(_BatchedPipeline):
     """`pipeline("entity-linking", model=..., trust_remote_code=True)(text, top_k=5)` -> for each mention found, a
     dict with `start`, `end` (characters), `text`, and `entities`: up to `top_k` `{"id", "key", "name", "score"}`,
     best first. The model is a `JaketForPreTraining` (its masked-entity head)."""
+
+    def _check_parts(self) -> None:
+        super()._check_parts()
+        if self.processor.graph.entity_names is None:
+            raise ValueError(
+                f"{self.model.config._name_or_path}: the graph has no entity_names, so no mention can be found"
+            )
 
     def _sanitize_parameters(self, top_k=None, **kwargs):
         return {}, {}, postprocess_parameters(top_k)
@@ -125,10 +152,23 @@ class EntityClassificationPipeline(_BatchedPipeline):
     An entity of another graph: pass `graph=` (a `KnowledgeGraph` with descriptions) to the call; its initial
     embeddings are then encoded by LM1 from the descriptions, as for an unseen KG in fine-tuning."""
 
+    def _check_parts(self) -> None:
+        super()._check_parts()
+        if hasattr(self.model, "entity_category_head"):  # its classes are the pre-training graph's categories
+            names, count = self.processor.graph.category_names, self.model.config.num_entity_categories
+            if names is None or len(names) != count:
+                raise ValueError(
+                    f"{self.model.config._name_or_path}: the category head has {count} classes but the graph "
+                    f"{'no' if names is None else len(names)} category_names"
+                )
+
     def _sanitize_parameters(self, top_k=None, graph=None, **kwargs):
         # duck-typed: the remote code's KnowledgeGraph and the package's are different classes
         if graph is not None and not all(hasattr(graph, a) for a in ("num_entities", "entity_descriptions")):
             raise ValueError(f"graph must be a KnowledgeGraph with entity descriptions, got {type(graph).__name__}")
+        parts = ("entity_names", "entity_descriptions", "relation_names", "relation_descriptions")
+        if graph is not None and (missing := [part for part in parts if getattr(graph, part, None) is None]):
+            raise ValueError(f"graph has no {', '.join(missing)}: its memory is encoded from names and descriptions")
         preprocess = {"graph": graph} if graph is not None else {}
         return preprocess, {}, postprocess_parameters(top_k)
 
@@ -164,12 +204,12 @@ class EntityClassificationPipeline(_BatchedPipeline):
 
     def postprocess(self, outputs, top_k: int = 1):
         if hasattr(self.model, "entity_category_head"):
-            names = self.processor.graph.category_names or []  # the pre-training graph's: the head's classes
+            names = self.processor.graph.category_names  # the pre-training graph's: the head's classes
         else:
             names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
         results = []
         for row in outputs["probabilities"]:
             scores, order = row.topk(min(top_k, row.numel()))
-            labels = [names[i] if i < len(names) else str(i) for i in order.tolist()]
+            labels = [names[i] for i in order.tolist()]
             results.append([{"label": n, "score": float(s)} for n, s in zip(labels, scores.tolist())])
         return results

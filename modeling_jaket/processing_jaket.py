@@ -2,6 +2,8 @@
 knowledge graph and the entity context memory saved together (`AutoProcessor.from_pretrained(folder,
 trust_remote_code=True)` loads them)."""
 
+import difflib
+import inspect
 import os
 from collections.abc import Sequence
 
@@ -11,11 +13,13 @@ from transformers.utils import logging
 
 from .collator import DataCollatorWithMentions, pad_rows
 from .graph import KnowledgeGraph
+from .hub import read_json, resolve_file
 from .linking import MentionFinder, mention_queries, score_candidates
 from .memory import EntityContextMemory
 from .tokenization_jaket import tokenize_with_mentions
 
 GRAPH_SUBFOLDER = "graph"
+PROCESSOR_SETTINGS_NAME = "processor_config.json"
 logger = logging.get_logger(__name__)
 
 
@@ -30,6 +34,36 @@ def check_texts(text) -> list[str]:
         if not isinstance(example_text, str):
             raise ValueError(f"example {example}: text must be a string, got {type(example_text).__name__}")
     return texts
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_settings(fanouts, max_length, seed) -> None:
+    """The processor's settings, or a ValueError naming the one that is wrong."""
+    if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
+        raise ValueError(f"fanouts must be a list of neighbour counts, one a hop, got {fanouts!r}")
+    if not all(_is_int(fanout) and fanout >= 0 for fanout in fanouts):
+        raise ValueError(f"fanouts must be non-negative integers (neighbours sampled a hop), got {list(fanouts)!r}")
+    if not _is_int(max_length) or max_length < 3:
+        raise ValueError(
+            f"max_length must be an integer of at least 3 (a start token, some text, an end token), got {max_length!r}"
+        )
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+
+
+def check_parts(graph, memory) -> None:
+    """The memory holds a row for every entity and relation of the graph."""
+    if graph is None or memory is None:
+        return
+    for what, in_graph, in_memory in (
+        ("entities", graph.num_entities, memory.num_entities),
+        ("relations", graph.num_relations, memory.num_relations),
+    ):
+        if in_graph != in_memory:
+            raise ValueError(f"the graph has {in_graph} {what} but the memory {in_memory}")
 
 
 class JaketProcessor(ProcessorMixin):
@@ -66,8 +100,8 @@ class JaketProcessor(ProcessorMixin):
         seed: int = 0,
     ):
         super().__init__(tokenizer)
-        if graph is not None and memory is not None and graph.num_entities != memory.num_entities:
-            raise ValueError(f"the graph has {graph.num_entities} entities but the memory {memory.num_entities}")
+        check_settings(fanouts=fanouts, max_length=max_length, seed=seed)
+        check_parts(graph, memory)
         self.graph = graph
         self.memory = memory
         self.fanouts = list(fanouts)
@@ -244,10 +278,36 @@ class JaketProcessor(ProcessorMixin):
             self.push_to_hub(kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory))), **kwargs)
         return files
 
+    @staticmethod
+    def _check_saved_settings(name_or_path, hub_kwargs) -> None:
+        """`processor_config.json` read strictly before transformers reads it (which keeps the last of a repeated
+        key and drops unknown ones): each setting checked, naming the file; an unknown key warned about."""
+        try:
+            path = resolve_file(name_or_path, PROCESSOR_SETTINGS_NAME, "processor settings", **hub_kwargs)
+        except FileNotFoundError:
+            return  # transformers' own loading says what is missing
+        settings = read_json(path)
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}")
+        known = {"fanouts", "max_length", "seed"}
+        for key in sorted(set(settings) - known - {"processor_class", "auto_map"}):
+            close = difflib.get_close_matches(key, known, n=1)
+            logger.warning(
+                f"{path}: unknown setting {key!r} ignored" + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+        defaults = {
+            name: parameter.default for name, parameter in inspect.signature(JaketProcessor).parameters.items()
+        }
+        try:
+            check_settings(**{key: settings.get(key, defaults[key]) for key in known})
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
         """The processor `save_pretrained` wrote (or the folder pre-training writes), from a folder or a Hub repo."""
         hub_kwargs = {k: kwargs[k] for k in ("revision", "token", "cache_dir") if kwargs.get(k) is not None}
+        cls._check_saved_settings(pretrained_model_name_or_path, hub_kwargs)
         processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         for part, load in (
             (
@@ -260,13 +320,8 @@ class JaketProcessor(ProcessorMixin):
                 setattr(processor, part, load())
             except FileNotFoundError as missing:  # a model of text alone (a baseline without a graph) saves none
                 logger.warning(f"{missing}: this processor has no {part}; it tokenizes text and mentions without it")
-        if (
-            processor.graph is not None
-            and processor.memory is not None
-            and (processor.graph.num_entities != processor.memory.num_entities)
-        ):
-            raise ValueError(
-                f"{pretrained_model_name_or_path}: the graph has {processor.graph.num_entities} entities but the "
-                f"memory {processor.memory.num_entities}"
-            )
+        try:
+            check_parts(processor.graph, processor.memory)
+        except ValueError as error:
+            raise ValueError(f"{pretrained_model_name_or_path}: {error}") from None
         return processor

@@ -194,14 +194,29 @@ def test_a_fanout_far_above_every_degree_takes_every_edge_at_once():
     assert subgraph.edge_index.shape[1] == 2 and sorted(subgraph.entity_ids.tolist()) == [0, 1, 2]  # 0->1, 2->0
 
 
+CHANGED_FIELDS = {
+    "aliases a string": ("entity_aliases", [["ay"], "bee"]),  # was one alias per character: "b", "e", "e"
+    "repeated entity key": ("entity_ids", ["Q1", "Q1"]),  # was the key of the second row
+    "null category name": ("category_names", ["x", None]),
+    "number as a name": ("entity_names", [7, "b"]),  # failed deep in mention finding
+}
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
         ("truncated", r"graph.safetensors: not a readable safetensors file"),
         ("no tails", r"graph.safetensors: no \['tails'\] table"),
-        ("bad json", r"graph.json: not readable JSON"),
+        ("bad json", r"graph.json, line 1: not valid JSON"),
+        ("repeated key", r"graph.json: key 'entity_names' appears more than once"),
         ("unknown field", r"the saved graph does not hold together .*unexpected keyword argument 'colour'"),
         ("tail out of range", r"the saved graph does not hold together \(triple tail at position 0 is 7"),
+        # each of these loaded, and went wrong later or silently
+        ("aliases a string", r"does not hold together \(entity_aliases\[1\] must be a list of strings, got 'bee'"),
+        ("repeated entity key", r"does not hold together \(entity_ids\[1\] repeats 'Q1' \(also entity_ids\[0\]\)"),
+        ("category past names", r"does not hold together \(entity_categories\[1\] is 9, outside \[-1, len\("),
+        ("null category name", r"does not hold together \(category_names\[1\] must be a string, got None"),
+        ("number as a name", r"does not hold together \(entity_names\[0\] must be a string, got 7"),
     ],
 )
 def test_a_damaged_saved_graph_names_the_file(tmp_path, damage, message):
@@ -211,7 +226,18 @@ def test_a_damaged_saved_graph_names_the_file(tmp_path, damage, message):
 
     from modeling_jaket.graph import GRAPH_TENSORS_NAME, GRAPH_VOCAB_NAME
 
-    KnowledgeGraph([0], [0], [1], num_entities=2, num_relations=1, entity_names=["a", "b"]).save_pretrained(tmp_path)
+    KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        num_entities=2,
+        num_relations=1,
+        entity_names=["a", "b"],
+        entity_ids=["Q1", "Q2"],
+        entity_aliases=[["ay"], ["bee"]],
+        entity_categories=[0, 1],
+        category_names=["x", "y"],
+    ).save_pretrained(tmp_path)
     tensors_path, vocab_path = tmp_path / GRAPH_TENSORS_NAME, tmp_path / GRAPH_VOCAB_NAME
     tensors, vocab = load_file(tensors_path), json.loads(vocab_path.read_text())
     if damage == "truncated":
@@ -220,8 +246,15 @@ def test_a_damaged_saved_graph_names_the_file(tmp_path, damage, message):
         save_file({k: v for k, v in tensors.items() if k != "tails"}, tensors_path)
     elif damage == "bad json":
         vocab_path.write_text('{"num_entities": 2,')
+    elif damage == "repeated key":
+        vocab_path.write_text(json.dumps(vocab)[:-1] + ', "entity_names": ["b", "a"]}')
     elif damage == "unknown field":
         vocab_path.write_text(json.dumps({**vocab, "colour": "red"}))
+    elif damage in CHANGED_FIELDS:
+        field, value = CHANGED_FIELDS[damage]
+        vocab_path.write_text(json.dumps({**vocab, field: value}))
+    elif damage == "category past names":
+        save_file({**tensors, "entity_categories": torch.tensor([0, 9])}, tensors_path)
     else:
         save_file({**tensors, "tails": torch.tensor([7])}, tensors_path)
     with pytest.raises(ValueError, match=message):

@@ -193,6 +193,8 @@ def test_pad_batch():
         ("nan", r"entity_memory.safetensors: entity_embeddings row 2 holds NaN or infinity \(1 such values in all\)"),
         ("keys", r"holds \['entity_embeddings'\], a memory holds \['entity_embeddings', 'initialized'"),
         ("dtype", r"entity_memory.json: not a memory's settings .* KeyError"),
+        ("momentum", r"entity_memory.json: not a memory's settings .* momentum must be a number in \[0, 1\), got 'x'"),
+        ("repeated key", r"entity_memory.json: key 'momentum' appears more than once"),
     ],
 )
 def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
@@ -210,6 +212,10 @@ def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
         save_file(tables, weights)
     elif damage == "keys":
         save_file({"entity_embeddings": load_file(weights)["entity_embeddings"]}, weights)
+    elif damage == "momentum":
+        settings.write_text('{"momentum": "x", "dtype": "float32"}')
+    elif damage == "repeated key":
+        settings.write_text('{"momentum": 0.8, "dtype": "float32", "momentum": 0.1}')  # kept the last
     else:
         settings.write_text('{"momentum": 0.8, "dtype": "__class__"}')  # never looked up on torch
     with pytest.raises(ValueError, match=message):

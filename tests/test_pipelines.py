@@ -130,6 +130,9 @@ def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
         linker(["a sentence", None])
     with pytest.raises(ValueError, match="graph must be a KnowledgeGraph with entity descriptions, got str"):
         classifier(0, graph="graph/")
+    nameless = KnowledgeGraph([0], [0], [1], num_entities=2, num_relations=1, entity_descriptions=["a", "b"])
+    with pytest.raises(ValueError, match="graph has no entity_names, relation_names, relation_descriptions: its"):
+        classifier(0, graph=nameless)  # was a TypeError deep in encoding
     for size in (-1, 0, True, 2.0):  # -1 returned [] and 0 meant 8
         with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {size!r}"):
             linker(["a sentence"], batch_size=size)
@@ -304,3 +307,33 @@ def test_a_model_loaded_through_remote_code_saves_a_folder_that_works_twice(pret
         for name in saved:  # weights, code, tokenizer, processor settings, graph and memory, as pre-training wrote
             assert (target / name).read_bytes() == (folder / name).read_bytes(), name
         source = target
+
+
+def test_a_pipeline_refuses_parts_that_do_not_fit_its_model(pretrained, tmp_path):
+    """Checked when the pipeline is built: each of these loaded, and answered wrong or failed deep inside."""
+    import shutil
+
+    from modeling_jaket import EntityContextMemory
+
+    folder, _ = pretrained
+    vocab = json.loads((folder / "graph" / "graph.json").read_text())
+    cases = {
+        "short category names": ("entity-classification", {"category_names": vocab["category_names"][:-1]}, None),
+        "no entity names": ("entity-linking", {"entity_names": None, "entity_aliases": None}, None),
+        "narrow memory": ("entity-linking", {}, 8),
+    }
+    messages = {
+        "short category names": rf"the category head has {len(vocab['category_names'])} classes but the graph "
+        rf"{len(vocab['category_names']) - 1} category_names",  # it answered "9" for the last category
+        "no entity names": "the graph has no entity_names, so no mention can be found",
+        "narrow memory": r"the entity memory is 8 wide, the model's hidden_size \d+",
+    }
+    for case, (task, change, width) in cases.items():
+        copy = tmp_path / case.replace(" ", "_")
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("checkpoint-*"))
+        (copy / "graph" / "graph.json").write_text(json.dumps({**vocab, **change}))
+        if width:
+            memory = EntityContextMemory.from_pretrained(folder)
+            EntityContextMemory(memory.num_entities, memory.num_relations, width).save_pretrained(copy)
+        with pytest.raises(ValueError, match=f"{copy}: .*{messages[case]}"):
+            pipeline(task, model=str(copy), trust_remote_code=True)

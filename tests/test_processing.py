@@ -154,3 +154,48 @@ def test_a_processor_saved_without_graph_and_memory_loads_for_text_alone(tmp_pat
     assert inputs["input_ids"].shape[0] == 2 and "subgraph_entity_ids" not in inputs
     with pytest.raises(ValueError, match="this JaketProcessor has no graph"):
         loaded("A dog.")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"fanouts": 5}, r"fanouts must be a list of neighbour counts, one a hop, got 5"),  # was a TypeError
+        ({"fanouts": [-1, 2]}, r"fanouts must be non-negative integers .* got \[-1, 2\]"),
+        ({"seed": "abc"}, r"seed must be an integer, got 'abc'"),  # was accepted
+        ({"max_length": -5}, r"max_length must be an integer of at least 3 .* got -5"),  # was an OverflowError
+        ({"max_length": 0}, r"max_length must be an integer of at least 3 .* got 0"),  # was "no truncation"
+        ({"max_length": "abc"}, r"max_length must be an integer of at least 3 .* got 'abc'"),
+    ],
+)
+def test_a_saved_processor_s_bad_setting_names_the_file_and_field(tmp_path, processor, change, message):
+    import json
+
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    with pytest.raises(ValueError, match=r"processor_config.json: " + message):
+        AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    with pytest.raises(ValueError, match=message):  # the same rule when the processor is built in code
+        JaketProcessor(processor.tokenizer, **change)
+
+
+def test_a_saved_folder_s_parts_are_checked_against_each_other(tmp_path, processor, caplog):
+    import json
+
+    processor.save_pretrained(tmp_path)
+    path = tmp_path / "processor_config.json"
+    settings = json.loads(path.read_text())
+    path.write_text(json.dumps({**settings, "fanout": [3]}))
+    with caplog.at_level("WARNING"):
+        loaded = AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    assert "unknown setting 'fanout' ignored (did you mean 'fanouts'?)" in caplog.text  # was ignored silently
+    assert loaded.fanouts == processor.fanouts
+    path.write_text(json.dumps(settings)[:-1] + ', "seed": 5}')
+    with pytest.raises(ValueError, match="processor_config.json: key 'seed' appears more than once"):
+        AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+    path.write_text(json.dumps(settings))
+    EntityContextMemory(5, 2, processor.memory.entity_embeddings.shape[1]).save_pretrained(
+        tmp_path
+    )  # a relation too many
+    with pytest.raises(ValueError, match="the graph has 1 relations but the memory 2"):
+        AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
