@@ -120,8 +120,10 @@ class KnowledgeGraph:
             ("relation_ids", relation_ids, num_relations),
             ("entity_aliases", entity_aliases, num_entities),
         ):
+            _check_list(name, values)
             if values is not None and len(values) != count:
                 raise ValueError(f"{name} has {len(values)} entries for {count} {name.split('_')[0]}s")
+        _check_list("category_names", category_names)
         for name, values in (
             ("entity_names", entity_names),
             ("relation_names", relation_names),
@@ -262,7 +264,7 @@ class KnowledgeGraph:
         nodes = unique_in_order(seeds)
         num_seeds = nodes.numel()
         frontier = nodes
-        edge_ids = []
+        edge_ids = [torch.zeros(0, dtype=torch.long)]  # no hops: the seeds alone
         for fanout in fanouts:
             sampled = self._sample_edges(frontier, fanout, generator)
             edge_ids.append(sampled)
@@ -426,6 +428,11 @@ def as_index_tensor(values, name: str) -> torch.Tensor:
     if tensor.numel() and (tensor.dtype == torch.bool or tensor.is_floating_point() or tensor.is_complex()):
         raise ValueError(f"{name} must be integer ids, got a {tensor.dtype} tensor")
     return tensor.long()
+
+
+def _check_list(name: str, values) -> None:
+    if values is not None and (isinstance(values, (str, bytes, dict)) or not hasattr(values, "__len__")):
+        raise ValueError(f"{name} must be a list, got {values!r:.80}")
 
 
 def _check_strings(name: str, values, missing_allowed: bool = False) -> None:

@@ -44,14 +44,14 @@ def check_settings(fanouts, max_length, seed) -> None:
     """The processor's settings, or a ValueError naming the one that is wrong."""
     if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
         raise ValueError(f"fanouts must be a list of neighbour counts, one a hop, got {fanouts!r}")
-    if not all(_is_int(fanout) and fanout >= 0 for fanout in fanouts):
-        raise ValueError(f"fanouts must be non-negative integers (neighbours sampled a hop), got {list(fanouts)!r}")
-    if not _is_int(max_length) or max_length < 3:
+    if not all(_is_int(fanout) and 0 <= fanout < 2**31 for fanout in fanouts):
+        raise ValueError(f"fanouts must be integers in [0, 2**31) (neighbours sampled a hop), got {list(fanouts)!r}")
+    if not _is_int(max_length) or not 3 <= max_length < 2**31:
         raise ValueError(
-            f"max_length must be an integer of at least 3 (a start token, some text, an end token), got {max_length!r}"
+            f"max_length must be an integer in [3, 2**31) (a start token, some text, an end token), got {max_length!r}"
         )
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    if not _is_int(seed) or not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64) (torch.Generator.manual_seed), got {seed!r}")
 
 
 def check_parts(graph, memory) -> None:

@@ -592,10 +592,10 @@ def test_wikipedia_pretraining_runs_from_its_xml_dump_and_evaluates_from_the_pre
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"completed_steps": -5}, "completed_steps must be a whole number >= 0, got -5"),
-        ({"completed_steps": 2.9}, "completed_steps must be a whole number >= 0, got 2.9"),
-        ({"completed_steps": "3"}, "completed_steps must be a whole number >= 0, got '3'"),
-        ({"completed_steps": True}, "completed_steps must be a whole number >= 0, got True"),
+        ({"completed_steps": -5}, r"completed_steps must be a whole number in \[0, 2\*\*63\), got -5"),
+        ({"completed_steps": 2.9}, r"completed_steps must be a whole number in \[0, 2\*\*63\), got 2.9"),
+        ({"completed_steps": "3"}, r"completed_steps must be a whole number in \[0, 2\*\*63\), got '3'"),
+        ({"completed_steps": True}, r"completed_steps must be a whole number in \[0, 2\*\*63\), got True"),
         (
             {"refresh_schedule": {"num_refreshes": -1, "next_refresh_step": 10}},
             r"refresh_schedule.num_refreshes must be .* got -1",

@@ -160,11 +160,11 @@ def test_a_processor_saved_without_graph_and_memory_loads_for_text_alone(tmp_pat
     "change, message",
     [
         ({"fanouts": 5}, r"fanouts must be a list of neighbour counts, one a hop, got 5"),  # was a TypeError
-        ({"fanouts": [-1, 2]}, r"fanouts must be non-negative integers .* got \[-1, 2\]"),
-        ({"seed": "abc"}, r"seed must be an integer, got 'abc'"),  # was accepted
-        ({"max_length": -5}, r"max_length must be an integer of at least 3 .* got -5"),  # was an OverflowError
-        ({"max_length": 0}, r"max_length must be an integer of at least 3 .* got 0"),  # was "no truncation"
-        ({"max_length": "abc"}, r"max_length must be an integer of at least 3 .* got 'abc'"),
+        ({"fanouts": [-1, 2]}, r"fanouts must be integers in \[0, 2\*\*31\) .* got \[-1, 2\]"),
+        ({"seed": "abc"}, r"seed must be an integer in \[-2\*\*63, 2\*\*64\) .* got 'abc'"),  # was accepted
+        ({"max_length": -5}, r"max_length must be an integer in \[3, 2\*\*31\) .* got -5"),  # was an OverflowError
+        ({"max_length": 0}, r"max_length must be an integer in \[3, 2\*\*31\) .* got 0"),  # was "no truncation"
+        ({"max_length": "abc"}, r"max_length must be an integer in \[3, 2\*\*31\) .* got 'abc'"),
     ],
 )
 def test_a_saved_processor_s_bad_setting_names_the_file_and_field(tmp_path, processor, change, message):

@@ -11,6 +11,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import load as accelerate_load
 
 from modeling_jaket import EntityContextMemory, RefreshSchedule
+from modeling_jaket.hub import read_json
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME, read_memory_tables
 
 logger = get_logger(__name__)
@@ -70,16 +71,13 @@ def read_training_state(directory: Path, settings: dict) -> dict:
     for path in (state_file, memory_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: {directory} is not a complete pre-training checkpoint")
-    try:
-        state = json.loads(state_file.read_text())
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{state_file}: unreadable training state ({type(error).__name__} {error})") from None
+    state = read_json(state_file)  # a repeated key, broken JSON or bytes that are not UTF-8: named by file
     if not isinstance(state, dict):
         raise ValueError(f"{state_file}: a training state is a JSON object, got {type(state).__name__}")
 
     def whole(value, field: str, least: int) -> None:
-        if type(value) is not int or value < least:  # bool is an int subclass, and 2.9 or "3" no step count
-            raise ValueError(f"{state_file}: {field} must be a whole number >= {least}, got {value!r}")
+        if type(value) is not int or not least <= value < 2**63:  # bool is an int subclass; 2.9 or "3" no count
+            raise ValueError(f"{state_file}: {field} must be a whole number in [{least}, 2**63), got {value!r}")
 
     whole(state.get("completed_steps"), "completed_steps", 0)
     schedule = state.get("refresh_schedule")
@@ -94,10 +92,10 @@ def read_training_state(directory: Path, settings: dict) -> dict:
         if not isinstance(state.get(field, {}), dict):
             raise ValueError(f"{state_file}: {field} must be an object, got {state[field]!r}")
     written = state.get("settings", {})
-    differences = [
-        f"{key}: {written.get(key)!r} there, {value!r} now"
-        for key, value in settings.items()
-        if written.get(key) != value
+    differences = [  # a setting this run does not have is a difference too: another version wrote it
+        f"{key}: {written.get(key)!r} there, {settings.get(key)!r} now"
+        for key in [*settings, *(key for key in written if key not in settings)]
+        if written.get(key) != settings.get(key) or (key in written) != (key in settings)
     ]
     if differences:
         raise ValueError(
