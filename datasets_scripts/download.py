@@ -97,15 +97,22 @@ def debian_members(package: bytes, url: str) -> Iterator[tuple[str, bytes]]:
         raise DownloadError(f"{url} is not a Debian package (no ar header)")
     position = 8
     while position + 60 <= len(package):
-        name = package[position : position + 16].decode().strip().rstrip("/")
-        size = int(package[position + 48 : position + 58].decode().strip())
+        try:
+            name = package[position : position + 16].decode("ascii").strip().rstrip("/")
+            size = int(package[position + 48 : position + 58].decode("ascii").strip())
+        except ValueError as error:  # UnicodeDecodeError is one
+            raise DownloadError(f"{url}: a damaged ar member header at byte {position} ({error})") from None
         content = package[position + 60 : position + 60 + size]
+        if len(content) < size:
+            raise DownloadError(f"{url}: member {name} is cut short ({len(content)} of {size} bytes)")
         position += 60 + size + (size % 2)
         if name.startswith("data.tar"):
-            with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
-                for member in archive:
-                    if member.isfile():
-                        yield member.name.removeprefix("./"), archive.extractfile(member).read()
+            try:
+                with tarfile.open(fileobj=io.BytesIO(content), mode="r:*") as archive:
+                    files = [(m.name.removeprefix("./"), archive.extractfile(m).read()) for m in archive if m.isfile()]
+            except (tarfile.TarError, EOFError, OSError) as error:
+                raise DownloadError(f"{url}: its {name} does not unpack ({type(error).__name__})") from None
+            yield from files
             return
     raise DownloadError(f"{url} holds no data.tar member")
 

@@ -15,6 +15,7 @@ Configs:
 Descriptions are sampled from the `dev` questions of every `k-hop/` folder present.
 """
 
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -229,6 +230,15 @@ def read_kb(path, kg_setting: str, seed: int) -> KB:
         if len(fields) != 3 or not all(fields) or fields[1] not in TAIL_CATEGORY:
             raise format_error(path, number, f"expected 'head|relation|tail' with a known relation, got {line!r}")
         rows.append(fields)
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) != b"\n":  # a last line cut in its tail reads as a triple with a new entity
+            raise format_error(
+                path,
+                number,
+                f"{line!r} ends without a newline, as a file cut short does (MetaQA's kb.txt ends every "
+                "line with one): download it again (python -m datasets_scripts.download)",
+            )
     entities = sorted({row[0] for row in rows} | {row[2] for row in rows})
     index = {name: i for i, name in enumerate(entities)}
     triples = sorted({(index[h], r, index[t]) for h, r, t in rows})

@@ -160,7 +160,28 @@ def _wikidata_entities(shard: DumpShard):
             entity["id"]
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise DataFormatError(f"{shard.path}, {where}: not a Wikidata entity ({error})") from None
+        if not isinstance(entity["id"], str):
+            raise DataFormatError(f"{shard.path}, {where}: an entity id is a string such as Q42, got {entity['id']!r}")
         yield where, entity
+
+
+def _english_page(entity, path, where) -> str | None:
+    """The title of the item's English Wikipedia page, or None. Wikibase writes an empty map as `[]`: an empty list
+    is no sitelinks; any other shape is an error, never a page dropped unseen."""
+    sitelinks = entity.get("sitelinks")
+    if sitelinks is None or sitelinks == []:
+        return None
+    if not isinstance(sitelinks, dict):
+        raise DataFormatError(
+            f"{path}, {where}: entity {entity['id']}: sitelinks must be an object, got {type(sitelinks).__name__}"
+        )
+    enwiki = sitelinks.get("enwiki")
+    if enwiki is not None and not (isinstance(enwiki, dict) and isinstance(enwiki.get("title"), str)):
+        raise DataFormatError(
+            f"{path}, {where}: entity {entity['id']}: sitelinks.enwiki must be an object with a title string, got "
+            f"{enwiki!r:.80}"
+        )
+    return enwiki["title"] if enwiki else None
 
 
 def _english(entity, field):
@@ -212,6 +233,10 @@ def _extracted_articles(path: Path):
             title, text, page_id = article["title"], article["text"], str(article["id"])
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise format_error(path, number, f"not a WikiExtractor --json article ({error})") from None
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise format_error(
+                path, number, f"an article's title and text are strings, got {title!r} and {text!r:.40}"
+            )
         plain, links = strip_links(text)
         yield Article(normalise_title(title), page_id, plain, links)
 
@@ -282,7 +307,7 @@ def _extract_items(shard: DumpShard) -> ItemShard:
         if entity.get("type") == "property":
             properties[entity["id"]] = (_english(entity, "labels") or entity["id"], _english(entity, "descriptions"))
             continue
-        page = ((entity.get("sitelinks") or {}).get("enwiki") or {}).get("title")
+        page = _english_page(entity, shard.path, where)
         if entity.get("type") != "item" or not page:
             continue
         number = _number(entity["id"], shard.path, where)

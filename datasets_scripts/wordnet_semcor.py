@@ -150,7 +150,7 @@ def _semcor_sentences(path: Path, wordnet):
     """SemCor's sentences: tokens joined by spaces (multi-word tokens' `_` read as spaces), a mention per sense
     annotation that resolves to a synset."""
     drops = DropCounter(str(path))
-    unresolved = 0
+    unresolved, first_line = 0, {}
     for number, line in read_lines(path):
         try:
             record = json.loads(line)
@@ -158,6 +158,9 @@ def _semcor_sentences(path: Path, wordnet):
             key = f"{record['doc']}/{record['sent']}"
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise format_error(path, number, f"not a SemCor sentence record ({error})") from None
+        if key in first_line:  # one of the two would have been dropped, or both kept under one id
+            raise format_error(path, number, f"sentence {key} was given before, on line {first_line[key]}")
+        first_line[key] = number
         words = [token.replace("_", " ") for token in tokens]
         starts, position = [], 0
         for word in words:

@@ -167,7 +167,16 @@ def entity_graph(instances, kg: str = "none", relation_names: dict | None = None
         test_relations = {row["relation"] for row in instances["test"]}
         triples = [t for t in user_kg["triples"] if t["relation"] not in test_relations]
         logger.info(f"--kg_dir: {len(user_kg['triples']) - len(triples)} triples of meta-test relations dropped")
-        near = {t[end] for t in triples for end in ("head", "tail") if t["head"] in names or t["tail"] in names}
+        touching = [t for t in triples if t["head"] in names or t["tail"] in names]
+        if not touching:  # it trained with no triple of the graph, said at INFO level
+            example = ", ".join(map(repr, user_kg["entities"]["id"][:3]))
+            raise ValueError(
+                f"--kg_dir: none of the {len(triples)} triples of your graph (beside meta-test relations) has a "
+                "FewRel entity at either end: FewRel names entities by Wikidata ids (Q42), your graph's ids are "
+                f"{example}, ..."
+            )
+        logger.warning(f"--kg_dir: {len(touching)} of {len(triples)} triples have a FewRel entity at an end")
+        near = {t[end] for t in touching for end in ("head", "tail")}
         entities.update({e["id"]: e for e in user_kg["entities"] if e["id"] in names or e["id"] in near})
         relations = list(user_kg["relations"])
     unique = list({(t["head"], t["relation"], t["tail"]): t for t in triples}.values())

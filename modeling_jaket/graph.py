@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.utils import logging
 
 from .hub import read_json, resolve_file
+
+logger = logging.get_logger(__name__)
 
 GRAPH_TENSORS_NAME = "graph.safetensors"
 GRAPH_VOCAB_NAME = "graph.json"
@@ -205,6 +208,11 @@ class KnowledgeGraph:
                 heads.append(head)
                 kinds.append(relation_index[relation])
                 tails.append(tail)
+        if len(heads) < len(triples["head"]):  # by design (a part's graph), but counted
+            logger.info(
+                f"KnowledgeGraph.from_records: {len(triples['head']) - len(heads)} of {len(triples['head'])} triples "
+                f"left out, an end outside the {len(entity_index)} entities"
+            )
         relation_ids, relation_names = list(relations["id"]), list(relations["name"])
         relation_descriptions = list(relations["description"])
         if add_reverse:

@@ -355,6 +355,10 @@ def _fold_in(table: torch.Tensor, rows, new: torch.Tensor, momentum: float, piec
     for first in range(0, len(rows), piece):
         part = rows[first : first + piece]
         fresh = new[first : first + piece].to(device=table.device, dtype=torch.float32)
+        finite = torch.isfinite(fresh).all(dim=1)
+        if not bool(finite.all()):  # a NaN row would be ranked first by every dot product
+            row = int(part[int((~finite).nonzero()[0])])
+            raise ValueError(f"the new embedding of memory row {row} holds NaN or infinity: the memory refuses it")
         if momentum == 0.0:
             table[part] = fresh.to(table.dtype)
         else:

@@ -311,6 +311,15 @@ class JaketPreTrainedModel(PreTrainedModel):
             pending += [f"{module}.py" for module in get_relative_imports(source)]
         return list(found.values())
 
+    def resize_token_embeddings(self, new_num_tokens=None, *args, **kwargs):
+        """As transformers resizes, with a size that is no positive integer refused by name (-5 failed deep inside
+        torch with a negative dimension)."""
+        if new_num_tokens is not None and (
+            not isinstance(new_num_tokens, int) or isinstance(new_num_tokens, bool) or new_num_tokens < 1
+        ):
+            raise ValueError(f"new_num_tokens must be a positive integer, got {new_num_tokens!r}")
+        return super().resize_token_embeddings(new_num_tokens, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -149,6 +149,11 @@ class JaketProcessor(ProcessorMixin):
             spans = [[(start, end) for start, end, _ in mentions] for mentions in found]
         for example, (example_text, example_spans) in enumerate(zip(texts, spans)):
             for index, span in enumerate(example_spans):
+                if not isinstance(span, (tuple, list)):
+                    raise ValueError(
+                        f"example {example}, span {index}: {span!r} is not (start, end) characters; entity_spans is "
+                        "a list of them (for a batch, one list a text): [(2, 5)], not (2, 5)"
+                    )
                 if len(span) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in span):
                     raise ValueError(f"example {example}, span {index}: {span!r} is not (start, end) characters")
             if given is not None and len(given[example]) != len(example_spans):
@@ -224,6 +229,11 @@ class JaketProcessor(ProcessorMixin):
                 candidates.append(found)
         if not candidates:
             return [[] for _ in texts]
+        if linker is not None and not hasattr(linker, "masked_entity_head"):
+            raise ValueError(
+                f"linker must be a JaketForPreTraining (its masked-entity head ranks the candidates), got "
+                f"{type(linker).__name__}"
+            )
         if linker is None:
             raise ValueError(
                 "entities were not given: pass them, or linker=model (a JaketForPreTraining) to rank each mention's "

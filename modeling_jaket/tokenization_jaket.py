@@ -33,11 +33,12 @@ def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -
 
 
 def _entity_id(entity, example, index, entity_vocab, num_entities) -> int:
-    if entity_vocab is not None and not isinstance(entity, int):
+    is_id = isinstance(entity, int) and not isinstance(entity, bool)  # True would be entity 1
+    if entity_vocab is not None and not is_id and isinstance(entity, str):
         if entity not in entity_vocab:
             raise ValueError(f"example {example}, mention {index}: unknown entity {entity!r} (not in entity_vocab)")
         entity = entity_vocab[entity]
-    if not isinstance(entity, int):
+    if not isinstance(entity, int) or isinstance(entity, bool):
         raise ValueError(
             f"example {example}, mention {index}: entity {entity!r} is not an int id; pass entity_vocab to map it"
         )
@@ -119,6 +120,10 @@ def tokenize_with_mentions(
     spans that cover no token, and unknown or out-of-range entities.
     """
     _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 3:  # 0 meant no truncation
+        raise ValueError(
+            f"max_length must be an integer of at least 3 (two special tokens and text), got {max_length!r}"
+        )
 
     encoding = tokenizer(
         list(texts),

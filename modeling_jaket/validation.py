@@ -26,6 +26,13 @@ def check_spans(name: str, starts, ends, sequence_length: int) -> None:
     check_index_dtype(f"{name}_ends", ends)
     if starts.shape != ends.shape:
         raise ValueError(f"{name}_starts {tuple(starts.shape)} and {name}_ends {tuple(ends.shape)} differ in shape")
+    padding = starts.lt(0) & (starts.ne(-1) | ends.ne(-1))
+    if padding.any():  # -5 passed as padding
+        b, m = padding.nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} span {m} of example {b} is [{int(starts[b, m])}, {int(ends[b, m])}]: pad with -1 in both "
+            "starts and ends, no other value below 0"
+        )
     present = starts >= 0
     bad = present & ((ends < starts) | (ends >= sequence_length))
     if bad.any():

@@ -133,3 +133,21 @@ def test_semcor_needs_wordnet_first_and_unreachable_sources_are_named(mirror, tm
         download.download(tmp_path / "data", only=["fewrel"], mirror=tmp_path / "empty")
     with pytest.raises(ValueError, match=r"unknown data folders \['wordnet'\]"):
         download.download(tmp_path / "data", only=["wordnet"])
+
+
+def test_a_damaged_debian_package_names_its_url():
+    """Each of these was a raw ValueError, tarfile.ReadError or UnicodeDecodeError naming no URL."""
+    url = "https://deb.debian.org/x.deb"
+    good = deb_bytes({"data.noun": b"words"})
+    data_tar = good.index(b"data.tar") + 60  # where its content starts
+    assert list(download.debian_members(good, url)) == [("usr/share/wordnet/data.noun", b"words")]
+    size_field = good.index(b"data.tar") + 48
+    for damaged, message in (
+        (good[:size_field] + b"x" + good[size_field + 1 :], "a damaged ar member header at byte"),
+        (good[:8] + b"\xff" + good[9:], "a damaged ar member header at byte"),
+        (good[:-40], r"member .* is cut short"),
+        (good[:data_tar] + b"x" * 10 + good[data_tar + 10 :], r"its data.tar does not unpack \(ReadError\)"),
+        (b"garbage", "is not a Debian package"),
+    ):
+        with pytest.raises(download.DownloadError, match=f"{url}.* ?{message}"):
+            list(download.debian_members(damaged, url))

@@ -507,6 +507,11 @@ def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(
         == train_row["text"][train_row["mentions"][1]["start"] : train_row["mentions"][1]["end"]]
     )
     assert "Q1" in graph.entity_index
+    (tmp_path / "entities.tsv").write_text("id\tname\tdescription\ndog\tdog\tdog: a dog\ncat\tcat\tcat: a cat\n")
+    (tmp_path / "triples.tsv").write_text("head\trelation\ttail\ndog\tP1\tcat\n")
+    kg = ds.load("user_kg", tmp_path, cache_dir=datasets_cache)
+    with pytest.raises(ValueError, match="none of the 1 triples of your graph .* your graph's ids are 'dog', 'cat'"):
+        entity_graph(fewrel_instances, "user", user_kg=kg)  # it trained FewRel on 0 triples of the graph
 
 
 def test_fewrel_episode_scores_only_its_own_classes():

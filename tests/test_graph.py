@@ -144,15 +144,17 @@ def test_bad_graph_input_is_named(call, message):
         call()
 
 
-def test_from_records_maps_ids_and_adds_reverse_edges():
+def test_from_records_maps_ids_and_adds_reverse_edges(caplog):
     entities = [
         {"id": i, "name": n, "description": f"{n}: d", "category": c}
         for i, n, c in [("a", "alpha", 0), ("b", "beta", 1), ("c", "gamma", 1)]
     ]
     relations = [{"id": "r", "name": "rel", "description": "rel: relates"}]
     triples = [{"head": "a", "relation": "r", "tail": "b"}, {"head": "b", "relation": "r", "tail": "x"}]
-    graph = KnowledgeGraph.from_records(entities, relations, triples, category_names=["x", "y"], add_reverse=True)
+    with caplog.at_level("INFO", logger="modeling_jaket.graph"):
+        graph = KnowledgeGraph.from_records(entities, relations, triples, category_names=["x", "y"], add_reverse=True)
     assert graph.num_triples == 2 and graph.relation_ids == ["r", "r^-1"]  # the triple to "x" is not in this part
+    assert "1 of 2 triples left out, an end outside the 3 entities" in caplog.text  # counted, no longer silent
     assert graph.entity_index == {"a": 0, "b": 1, "c": 2} and graph.entity_categories.tolist() == [0, 1, 1]
     assert graph.neighbours[graph.rowptr[1] : graph.rowptr[2]].tolist() == [0]  # b <-r^-1- a
     assert graph.edge_types[graph.rowptr[1] : graph.rowptr[2]].tolist() == [1]

@@ -179,6 +179,11 @@ def test_memory_errors_name_the_problem(tmp_path):
         )
     with pytest.raises(ValueError, match="momentum"):
         EntityContextMemory(5, 2, 8, momentum=1.0)
+    memory = EntityContextMemory(5, 2, 8)
+    new = torch.zeros(5, 8)
+    new[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="the new embedding of memory row 3 holds NaN or infinity"):
+        memory.update(new)  # accepted: a NaN row was then ranked first by the linker
 
 
 def test_pad_batch():

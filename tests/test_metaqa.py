@@ -107,6 +107,10 @@ def test_a_small_metaqa_builds(tmp_path):
             r"dev.txt, line 1: expected 'question with \[topic\]",
         ),
         (dict(kb=""), "kb.txt is empty"),
+        (  # cut in a tail: it read as a triple with a new entity, "William Diet"
+            dict(kb="Kismet|directed_by|William Dieterle\nKismet|written_by|William Diet"),
+            r"kb.txt, line 2: 'Kismet\|written_by\|William Diet' ends without a newline, as a file cut short does",
+        ),
         (
             dict(question="who directed [Kismet] and [Casablanca]\tWilliam Dieterle\n"),
             r"dev.txt, line 1: the question brackets 2 topics \['Kismet', 'Casablanca'\]; one is expected",

@@ -269,6 +269,10 @@ def test_hidden_states_and_attentions_are_returned_when_asked():
         (dict(mention_ends=torch.tensor([[2, 12], [3, -1]])), r"mention span 1 of example 0 is \[4, 12\]"),
         (dict(mention_ends=torch.tensor([[0, 4], [3, -1]])), r"mention span 0 of example 0 is \[1, 0\]"),
         (dict(mention_starts=torch.tensor([1, 4])), "differ in shape"),
+        (  # -5 passed as padding
+            dict(mention_starts=torch.tensor([[1, 4], [2, -5]]), mention_ends=torch.tensor([[2, 4], [3, -5]])),
+            r"mention span 1 of example 1 is \[-5, -5\]: pad with -1 in both starts and ends",
+        ),
         (dict(mention_entity_ids=torch.tensor([[10], [12]])), "differ in shape"),
         (dict(subgraph_entity_ids=torch.arange(10, 15)), r"subgraph_entity_ids has shape \(5,\) but .* 6 rows"),
         (dict(subgraph_entity_ids=torch.tensor([10, 11, 12, 13, 11, 15])), "holds entity 11 more than once"),
@@ -306,6 +310,15 @@ def test_bad_model_inputs_are_named(config, change, message):
     inputs = {**text_inputs(), **graph_inputs(), **MENTIONS, **change}
     with pytest.raises(ValueError, match=message):
         model(**inputs)
+
+
+def test_a_token_embedding_size_that_is_no_positive_integer_is_refused(config):
+    model = JaketModel(config)
+    for size in (-5, 0, 2.5, True):  # -5 failed in torch with a negative dimension
+        with pytest.raises(ValueError, match=f"new_num_tokens must be a positive integer, got {size!r}"):
+            model.resize_token_embeddings(size)
+    larger = config.vocab_size + 3
+    assert model.resize_token_embeddings(larger).num_embeddings == larger
 
 
 def test_validation_can_be_turned_off_for_a_hot_path(config):

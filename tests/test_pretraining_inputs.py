@@ -139,6 +139,15 @@ def test_hard_negatives_are_entities_sharing_a_surface_form(bert_tokenizer):
     assert sorted(true) == [0, 1, 1] and all(h == 39 for t, h in zip(true, hard) if t == 0)
     with pytest.raises(ValueError, match="num_hard_negatives needs `confusables`"):
         DataCollatorForJaketPreTraining(bert_tokenizer, graph, num_hard_negatives=1)
+    for setting, message in (  # each was accepted: 1.5 masked everything, -1 roots sampled none
+        ({"mlm_probability": 1.5}, r"mlm_probability must be a probability in \[0, 1\], got 1.5"),
+        ({"entity_mask_probability": -0.5}, r"entity_mask_probability must be a probability in \[0, 1\], got -0.5"),
+        ({"num_roots": -1}, "num_roots must be a non-negative integer, got -1"),
+        ({"num_random_negatives": 2.0}, "num_random_negatives must be a non-negative integer, got 2.0"),
+        ({"fanouts": (10, -1)}, r"fanouts must be non-negative integers .* got \(10, -1\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            DataCollatorForJaketPreTraining(bert_tokenizer, graph, **setting)
 
 
 def test_a_subset_of_losses_keeps_only_what_those_losses_read(step_inputs):

@@ -5,7 +5,14 @@ import torch
 from transformers import AutoProcessor, AutoTokenizer
 
 from conftest import tiny_config
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketProcessor, KnowledgeGraph, MentionFinder
+from modeling_jaket import (
+    EntityContextMemory,
+    JaketForPreTraining,
+    JaketModel,
+    JaketProcessor,
+    KnowledgeGraph,
+    MentionFinder,
+)
 from tokenization import encode_descriptions
 
 NAMES = ["dog", "canine", "carnivore", "dog", "cat"]
@@ -134,6 +141,11 @@ def test_bad_calls_name_what_is_wrong(processor):
         processor(None)
     with pytest.raises(ValueError, match="example 1: text must be a string, got int"):
         processor(["A dog.", 3])
+    with pytest.raises(ValueError, match=r"span 0: 2 is not \(start, end\) characters; entity_spans is a list"):
+        processor("A dog.", entity_spans=(2, 5), entities=[0])  # a TypeError about len()
+    for linker in ("model", JaketModel(tiny_config())):  # AttributeErrors about device and jaket
+        with pytest.raises(ValueError, match=f"linker must be a JaketForPreTraining .* got {type(linker).__name__}"):
+            processor("A dog.", linker=linker)
 
 
 def test_save_and_auto_processor_load_give_the_same_inputs(tmp_path, processor):

@@ -112,6 +112,11 @@ def test_integer_entities_are_range_checked(bert_tokenizer):
         tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4, 21, 7)]], num_entities=5)
     with pytest.raises(ValueError, match="not an int id"):
         tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4, 21, "Q1")]])
+    with pytest.raises(ValueError, match="entity True is not an int id"):  # it was entity 1
+        tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4, 21, True)]], num_entities=5)
+    for length in (0, -1, 2, 7.0):  # 0 meant no truncation
+        with pytest.raises(ValueError, match=f"max_length must be an integer of at least 3 .* got {length!r}"):
+            tokenize_with_mentions(bert_tokenizer, [TEXT], [[]], max_length=length)
 
 
 def test_bad_word_spans_and_empty_descriptions(bert_tokenizer):

@@ -192,6 +192,11 @@ def test_malformed_sources_are_named(tmp_path):
     (folder / "wikipedia" / "AA" / "wiki_01").write_text('{"id": "9", "title": "T"}\n')
     with pytest.raises(DataFormatError, match=r"wiki_01, line 1: not a WikiExtractor --json article"):
         load(folder, tmp_path / "b", min_neighbours=1, min_mentions=1)
+    (folder / "wikipedia" / "AA" / "wiki_01").write_text('{"id": "9", "title": "T", "text": null}\n')
+    with pytest.raises(
+        DataFormatError, match=r"wiki_01, line 1: an article's title and text are strings, got 'T' and"
+    ):
+        load(folder, tmp_path / "b2", min_neighbours=1, min_mentions=1)  # a TypeError naming no file
     with pytest.raises(FileNotFoundError, match="need the Wikidata dump"):
         load(tmp_path / "nothing", tmp_path / "c")
 
@@ -235,6 +240,21 @@ def test_a_claim_given_as_a_string_and_a_repeated_item_are_named(tmp_path):
     repeated = ENTITIES[:3] + [ENTITIES[1]] + ENTITIES[3:]
     with pytest.raises(DataFormatError, match=r"wikidata.json.bz2, line 5: entity Q2 appears a second time"):
         load(write_sources(tmp_path / "b", entities=repeated), tmp_path / "b", min_neighbours=1, min_mentions=1)
+    # each of these was an AttributeError or TypeError naming no file, or (a list of sitelinks) an item dropped
+    for case, change, message in (
+        ("id", {"id": 3}, "line 4: an entity id is a string such as Q42, got 3"),
+        ("enwiki", {"sitelinks": {"enwiki": "Mostly Harmless"}}, "line 4: entity Q3: sitelinks.enwiki must be an"),
+        ("list", {"sitelinks": [{"site": "enwiki"}]}, "line 4: entity Q3: sitelinks must be an object, got list"),
+    ):
+        broken = [dict(e, **change) if e["id"] == "Q3" else e for e in ENTITIES]
+        with pytest.raises(DataFormatError, match=f"wikidata.json.bz2, {message}"):
+            load(write_sources(tmp_path / case, entities=broken), tmp_path / case, min_neighbours=1, min_mentions=1)
+    # Wikibase writes an empty map as []: an item without sitelinks, not an error
+    unlinked = [dict(e, sitelinks=[]) if e["id"] == "Q3" else e for e in ENTITIES]
+    kg = load(
+        write_sources(tmp_path / "empty", entities=unlinked), tmp_path / "empty", min_neighbours=1, min_mentions=1
+    )
+    assert "Q3" not in kg["entities"]["id"][:] and "Q2" in kg["entities"]["id"][:]
 
 
 def test_dump_shards_read_every_line_once_wherever_their_bounds_fall(tmp_path):

@@ -150,6 +150,10 @@ def test_malformed_semcor_line_is_named(tmp_path):
     write_semcor(path, [[[7, "entity", "NN", "k", "00001740-n"]]])
     with pytest.raises(DataFormatError, match="line 1: sense .* is not"):
         ds.load("wordnet_semcor", folder, config_name="text", cache_dir=str(tmp_path / "c3"), semcor_file=str(path))
+    with gzip.open(path, "wt") as f:
+        f.write("".join(json.dumps({"doc": "d", "sent": 1, "tokens": ["a"], "senses": []}) + "\n" for _ in range(2)))
+    with pytest.raises(DataFormatError, match="semcor.jsonl.gz, line 2: sentence d/1 was given before, on line 1"):
+        ds.load("wordnet_semcor", folder, config_name="text", cache_dir=str(tmp_path / "c4"), semcor_file=str(path))
 
 
 def test_load_rejects_unknown_names():
