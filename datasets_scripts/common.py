@@ -169,6 +169,19 @@ def load_json(path: str | os.PathLike):
         raise DataFormatError(f"{path}: key {error.args[0]!r} appears more than once in one object") from None
 
 
+def parse_json_line(path, number: int, line: str):
+    """One line's JSON value; a syntax error, a key given twice in one object (JSON would keep the last value and
+    drop the first unseen) or nesting too deep is a `DataFormatError` naming the file and line."""
+    try:
+        return json.loads(line, object_pairs_hook=without_duplicate_keys)
+    except json.JSONDecodeError as error:
+        raise format_error(path, number, f"not valid JSON ({error.msg})") from None
+    except DuplicateKeyError as error:
+        raise format_error(path, number, f"key {error.args[0]!r} appears twice in one object") from None
+    except RecursionError:
+        raise format_error(path, number, "JSON nested too deeply") from None
+
+
 def format_error(path, line_number: int, what: str) -> DataFormatError:
     return DataFormatError(f"{path}, line {line_number}: {what}")
 

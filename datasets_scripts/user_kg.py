@@ -13,7 +13,6 @@ Configs: `entities`, `relations`, `triples` (the KG, in the schema every builder
 training split cut to that share, as the `entity_classification` builder does for WordNet.
 """
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from .common import (
     entity_features,
     format_error,
     logger,
+    parse_json_line,
     read_lines,
 )
 from .entity_classification import SPLIT_SHARES
@@ -132,10 +132,7 @@ def read_rows(path: Path, kind: str):
         if not line.strip():
             continue
         if header is None:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise format_error(path, number, f"not valid JSON ({error.msg})") from None
+            row = parse_json_line(path, number, line)
             if not isinstance(row, dict):
                 raise format_error(path, number, f"expected a JSON object, got {type(row).__name__}")
         else:

@@ -60,6 +60,7 @@ from .common import (
     format_error,
     logger,
     open_binary,
+    parse_json_line,
     read_lines,
 )
 from .wikitext import Article, Redirects, dump_articles, normalise_title
@@ -228,10 +229,10 @@ def article_files(folder: Path) -> list[Path]:
 def _extracted_articles(path: Path):
     """WikiExtractor `--json --links` articles of one file (it leaves redirect pages out)."""
     for number, line in read_lines(path):
+        article = parse_json_line(path, number, line)
         try:
-            article = json.loads(line)
             title, text, page_id = article["title"], article["text"], str(article["id"])
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise format_error(path, number, f"not a WikiExtractor --json article ({error})") from None
         if not isinstance(title, str) or not isinstance(text, str):
             raise format_error(

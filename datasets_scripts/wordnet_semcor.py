@@ -15,7 +15,6 @@ Configs:
 `load("wordnet_semcor", data_dir, config_name="text")` the text.
 """
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from .common import (
     entity_features,
     format_error,
     logger,
+    parse_json_line,
     read_lines,
 )
 from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_lexnames, read_wordnet, split_heldout
@@ -152,11 +152,11 @@ def _semcor_sentences(path: Path, wordnet):
     drops = DropCounter(str(path))
     unresolved, first_line = 0, {}
     for number, line in read_lines(path):
+        record = parse_json_line(path, number, line)
         try:
-            record = json.loads(line)
             tokens, senses = record["tokens"], record["senses"]
             key = f"{record['doc']}/{record['sent']}"
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+        except (KeyError, TypeError) as error:
             raise format_error(path, number, f"not a SemCor sentence record ({error})") from None
         if key in first_line:  # one of the two would have been dropped, or both kept under one id
             raise format_error(path, number, f"sentence {key} was given before, on line {first_line[key]}")

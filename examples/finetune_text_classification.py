@@ -18,7 +18,6 @@ once, by the chosen weights.
         --test_file examples/example_text/test.jsonl --model_name_or_path jaket-base --method jaket lm
 """
 
-import json
 import logging
 import sys
 from collections import Counter
@@ -30,7 +29,7 @@ import datasets
 import torch
 
 import datasets_scripts
-from datasets_scripts.common import format_error, read_lines
+from datasets_scripts.common import format_error, parse_json_line, read_lines
 from jaket_examples.finetuning import (
     METHODS,
     FineTuningArguments,
@@ -59,7 +58,6 @@ from modeling_jaket import (
     KnowledgeGraph,
     MentionFinder,
 )
-from modeling_jaket.hub import DuplicateKeyError, without_duplicate_keys
 from tokenization import tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
@@ -115,14 +113,7 @@ def read_examples(path, graph: KnowledgeGraph) -> list[dict]:
         line = line.removeprefix("\ufeff") if number == 1 else line  # a byte-order mark, as some editors write
         if not line.strip():
             continue
-        try:
-            row = json.loads(line, object_pairs_hook=without_duplicate_keys)
-        except json.JSONDecodeError as error:
-            raise format_error(path, number, f"not valid JSON ({error.msg})") from None
-        except DuplicateKeyError as error:  # JSON would keep the last value and drop the first unseen
-            raise format_error(path, number, f"key {error.args[0]!r} appears twice in one object") from None
-        except RecursionError:
-            raise format_error(path, number, "JSON nested too deeply to be an example") from None
+        row = parse_json_line(path, number, line)
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
             raise format_error(path, number, "expected an object with a non-empty string 'text'")
         label = row.get("label")

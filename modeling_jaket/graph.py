@@ -349,7 +349,7 @@ class KnowledgeGraph:
         read-only: sampling reads them, nothing writes them."""
         directory = Path(directory)
         try:
-            counts = json.loads((directory / CSR_CONFIG_NAME).read_text(encoding="utf-8"))
+            counts = read_json(directory / CSR_CONFIG_NAME)
             names = [*CSR_ARRAYS, *(["entity_categories"] if (directory / "entity_categories.npy").is_file() else [])]
             with warnings.catch_warnings():  # read-only by design: torch warns that it cannot write to them
                 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

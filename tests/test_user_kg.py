@@ -218,3 +218,6 @@ def test_aliases_are_a_list_in_json_and_bar_separated_in_tsv(tmp_path):
     )
     with pytest.raises(DataFormatError, match=r"entities.jsonl, line 1: aliases must be a list of strings"):
         ds.load("user_kg", tmp_path / "kg", cache_dir=str(tmp_path / "cache2"))
+    (tmp_path / "kg" / "entities.jsonl").write_text('{"id": "x", "name": "x", "description": "a", "name": "y"}\n')
+    with pytest.raises(DataFormatError, match=r"entities.jsonl, line 1: key 'name' appears twice in one object"):
+        ds.load("user_kg", tmp_path / "kg", cache_dir=str(tmp_path / "cache3"))  # it kept "y" silently

@@ -145,7 +145,7 @@ def test_malformed_semcor_line_is_named(tmp_path):
     path = tmp_path / "semcor.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write(json.dumps({"doc": "d", "sent": 1, "tokens": ["a"], "senses": []}) + "\n{not json\n")
-    with pytest.raises(DataFormatError, match=r"semcor.jsonl.gz, line 2: not a SemCor sentence record"):
+    with pytest.raises(DataFormatError, match=r"semcor.jsonl.gz, line 2: not valid JSON"):
         ds.load("wordnet_semcor", folder, config_name="text", cache_dir=str(tmp_path / "c"), semcor_file=str(path))
     write_semcor(path, [[[7, "entity", "NN", "k", "00001740-n"]]])
     with pytest.raises(DataFormatError, match="line 1: sense .* is not"):

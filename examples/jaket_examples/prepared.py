@@ -36,6 +36,7 @@ import datasets_scripts
 from datasets_scripts.common import source_fingerprint
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.collator import confusable_entities
+from modeling_jaket.hub import read_json
 
 from .data import description_inputs, load_flagged_data, surface_forms, tokenize_linked_text, tokenizer_vocabulary
 
@@ -107,7 +108,7 @@ class PreparedData:
         """The mapped structure with the entities' ids, what the held-out evaluation maps mentions through: not the
         names and descriptions of the whole graph's JSON, which grow the evaluating process by kilobytes an entity."""
         graph = KnowledgeGraph.from_csr(self.folder / "structure")
-        graph.entity_ids = json.loads((self.folder / ENTITY_IDS_NAME).read_text(encoding="utf-8"))
+        graph.entity_ids = read_json(self.folder / ENTITY_IDS_NAME)
         graph.entity_index = {key: index for index, key in enumerate(graph.entity_ids)}
         return graph
 
