@@ -32,23 +32,33 @@ KG_CONFIGS = ("entities", "relations", "triples")
 
 
 def load(
-    name: str, data_dir=None, config_name: str = "kg", cache_dir=None, num_proc: int | None = None, **config
-) -> datasets.DatasetDict:
+    name: str,
+    data_dir=None,
+    config_name: str = "kg",
+    cache_dir=None,
+    num_proc: int | None = None,
+    streaming: bool = False,
+    **config,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """Prepare builder `name` from the source files in `data_dir` and return its data.
 
     `config_name="kg"` (the default) returns `entities`, `relations` and `triples` together for the builders that
     have a knowledge graph, and the default config's splits for the others (`fewrel`, `entity_classification`);
     any other config name returns that config's splits. `num_proc` processes prepare each config (datasets'
-    `download_and_prepare(num_proc=...)`, one shard of the source files each). Extra keyword arguments set the builder
-    config's fields.
+    `download_and_prepare(num_proc=...)`, one shard of the source files each). `streaming=True` writes no Arrow
+    cache: the splits are `IterableDataset`s read from the sources as they are iterated (docs/data.md: what a
+    builder still reads whole first). Extra keyword arguments set the builder config's fields.
     """
     if name not in BUILDERS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(BUILDERS)}")
     builder_class = BUILDERS[name]
     names = [c.name for c in builder_class.BUILDER_CONFIGS]
     if config_name == "kg" and all(kg in names for kg in KG_CONFIGS):
-        parts = {kg: _prepare(builder_class, kg, data_dir, cache_dir, config, num_proc)["train"] for kg in KG_CONFIGS}
-        return datasets.DatasetDict(parts)
+        parts = {
+            kg: _prepare(builder_class, kg, data_dir, cache_dir, config, num_proc, streaming)["train"]
+            for kg in KG_CONFIGS
+        }
+        return (datasets.IterableDatasetDict if streaming else datasets.DatasetDict)(parts)
     if config_name == "kg" and builder_class.DEFAULT_CONFIG_NAME not in KG_CONFIGS:
         config_name = builder_class.DEFAULT_CONFIG_NAME
     parse = {"fewrel": parse_fewrel_config_name, "metaqa": parse_metaqa_config_name}.get(name)
@@ -57,7 +67,7 @@ def load(
         config = {**fields, **config}
     if config_name not in names:
         raise ValueError(f"{name} has no config {config_name!r}; choose one of {names}")
-    return _prepare(builder_class, config_name, data_dir, cache_dir, config, num_proc)
+    return _prepare(builder_class, config_name, data_dir, cache_dir, config, num_proc, streaming)
 
 
 # The folders of the data directory the builders read (docs/data.md: where each comes from, and its format).
@@ -91,7 +101,7 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def _prepare(builder_class, config_name, data_dir, cache_dir, config, num_proc=None):
+def _prepare(builder_class, config_name, data_dir, cache_dir, config, num_proc=None, streaming=False):
     config = {"source_fingerprint": source_fingerprint(data_dir), **config}
     builder = builder_class(
         config_name=config_name,
@@ -100,6 +110,8 @@ def _prepare(builder_class, config_name, data_dir, cache_dir, config, num_proc=N
         hash=code_hash(),
         **config,
     )
+    if streaming:
+        return builder.as_streaming_dataset()
     try:
         builder.download_and_prepare(num_proc=num_proc)
     except datasets.exceptions.DatasetGenerationError as error:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import datasets
 
 from .common import SourceConfig, entity_features
+from .metadata import JAKET_CITATION, WORDNET_CITATION, WORDNET_LICENSE
 from .wordnet import find_wordnet, read_lexnames, read_wordnet, split_heldout
 
 SPLIT_SHARES = {"train": 0.2, "validation": 0.2, "test": 0.6}
@@ -25,12 +26,17 @@ class EntityClassificationConfig(SourceConfig):
     seed: int = 0
 
 
+BUILDER_VERSION = datasets.Version("1.0.0")
+
+
 class EntityClassification(datasets.GeneratorBasedBuilder):
     """Held-out WordNet 3.0 synsets (https://wordnetcode.princeton.edu/3.0/WNdb-3.0.tar.gz) and their categories."""
 
+    VERSION = BUILDER_VERSION
     BUILDER_CONFIG_CLASS = EntityClassificationConfig
     BUILDER_CONFIGS = [
-        EntityClassificationConfig(name=f"fraction-{percent}", fraction=percent / 100) for percent in (100, 20, 5)
+        EntityClassificationConfig(name=f"fraction-{percent}", version=BUILDER_VERSION, fraction=percent / 100)
+        for percent in (100, 20, 5)
     ]
     DEFAULT_CONFIG_NAME = "fraction-100"
 
@@ -38,7 +44,13 @@ class EntityClassification(datasets.GeneratorBasedBuilder):
         if not 0.0 < self.config.fraction <= 1.0:
             raise ValueError(f"entity_classification: fraction must be in (0, 1], got {self.config.fraction}")
         categories = read_lexnames(find_wordnet(self.config.data_dir))
-        return datasets.DatasetInfo(description=__doc__, features=entity_features(categories))
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=entity_features(categories),
+            citation=JAKET_CITATION + "\n" + WORDNET_CITATION,
+            license=WORDNET_LICENSE,
+            homepage="https://wordnet.princeton.edu",
+        )
 
     def _split_generators(self, dl_manager):
         wordnet = read_wordnet(find_wordnet(self.config.data_dir))

@@ -20,6 +20,7 @@ import datasets
 from tokenization import words_to_text
 
 from .common import MENTION_FEATURE, DataFormatError, SourceConfig, load_json, locate
+from .metadata import FEWREL_CITATION, FEWREL_LICENSE
 
 URL = "https://github.com/thunlp/FewRel/tree/master/data"
 FILES = {"instances": "val_wiki.json", "relations": "pid2name.json"}
@@ -65,14 +66,18 @@ def default_num_test_relations(num_relations: int, n_way: int) -> int:
     return min(max(n_way, math.ceil(5 * num_relations / 8)), num_relations - 2)
 
 
+BUILDER_VERSION = datasets.Version("1.0.0")
+
+
 def _config(form, n_way=5, k_shot=1):
     name = form if form == "instances" else f"{form}-{n_way}-{k_shot}"
-    return FewRelConfig(name=name, form=form, n_way=n_way, k_shot=k_shot)
+    return FewRelConfig(name=name, version=BUILDER_VERSION, form=form, n_way=n_way, k_shot=k_shot)
 
 
 class FewRel(datasets.GeneratorBasedBuilder):
     """FewRel 1.0, https://github.com/thunlp/FewRel (MIT)."""
 
+    VERSION = BUILDER_VERSION
     BUILDER_CONFIG_CLASS = FewRelConfig
     BUILDER_CONFIGS = [_config("instances")] + [
         _config(form, n, k) for form in ("episodes", "pair") for n, k in ((5, 1), (5, 5), (10, 1), (10, 5))
@@ -104,7 +109,13 @@ class FewRel(datasets.GeneratorBasedBuilder):
             }
         else:
             raise ValueError(f"fewrel: form must be 'instances', 'episodes' or 'pair', got {self.config.form!r}")
-        return datasets.DatasetInfo(description=__doc__, features=datasets.Features(features), homepage=URL)
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=datasets.Features(features),
+            citation=FEWREL_CITATION,
+            license=FEWREL_LICENSE,
+            homepage=URL,
+        )
 
     def _split_generators(self, dl_manager):
         paths = locate(self.config.data_dir, "fewrel", URL, FILES, dl_manager, DOWNLOAD_URLS)

@@ -35,6 +35,7 @@ from .common import (
     logger,
     read_lines,
 )
+from .metadata import METAQA_CITATION, METAQA_LICENSE
 
 URL = "https://github.com/yuyuz/MetaQA"
 KB_FILES = {"kb": "kb.txt", "relation_text": "relation2text.txt"}
@@ -125,7 +126,9 @@ class MetaQA(datasets.GeneratorBasedBuilder):
                     "reachable": datasets.Value("bool"),
                 }
             )
-        return datasets.DatasetInfo(description=__doc__, features=features, homepage=URL)
+        return datasets.DatasetInfo(
+            description=__doc__, features=features, citation=METAQA_CITATION, license=METAQA_LICENSE, homepage=URL
+        )
 
     def _split_generators(self, dl_manager):
         if self.config.hops:

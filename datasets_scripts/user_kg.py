@@ -31,6 +31,7 @@ from .common import (
     read_lines,
 )
 from .entity_classification import SPLIT_SHARES
+from .metadata import JAKET_CITATION, USER_LICENSE
 
 COLUMNS = {
     "entities": (("id", "name", "description"), ("category", "aliases")),
@@ -45,12 +46,20 @@ class UserKGConfig(SourceConfig):
     seed: int = 0
 
 
+BUILDER_VERSION = datasets.Version("1.0.0")
+
+
 class UserKG(datasets.GeneratorBasedBuilder):
     """A user's knowledge graph: entities, relations and triples in JSON Lines or TSV files."""
 
     BUILDER_CONFIG_CLASS = UserKGConfig
-    BUILDER_CONFIGS = [UserKGConfig(name=name) for name in ("entities", "relations", "triples")] + [
-        UserKGConfig(name=f"fraction-{percent}", fraction=percent / 100) for percent in (100, 20, 5)
+    VERSION = BUILDER_VERSION
+    BUILDER_CONFIGS = [
+        UserKGConfig(name=name, version=BUILDER_VERSION) for name in ("entities", "relations", "triples")
+    ]
+    BUILDER_CONFIGS += [
+        UserKGConfig(name=f"fraction-{percent}", version=BUILDER_VERSION, fraction=percent / 100)
+        for percent in (100, 20, 5)
     ]
     DEFAULT_CONFIG_NAME = "entities"
 
@@ -63,7 +72,13 @@ class UserKG(datasets.GeneratorBasedBuilder):
             # the category names alone (the entities file's one column): _info runs at every construction
             rows = (row for _, row in read_rows(find_file(self.config.data_dir, "entities"), "entities"))
             features = entity_features(category_names(rows) or ["none"])
-        return datasets.DatasetInfo(description=__doc__, features=features)
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=features,
+            citation=JAKET_CITATION,
+            license=USER_LICENSE,
+            homepage="https://arxiv.org/abs/2010.00796",
+        )
 
     def _split_generators(self, dl_manager):
         kg = read_kg(self.config.data_dir)

@@ -63,6 +63,7 @@ from .common import (
     parse_json_line,
     read_lines,
 )
+from .metadata import WIKI_LICENSE, WIKIDATA_CITATION
 from .wikitext import Article, Redirects, dump_articles, normalise_title
 
 WIKIDATA_URL = "https://dumps.wikimedia.org/wikidatawiki/entities/latest-all.json.bz2"
@@ -604,12 +605,18 @@ def read_titles(folder: Path) -> tuple[dict[str, str], frozenset, dict[str, str]
     return titles, frozenset(kept), redirects
 
 
+BUILDER_VERSION = datasets.Version("1.0.0")
+
+
 class WikipediaWikidata(datasets.GeneratorBasedBuilder):
     """English Wikipedia (its XML dump, or WikiExtractor --json --links) and Wikidata's JSON dump; see the module
     docstring."""
 
     BUILDER_CONFIG_CLASS = WikipediaWikidataConfig
-    BUILDER_CONFIGS = [WikipediaWikidataConfig(name=n) for n in ("entities", "relations", "triples", "text")]
+    VERSION = BUILDER_VERSION
+    BUILDER_CONFIGS = [
+        WikipediaWikidataConfig(name=n, version=BUILDER_VERSION) for n in ("entities", "relations", "triples", "text")
+    ]
     DEFAULT_CONFIG_NAME = "entities"
 
     def __init__(self, *args, cache_dir=None, **kwargs):
@@ -652,7 +659,13 @@ class WikipediaWikidata(datasets.GeneratorBasedBuilder):
             "triples": lambda: TRIPLE_FEATURES,
             "text": lambda: TEXT_FEATURES,
         }[self.config.name]()
-        return datasets.DatasetInfo(description=__doc__, features=features, homepage=WIKIDATA_URL)
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=features,
+            citation=WIKIDATA_CITATION,
+            license=WIKI_LICENSE,
+            homepage=WIKIDATA_URL,
+        )
 
     def _split_generators(self, dl_manager):
         """Shards for `num_proc` and streaming: the prepared files, or the Wikipedia files for the text."""

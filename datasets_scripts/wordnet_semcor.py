@@ -33,6 +33,7 @@ from .common import (
     parse_json_line,
     read_lines,
 )
+from .metadata import SEMCOR_CITATION, WORDNET_CITATION, WORDNET_LICENSE
 from .wordnet import POINTERS, WORDNET_URL, find_wordnet, read_lexnames, read_wordnet, split_heldout
 
 SEMCOR_URL = "https://github.com/rubenIzquierdo/wsd_corpora/tree/master/semcor3.0"
@@ -87,7 +88,13 @@ class WordNetSemcor(datasets.ArrowBasedBuilder):
             "triples": lambda: TRIPLE_FEATURES,
             "text": lambda: LEMMA_TEXT_FEATURES,
         }[self.config.name]()
-        return datasets.DatasetInfo(description=__doc__, features=features, homepage=WORDNET_URL)
+        return datasets.DatasetInfo(
+            description=__doc__,
+            features=features,
+            citation=WORDNET_CITATION + "\n" + SEMCOR_CITATION,
+            license=WORDNET_LICENSE,
+            homepage=WORDNET_URL,
+        )
 
     def _semcor_path(self) -> Path | None:
         if self.config.semcor_file:
