@@ -343,6 +343,7 @@ def run_method(
                 "accuracy": accuracy,
                 "chosen": chosen,
             },
+            "accuracy",
         )
     base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
     pretrained = args.category_control_path if method == "lm_gnn_m_category" else pretrained_path(args, base_method)
@@ -400,6 +401,7 @@ def run_method(
         args,
         method,
         {"task": "entity_classification", "method": method, "seed": args.seed, "accuracy": results, "chosen": chosen},
+        "accuracy",
     )
 
 

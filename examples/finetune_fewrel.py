@@ -44,7 +44,6 @@ from jaket_examples.finetuning import (
     ScoredTrainer,
     SubgraphCollator,
     WithEntityTable,
-    accuracy_metric,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -54,6 +53,7 @@ from jaket_examples.finetuning import (
     save_results,
     select_on_validation,
 )
+from jaket_examples.metrics import accuracy
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
@@ -240,7 +240,7 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
         labels = torch.tensor([s["label"] for s in episode["support"]])
         predictions += class_scores(margins, labels).argmax(dim=1).tolist()
         references += [q["label"] for q in episode["queries"]]
-    return accuracy_metric().compute(predictions=predictions, references=references)["accuracy"]
+    return accuracy(predictions, references)
 
 
 def main(argv=None) -> list[dict]:
@@ -320,7 +320,7 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
     chosen = select_on_validation(
         args, f"{method}-{name}", wrapped, args.learning_rate, make_trainer, len(train), remove_unused_columns=False
     )
-    accuracy = score(wrapped, episodes)
+    test_accuracy = score(wrapped, episodes)
 
     setting = f"{args.n_way}-way {args.k_shot}-shot"
     folder = Path(args.output_dir) / f"{method}-{name}-seed{args.seed}"
@@ -330,7 +330,7 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         "fewrel",
         f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations",
         "accuracy",
-        accuracy,
+        test_accuracy,
     )
     save_fine_tuned(
         args,
@@ -353,11 +353,11 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         "method": method,
         "kg": args.kg,
         "seed": args.seed,
-        "accuracy": accuracy,
+        "accuracy": test_accuracy,
         "test_episodes": len(episodes),
         "chosen": chosen,
     }
-    return save_results(args, f"{method}-{name}", record)
+    return save_results(args, f"{method}-{name}", record, "accuracy")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     ProtocolArguments,
     ScoredTrainer,
-    accuracy_metric,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -43,6 +42,7 @@ from jaket_examples.finetuning import (
     save_results,
     select_on_validation,
 )
+from jaket_examples.metrics import hits_at_1
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketModel, KnowledgeGraph
@@ -204,10 +204,11 @@ def prepare(questions, tokenizer, graph):
     )
 
 
-def hits_at_1(model, questions, collator, batch_size):
+def score_questions(model, questions, collator, batch_size) -> dict:
+    """hits@1 of the model's top candidate over `questions`, and over those whose answer is reachable."""
     device = next(model.parameters()).device
     model.eval()
-    hits = []
+    top = []
     for begin in tqdm(range(0, len(questions), batch_size), desc="test questions", leave=False):
         features = [questions[i] for i in range(begin, min(begin + batch_size, len(questions)))]
         batch = collator(features)
@@ -215,17 +216,12 @@ def hits_at_1(model, questions, collator, batch_size):
         with torch.no_grad():
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.cpu()
         best = batch["candidate_ids"].gather(1, logits.argmax(dim=1, keepdim=True)).squeeze(1)
-        hits += [int(b) in set(f["answer_ids"]) for b, f in zip(best.tolist(), features)]
-    reachable = list(questions["reachable"])
-    metric = accuracy_metric()  # the share of questions whose top candidate is an answer
-    reachable_hits = [h for h, r in zip(hits, reachable) if r]
+        top += best.tolist()
+    answers, reachable = list(questions["answer_ids"]), list(questions["reachable"])
+    reached = [i for i, r in enumerate(reachable) if r]
     return {
-        "hits@1": metric.compute(predictions=hits, references=[True] * len(hits))["accuracy"],
-        "hits@1_reachable": metric.compute(predictions=reachable_hits, references=[True] * len(reachable_hits))[
-            "accuracy"
-        ]
-        if reachable_hits
-        else None,
+        "hits@1": hits_at_1(top, answers),
+        "hits@1_reachable": hits_at_1([top[i] for i in reached], [answers[i] for i in reached]) if reached else None,
     }
 
 
@@ -285,7 +281,7 @@ def run_method(args, method, graph, train, validation, test, command, repo_id) -
     def evaluate(model, questions):  # every candidate of every question
         with precision(args, next(model.parameters()).device.type):
             collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed)
-            return hits_at_1(model, questions, collator, args.per_device_eval_batch_size)
+            return score_questions(model, questions, collator, args.per_device_eval_batch_size)
 
     run_name = f"{method}-{args.hops}hop-{args.kg_setting}"
     collator = QuestionCollator(
@@ -353,7 +349,7 @@ def run_method(args, method, graph, train, validation, test, command, repo_id) -
         **scores,
         "chosen": chosen,
     }
-    return save_results(args, run_name, record)
+    return save_results(args, run_name, record, "hits@1")
 
 
 if __name__ == "__main__":

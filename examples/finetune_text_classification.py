@@ -37,7 +37,6 @@ from jaket_examples.finetuning import (
     ProtocolArguments,
     SubgraphCollator,
     WithEntityTable,
-    accuracy_metric,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -48,6 +47,7 @@ from jaket_examples.finetuning import (
     select_on_validation,
     training_arguments,
 )
+from jaket_examples.metrics import accuracy
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import (
@@ -240,9 +240,9 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         return datasets.Dataset.from_dict({**data, "labels": [label_ids[e["label"]] for e in examples]})
 
     data = {name: encode(examples) for name, examples in splits.items()}
-    compute_accuracy = lambda prediction: accuracy_metric().compute(  # noqa: E731
-        predictions=prediction.predictions.argmax(-1), references=prediction.label_ids
-    )
+    compute_accuracy = lambda prediction: {  # noqa: E731
+        "accuracy": accuracy(prediction.predictions.argmax(-1), prediction.label_ids)
+    }
     make_trainer = lambda training_args: HeadRateTrainer(  # noqa: E731
         model=wrapped,
         args=training_args,
@@ -256,11 +256,11 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         args, method, wrapped, args.learning_rate, make_trainer, len(data["train"]), remove_unused_columns=False
     )
     tester = make_trainer(training_arguments(args, f"{method}-test", ["labels"], remove_unused_columns=False))
-    accuracy = tester.predict(data["test"]).metrics["test_accuracy"]
+    test_accuracy = tester.predict(data["test"]).metrics["test_accuracy"]
 
     folder = Path(args.output_dir) / f"{method}-seed{args.seed}"
     result = Result(
-        "text-classification", "Text classification", "text", Path(args.test_file).name, "accuracy", accuracy
+        "text-classification", "Text classification", "text", Path(args.test_file).name, "accuracy", test_accuracy
     )
     save_fine_tuned(
         args,
@@ -281,12 +281,12 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         "task": "text-classification",
         "method": method,
         "seed": args.seed,
-        "accuracy": accuracy,
+        "accuracy": test_accuracy,
         "test_examples": len(data["test"]),
         "labels": labels,
         "chosen": chosen,
     }
-    return save_results(args, method, record)
+    return save_results(args, method, record, "accuracy")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar
 
-import evaluate
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -17,6 +16,7 @@ from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallba
 from transformers.utils import logging
 
 import modeling_jaket
+from jaket_examples.metrics import accuracy
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import DataCollatorWithMentions, JaketProcessor, encode_descriptions
 
@@ -39,7 +39,6 @@ METHODS = {
 }
 # method -> the flag naming the examples/pretrain.py output it starts from; the others start from --backbone
 PRETRAINED_PATHS = {"jaket": "model_name_or_path", "lm_mlm": "mlm_control_path"}
-ACCURACY = str(Path(__file__).resolve().parents[1] / "metrics" / "accuracy")
 
 
 def method_field(methods: dict[str, str]):
@@ -216,8 +215,10 @@ def push_results(args, method: str, repo_id: str | None, folder) -> None:
     push_folder(repo_id, folder, args.hub_token, f"{method}, seed {args.seed}")
 
 
-def save_results(args, name: str, record: dict) -> dict:
-    """Write `record` to `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it."""
+def save_results(args, name: str, record: dict, metric: str) -> dict:
+    """Write `record`, with the `metric` its figures are (`"accuracy"`, `"hits@1"`), to
+    `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it."""
+    record = {"metric": metric, **record}
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     (output / f"results-{name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
@@ -394,18 +395,13 @@ class WithEntityTable(nn.Module):
         )
 
 
-def accuracy_metric():
-    """The repository's accuracy module (`evaluate.load("accuracy")` needs the hub)."""
-    return evaluate.load(ACCURACY)
-
-
 def masked_accuracy(eval_prediction):
     """Accuracy over the positions whose label is not -100 (`Trainer`'s compute_metrics)."""
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids
     logits = logits[0] if isinstance(logits, tuple) else logits
     scored = labels != -100
     predictions = np.argmax(logits[scored], axis=-1)
-    return accuracy_metric().compute(predictions=predictions, references=labels[scored])
+    return {"accuracy": accuracy(predictions, labels[scored])}
 
 
 # The fair protocol (every task, every method): one optimizer-step budget at every label fraction, a validation
