@@ -151,10 +151,13 @@ def main(argv=None):
         "num_relation_types": graph.num_relations,
         **{name: getattr(args, name) for name in MEMORY_FIELDS},
         "merge_layer_norm": args.merge_layer_norm,
+        "sparse_prediction": True,  # logits at the masked tokens only: the vocabulary projection is most of a step
     }
     if args.num_lm1_layers:
         overrides["num_lm1_layers"] = args.num_lm1_layers
     model, loading_info = JaketForPreTraining.from_backbone(backbone, output_loading_info=True, **overrides)
+    if args.gradient_checkpointing:  # non-reentrant: works with DDP, FSDP2 and inputs that need no gradient
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     collator = pretraining_collator(args, tokenizer, graph, prepared.confusables, accelerator.process_index)
     num_workers = args.dataloader_num_workers

@@ -9,6 +9,7 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoProcessor,
 )
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_jaket import JaketConfig
 from .graph import KnowledgeGraph, Subgraph
@@ -26,6 +27,7 @@ from .modeling_jaket import (
     JaketPreTrainedModel,
     JaketSequenceClassifierOutput,
 )
+from .pipeline_jaket import EntityClassificationPipeline, EntityLinkingPipeline
 from .processing_jaket import JaketProcessor
 
 AutoConfig.register("jaket", JaketConfig, exist_ok=True)
@@ -34,6 +36,15 @@ AutoModelForPreTraining.register(JaketConfig, JaketForPreTraining, exist_ok=True
 AutoModelForMaskedLM.register(JaketConfig, JaketForPreTraining, exist_ok=True)
 AutoModelForSequenceClassification.register(JaketConfig, JaketForSequenceClassification, exist_ok=True)
 AutoProcessor.register(JaketConfig, JaketProcessor, exist_ok=True)
+
+# `pipeline("entity-linking", model=model, processor=processor)` for a model in memory; a saved folder's config
+# declares the same pipelines (`custom_pipelines`) for `trust_remote_code`.
+PIPELINE_REGISTRY.register_pipeline(
+    "entity-linking", pipeline_class=EntityLinkingPipeline, pt_model=AutoModelForPreTraining, type="text"
+)
+PIPELINE_REGISTRY.register_pipeline(
+    "entity-classification", pipeline_class=EntityClassificationPipeline, pt_model=AutoModel, type="text"
+)
 
 # `save_pretrained` copies the modeling code beside the weights, so that `trust_remote_code=True` loads it anywhere.
 JaketConfig.register_for_auto_class()
@@ -45,6 +56,8 @@ JaketProcessor.register_for_auto_class("AutoProcessor")
 
 __all__ = [
     "EntityClassificationOutput",
+    "EntityClassificationPipeline",
+    "EntityLinkingPipeline",
     "EntityContextMemory",
     "JaketConfig",
     "JaketForEntityClassification",

@@ -103,6 +103,11 @@ class JaketConfig(PreTrainedConfig):
             max_interval) steps (Eq. 4).
         memory_momentum (`float`, defaults to 0.8):
             E <- momentum * E + (1 - momentum) * E_new on each refresh (Eq. 5).
+        sparse_prediction (`bool`, defaults to `False`):
+            With `labels`, [`JaketForPreTraining`] scores the labelled positions only: its masked-LM `logits` are
+            `(num_labelled_tokens, vocab_size)` instead of `(batch_size, sequence_length, vocab_size)`, and the loss is
+            the same. The vocabulary projection otherwise dominates a pre-training step; `examples/pretrain.py` turns
+            it on (ModernBERT's field of the same name).
         classifier_dropout (`float`, *optional*):
             Dropout of the classification heads; defaults to `hidden_dropout_prob`.
         validate_inputs (`bool`, defaults to `True`):
@@ -160,6 +165,7 @@ class JaketConfig(PreTrainedConfig):
     memory_refresh_repeats: int = 3
     memory_refresh_max_interval: int = 500
     memory_momentum: float = 0.8
+    sparse_prediction: bool = False
     classifier_dropout: float | int | None = None
     validate_inputs: bool = True
     check_finite_inputs: bool = False
@@ -209,7 +215,7 @@ class JaketConfig(PreTrainedConfig):
                 fail(name, "a finite positive number")
         if not is_number(self.km_negative_slope) or self.km_negative_slope < 0:
             fail("km_negative_slope", "a finite number >= 0")
-        for name in ("validate_inputs", "check_finite_inputs"):
+        for name in ("validate_inputs", "check_finite_inputs", "sparse_prediction"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, "True or False")
         for name, choices in _CHOICES.items():

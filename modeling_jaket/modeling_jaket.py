@@ -58,8 +58,8 @@ class JaketForPreTrainingOutput(ModelOutput):
     entity_category_loss, relation_type_loss, masked_lm_loss, masked_entity_loss (`torch.FloatTensor` of shape `(1,)`):
         L_c, L_r, L_t and L_e, each present when its labels were given.
     logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
-        Masked language modeling scores; when `labels` are given, of shape `(num_masked_tokens, vocab_size)`, for the
-        positions whose label is not -100 only, in row-major order.
+        Masked language modeling scores. With `labels` and `config.sparse_prediction`, of shape
+        `(num_masked_tokens, vocab_size)`: the positions whose label is not -100 only, in row-major order.
     entity_category_logits (`torch.FloatTensor` of shape `(num_subgraph_entities, num_entity_categories)`):
         Category scores of every subgraph entity, from E^KM.
     relation_type_logits (`torch.FloatTensor` of shape `(num_pairs, num_relation_types)`):
@@ -278,20 +278,37 @@ class JaketPreTrainedModel(PreTrainedModel):
     # The pipelines this head serves: task -> (class in pipeline_jaket.py, the Auto class that loads the head)
     _pipelines: dict[str, tuple[str, str]] = {}
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, processor=None, **kwargs):
         """As every transformers model saves; for `trust_remote_code`, the folder also gets the code that the
-        processor and the pipelines run, and config.json declares this head's pipelines (`custom_pipelines`)."""
-        if self._pipelines:
+        processor and the pipelines run, and config.json declares this head's pipelines (`custom_pipelines`).
+
+        `processor` (a `JaketProcessor`) is saved beside the model (tokenizer, graph, memory), so that one call
+        makes a folder every documented use loads; without it, a head with pipelines warns where the folder holds no
+        processor (`Trainer` saves its `processing_class` right after the model)."""
+        code = self._processing_code()  # before anything is written: an origin without it fails here
+        declared = getattr(self.config, "custom_pipelines", None)
+        if self._pipelines:  # in the saved config only: in memory, the registry serves the pipelines
             self.config.custom_pipelines = {
                 task: {"impl": f"pipeline_jaket.{name}", "pt": [auto], "type": "text"}
                 for task, (name, auto) in self._pipelines.items()
             }
-        code = self._processing_code()  # before anything is written: an origin without it fails here
-        super().save_pretrained(save_directory, *args, **kwargs)
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.config.__dict__.pop("custom_pipelines", None)
+            if declared is not None:
+                self.config.custom_pipelines = declared
         if kwargs.get("is_main_process", True):
             for source in code:
                 if Path(save_directory, source.name).resolve() != source.resolve():
                     shutil.copy(source, Path(save_directory, source.name))
+            if processor is not None:
+                processor.save_pretrained(save_directory)
+            elif self._pipelines and not Path(save_directory, "processor_config.json").is_file():
+                logger.warning_once(
+                    f"{save_directory} holds no processor, which its pipelines ({', '.join(self._pipelines)}) need: "
+                    "pass processor= to save_pretrained, or call processor.save_pretrained on the same folder"
+                )
 
     def _processing_code(self) -> list[Path]:
         """`PROCESSING_CODE` and, recursively, every module it imports relatively, found by file name (importing them
@@ -344,7 +361,7 @@ class JaketPreTrainedModel(PreTrainedModel):
         """As transformers' `from_pretrained`; a damaged weights file (safetensors raises an error that names no
         file) becomes an `OSError` naming the folder and the file."""
         try:
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
             folder = Path(pretrained_model_name_or_path)
             damaged = [path.name for path in sorted(folder.glob("*.safetensors")) if not _readable(path)]
@@ -352,6 +369,10 @@ class JaketPreTrainedModel(PreTrainedModel):
                 f"{pretrained_model_name_or_path}: damaged weights {damaged or 'file'} ({error}); save or download "
                 "the model again"
             ) from None
+        if not cls.__module__.startswith("transformers_modules"):  # the installed package registers its pipelines
+            loaded = model[0] if isinstance(model, tuple) else model  # (model, loading info) on request
+            loaded.config.__dict__.pop("custom_pipelines", None)  # the folder declares them for remote code only
+        return model
 
     @classmethod
     def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):
@@ -715,13 +736,14 @@ class JaketForPreTraining(JaketPreTrainedModel):
 
         logits = None
         if outputs.last_hidden_state is not None:
-            if labels is None:
-                logits = self.lm_head(outputs.last_hidden_state)
-            else:
-                # Score the masked positions only: the vocabulary projection dominates a step's cost otherwise.
+            if labels is not None and self.config.sparse_prediction:  # the labelled positions only
                 masked = labels.to(outputs.last_hidden_state.device) != -100
                 logits = self.lm_head(outputs.last_hidden_state[masked])
                 losses["masked_lm_loss"] = _cross_entropy(logits, labels.to(logits.device)[masked], "labels")
+            else:
+                logits = self.lm_head(outputs.last_hidden_state)
+                if labels is not None:
+                    losses["masked_lm_loss"] = _cross_entropy(logits, labels, "labels")
 
         category_logits = relation_logits = None
         if entity_embeddings is not None:

@@ -66,26 +66,39 @@ class _BatchedPipeline(Pipeline):
             raise ValueError(
                 f"{type(self).__name__} takes {', '.join(known)} (and batch_size), not {', '.join(unknown)}"
             )
-        single = not isinstance(inputs, (list, tuple))
-        items = [inputs] if single else list(inputs)
-        if not items:
-            return []
         size = batch_size or self._batch_size or 8
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
-        preprocess_params = {**self._preprocess_params, **preprocess_params}
-        forward_params = {**self._forward_params, **forward_params}
-        postprocess_params = {**self._postprocess_params, **postprocess_params}
-        results = []
-        for start in range(0, len(items), size):
-            batch = items[start : start + size]
-            results.extend(self.run_single(batch, preprocess_params, forward_params, postprocess_params))
-        return results[0] if single else results
+        params = (
+            {**self._preprocess_params, **preprocess_params},
+            {**self._forward_params, **forward_params},
+            {**self._postprocess_params, **postprocess_params},
+        )
+        if isinstance(inputs, (str, int)):  # one text, or one entity
+            return next(self._batches([inputs], size, params))
+        if isinstance(inputs, (list, tuple)):
+            return list(self._batches(inputs, size, params))
+        if not hasattr(inputs, "__iter__") and not hasattr(inputs, "__getitem__"):
+            raise ValueError(f"{type(self).__name__} takes one input, a list, or an iterable of them, got {inputs!r}")
+        return self._batches(inputs, size, params)  # a generator, a KeyDataset: results as they are computed
+
+    def _batches(self, inputs, size: int, params):
+        """Each input's result, in order, computed `size` inputs at a time."""
+        batch = []
+        for item in inputs:
+            batch.append(item)
+            if len(batch) == size:
+                yield from self.run_single(batch, *params)
+                batch = []
+        if batch:
+            yield from self.run_single(batch, *params)
 
 
 class EntityLinkingPipeline(_BatchedPipeline):
     """`pipeline("entity-linking", model=..., trust_remote_code=True)(text, top_k=5)` -> for each mention found, a
-    dict with `start`, `end` (characters), `text`, and `entities`: up to `top_k` `{"id", "key", "name", "score"}`,
-    best first. The model is a `JaketForPreTraining` (its masked-entity head)."""
+    dict with `word` (the mention's text), `start`, `end` (characters, as token classification gives them) and
+    `entities`: up to `top_k` `{"id", "key", "name", "score", "logit"}`, best first; `score` is the candidate's
+    probability among the mention's candidates (softmax of the masked-entity head's `logit`s). The model is a
+    `JaketForPreTraining`."""
 
     def _check_parts(self) -> None:
         super()._check_parts()
@@ -129,25 +142,29 @@ class EntityLinkingPipeline(_BatchedPipeline):
             linked = []
             for (start, end, candidates), mention_scores in zip(mentions, scores):
                 order = torch.argsort(mention_scores, descending=True, stable=True)[:top_k].tolist()
+                probabilities = mention_scores.float().softmax(-1)  # among this mention's candidates
                 entities = [
                     {
                         "id": candidates[i],
                         "key": graph.entity_ids[candidates[i]] if graph.entity_ids else None,
                         "name": graph.entity_names[candidates[i]],
-                        "score": float(mention_scores[i]),
+                        "score": float(probabilities[i]),
+                        "logit": float(mention_scores[i]),
                     }
                     for i in order
                 ]
-                linked.append({"start": start, "end": end, "text": text[start:end], "entities": entities})
+                linked.append({"word": text[start:end], "start": start, "end": end, "entities": entities})
             results.append(linked)
         return results
 
 
 class EntityClassificationPipeline(_BatchedPipeline):
     """`pipeline("entity-classification", model=..., trust_remote_code=True)(entity, top_k=3)` -> up to `top_k`
-    `{"label", "score"}`, best first, for an entity of the processor's graph (an id, a key of `graph.entity_ids`, or
-    a name or alias of one entity). A pre-trained model answers with its category head (labels: the graph's
-    `category_names`); a `JaketForEntityClassification` with its classifier (labels: `config.id2label`).
+    `{"label", "score", "logit"}` (`score`: the softmax of the logits), best first, for an entity of the processor's
+    graph (an id, a key of `graph.entity_ids`, or a name or alias of one entity). A pre-trained model answers with
+    its category head (labels: the graph's `category_names`); a `JaketForEntityClassification` with its classifier
+    (labels: `config.id2label`). Each entity is classified in a subgraph sampled around it alone, so that its answer
+    is the same in any batch.
 
     An entity of another graph: pass `graph=` (a `KnowledgeGraph` with descriptions) to the call; its initial
     embeddings are then encoded by LM1 from the descriptions, as for an unseen KG in fine-tuning."""
@@ -174,11 +191,9 @@ class EntityClassificationPipeline(_BatchedPipeline):
 
     def preprocess(self, entities, graph=None):
         processor = self.processor if graph is None else self._processor_for(graph)
-        ids = torch.tensor([processor.entity_id(entity, 0, i) for i, entity in enumerate(entities)])
-        inputs = processor.graph_inputs(ids)
-        position = {e: i for i, e in enumerate(inputs["subgraph_entity_ids"].tolist())}
-        inputs["rows"] = torch.tensor([position[e] for e in ids.tolist()])  # a repeated entity is one seed
-        return inputs
+        ids = [processor.entity_id(entity, 0, i) for i, entity in enumerate(entities)]
+        # one subgraph an entity, sampled around it alone: its answer does not depend on the others in the batch
+        return {"subgraphs": [processor.graph_inputs(torch.tensor([entity])) for entity in ids]}
 
     def _processor_for(self, graph):
         """A processor over `graph`, with its memory encoded by this model's LM1 (kept for the next call)."""
@@ -197,10 +212,12 @@ class EntityClassificationPipeline(_BatchedPipeline):
         return cached[1]
 
     def _forward(self, inputs):
-        rows = inputs.pop("rows")
-        output = self.model(**inputs)
-        logits = getattr(output, "entity_category_logits", None)  # a pre-trained model's L_c head
-        return {"probabilities": (output.logits if logits is None else logits)[rows].float().softmax(-1)}
+        rows = []
+        for subgraph in inputs["subgraphs"]:  # the entity is its subgraph's first (seed) row
+            output = self.model(**subgraph)
+            logits = getattr(output, "entity_category_logits", None)  # a pre-trained model's L_c head
+            rows.append((output.logits if logits is None else logits)[0].float())
+        return {"logits": torch.stack(rows)}
 
     def postprocess(self, outputs, top_k: int = 1):
         if hasattr(self.model, "entity_category_head"):
@@ -208,8 +225,12 @@ class EntityClassificationPipeline(_BatchedPipeline):
         else:
             names = [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
         results = []
-        for row in outputs["probabilities"]:
-            scores, order = row.topk(min(top_k, row.numel()))
-            labels = [names[i] for i in order.tolist()]
-            results.append([{"label": n, "score": float(s)} for n, s in zip(labels, scores.tolist())])
+        for logits in outputs["logits"]:
+            scores, order = logits.softmax(-1).topk(min(top_k, logits.numel()))
+            results.append(
+                [
+                    {"label": names[i], "score": float(score), "logit": float(logits[i])}
+                    for i, score in zip(order.tolist(), scores.tolist())
+                ]
+            )
         return results

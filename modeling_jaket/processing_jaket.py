@@ -126,7 +126,9 @@ class JaketProcessor(ProcessorMixin):
         entity_spans: Sequence | None = None,
         entities: Sequence | None = None,
         linker=None,
-        return_tensors: str = "pt",
+        max_length: int | None = None,
+        padding: bool | str = True,
+        return_tensors: str | None = "pt",
         return_graph_inputs: bool = True,
     ) -> BatchEncoding:
         """`text` (a string or a batch), `entity_spans` (characters `(start, end)`, Python-slice style; a list per
@@ -135,9 +137,15 @@ class JaketProcessor(ProcessorMixin):
         by `linker`, a `JaketForPreTraining`) -> `input_ids`, `attention_mask`, `mention_entity_ids`,
         `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`, `edge_index`,
         `edge_type`, `entity_init_embeddings` and `relation_embeddings` (`return_graph_inputs=False`: the text's
-        inputs alone)."""
-        if return_tensors != "pt":
-            raise ValueError(f"JaketProcessor returns PyTorch tensors (return_tensors='pt'), got {return_tensors!r}")
+        inputs alone). `max_length` (this call's, else the processor's) tokens are kept a text; `padding` True or
+        `"longest"` pads to the longest text, `"max_length"` to `max_length`; `return_tensors` `"pt"`, `"np"` or None
+        (lists), as a tokenizer's."""
+        if return_tensors not in ("pt", "np", None):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+        if padding not in (True, "longest", "max_length"):
+            raise ValueError(f"padding must be True, 'longest' or 'max_length', got {padding!r}")
+        max_length = self.max_length if max_length is None else max_length
+        check_settings(fanouts=self.fanouts, max_length=max_length, seed=self.seed)
         single = isinstance(text, str)
         texts = check_texts(text)
         spans = self._batched("entity_spans", entity_spans, single, len(texts))
@@ -165,9 +173,10 @@ class JaketProcessor(ProcessorMixin):
 
         # 1. tokens, and each span's tokens (the entity is resolved after: a placeholder 0 stands for it)
         placeholders = [[(start, end, 0) for start, end in example_spans] for example_spans in spans]
-        encoding = tokenize_with_mentions(self.tokenizer, texts, placeholders, max_length=self.max_length)
+        encoding = tokenize_with_mentions(self.tokenizer, texts, placeholders, max_length=max_length)
         kept_spans = [self._kept(s, len(encoding["mention_starts"][e])) for e, s in enumerate(spans)]
-        batch = DataCollatorWithMentions(self.tokenizer.pad_token_id)(
+        multiple = max_length if padding == "max_length" else None  # every row is at most max_length long
+        batch = DataCollatorWithMentions(self.tokenizer.pad_token_id, pad_to_multiple_of=multiple)(
             [{key: encoding[key][i] for key in encoding} for i in range(len(texts))]
         )
         # 2. the entity of each mention
@@ -180,6 +189,8 @@ class JaketProcessor(ProcessorMixin):
         seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
         if seeds.numel() and return_graph_inputs:
             batch.update(self.graph_inputs(seeds))
+        if return_tensors != "pt":
+            batch = {key: value.numpy() if return_tensors == "np" else value.tolist() for key, value in batch.items()}
         return BatchEncoding(batch, tensor_type=return_tensors)
 
     @staticmethod

@@ -362,17 +362,24 @@ def test_gradient_checkpointing_gives_the_same_gradients(config):
     torch.testing.assert_close(model.lm1[0].attention.self.query.weight.grad, expected)
 
 
-def test_with_labels_only_masked_positions_are_scored(config):
+def test_masked_lm_logits_have_transformers_shape_and_sparse_prediction_scores_the_labels_only(config):
+    """By default the logits are `[batch, length, vocab]` with labels too (transformers' convention); with
+    `sparse_prediction` (pre-training's setting) the labelled positions only, with the same loss."""
     model = JaketForPreTraining(config).eval()
     text = text_inputs()
     labels = torch.full((2, 10), -100)
     labels[0, 3], labels[1, 7] = 11, 12
     with torch.no_grad():
         full = model(**text).logits
-        masked = model(**text, labels=labels)
-    torch.testing.assert_close(masked.logits, full[[0, 1], [3, 7]])
+        dense = model(**text, labels=labels)
+        model.config.sparse_prediction = True
+        sparse = model(**text, labels=labels)
+    assert full.shape == dense.logits.shape == (2, 10, config.vocab_size)
+    torch.testing.assert_close(dense.logits, full)
+    torch.testing.assert_close(sparse.logits, full[[0, 1], [3, 7]])
     expected = torch.nn.functional.cross_entropy(full[[0, 1], [3, 7]], torch.tensor([11, 12]))
-    torch.testing.assert_close(masked.masked_lm_loss, expected)
+    torch.testing.assert_close(sparse.masked_lm_loss, expected)
+    torch.testing.assert_close(dense.masked_lm_loss, expected)
 
 
 def test_an_empty_subgraph_gives_no_entity_embeddings(config):

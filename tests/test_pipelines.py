@@ -35,10 +35,10 @@ def graph_text(folder):
     return f"The {first} met the {second}.", (first, second)
 
 
-def run_clean(tmp_path, code: str) -> str:
+def run_clean(tmp_path, code: str, **env) -> str:
     script = tmp_path / "clean.py"
     script.write_text(BLOCK_IMPORTS + code)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), **env}
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
@@ -46,6 +46,8 @@ def run_clean(tmp_path, code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_the_card_s_usage_runs_where_only_transformers_is_installed(pretrained, tmp_path):
     folder, _ = pretrained
     card = (folder / "README.md").read_text()
@@ -74,33 +76,46 @@ except ModuleNotFoundError:
     assert "'entities': [{'id':" in out and "'label':" in out
 
 
+@pytest.mark.data
 def test_entity_linking_finds_the_graph_s_names_and_ranks_their_entities(pretrained):
     folder, _ = pretrained
     text, names = graph_text(folder)
     linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True)
     mentions = linker(text, top_k=50)
-    assert [m["text"] for m in mentions] == list(names)
+    assert [m["word"] for m in mentions] == list(names)
     graph = KnowledgeGraph.from_pretrained(folder, subfolder="graph")
     for mention in mentions:
         assert mention["entities"], mention
         assert all(graph.entity_names[e["id"]] == e["name"] for e in mention["entities"])
-        assert mention["text"] in {e["name"] for e in mention["entities"]} | {
+        assert mention["word"] in {e["name"] for e in mention["entities"]} | {
             alias for e in mention["entities"] for alias in graph.entity_aliases[e["id"]]
         }
         scores = [e["score"] for e in mention["entities"]]
-        assert scores == sorted(scores, reverse=True)
+        assert scores == sorted(scores, reverse=True) and all(0 <= score <= 1 for score in scores)
+        logits = [e["logit"] for e in mention["entities"]]
+        assert logits == sorted(logits, reverse=True)
+        everyone = linker(mention["word"], top_k=1000)[0]["entities"]  # all of this name's candidates
+        assert sum(e["score"] for e in everyone) == pytest.approx(1.0, abs=1e-5)
     assert len(linker(text, top_k=1)[0]["entities"]) == 1
     # a batch gives what one text at a time gives
     texts = [text, "Nothing here at all.", text.upper()]
     batched = linker(texts, batch_size=3, top_k=3)
     one_by_one = [linker(t, top_k=3) for t in texts]
-    assert [[m["text"] for m in r] for r in batched] == [[m["text"] for m in r] for r in one_by_one]
+    # a generator and a KeyDataset give the same, lazily, as transformers' pipelines do
+    from datasets import Dataset
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    streamed = linker((t for t in texts), batch_size=2, top_k=3)
+    assert not isinstance(streamed, list) and list(streamed) == one_by_one
+    assert list(linker(KeyDataset(Dataset.from_dict({"text": texts}), "text"), top_k=3)) == one_by_one
+    assert [[m["word"] for m in r] for r in batched] == [[m["word"] for m in r] for r in one_by_one]
     for got, expected in zip(batched, one_by_one):
         for a, b in zip(got, expected):
             assert [e["id"] for e in a["entities"]] == [e["id"] for e in b["entities"]]
             assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-4)
 
 
+@pytest.mark.data
 def test_entity_classification_answers_with_the_category_head(pretrained):
     folder, _ = pretrained
     classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)
@@ -110,6 +125,17 @@ def test_entity_classification_answers_with_the_category_head(pretrained):
     for result in results:
         assert {r["label"] for r in result} <= set(graph.category_names)
         assert [r["score"] for r in result] == sorted((r["score"] for r in result), reverse=True)
+    for result in results:
+        assert [r["logit"] for r in result] == sorted((r["logit"] for r in result), reverse=True)
+    assert sum(r["score"] for r in classifier(0, top_k=1000)) == pytest.approx(1.0, abs=1e-5)  # every category
+    # an entity's answer does not depend on the batch it is in (one subgraph a batch made it so)
+    entities = list(range(6))
+    one_by_one = [classifier(entity, top_k=2) for entity in entities]
+    for size in (2, 4, 6):
+        batched = classifier(entities, batch_size=size, top_k=2)
+        assert [[r["label"] for r in result] for result in batched] == [[r["label"] for r in r1] for r1 in one_by_one]
+        for got, want in zip(batched, one_by_one):
+            assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-6)
     # the same answer as the model's own category head on the processor's inputs
     model = AutoModelForPreTraining.from_pretrained(folder, trust_remote_code=True).eval()
     inputs = classifier.processor.graph_inputs(torch.tensor([0]))
@@ -118,6 +144,7 @@ def test_entity_classification_answers_with_the_category_head(pretrained):
     assert results[0][0]["label"] == graph.category_names[best]
 
 
+@pytest.mark.data
 def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
     folder, _ = pretrained
     linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True)
@@ -142,6 +169,7 @@ def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
         classifier(0, grpah=None)
 
 
+@pytest.mark.data
 def test_entity_classification_of_a_new_graph_from_its_descriptions(pretrained):
     folder, _ = pretrained
     classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True)
@@ -167,11 +195,13 @@ def test_pipelines_run_on_a_gpu(pretrained):
     text, names = graph_text(folder)
     linker = pipeline("entity-linking", model=str(folder), trust_remote_code=True, device=0)
     assert linker.model.device.type == "cuda"
-    assert [m["text"] for m in linker(text)] == list(names)
+    assert [m["word"] for m in linker(text)] == list(names)
     classifier = pipeline("entity-classification", model=str(folder), trust_remote_code=True, device=0)
     assert len(classifier([0, 1], top_k=2)) == 2
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_entity_linking_figures_on_held_out_sentences(pretrained, tmp_path, tiny_bert_checkpoint, datasets_cache):
     from evaluate_entity_linking import main as evaluate_entity_linking
 
@@ -257,12 +287,15 @@ def test_transformers_own_text_pipelines_run_on_jaket_through_remote_code(task, 
 SAVE_AGAIN = """
 import json, sys
 from transformers import AutoModelForPreTraining, AutoProcessor, pipeline
-source, target, text = sys.argv[1], sys.argv[2], sys.argv[3]
+source, target, text, one_call = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "one call"
 model = AutoModelForPreTraining.from_pretrained(source, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained(source, trust_remote_code=True)
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-model.save_pretrained(target)
-processor.save_pretrained(target)
+if one_call:
+    model.save_pretrained(target, processor=processor)
+else:
+    model.save_pretrained(target)
+    processor.save_pretrained(target)
 linker = pipeline("entity-linking", model=target, trust_remote_code=True)
 classifier = pipeline("entity-classification", model=target, trust_remote_code=True)
 print(json.dumps({"linked": linker(text, top_k=3), "classified": classifier([0, 1], top_k=2)}))
@@ -279,23 +312,25 @@ def model_files(folder) -> set[str]:
     return {name for name in files - RUN_RECORDS if not name.startswith(("checkpoint-", "train_history"))}
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_a_model_loaded_through_remote_code_saves_a_folder_that_works_twice(pretrained, tmp_path):
-    """Load model and processor with `trust_remote_code` in a clean process, save both, run both pipelines from the
-    new folder; then the same from that folder: each generation has the same files, byte for byte, and gives the
-    same answers."""
+    """Load model and processor with `trust_remote_code` in a clean process, save both (in one call,
+    `save_pretrained(processor=...)`; then in two), run both pipelines from the new folder; then the same from that
+    folder: each generation has the same files, byte for byte, and gives the same answers, as does the last folder
+    pushed to (a stand-in of) the Hub and run from its repo id."""
     folder, _ = pretrained
     text, _ = graph_text(folder)
     expected = {
         "linked": pipeline("entity-linking", model=str(folder), trust_remote_code=True)(text, top_k=3),
         "classified": pipeline("entity-classification", model=str(folder), trust_remote_code=True)([0, 1], top_k=2),
     }
-    (tmp_path / "save_again.py").write_text(SAVE_AGAIN)
     source = folder
-    for generation in ("first", "second"):
+    for generation, how in (("first", "one call"), ("second", "two calls")):
         target = tmp_path / generation
-        out = run_clean(tmp_path, f"sys.argv = ['', {str(source)!r}, {str(target)!r}, {text!r}]\n" + SAVE_AGAIN)
-        answers = json.loads(out.strip().splitlines()[-1])
-        assert [m["text"] for m in answers["linked"]] == [m["text"] for m in expected["linked"]]
+        arguments = ["", str(source), str(target), text, how]
+        answers = json.loads(run_clean(tmp_path, f"sys.argv = {arguments!r}\n" + SAVE_AGAIN).strip().splitlines()[-1])
+        assert [m["word"] for m in answers["linked"]] == [m["word"] for m in expected["linked"]]
         for got, want in zip(answers["linked"], expected["linked"]):
             assert [e["id"] for e in got["entities"]] == [e["id"] for e in want["entities"]]
             assert [e["score"] for e in got["entities"]] == pytest.approx([e["score"] for e in want["entities"]])
@@ -307,8 +342,22 @@ def test_a_model_loaded_through_remote_code_saves_a_folder_that_works_twice(pret
         for name in saved:  # weights, code, tokenizer, processor settings, graph and memory, as pre-training wrote
             assert (target / name).read_bytes() == (folder / name).read_bytes(), name
         source = target
+    # the saved folder as a Hub repo: both pipelines from its id, where only transformers is installed
+    from test_hub import as_hub_cache
+
+    cache = as_hub_cache(source, "someone/jaket-saved-again", tmp_path / "hub-cache")
+    hub_run = """
+import json
+from transformers import pipeline
+linker = pipeline("entity-linking", model="someone/jaket-saved-again", trust_remote_code=True)
+classifier = pipeline("entity-classification", model="someone/jaket-saved-again", trust_remote_code=True)
+print(json.dumps({"linked": linker(TEXT, top_k=3), "classified": classifier([0, 1], top_k=2)}))
+""".replace("TEXT", repr(text))
+    from_hub = json.loads(run_clean(tmp_path, hub_run, HF_HUB_CACHE=str(cache)).strip().splitlines()[-1])
+    assert from_hub == answers
 
 
+@pytest.mark.data
 def test_a_pipeline_refuses_parts_that_do_not_fit_its_model(pretrained, tmp_path):
     """Checked when the pipeline is built: each of these loaded, and answered wrong or failed deep inside."""
     import shutil
@@ -337,3 +386,22 @@ def test_a_pipeline_refuses_parts_that_do_not_fit_its_model(pretrained, tmp_path
             EntityContextMemory(memory.num_entities, memory.num_relations, width).save_pretrained(copy)
         with pytest.raises(ValueError, match=f"{copy}: .*{messages[case]}"):
             pipeline(task, model=str(copy), trust_remote_code=True)
+
+
+@pytest.mark.data
+def test_the_pipelines_run_on_a_model_in_memory(pretrained):
+    """Registered with transformers' PIPELINE_REGISTRY when the package is imported: a model and processor built or
+    loaded in this process run in `pipeline(task, model=model, processor=processor)`, no folder or remote code, and
+    answer as the saved folder's pipelines do."""
+    from modeling_jaket import JaketProcessor
+
+    folder, _ = pretrained
+    text, _ = graph_text(folder)
+    model = JaketForPreTraining.from_pretrained(folder).eval()  # its folder declares the pipelines for remote code
+    processor = JaketProcessor.from_pretrained(folder)
+    in_memory = pipeline("entity-linking", model=model, processor=processor)(text, top_k=3)
+    saved = pipeline("entity-linking", model=str(folder), trust_remote_code=True)(text, top_k=3)
+    assert [m["word"] for m in in_memory] == [m["word"] for m in saved]
+    assert [[e["id"] for e in m["entities"]] for m in in_memory] == [[e["id"] for e in m["entities"]] for m in saved]
+    classified = pipeline("entity-classification", model=model, processor=processor)([0, 1], top_k=2)
+    assert classified == pipeline("entity-classification", model=str(folder), trust_remote_code=True)([0, 1], top_k=2)

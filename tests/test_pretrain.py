@@ -41,6 +41,8 @@ def fingerprints(output) -> dict[int, dict]:
     return {entry["rank"]: entry for entry in json.loads((Path(output) / "fingerprints.json").read_text())}
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, pretrained):
     out, _ = pretrained
     logged = train_history(out)
@@ -84,6 +86,8 @@ def test_pretraining_refreshes_on_schedule_and_saves_a_loadable_model(tmp_path, 
     assert loaded.stdout.split() == ["JaketForPreTraining", "transformers_modules"], loaded.stderr[-2000:]
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_held_out_figures_are_kept_at_every_evaluation_with_a_curve(pretrained):
     out, _ = pretrained
     history = json.loads((out / "eval_history.json").read_text())
@@ -93,6 +97,8 @@ def test_held_out_figures_are_kept_at_every_evaluation_with_a_curve(pretrained):
     assert (out / "eval_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained, tiny_bert_checkpoint, datasets_cache):
     from evaluate_pretraining import main as evaluate_pretraining
 
@@ -107,6 +113,8 @@ def test_a_saved_model_evaluates_to_the_figures_of_its_run(tmp_path, pretrained,
         evaluate_pretraining([str(out), *flags, "--max_entities", "200"])
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_loss_subsets_are_the_controls_of_the_joint_objective(tmp_path, tiny_bert_checkpoint, datasets_cache):
     """--losses entity_category trains the knowledge module and its head over the memory of the unchanged language
     model (the control for JAKET's category head); --losses masked_lm continues the language model on the same text
@@ -192,6 +200,8 @@ def ddp_run(tmp_path_factory, tiny_bert_checkpoint, datasets_cache):
     return output, run_two_processes(output, (*LAUNCH_TWO, "--multi_gpu"), tiny_bert_checkpoint, datasets_cache)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_two_processes_hold_identical_memory_and_weights(ddp_run):
     output, _ = ddp_run
     prints = fingerprints(output)
@@ -210,6 +220,8 @@ def test_two_processes_hold_identical_memory_and_weights(ddp_run):
         assert values["head_lr"] == pytest.approx(1e-3 * (4 - step) / 4, abs=1e-9)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_fsdp2_sharded_pretraining_refreshes_evaluates_and_saves_what_ddp_does(
     tmp_path, ddp_run, tiny_bert_checkpoint, datasets_cache
 ):
@@ -283,6 +295,8 @@ def busy_cpu():
     burner.wait()
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint, datasets_cache, busy_cpu):
     steps = 24  # past the end of the first epoch (16 batches at most)
     uninterrupted = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, tmp_path / "a", steps)
@@ -371,6 +385,8 @@ class _RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_checkpoint, datasets_cache, pretrained):
     output = tmp_path / "out"
     checkpoint = output / "checkpoint-6"
@@ -393,6 +409,7 @@ def test_resuming_unpickles_no_code_from_the_checkpoint(tmp_path, tiny_bert_chec
     assert not marker.exists()
 
 
+@pytest.mark.scripts
 def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
     result = subprocess.run(
         [
@@ -437,6 +454,8 @@ def test_resuming_under_other_settings_names_each_difference(tmp_path):
         load_training_state(tmp_path, EntityContextMemory(6, 2, 4), RefreshSchedule(), 1, other)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 @pytest.mark.parametrize("processes", ["one", "fsdp2"])
 def test_bf16_mixed_precision_pretrains_and_its_card_says_so(
     tmp_path, tiny_bert_checkpoint, datasets_cache, processes, monkeypatch
@@ -523,6 +542,23 @@ def test_checkpoints_beyond_the_limit_are_deleted_oldest_first_never_latest(tmp_
     ]
 
 
+@pytest.mark.scripts
+@pytest.mark.data
+def test_gradient_checkpointing_pretrains_to_the_same_weights(tmp_path, tiny_bert_checkpoint, datasets_cache):
+    """`--gradient_checkpointing` recomputes activations in the backward pass (dropout's random state kept): the
+    same losses and weights as without it, to float rounding."""
+    runs = {}
+    for name, extra in (("plain", ()), ("checkpointed", ("--gradient_checkpointing",))):
+        output = tmp_path / name
+        flags = pretraining_arguments(tiny_bert_checkpoint, datasets_cache, output, 4, *extra)
+        run_script("pretrain.py", flags)
+        runs[name] = (train_history(output)[4]["loss"], load_file(output / "model.safetensors"))
+    (plain_loss, plain), (checkpointed_loss, checkpointed) = runs["plain"], runs["checkpointed"]
+    assert checkpointed_loss == pytest.approx(plain_loss, rel=1e-5)
+    for key in plain:
+        torch.testing.assert_close(checkpointed[key], plain[key], rtol=1e-4, atol=1e-6)
+
+
 def test_max_grad_norm_clips_the_total_norm_through_accelerate():
     from accelerate import Accelerator
 
@@ -538,6 +574,8 @@ def test_max_grad_norm_clips_the_total_norm_through_accelerate():
     assert total == pytest.approx(2.0, rel=1e-4)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny_bert_checkpoint, datasets_cache):
     """`--prepare_only` tokenizes once; a launch on two processes afterwards maps what it wrote: no process builds a
     dataset or tokenizes the text, and the run trains, here with gradient accumulation and clipping, to the same
@@ -561,6 +599,7 @@ def test_a_launch_maps_the_prepared_data_and_no_process_tokenizes(tmp_path, tiny
     assert [step["step"] for step in steps] == [1, 2] and all(step["grad_norm"] > 0 for step in steps)
 
 
+@pytest.mark.scripts
 def test_wikipedia_pretraining_runs_from_its_xml_dump_and_evaluates_from_the_prepared_folder(
     tmp_path, tiny_bert_checkpoint
 ):

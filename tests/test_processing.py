@@ -211,3 +211,30 @@ def test_a_saved_folder_s_parts_are_checked_against_each_other(tmp_path, process
     )  # a relation too many
     with pytest.raises(ValueError, match="the graph has 1 relations but the memory 2"):
         AutoProcessor.from_pretrained(tmp_path, trust_remote_code=True)
+
+
+def test_per_call_length_padding_and_tensor_type_as_a_tokenizer_takes_them(processor):
+    import numpy as np
+
+    call = dict(text=["The dog and a canid.", "A cat."], entity_spans=[[(4, 7), (14, 19)], [(2, 5)]])
+    call["entities"] = [["Q144", 1], [4]]
+    tensors = processor(**call)
+    for kind, convert in (("np", np.asarray), (None, lambda value: value)):
+        other = processor(**call, return_tensors=kind)
+        assert set(other) == set(tensors)
+        for key in tensors:
+            assert isinstance(other[key], np.ndarray if kind == "np" else list), key
+            assert np.array_equal(np.asarray(convert(other[key])), tensors[key].numpy()), key
+    padded = processor(**call, padding="max_length", max_length=16)
+    assert padded["input_ids"].shape == (2, 16) and padded["attention_mask"][:, -1].tolist() == [0, 0]
+    assert torch.equal(padded["input_ids"][:, : tensors["input_ids"].shape[1]], tensors["input_ids"])
+    short = processor(**call, max_length=4)  # this call only: "The dog" and the start and end tokens
+    assert short["input_ids"].shape[1] == 4 and short["mention_entity_ids"].tolist() == [[0], [4]]
+    assert processor(**call)["input_ids"].shape == tensors["input_ids"].shape  # the processor's setting is kept
+    for bad, message in (
+        (dict(return_tensors="tf"), "return_tensors must be 'pt', 'np' or None, got 'tf'"),
+        (dict(padding="do_not_pad"), "padding must be True, 'longest' or 'max_length', got 'do_not_pad'"),
+        (dict(max_length=0), r"max_length must be an integer in \[3, 2\*\*31\)"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            processor(**call, **bad)

@@ -86,6 +86,7 @@ def test_save_pretrained_writes_code_and_safetensors_only(tmp_path):
     assert auto_map["AutoModelForPreTraining"] == "modeling_jaket.JaketForPreTraining"
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize(
     "model_class, auto_class, compared",
     [
@@ -138,6 +139,29 @@ def test_a_remote_code_model_takes_the_processing_code_from_where_it_came_from(t
     with pytest.raises(FileNotFoundError, match=r"no code file at .*origin/collator\.py"):
         model.save_pretrained(tmp_path / "partial")
     assert not (tmp_path / "partial").exists()
+
+
+@pytest.mark.scripts
+def test_each_saved_head_loads_as_itself_through_automodel(tmp_path):
+    """`JaketModel` and `JaketForEntityClassification` both answer to `AutoModel` (transformers has no Auto class
+    for entity classification, and the entity-classification pipeline loads its head through `AutoModel`): a saved
+    folder's config names the class that was saved, so each loads as itself, in a fresh process, with its outputs."""
+    from modeling_jaket import JaketForEntityClassification
+
+    torch.manual_seed(0)
+    inputs = model_inputs()
+    for model_class, field in ((JaketModel, "entity_embeddings"), (JaketForEntityClassification, "logits")):
+        model = model_class(tiny_config(num_labels=3)).eval()
+        folder = tmp_path / model_class.__name__
+        model.save_pretrained(folder)
+        assert json.loads((folder / "config.json").read_text())["auto_map"]["AutoModel"] == (
+            f"modeling_jaket.{model_class.__name__}"
+        )
+        with torch.no_grad():
+            expected = model(**inputs)[field]
+        name, _, output = run_fresh_process(folder, "AutoModel", inputs, tmp_path / model_class.__name__)
+        assert name == model_class.__name__
+        torch.testing.assert_close(output[field], expected, rtol=0, atol=0)
 
 
 def test_in_process_auto_classes_resolve_to_jaket(tmp_path):
@@ -207,6 +231,7 @@ def oldest_transformers() -> str:
     return lower
 
 
+@pytest.mark.scripts
 def test_saved_model_loads_under_the_oldest_transformers_in_range(tmp_path, tmp_path_factory):
     """The declared range's lower bound, installed from the package registry beside the tested set, loads a model
     saved under the tested release through `trust_remote_code` and gives the same outputs, hidden states and

@@ -247,6 +247,8 @@ class PretrainingEvaluation:
             output = model(**model_inputs)
             labels = model_inputs["labels"]
             predicted = output.logits.argmax(-1)
+            if predicted.dim() == labels.dim():  # every position scored (no config.sparse_prediction)
+                predicted = predicted[labels != -100]
             tokens += int((labels != -100).sum())
             tokens_right += int((predicted == labels[labels != -100]).sum())
             scored = model_inputs["masked_entity_labels"] != -100

@@ -252,6 +252,12 @@ def parse_args(argv=None):
         default=None,
         help="clip the gradients' total norm to this (default: no clipping)",
     )
+    parser.add_argument(
+        "--gradient_checkpointing",
+        action="store_true",
+        help="recompute each layer's activations in the backward pass instead of keeping them: less memory for "
+        "longer windows or larger batches, at about a third more compute",
+    )
     parser.add_argument("--logging_steps", type=int, default=10, help="log the losses and rates every this many steps")
     parser.add_argument(
         "--report_to",
