@@ -21,14 +21,20 @@ DATA_DIR = Path(os.environ.get("JAKET_DATA_DIR", Path(__file__).resolve().parent
 torch.sparse.check_sparse_tensor_invariants.enable()
 
 
-def pytest_sessionstart(session):
-    """Without the real data, stop before the first test, saying what is missing and where to get it."""
-    from datasets_scripts import check_data_dir
+DATA_CHECKED = []  # set once the data folder has been checked in this run
 
-    try:
-        check_data_dir(DATA_DIR)
-    except FileNotFoundError as error:
-        pytest.exit(str(error), returncode=4)
+
+def pytest_runtest_setup(item):
+    """Before the first test that reads the real data (marked `data`), check it is there; without it, stop the run,
+    saying what is missing and where to get it. The unit tier (`-m "not data and not scripts"`) runs without it."""
+    if "data" in item.keywords and not DATA_CHECKED:
+        from datasets_scripts import check_data_dir
+
+        try:
+            check_data_dir(DATA_DIR)
+        except FileNotFoundError as error:
+            pytest.exit(str(error), returncode=4)
+        DATA_CHECKED.append(True)
 
 
 TINY = dict(

@@ -41,6 +41,7 @@ def test_json_names_bad_bytes_and_duplicate_keys(tmp_path):
         load_json(path)
 
 
+@pytest.mark.data
 def test_a_non_utf8_wordnet_file_fails_the_build_naming_it(tmp_path):
     folder = tmp_path / "wordnet"
     folder.mkdir()

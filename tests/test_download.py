@@ -104,6 +104,7 @@ def mirror(tmp_path_factory) -> Path:
     return mirror
 
 
+@pytest.mark.data
 def test_download_writes_the_data_folder_ci_measures_on(mirror, tmp_path):
     out = tmp_path / "data"
     download.main([str(out), "--mirror", str(mirror)])
@@ -116,6 +117,7 @@ def test_download_writes_the_data_folder_ci_measures_on(mirror, tmp_path):
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == sorted(download.CHECKSUMS)
 
 
+@pytest.mark.data
 def test_a_changed_source_is_named_and_nothing_of_its_folder_is_written(mirror, tmp_path):
     changed = tmp_path / "mirror"
     shutil.copytree(mirror / "github.com" / "thunlp", changed / "github.com" / "thunlp")
@@ -126,6 +128,7 @@ def test_a_changed_source_is_named_and_nothing_of_its_folder_is_written(mirror, 
     assert not (tmp_path / "data" / "fewrel").exists()
 
 
+@pytest.mark.data
 def test_semcor_needs_wordnet_first_and_unreachable_sources_are_named(mirror, tmp_path):
     with pytest.raises(download.DownloadError, match="wordnet-3.0/index.sense is missing"):
         download.download(tmp_path / "data", only=["semcor-3.0"], mirror=mirror)

@@ -9,6 +9,7 @@ def full(datasets_cache):
     return ds.load("entity_classification", DATA_DIR, config_name="fraction-100", cache_dir=datasets_cache)
 
 
+@pytest.mark.data
 def test_heldout_synsets_split_20_20_60(full, datasets_cache):
     sizes = {name: len(split) for name, split in full.items()}
     total = sum(sizes.values())
@@ -22,6 +23,7 @@ def test_heldout_synsets_split_20_20_60(full, datasets_cache):
     assert full["train"].features["category"].num_classes == 45
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("percent", [20, 5])
 def test_training_fractions_shrink_only_train(full, datasets_cache, percent):
     part = ds.load("entity_classification", DATA_DIR, config_name=f"fraction-{percent}", cache_dir=datasets_cache)

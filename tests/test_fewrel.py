@@ -14,6 +14,7 @@ def instances(datasets_cache):
     return ds.load("fewrel", FEWREL, config_name="instances", cache_dir=datasets_cache)
 
 
+@pytest.mark.data
 def test_instances_are_16_relations_of_700_split_by_relation(instances):
     assert len(instances["train"]) + len(instances["test"]) == 16 * 700
     train, test = set(instances["train"]["relation"][:]), set(instances["test"]["relation"][:])
@@ -24,6 +25,7 @@ def test_instances_are_16_relations_of_700_split_by_relation(instances):
     assert row["text"][head["start"] : head["end"]] and row["relation_name"]
 
 
+@pytest.mark.data
 def test_head_and_tail_spans_are_the_annotated_words(instances):
     raw = json.loads((FEWREL / "val_wiki.json").read_text())
     by_id = {row["id"]: row for row in instances["test"].select(range(300))}
@@ -36,6 +38,7 @@ def test_head_and_tail_spans_are_the_annotated_words(instances):
             assert mention["entity"] == item[key][1]
 
 
+@pytest.mark.data
 @pytest.mark.parametrize("n_way, k_shot", [(5, 1), (5, 5), (10, 1)])
 def test_episodes_have_n_way_k_shot_from_the_split_relations(n_way, k_shot, instances, datasets_cache):
     episodes = ds.load(
@@ -56,6 +59,7 @@ def test_episodes_have_n_way_k_shot_from_the_split_relations(n_way, k_shot, inst
     assert all(len(e["relations"]) == min(n_way, 6) for e in episodes["train"])
 
 
+@pytest.mark.data
 def test_pair_form_pairs_every_query_with_every_support_instance(datasets_cache):
     pairs = ds.load(
         "fewrel", FEWREL, config_name="pair-5-5", cache_dir=datasets_cache, train_episodes=2, test_episodes=3
@@ -67,6 +71,7 @@ def test_pair_form_pairs_every_query_with_every_support_instance(datasets_cache)
     assert sum(pairs["test"]["label"][:]) == 3 * 5 * 5
 
 
+@pytest.mark.data
 def test_episodes_are_reproducible_by_seed(tmp_path):
     first = ds.load("fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "a"), test_episodes=5)
     again = ds.load("fewrel", FEWREL, config_name="episodes-5-1", cache_dir=str(tmp_path / "b"), test_episodes=5)
@@ -76,6 +81,7 @@ def test_episodes_are_reproducible_by_seed(tmp_path):
     assert first["test"]["relations"][:] == again["test"]["relations"][:] != other["test"]["relations"][:]
 
 
+@pytest.mark.data
 def test_too_few_test_relations_for_n_way(tmp_path):
     with pytest.raises(ValueError, match="10-way episodes need 10 meta-test relations"):
         ds.load("fewrel", FEWREL, config_name="episodes-10-1", cache_dir=str(tmp_path), num_test_relations=8)
@@ -93,6 +99,7 @@ def test_bad_fewrel_files(tmp_path):
         ds.load("fewrel", tmp_path, cache_dir=str(tmp_path / "c2"))
 
 
+@pytest.mark.data
 def test_any_n_way_k_shot_loads_and_nonsense_is_refused(tmp_path):
     episodes = ds.load("fewrel", FEWREL, config_name="episodes-3-2", cache_dir=str(tmp_path), test_episodes=4)["test"]
     assert len(episodes) == 4 and all(len(e["relations"]) == 3 and len(e["support"]) == 6 for e in episodes)
@@ -104,6 +111,7 @@ def test_any_n_way_k_shot_loads_and_nonsense_is_refused(tmp_path):
             ds.load("fewrel", FEWREL, config_name=config_name, cache_dir=str(tmp_path))
 
 
+@pytest.mark.data
 def test_a_file_of_ten_relations_gets_a_working_split(tmp_path):
     data = json.loads((FEWREL / "val_wiki.json").read_text())
     (tmp_path / "val_wiki.json").write_text(json.dumps({r: data[r][:20] for r in sorted(data)[:10]}))

@@ -70,6 +70,8 @@ def assert_control_is_jaket(records: list[dict], score: str, folder) -> dict:
     return records[0]
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 @pytest.mark.parametrize("method", ["jaket", "gnn", "lm", "jaket_zero_shot", "jaket_from_head"])
 def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     record = assert_control_is_jaket(
@@ -91,6 +93,8 @@ def test_entity_classification(method, tmp_path, datasets_cache, pretrained, tin
     assert model_class.from_pretrained(model_folder).config.num_labels == 45
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cache, pretrained):
     """--bf16 (autocast, on the CPU with --use_cpu) through training, testing and LM1 over the descriptions; a bf16
     memory is cached under a key of its own, never served to a float32 run."""
@@ -111,6 +115,7 @@ def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cac
     assert not torch.equal(first, second) and torch.allclose(first, second, atol=0.1)
 
 
+@pytest.mark.data
 def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pretrained, tmp_path, datasets_cache):
     from finetune_entity_classification import start_from_category_head
 
@@ -151,6 +156,7 @@ def test_length_buckets_pad_less_and_still_shuffle():
     assert [set(first[b : b + 64]) for b in range(0, 470, 64)] != [set(second[b : b + 64]) for b in range(0, 470, 64)]
 
 
+@pytest.mark.data
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
     from finetune_entity_classification import classify_descriptions, heldout_graph, labelled_splits, parse_args
 
@@ -184,6 +190,7 @@ def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path,
     assert type(model).__name__ == "JaketForSequenceClassification"
 
 
+@pytest.mark.data
 def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the_memory(pretrained):
     folder, _ = pretrained
     model = load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)
@@ -219,6 +226,8 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
         load_model("bert", JaketForEntityClassification, None, None)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 @pytest.mark.parametrize("method", ["jaket", "lm"])
 def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     records = fewrel(
@@ -249,6 +258,8 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
     assert_share_of(record["accuracy"], record["test_episodes"] * 5)  # one query of each of the 5 classes
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 @pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
 def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     records = metaqa(
@@ -299,6 +310,7 @@ def test_jaket_without_a_pretrained_model_is_refused_before_anything_loads(scrip
     assert parse(["--method", "lm_mlm", "--mlm_control_path", "control"]).model_name_or_path is None
 
 
+@pytest.mark.data
 def test_damaged_weights_are_named(pretrained, tmp_path):
     import shutil
 
@@ -315,6 +327,8 @@ def test_damaged_weights_are_named(pretrained, tmp_path):
         load_model("jaket", JaketForEntityClassification, str(folder), None, num_labels=45)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_checkpoint):
     from test_metaqa import CHAIN, write_metaqa
 
@@ -338,6 +352,7 @@ def test_metaqa_fine_tunes_on_a_k_hop_folder(tmp_path, pretrained, tiny_bert_che
         )
 
 
+@pytest.mark.data
 def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_path, monkeypatch, pretrained):
     from transformers import AutoTokenizer
 
@@ -427,6 +442,7 @@ def test_the_head_learns_at_its_own_rate(tmp_path):
     assert isinstance(sgd.create_optimizer(), torch.optim.SGD)  # --optim still chooses the optimizer
 
 
+@pytest.mark.data
 def test_settings_are_chosen_on_validation_from_the_grid(tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     flags = common(tmp_path, datasets_cache, "gnn", pretrained, tiny_bert_checkpoint)
     [record] = entity_classification(
@@ -445,6 +461,7 @@ def fewrel_instances(datasets_cache):
     return ds.load("fewrel", DATA_DIR / "fewrel", config_name="instances", cache_dir=datasets_cache)
 
 
+@pytest.mark.data
 def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_instances, caplog):
     from finetune_fewrel import entity_graph
 
@@ -483,6 +500,7 @@ def test_fewrel_graph_joins_entities_by_the_meta_train_instances_only(fewrel_ins
     assert isolated.num_triples == 0 and isolated.entity_ids == graph.entity_ids
 
 
+@pytest.mark.data
 def test_fewrel_user_kg_drops_meta_test_relations_and_describes_its_entities(
     fewrel_instances, tmp_path, datasets_cache
 ):

@@ -68,6 +68,7 @@ def test_sampling_is_uniform_without_replacement():
     torch.testing.assert_close(frequency, torch.full((6,), 1 / 6), atol=0.01, rtol=0)
 
 
+@pytest.mark.data
 def test_sampling_on_the_real_metaqa_graph():
     graph = metaqa_graph()
     generator = torch.Generator().manual_seed(0)

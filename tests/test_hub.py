@@ -77,6 +77,8 @@ class FakeHfApi:
                 shutil.copy(path, target / relative)
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(
     tmp_path, monkeypatch, tiny_bert_checkpoint, datasets_cache
 ):
@@ -139,6 +141,8 @@ def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(
     assert type(AutoModel.from_pretrained("jaket-base", trust_remote_code=True)).__name__ == "JaketModel"
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_fine_tuning_saves_its_model_and_pushes_it(tmp_path, monkeypatch, pretrained):
     from finetune_metaqa import main as metaqa
     from huggingface_hub import ModelCard

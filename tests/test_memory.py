@@ -227,6 +227,7 @@ def test_a_damaged_saved_memory_names_the_file(tmp_path, damage, message):
         EntityContextMemory.from_pretrained(tmp_path)
 
 
+@pytest.mark.scripts
 @pytest.mark.parametrize("world", [1, 2])
 def test_a_refresh_adds_at_most_a_tenth_of_the_table_to_the_peak(world):
     """The table is folded in place a chunk at a time: the refresh's extra peak resident memory, in a process of its

@@ -17,6 +17,7 @@ def one_hop(datasets_cache):
     return ds.load("metaqa", METAQA, config_name="1-hop", cache_dir=datasets_cache)
 
 
+@pytest.mark.data
 def test_kb_and_question_counts(kg, one_hop, datasets_cache):
     assert len(kg["relations"]) == 9 and len(kg["entities"]) > 40_000
     assert len(kg["triples"]) <= 136_216  # repeated lines of kb.txt count once
@@ -27,6 +28,7 @@ def test_kb_and_question_counts(kg, one_hop, datasets_cache):
     assert 0.85 < reachable < 1.0
 
 
+@pytest.mark.data
 def test_questions_carry_topic_mention_answers_and_candidates(kg, one_hop):
     names = kg["entities"]["name"][:]
     row = one_hop["test"][0]
@@ -39,6 +41,7 @@ def test_questions_carry_topic_mention_answers_and_candidates(kg, one_hop):
     assert sum(one_hop["test"]["reachable"][:]) / len(one_hop["test"]) > 0.999
 
 
+@pytest.mark.data
 def test_descriptions_are_training_questions_or_names_and_state_no_triple(kg, one_hop, datasets_cache):
     entities = kg["entities"]
     training_questions = set(one_hop["validation"]["question"][:]) | set(
@@ -55,6 +58,7 @@ def test_descriptions_are_training_questions_or_names_and_state_no_triple(kg, on
     assert not any(f" {r} " in d for d in descriptions if d not in training_questions for r in relations)
 
 
+@pytest.mark.data
 def test_half_kg_drops_about_half_the_triples(kg, tmp_path):
     half = ds.load("metaqa", METAQA, config_name="triples", cache_dir=str(tmp_path), kg_setting="half")["train"]
     assert abs(len(half) / len(kg["triples"]) - 0.5) < 0.01

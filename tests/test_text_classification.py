@@ -37,6 +37,8 @@ def arguments(tmp_path, *extra, files=FILES):
     ]
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 def test_one_command_links_fine_tunes_and_tests_on_the_shipped_example(tmp_path, pretrained, tiny_bert_checkpoint):
     from finetune_text_classification import main as text_classification
 
@@ -67,6 +69,7 @@ def test_one_command_links_fine_tunes_and_tests_on_the_shipped_example(tmp_path,
         assert model(**inputs).logits.shape == (1, 3)
 
 
+@pytest.mark.data
 def test_examples_without_mentions_are_linked_by_the_pre_trained_head(tmp_path, pretrained):
     from finetune_text_classification import link_missing, parse_args, read_examples
 

@@ -44,6 +44,7 @@ def test_truncation_drops_and_counts_mentions_that_do_not_fit(tokenizer_name, re
     assert "dropped 1 mentions" in caplog.text
 
 
+@pytest.mark.data
 def test_fewrel_word_spans_on_real_data(bert_tokenizer):
     with open(DATA_DIR / "fewrel" / "val_wiki.json", encoding="utf-8") as f:
         instances = json.load(f)["P177"][:20]

@@ -123,6 +123,8 @@ def test_too_few_labelled_entities_are_refused(tmp_path):
         ds.load("user_kg", folder, config_name="fraction-100", cache_dir=str(tmp_path / "c"))
 
 
+@pytest.mark.scripts
+@pytest.mark.data
 @pytest.mark.parametrize("method", ["jaket", "lm_gnn_m"])
 def test_one_command_fine_tunes_and_tests_entity_classification_on_it(
     method, tmp_path, pretrained, tiny_bert_checkpoint

@@ -20,6 +20,7 @@ def semcor(datasets_cache):
     return ds.load("wordnet_semcor", DATA_DIR, config_name="text", cache_dir=datasets_cache)["train"]
 
 
+@pytest.mark.data
 def test_kg_counts_match_wordnet(kg):
     entities = kg["entities"]
     ids = entities["id"][:]
@@ -36,6 +37,7 @@ def test_kg_counts_match_wordnet(kg):
     assert entities.features["category"].int2str(dog["category"]) == "noun.animal"
 
 
+@pytest.mark.data
 def test_heldout_part_is_seeded_and_about_a_tenth(kg, datasets_cache):
     parts = kg["entities"]["part"][:]
     assert abs(parts.count("heldout") - 11_766) <= 1
@@ -50,6 +52,7 @@ def test_heldout_part_is_seeded_and_about_a_tenth(kg, datasets_cache):
     assert internal > len(heldout)  # more than one edge per held-out synset
 
 
+@pytest.mark.data
 def test_semcor_sentences_link_pretraining_synsets_only(semcor, kg):
     assert len(semcor) == 37_176
     part = dict(zip(kg["entities"]["id"], kg["entities"]["part"]))
@@ -62,6 +65,7 @@ def test_semcor_sentences_link_pretraining_synsets_only(semcor, kg):
     assert len(mentions) > 10_000
 
 
+@pytest.mark.data
 def test_gloss_examples_are_the_text_without_semcor(datasets_cache):
     text = ds.load("wordnet_semcor", DATA_DIR / "wordnet-3.0", config_name="text", cache_dir=datasets_cache)["train"]
     assert len(text) > 40_000
@@ -163,6 +167,7 @@ def test_load_rejects_unknown_names():
         ds.load("wordnet_semcor", DATA_DIR, config_name="kb")
 
 
+@pytest.mark.data
 def test_the_prepared_cache_is_named_by_the_builder_version(kg, datasets_cache):
     from datasets_scripts.wordnet_semcor import BUILDER_VERSION
 
