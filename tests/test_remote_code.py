@@ -141,6 +141,15 @@ def test_a_remote_code_model_takes_the_processing_code_from_where_it_came_from(t
     assert not (tmp_path / "partial").exists()
 
 
+def test_a_head_with_pipelines_saved_without_its_processor_says_what_to_add(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        JaketForPreTraining(tiny_config()).save_pretrained(tmp_path / "alone")
+    assert "holds no processor, which its pipelines (entity-linking, entity-classification) need" in caplog.text
+    assert "pass processor= to save_pretrained" in caplog.text
+    assert "custom_pipelines" not in JaketForPreTraining(tiny_config()).config.to_dict()  # in the saved file only
+    assert "entity-linking" in json.loads((tmp_path / "alone" / "config.json").read_text())["custom_pipelines"]
+
+
 @pytest.mark.scripts
 def test_each_saved_head_loads_as_itself_through_automodel(tmp_path):
     """`JaketModel` and `JaketForEntityClassification` both answer to `AutoModel` (transformers has no Auto class
