@@ -1,5 +1,7 @@
 """One pre-training step's inputs (examples/jaket_examples/pretraining.py), down to the loss they give."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -219,3 +221,30 @@ def test_memory_dtype_auto_halves_the_table_on_a_gpu_only():
     assert memory_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert memory_dtype("auto", torch.device("cpu")) == torch.float32
     assert memory_dtype("float16", torch.device("cpu")) == torch.float16
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").is_file(), reason="Linux's /proc gives private memory")
+def test_memory_use_tells_allocated_memory_from_read_file_pages(tmp_path):
+    """Benchmark 11 counts a rank's private memory an entity; pages of files only that rank read are private too
+    (and reclaimable), so the log gives the anonymous part, what the process allocated, apart."""
+    import mmap
+    import re
+
+    from jaket_examples.training_log import memory_use
+
+    def figures():
+        private, anonymous = re.search(r"private now (\d+) MiB, of which anonymous (\d+) MiB", memory_use()).groups()
+        return int(private), int(anonymous)
+
+    file = tmp_path / "pages.bin"
+    file.write_bytes(b"\1" * (64 << 20))
+    private, anonymous = figures()
+    block = b"\2" * (128 << 20)  # allocated and written: anonymous
+    with_block = figures()
+    assert with_block[1] - anonymous >= 120 and with_block[0] - private >= 120
+    with open(file, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+        touched = sum(view[i] for i in range(0, len(view), 4096))  # read, not written: clean pages of a file
+        with_file = figures()
+    assert touched == (64 << 20) // 4096
+    assert with_file[1] - with_block[1] < 16 <= with_file[0] - with_block[0]  # private grew, anonymous did not
+    del block

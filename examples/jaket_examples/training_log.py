@@ -73,12 +73,14 @@ class StepLog:
 def memory_use() -> str:
     """This process's peak resident memory and, on Linux, its private memory now: memory-mapped files that several
     processes share (the prepared windows, descriptions and graph) count in each one's resident memory, once in a
-    machine's."""
+    machine's. Of the private memory, the anonymous part is what the process itself allocated; the rest is pages of
+    files only this process has read (clean, so the kernel reclaims them under pressure)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     text = f"peak resident memory {peak:.0f} MiB"
     rollup = Path("/proc/self/smaps_rollup")
     if rollup.is_file():
         fields = dict(line.split(":", 1) for line in rollup.read_text().splitlines()[1:] if ":" in line)
-        private = sum(int(fields[key].split()[0]) for key in ("Private_Clean", "Private_Dirty") if key in fields)
-        text += f", private now {private / 1024:.0f} MiB"
+        kib = {key: int(value.split()[0]) for key, value in fields.items() if value.strip().endswith("kB")}
+        private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
+        text += f", private now {private / 1024:.0f} MiB, of which anonymous {kib.get('Anonymous', 0) / 1024:.0f} MiB"
     return text
