@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .graph import KnowledgeGraph
+from .validation import is_int, is_number
 
 TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
 MENTION_KEYS = ("mention_entity_ids", "mention_starts", "mention_ends")
@@ -135,16 +136,14 @@ class DataCollatorForJaketPreTraining:
     def __post_init__(self):
         for name in ("mlm_probability", "entity_mask_probability"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            if not is_number(value) or not 0 <= value <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
         counts = ("num_roots", "num_relation_pairs", "num_neighbour_negatives", "num_random_negatives")
         for name in (*counts, "num_hard_negatives", "seed", "process_index", "epoch"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if isinstance(self.fanouts, (str, bytes)) or not all(
-            isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in self.fanouts
-        ):
+        if isinstance(self.fanouts, (str, bytes)) or not all(is_int(f) and f >= 0 for f in self.fanouts):
             raise ValueError(f"fanouts must be non-negative integers (neighbours sampled a hop), got {self.fanouts!r}")
         if self.num_hard_negatives and self.confusables is None:
             raise ValueError("num_hard_negatives needs `confusables`, the graph of entities that share a surface form")

@@ -2,12 +2,12 @@
 
 import dataclasses
 import difflib
-import math
 
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
 from .activations import ACTIVATIONS
+from .validation import is_int, is_number
 
 logger = logging.get_logger(__name__)
 
@@ -189,12 +189,6 @@ class JaketConfig(PreTrainedConfig):
 
         def fail(name, requirement):
             raise ValueError(f"JaketConfig.{name} must be {requirement}, got {getattr(self, name)!r}")
-
-        def is_int(value):
-            return isinstance(value, int) and not isinstance(value, bool)
-
-        def is_number(value):  # finite: NaN passes every comparison's range check, and infinity poisons the forward
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
         for name in _POSITIVE_INTS:
             if not is_int(getattr(self, name)) or getattr(self, name) < 1:

@@ -10,6 +10,7 @@ from .graph import KnowledgeGraph
 from .memory import EntityContextMemory
 from .modeling_jaket import JaketForPreTraining, span_mean
 from .tokenization_jaket import encode_descriptions, tokenize_with_mentions
+from .validation import is_int
 
 WORD = re.compile(r"\w+(?:['-]\w+)*")
 
@@ -103,7 +104,7 @@ def candidate_embeddings(
     if len(candidates) == 0:
         raise ValueError("link_entities needs at least one candidate entity")
     embeddings = [None] * len(candidates)
-    ids = [(i, c) for i, c in enumerate(candidates) if isinstance(c, int) and not isinstance(c, bool)]
+    ids = [(i, c) for i, c in enumerate(candidates) if is_int(c)]
     if ids:
         if memory is None:
             raise ValueError(f"candidate {ids[0][0]} is an entity id ({ids[0][1]}); pass the memory to look ids up in")

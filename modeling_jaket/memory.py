@@ -13,7 +13,7 @@ from transformers.utils import logging
 
 from .graph import as_index_tensor
 from .hub import read_json, resolve_file
-from .validation import check_finite
+from .validation import check_finite, is_number
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
 MEMORY_CONFIG_NAME = "entity_memory.json"
@@ -256,7 +256,7 @@ class EntityContextMemory(nn.Module):
         settings = read_json(config_path)
         try:
             momentum, dtype = settings["momentum"], MEMORY_DTYPES[settings["dtype"]]
-            if not isinstance(momentum, (int, float)) or isinstance(momentum, bool) or not 0 <= momentum < 1:
+            if not is_number(momentum) or not 0 <= momentum < 1:
                 raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(

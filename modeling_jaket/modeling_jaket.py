@@ -20,7 +20,7 @@ from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .hub import resolve_file
 from .knowledge_module import KnowledgeLayer, KnowledgeModule
-from .validation import check_spans, check_text, validate_model_inputs
+from .validation import check_spans, check_text, is_int, validate_model_inputs
 
 logger = logging.get_logger(__name__)
 
@@ -331,9 +331,7 @@ class JaketPreTrainedModel(PreTrainedModel):
     def resize_token_embeddings(self, new_num_tokens=None, *args, **kwargs):
         """As transformers resizes, with a size that is no positive integer refused by name (-5 failed deep inside
         torch with a negative dimension)."""
-        if new_num_tokens is not None and (
-            not isinstance(new_num_tokens, int) or isinstance(new_num_tokens, bool) or new_num_tokens < 1
-        ):
+        if new_num_tokens is not None and (not is_int(new_num_tokens) or new_num_tokens < 1):
             raise ValueError(f"new_num_tokens must be a positive integer, got {new_num_tokens!r}")
         return super().resize_token_embeddings(new_num_tokens, *args, **kwargs)
 

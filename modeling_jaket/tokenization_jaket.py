@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from transformers import BatchEncoding
 from transformers.utils import logging
 
+from .validation import is_int
+
 logger = logging.get_logger(__name__)
 
 # A mention is (start_char, end_char, entity): characters [start_char, end_char) of the text, Python-slice style;
@@ -33,12 +35,11 @@ def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -
 
 
 def _entity_id(entity, example, index, entity_vocab, num_entities) -> int:
-    is_id = isinstance(entity, int) and not isinstance(entity, bool)  # True would be entity 1
-    if entity_vocab is not None and not is_id and isinstance(entity, str):
+    if entity_vocab is not None and isinstance(entity, str):
         if entity not in entity_vocab:
             raise ValueError(f"example {example}, mention {index}: unknown entity {entity!r} (not in entity_vocab)")
         entity = entity_vocab[entity]
-    if not isinstance(entity, int) or isinstance(entity, bool):
+    if not is_int(entity):  # True would be entity 1
         raise ValueError(
             f"example {example}, mention {index}: entity {entity!r} is not an int id; pass entity_vocab to map it"
         )
@@ -120,7 +121,7 @@ def tokenize_with_mentions(
     spans that cover no token, and unknown or out-of-range entities.
     """
     _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 3:  # 0 meant no truncation
+    if not is_int(max_length) or max_length < 3:  # 0 meant no truncation
         raise ValueError(
             f"max_length must be an integer of at least 3 (two special tokens and text), got {max_length!r}"
         )

@@ -2,7 +2,19 @@
 `validate_model_inputs` once (unless `config.validate_inputs` is off), and every error names the input that is wrong
 and where. The knowledge module, usable on its own, checks its graph inputs with `check_graph_inputs`."""
 
+import math
+
 import torch
+
+
+def is_int(value) -> bool:
+    """An integer a user typed or a file held: `True` is an int to Python, not an id, count or size."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value) -> bool:
+    """A finite number (not a bool): NaN passes every comparison's range check, and infinity poisons the forward."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_index_dtype(name: str, tensor: torch.Tensor) -> None:
