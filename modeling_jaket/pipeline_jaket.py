@@ -17,12 +17,13 @@ from .linking import mention_queries, score_candidates
 from .memory import EntityContextMemory
 from .processing_jaket import check_texts
 from .tokenization_jaket import encode_descriptions
+from .validation import is_int
 
 
 def postprocess_parameters(top_k) -> dict:
     if top_k is None:
         return {}
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+    if not is_int(top_k) or top_k < 1:
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     return {"top_k": top_k}
 
@@ -40,9 +41,14 @@ class _BatchedPipeline(Pipeline):
         super().__init__(*args, **kwargs)
         self._check_parts()
 
+    @property
+    def _where(self) -> str:
+        """The model's folder or repo, for error messages (its class, for a model made in memory)."""
+        return self.model.config._name_or_path or type(self.model).__name__
+
     def _check_parts(self) -> None:
         """The processor's graph and memory fit the model: raise a ValueError naming the folder and what is wrong."""
-        where = self.model.config._name_or_path or type(self.model).__name__
+        where = self._where
         graph, memory = self.processor.graph, self.processor.memory
         if graph is None or memory is None:
             missing = " and ".join(part for part, value in (("graph", graph), ("memory", memory)) if value is None)
@@ -57,9 +63,7 @@ class _BatchedPipeline(Pipeline):
             )
 
     def __call__(self, inputs, batch_size: int | None = None, **kwargs):
-        if batch_size is not None and (
-            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
-        ):
+        if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         known = [name for name in inspect.signature(self._sanitize_parameters).parameters if name != "kwargs"]
         if unknown := sorted(set(kwargs) - set(known)):
@@ -103,9 +107,7 @@ class EntityLinkingPipeline(_BatchedPipeline):
     def _check_parts(self) -> None:
         super()._check_parts()
         if self.processor.graph.entity_names is None:
-            raise ValueError(
-                f"{self.model.config._name_or_path}: the graph has no entity_names, so no mention can be found"
-            )
+            raise ValueError(f"{self._where}: the graph has no entity_names, so no mention can be found")
 
     def _sanitize_parameters(self, top_k=None, **kwargs):
         return {}, {}, postprocess_parameters(top_k)
@@ -175,7 +177,7 @@ class EntityClassificationPipeline(_BatchedPipeline):
             names, count = self.processor.graph.category_names, self.model.config.num_entity_categories
             if names is None or len(names) != count:
                 raise ValueError(
-                    f"{self.model.config._name_or_path}: the category head has {count} classes but the graph "
+                    f"{self._where}: the category head has {count} classes but the graph "
                     f"{'no' if names is None else len(names)} category_names"
                 )
 

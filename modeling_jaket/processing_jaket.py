@@ -3,7 +3,6 @@ knowledge graph and the entity context memory saved together (`AutoProcessor.fro
 trust_remote_code=True)` loads them)."""
 
 import difflib
-import inspect
 import os
 from collections.abc import Sequence
 
@@ -17,6 +16,7 @@ from .hub import read_json, resolve_file
 from .linking import MentionFinder, mention_queries, score_candidates
 from .memory import EntityContextMemory
 from .tokenization_jaket import tokenize_with_mentions
+from .validation import is_int
 
 GRAPH_SUBFOLDER = "graph"
 PROCESSOR_SETTINGS_NAME = "processor_config.json"
@@ -36,21 +36,24 @@ def check_texts(text) -> list[str]:
     return texts
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_settings(fanouts, max_length, seed) -> None:
-    """The processor's settings, or a ValueError naming the one that is wrong."""
-    if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
-        raise ValueError(f"fanouts must be a list of neighbour counts, one a hop, got {fanouts!r}")
-    if not all(_is_int(fanout) and 0 <= fanout < 2**31 for fanout in fanouts):
-        raise ValueError(f"fanouts must be integers in [0, 2**31) (neighbours sampled a hop), got {list(fanouts)!r}")
-    if not _is_int(max_length) or not 3 <= max_length < 2**31:
+def check_settings(**settings) -> None:
+    """The processor's settings given (`fanouts`, `max_length`, `seed`), or a ValueError naming the one that is
+    wrong."""
+    if "fanouts" in settings:
+        fanouts = settings["fanouts"]
+        if isinstance(fanouts, (str, bytes)) or not isinstance(fanouts, Sequence):
+            raise ValueError(f"fanouts must be a list of neighbour counts, one a hop, got {fanouts!r}")
+        if not all(is_int(fanout) and 0 <= fanout < 2**31 for fanout in fanouts):
+            raise ValueError(
+                f"fanouts must be integers in [0, 2**31) (neighbours sampled a hop), got {list(fanouts)!r}"
+            )
+    max_length = settings.get("max_length", 3)
+    if not is_int(max_length) or not 3 <= max_length < 2**31:
         raise ValueError(
             f"max_length must be an integer in [3, 2**31) (a start token, some text, an end token), got {max_length!r}"
         )
-    if not _is_int(seed) or not -(2**63) <= seed < 2**64:
+    seed = settings.get("seed", 0)
+    if not is_int(seed) or not -(2**63) <= seed < 2**64:
         raise ValueError(f"seed must be an integer in [-2**63, 2**64) (torch.Generator.manual_seed), got {seed!r}")
 
 
@@ -144,8 +147,10 @@ class JaketProcessor(ProcessorMixin):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         if padding not in (True, "longest", "max_length"):
             raise ValueError(f"padding must be True, 'longest' or 'max_length', got {padding!r}")
-        max_length = self.max_length if max_length is None else max_length
-        check_settings(fanouts=self.fanouts, max_length=max_length, seed=self.seed)
+        if max_length is None:
+            max_length = self.max_length  # checked when the processor was built
+        else:
+            check_settings(max_length=max_length)
         single = isinstance(text, str)
         texts = check_texts(text)
         spans = self._batched("entity_spans", entity_spans, single, len(texts))
@@ -162,7 +167,7 @@ class JaketProcessor(ProcessorMixin):
                         f"example {example}, span {index}: {span!r} is not (start, end) characters; entity_spans is "
                         "a list of them (for a batch, one list a text): [(2, 5)], not (2, 5)"
                     )
-                if len(span) != 2 or not all(isinstance(x, int) and not isinstance(x, bool) for x in span):
+                if len(span) != 2 or not all(is_int(x) for x in span):
                     raise ValueError(f"example {example}, span {index}: {span!r} is not (start, end) characters")
             if given is not None and len(given[example]) != len(example_spans):
                 raise ValueError(
@@ -211,7 +216,7 @@ class JaketProcessor(ProcessorMixin):
         """An entity's id in the graph, from an id, a key of `graph.entity_ids`, or a name or alias of one entity."""
         graph = self._require("graph")
         where = f"example {example}, entity {index}"
-        if isinstance(entity, int) and not isinstance(entity, bool):
+        if is_int(entity):
             if not 0 <= entity < graph.num_entities:
                 raise ValueError(f"{where}: entity id {entity} is outside [0, {graph.num_entities})")
             return entity
@@ -316,11 +321,8 @@ class JaketProcessor(ProcessorMixin):
             logger.warning(
                 f"{path}: unknown setting {key!r} ignored" + (f" (did you mean {close[0]!r}?)" if close else "")
             )
-        defaults = {
-            name: parameter.default for name, parameter in inspect.signature(JaketProcessor).parameters.items()
-        }
         try:
-            check_settings(**{key: settings.get(key, defaults[key]) for key in known})
+            check_settings(**{key: settings[key] for key in known if key in settings})
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
 
