@@ -98,7 +98,7 @@ def launch_figures(log: str, started: datetime.datetime, output: Path, batch: in
         "step_seconds_median": round(steps[len(steps) // 2], 3),
         "rank_peak_rss_mib": [int(x) for x in re.findall(r"peak resident memory (\d+) MiB", log)],
         "rank_private_mib": [int(x) for x in re.findall(r"private now (\d+) MiB", log)],
-        "rank_anonymous_mib": [int(x) for x in re.findall(r"of which anonymous (\d+) MiB", log)],
+        "rank_clean_mib": [int(x) for x in re.findall(r"of which clean (\d+) MiB", log)],
     }
 
 

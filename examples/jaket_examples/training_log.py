@@ -73,8 +73,9 @@ class StepLog:
 def memory_use() -> str:
     """This process's peak resident memory and, on Linux, its private memory now: memory-mapped files that several
     processes share (the prepared windows, descriptions and graph) count in each one's resident memory, once in a
-    machine's. Of the private memory, the anonymous part is what the process itself allocated; the rest is pages of
-    files only this process has read (clean, so the kernel reclaims them under pressure)."""
+    machine's. Of the private memory, the clean part is pages of files only this process has read (the kernel
+    reclaims them under pressure); the rest is what the process wrote, its own allocations. (smaps' `Anonymous`
+    would not do: it counts the pages a forked loader worker still shares too.)"""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
     text = f"peak resident memory {peak:.0f} MiB"
     rollup = Path("/proc/self/smaps_rollup")
@@ -82,5 +83,5 @@ def memory_use() -> str:
         fields = dict(line.split(":", 1) for line in rollup.read_text().splitlines()[1:] if ":" in line)
         kib = {key: int(value.split()[0]) for key, value in fields.items() if value.strip().endswith("kB")}
         private = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
-        text += f", private now {private / 1024:.0f} MiB, of which anonymous {kib.get('Anonymous', 0) / 1024:.0f} MiB"
+        text += f", private now {private / 1024:.0f} MiB, of which clean {kib.get('Private_Clean', 0) / 1024:.0f} MiB"
     return text
