@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 from bench.common import peak_rss_mib, report
 from jaket_examples.data import default_backbone
 from modeling_jaket import KnowledgeGraph
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorForJaketPreTraining
 
 # RoBERTa-base: 12 layers, hidden 768, 512 tokens. Training FLOPs per token: 6 x the non-embedding parameters
@@ -76,7 +77,7 @@ def main():
     parser.add_argument("--relations", type=int, default=822)
     parser.add_argument("--mentions_per_text", type=int, default=16)
     parser.add_argument("--num_roots", type=int, default=16)
-    parser.add_argument("--fanouts", type=int, nargs="+", default=[10, 10])
+    parser.add_argument("--fanouts", type=int, nargs="+", default=list(DEFAULT_FANOUTS))
     parser.add_argument("--batches", type=int, default=8)
     args = parser.parse_args()
     torch.set_num_threads(1)  # as in a DataLoader worker

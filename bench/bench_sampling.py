@@ -15,6 +15,7 @@ import datasets_scripts
 from bench.common import median_seconds, report
 from jaket_examples.data import default_backbone, default_data_dir, description_inputs, pretraining_graph
 from modeling_jaket import EntityContextMemory, JaketConfig, JaketModel, KnowledgeGraph, KnowledgeModule
+from modeling_jaket.graph import DEFAULT_FANOUTS
 
 
 def sampling(graph: KnowledgeGraph, roots: int, repeats: int):
@@ -23,7 +24,7 @@ def sampling(graph: KnowledgeGraph, roots: int, repeats: int):
 
     def sample():
         seeds = graph.sample_roots(roots, generator=generator)
-        edges.append(graph.sample_subgraph(seeds, (10, 10), generator).edge_type.numel())
+        edges.append(graph.sample_subgraph(seeds, DEFAULT_FANOUTS, generator).edge_type.numel())
 
     seconds = median_seconds(sample, repeats)
     return seconds, sum(edges) / len(edges)
@@ -49,7 +50,7 @@ def main():
         entities=full.num_entities,
         triples=full.num_triples,
         roots=args.roots,
-        fanouts=[10, 10],
+        fanouts=list(DEFAULT_FANOUTS),
         edges_per_subgraph=edges,
         seconds=seconds,
         edges_per_second=edges / seconds,
@@ -77,7 +78,9 @@ def main():
         generator = torch.Generator().manual_seed(0)
 
         def graph_step(graph=graph, table=table, relations=relations, generator=generator):
-            subgraph = graph.sample_subgraph(graph.sample_roots(args.roots, generator=generator), (10, 10), generator)
+            subgraph = graph.sample_subgraph(
+                graph.sample_roots(args.roots, generator=generator), DEFAULT_FANOUTS, generator
+            )
             with torch.no_grad():
                 module(table[subgraph.entity_ids], relations, subgraph.edge_index, subgraph.edge_type)
 

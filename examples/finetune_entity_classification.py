@@ -51,6 +51,7 @@ from modeling_jaket import (
     JaketForSequenceClassification,
     KnowledgeGraph,
 )
+from modeling_jaket.graph import DEFAULT_FANOUTS
 
 logger = logging.getLogger(__name__)
 # Two uses of JAKET's pre-trained category head, which the shared label space (WordNet's 45 lexicographer files)
@@ -89,7 +90,7 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         },
     )
     fanouts: list[int] = field(
-        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+        default_factory=lambda: list(DEFAULT_FANOUTS), metadata={"help": "neighbours sampled per entity and hop"}
     )
     lm_learning_rate: float = field(
         default=5e-5,
@@ -131,11 +132,11 @@ def parse_args(argv=None) -> EntityClassificationArguments:
 
 
 @dataclass
-class SubgraphCollator:
+class EntityClassificationCollator:
     """A batch of labelled entities -> their sampled neighbourhood, labels on the batch's entities, -100 elsewhere."""
 
     graph: KnowledgeGraph
-    fanouts: tuple = (10, 10)
+    fanouts: tuple = DEFAULT_FANOUTS
     seed: int = 0
 
     def __post_init__(self):
@@ -147,12 +148,7 @@ class SubgraphCollator:
         labels = torch.full((subgraph.entity_ids.numel(),), -100)
         position = {int(e): i for i, e in enumerate(subgraph.entity_ids[: subgraph.num_seeds])}
         labels[[position[int(e)] for e in entities]] = torch.tensor([f["label"] for f in features])
-        return {
-            "subgraph_entity_ids": subgraph.entity_ids,
-            "edge_index": subgraph.edge_index,
-            "edge_type": subgraph.edge_type,
-            "labels": labels,
-        }
+        return {**subgraph.inputs(), "labels": labels}
 
 
 def task_graph(args) -> KnowledgeGraph:
@@ -373,7 +369,7 @@ def run_method(
             args=training_args,
             train_dataset=data["train"],
             eval_dataset=data["validation"],
-            data_collator=SubgraphCollator(graph, tuple(args.fanouts), args.seed),
+            data_collator=EntityClassificationCollator(graph, tuple(args.fanouts), args.seed),
             compute_metrics=masked_accuracy,
             head_learning_rate=args.head_learning_rate,
         )

@@ -39,10 +39,10 @@ from datasets_scripts.fewrel import FILES
 from jaket_examples.data import encoding_fingerprint
 from jaket_examples.finetuning import (
     METHODS,
+    DataCollatorWithSubgraph,
     FineTuningArguments,
     ProtocolArguments,
     ScoredTrainer,
-    SubgraphCollator,
     WithEntityTable,
     load_method,
     method_field,
@@ -57,6 +57,7 @@ from jaket_examples.metrics import accuracy
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class FewRelArguments(ProtocolArguments, FineTuningArguments):
         },
     )
     fanouts: list[int] = field(
-        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+        default_factory=lambda: list(DEFAULT_FANOUTS), metadata={"help": "neighbours sampled per entity and hop"}
     )
 
     data_subfolder: ClassVar[str] = "fewrel"  # val_wiki.json and pid2name.json
@@ -221,7 +222,9 @@ def class_scores(margins, labels):
 
 def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     """Accuracy of answering each query by the class whose support sentences score highest (mean 'same' margin)."""
-    collator = SubgraphCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True)
+    collator = DataCollatorWithSubgraph(
+        tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True
+    )
     device = next(model.parameters()).device
     predictions, references = [], []
     model.eval()
@@ -311,7 +314,7 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         args=training_args,
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=SubgraphCollator(
+        data_collator=DataCollatorWithSubgraph(
             tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True
         ),
         head_learning_rate=args.head_learning_rate,

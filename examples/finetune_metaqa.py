@@ -46,6 +46,7 @@ from jaket_examples.metrics import hits_at_1
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import JaketModel, KnowledgeGraph
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
         },
     )
     fanouts: list[int] = field(
-        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+        default_factory=lambda: list(DEFAULT_FANOUTS), metadata={"help": "neighbours sampled per entity and hop"}
     )
     max_train_questions: int | None = field(
         default=None, metadata={"help": "train on this many dev questions (seeded)"}
@@ -140,7 +141,7 @@ class QuestionCollator:
 
     pad_token_id: int
     graph: KnowledgeGraph | None
-    fanouts: tuple = (10, 10)
+    fanouts: tuple = DEFAULT_FANOUTS
     max_candidates: int | None = None
     seed: int = 0
 
@@ -171,9 +172,7 @@ class QuestionCollator:
         else:
             topics = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
             subgraph = self.graph.sample_subgraph(topics, self.fanouts, self.generator)
-            batch.update(
-                subgraph_entity_ids=subgraph.entity_ids, edge_index=subgraph.edge_index, edge_type=subgraph.edge_type
-            )
+            batch.update(subgraph.inputs())
         return batch
 
 

@@ -26,16 +26,15 @@ from pathlib import Path
 from typing import ClassVar
 
 import datasets
-import torch
 
 import datasets_scripts
 from datasets_scripts.common import format_error, parse_json_line, read_lines
 from jaket_examples.finetuning import (
     METHODS,
+    DataCollatorWithSubgraph,
     FineTuningArguments,
     HeadRateTrainer,
     ProtocolArguments,
-    SubgraphCollator,
     WithEntityTable,
     load_method,
     method_field,
@@ -56,8 +55,9 @@ from modeling_jaket import (
     JaketForSequenceClassification,
     JaketProcessor,
     KnowledgeGraph,
-    MentionFinder,
+    link_mentions,
 )
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class TextClassificationArguments(ProtocolArguments, FineTuningArguments):
     test_file: str = field(default=None, metadata={"help": "JSON Lines, as --train_file: read once, at the end"})
     max_seq_length: int = field(default=128, metadata={"help": "tokens of a text"})
     fanouts: list[int] = field(
-        default_factory=lambda: [10, 10], metadata={"help": "neighbours sampled per entity and hop"}
+        default_factory=lambda: list(DEFAULT_FANOUTS), metadata={"help": "neighbours sampled per entity and hop"}
     )
 
     minimums: ClassVar[dict[str, int]] = {"max_seq_length": 8, "fanouts": 0}
@@ -174,18 +174,12 @@ def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
     memory = EntityContextMemory(graph.num_entities, graph.num_relations, entity_table.shape[1])
     memory.update(entity_table, relation_table)
     processor = JaketProcessor(tokenizer, graph, memory, max_length=args.max_seq_length)
-    finder = MentionFinder(graph)
     for begin in range(0, len(missing), args.per_device_eval_batch_size):
         batch = missing[begin : begin + args.per_device_eval_batch_size]
-        spans = [[(start, end) for start, end, _ in finder.find(example["text"])] for example in batch]
-        with torch.no_grad(), precision(args):
-            inputs = processor(
-                [e["text"] for e in batch], entity_spans=spans, linker=linker, return_graph_inputs=False
-            )
-            linked = inputs["mention_entity_ids"]
-        for example, example_spans, ids in zip(batch, spans, linked.tolist()):
-            kept = sorted(example_spans)[: sum(i >= 0 for i in ids)]  # the spans within max_seq_length tokens
-            example["mentions"] = [(start, end, entity) for (start, end), entity in zip(kept, ids)]
+        with precision(args):
+            linked = link_mentions(linker, processor, [example["text"] for example in batch])
+        for example, mentions in zip(batch, linked):
+            example["mentions"] = mentions  # those within max_seq_length tokens
     return len(missing)
 
 
@@ -248,7 +242,7 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         args=training_args,
         train_dataset=data["train"],
         eval_dataset=data["validation"],
-        data_collator=SubgraphCollator(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
+        data_collator=DataCollatorWithSubgraph(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
         compute_metrics=compute_accuracy,
         head_learning_rate=args.head_learning_rate,
     )

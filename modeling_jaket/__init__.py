@@ -14,8 +14,9 @@ from transformers.pipelines import PIPELINE_REGISTRY
 from .configuration_jaket import JaketConfig
 from .graph import KnowledgeGraph, Subgraph
 from .knowledge_module import KnowledgeLayer, KnowledgeModule, segment_softmax
-from .linking import MentionFinder, link_entities
+from .linking import link_entities, link_mentions
 from .memory import EntityContextMemory, RefreshSchedule
+from .mentions import MentionFinder
 from .modeling_jaket import (
     EntityClassificationOutput,
     JaketForEntityClassification,
@@ -76,5 +77,6 @@ __all__ = [
     "RefreshSchedule",
     "Subgraph",
     "link_entities",
+    "link_mentions",
     "segment_softmax",
 ]

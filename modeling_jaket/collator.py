@@ -7,12 +7,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .graph import KnowledgeGraph
+from .graph import DEFAULT_FANOUTS, KnowledgeGraph
 from .validation import is_int, is_number
 
 TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
 MENTION_KEYS = ("mention_entity_ids", "mention_starts", "mention_ends")
-METADATA_KEYS = ("num_truncated_mentions",)
+METADATA_KEYS = ("num_truncated_mentions", "mention_indices")
 
 
 @dataclass
@@ -22,7 +22,7 @@ class DataCollatorWithMentions:
     Token-level lists (`input_ids`, `attention_mask`, `token_type_ids`, `labels`) are right-padded to the longest
     example (rounded up to `pad_to_multiple_of`); mention lists are padded with -1 to the most mentions in the batch;
     any other numeric field, and a `labels` that holds one value per example, is stacked as is.
-    `num_truncated_mentions` is dropped.
+    `num_truncated_mentions` and `mention_indices` (what the tokenization kept) are dropped.
     """
 
     pad_token_id: int
@@ -123,10 +123,10 @@ class DataCollatorForJaketPreTraining:
     mlm_probability: float = 0.15
     entity_mask_probability: float = 0.15
     num_roots: int = 16
-    fanouts: tuple = (10, 10)
+    fanouts: tuple = DEFAULT_FANOUTS
     num_relation_pairs: int = 16
     num_neighbour_negatives: int = 5
-    num_random_negatives: int = 10
+    num_random_negatives: int = 5
     num_hard_negatives: int = 0
     confusables: KnowledgeGraph | None = None
     seed: int = 0
@@ -215,9 +215,7 @@ class DataCollatorForJaketPreTraining:
             "mention_entity_ids": torch.where(kept, entity_ids, -1),
             "mention_starts": torch.where(kept, starts, -1),
             "mention_ends": torch.where(kept, ends, -1),
-            "subgraph_entity_ids": subgraph.entity_ids,
-            "edge_index": subgraph.edge_index[:, visible],
-            "edge_type": subgraph.edge_type[visible],
+            **subgraph.inputs(visible),
             "entity_category_labels": category_labels,
             "relation_head_index": subgraph.edge_index[1, held],
             "relation_tail_index": subgraph.edge_index[0, held],

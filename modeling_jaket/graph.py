@@ -22,6 +22,10 @@ CSR_CONFIG_NAME = "csr.json"
 CSR_ARRAYS = ("rowptr", "targets", "neighbours", "edge_types")  # what `save_csr` writes and `from_csr` maps
 
 
+# §3.2: two hops, 10 neighbours sampled per entity at each; every sampler's and every script's default
+DEFAULT_FANOUTS = (10, 10)
+
+
 @dataclass
 class Subgraph:
     """A sampled subgraph in local indices.
@@ -37,6 +41,17 @@ class Subgraph:
     edge_type: torch.Tensor
     edge_ids: torch.Tensor
     num_seeds: int
+
+    def inputs(self, visible: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The knowledge module's graph inputs (`JaketModel.forward`'s `subgraph_entity_ids`, `edge_index`,
+        `edge_type`), with only the edges where `visible` (a boolean per edge) is True, if given."""
+        if visible is None:
+            return {"subgraph_entity_ids": self.entity_ids, "edge_index": self.edge_index, "edge_type": self.edge_type}
+        return {
+            "subgraph_entity_ids": self.entity_ids,
+            "edge_index": self.edge_index[:, visible],
+            "edge_type": self.edge_type[visible],
+        }
 
 
 def unique_in_order(ids: torch.Tensor) -> torch.Tensor:
@@ -260,7 +275,9 @@ class KnowledgeGraph:
         )
         return torch.cat([all_edges, sampled.reshape(-1)])
 
-    def sample_subgraph(self, seed_entities, fanouts=(10, 10), generator: torch.Generator | None = None) -> Subgraph:
+    def sample_subgraph(
+        self, seed_entities, fanouts=DEFAULT_FANOUTS, generator: torch.Generator | None = None
+    ) -> Subgraph:
         """The multi-hop neighbourhood of `seed_entities`: at hop h, each entity first reached at hop h - 1 (the seeds
         at hop 1) gets up to `fanouts[h - 1]` of its incoming edges, sampled uniformly without replacement."""
         seeds = as_index_tensor(seed_entities, "seed entities").reshape(-1)

@@ -1,66 +1,16 @@
-"""Entity linking: mentions found by name through a graph's names and aliases (`MentionFinder`), then ranked with
-the masked-entity head (L_e, §3.6) as pre-training scores a removed mention, g((Z_s + Z_o) / 2) . E^context."""
+"""Entity linking: the candidates of each mention (found by name, `MentionFinder`) ranked with the masked-entity head
+(L_e, §3.6) as pre-training scores a removed mention, g((Z_s + Z_o) / 2) . E^context. `link_mentions` links text for
+the processor; the `entity-linking` pipeline runs the same three steps (`mention_inputs`, `rank_mentions`, the
+best candidate); `link_entities` ranks given candidates, descriptions included, for one mention."""
 
-import re
 from collections.abc import Sequence
 
 import torch
 
-from .graph import KnowledgeGraph
 from .memory import EntityContextMemory
 from .modeling_jaket import JaketForPreTraining, span_mean
 from .tokenization_jaket import encode_descriptions, tokenize_with_mentions
 from .validation import is_int
-
-WORD = re.compile(r"\w+(?:['-]\w+)*")
-
-
-class MentionFinder:
-    """The mentions of a graph's entities in text: runs of words that are an entity's name or one of its aliases,
-    compared case-insensitively word by word, the longest run first, left to right, without overlaps.
-
-    Each mention comes with its candidates: the entities of that name first, then those of that alias, each group
-    in id order (a graph that lists an entity's most frequent sense first, as WordNet does, ranks it first)."""
-
-    def __init__(self, graph: KnowledgeGraph):
-        if graph.entity_names is None:
-            raise ValueError("MentionFinder needs a graph with entity_names")
-        by_name, by_alias = {}, {}
-        for entity, name in enumerate(graph.entity_names):
-            by_name.setdefault(self.key(name), []).append(entity)
-        for entity, aliases in enumerate(graph.entity_aliases or []):
-            for alias in aliases:
-                by_alias.setdefault(self.key(alias), []).append(entity)
-        self.index = {}
-        for key in (*by_name, *by_alias):
-            if key and key not in self.index:
-                named = by_name.get(key, [])
-                self.index[key] = named + [e for e in dict.fromkeys(by_alias.get(key, [])) if e not in named]
-        self.longest = max(map(len, self.index), default=0)
-
-    @staticmethod
-    def key(text: str) -> tuple[str, ...]:
-        return tuple(word.lower() for word in WORD.findall(text))
-
-    def candidates(self, surface: str) -> list[int]:
-        """The entities named `surface` (by name or alias); [] for none."""
-        return list(self.index.get(self.key(surface), []))
-
-    def find(self, text: str) -> list[tuple[int, int, list[int]]]:
-        """`(start_char, end_char, candidate entity ids)` of each mention in `text`, in text order."""
-        words = list(WORD.finditer(text))
-        keys = [word.group().lower() for word in words]
-        mentions, i = [], 0
-        while i < len(words):
-            for n in range(min(self.longest, len(words) - i), 0, -1):
-                candidates = self.index.get(tuple(keys[i : i + n]))
-                if candidates:
-                    mentions.append((words[i].start(), words[i + n - 1].end(), list(candidates)))
-                    i += n
-                    break
-            else:
-                i += 1
-        return mentions
 
 
 @torch.no_grad()
@@ -88,6 +38,61 @@ def score_candidates(queries: torch.Tensor, mention_starts, candidates, memory: 
             k += 1
         scores.append(row)
     return scores
+
+
+def mention_inputs(processor, texts: Sequence[str], entity_spans: Sequence | None = None) -> dict:
+    """The text inputs of `texts` (from the processor, no entity merged) with each kept mention's candidates:
+    `entity_spans` (a list per text), or every name or alias the processor's graph finds. A mention cut off by
+    `max_length` is left out (tokenization warns)."""
+    if entity_spans is None:
+        entity_spans = [[(start, end) for start, end, _ in processor.mention_finder.find(text)] for text in texts]
+    inputs = processor(list(texts), entity_spans=entity_spans, return_graph_inputs=False)
+    mentions, candidates = [], []
+    for example, (text, spans, kept) in enumerate(zip(texts, entity_spans, inputs.pop("mention_indices").tolist())):
+        row = []
+        for index in (i for i in kept if i >= 0):
+            start, end = spans[index]
+            found = processor.mention_finder.candidates(text[start:end])
+            if not found:
+                raise ValueError(
+                    f"example {example}, span {index}: {text[start:end]!r} is no name or alias of the graph; pass its "
+                    "entity to the processor in entities="
+                )
+            row.append((start, end, found))
+            candidates.append(found)
+        mentions.append(row)
+    return {**inputs, "candidates": candidates, "mentions": mentions}
+
+
+@torch.no_grad()
+def rank_mentions(model: JaketForPreTraining, memory: EntityContextMemory, inputs: dict) -> list[list[torch.Tensor]]:
+    """The masked-entity head's score of every candidate of every mention of `mention_inputs`' output: a list per
+    text of a float tensor per mention."""
+    device = model.device
+    queries = mention_queries(
+        model, *(inputs[k].to(device) for k in ("input_ids", "attention_mask", "mention_starts", "mention_ends"))
+    )
+    return score_candidates(queries, inputs["mention_starts"], inputs["candidates"], memory)
+
+
+def link_mentions(
+    model: JaketForPreTraining, processor, texts: Sequence[str], entity_spans: Sequence | None = None
+) -> list[list[tuple[int, int, int]]]:
+    """Each text's mentions (`entity_spans`, a list per text, or the names and aliases found) linked to their best
+    candidate by `model`'s masked-entity head: `(start, end, entity id)` in text order, ready for
+    `processor(text, entity_spans=..., entities=...)`. Mentions cut off by the processor's `max_length` are left
+    out."""
+    if not hasattr(model, "masked_entity_head"):
+        raise ValueError(
+            f"link_mentions needs a JaketForPreTraining (its masked-entity head ranks the candidates), got "
+            f"{type(model).__name__}"
+        )
+    inputs = mention_inputs(processor, texts, entity_spans)
+    scores = iter(rank_mentions(model, processor.require("memory"), inputs))
+    return [
+        [(start, end, found[int(score.argmax())]) for (start, end, found), score in zip(row, next(scores))]
+        for row in inputs["mentions"]
+    ]
 
 
 @torch.no_grad()

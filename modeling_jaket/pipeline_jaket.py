@@ -13,7 +13,7 @@ import inspect
 import torch
 from transformers import Pipeline
 
-from .linking import mention_queries, score_candidates
+from .linking import mention_inputs, rank_mentions
 from .memory import EntityContextMemory
 from .processing_jaket import check_texts
 from .tokenization_jaket import encode_descriptions
@@ -114,27 +114,10 @@ class EntityLinkingPipeline(_BatchedPipeline):
 
     def preprocess(self, texts):
         texts = check_texts(texts)  # before the mention finder reads them
-        mentions = [self.processor.mention_finder.find(text) for text in texts]
-        spans = [[(start, end) for start, end, _ in found] for found in mentions]
-        placeholders = [[0] * len(found) for found in mentions]  # the text only: no entity is merged into it
-        inputs = self.processor(texts, entity_spans=spans, entities=placeholders, return_graph_inputs=False)
-        kept = [sum(row) for row in inputs["mention_starts"].ge(0).tolist()]  # those within max_length tokens
-        candidates = [c for found, count in zip(mentions, kept) for _, _, c in found[:count]]
-        return {
-            "input_ids": inputs["input_ids"],
-            "attention_mask": inputs["attention_mask"],
-            "mention_starts": inputs["mention_starts"],
-            "mention_ends": inputs["mention_ends"],
-            "candidates": candidates,
-            "mentions": [found[:count] for found, count in zip(mentions, kept)],
-            "texts": texts,
-        }
+        return {**mention_inputs(self.processor, texts), "texts": texts}
 
     def _forward(self, inputs):
-        queries = mention_queries(
-            self.model, inputs["input_ids"], inputs["attention_mask"], inputs["mention_starts"], inputs["mention_ends"]
-        )
-        scores = score_candidates(queries, inputs["mention_starts"], inputs["candidates"], self.processor.memory)
+        scores = rank_mentions(self.model, self.processor.memory, inputs)
         return {"scores": scores, "mentions": inputs["mentions"], "texts": inputs["texts"]}
 
     def postprocess(self, outputs, top_k: int = 5):

@@ -11,11 +11,11 @@ from transformers import BatchEncoding, ProcessorMixin
 from transformers.utils import logging
 
 from .collator import DataCollatorWithMentions, pad_rows
-from .graph import KnowledgeGraph
+from .graph import DEFAULT_FANOUTS, KnowledgeGraph
 from .hub import read_json, resolve_file
-from .linking import MentionFinder, mention_queries, score_candidates
 from .memory import EntityContextMemory
-from .tokenization_jaket import tokenize_with_mentions
+from .mentions import MentionFinder
+from .tokenization_jaket import check_span, tokenize_with_mentions
 from .validation import is_int
 
 GRAPH_SUBFOLDER = "graph"
@@ -78,11 +78,12 @@ class JaketProcessor(ProcessorMixin):
     output = model(**inputs)
     ```
 
-    Steps: 1. tokenize, mapping each mention's character span to its tokens; 2. resolve each mention's entity (an
-    id, a key of `graph.entity_ids`, or a name or alias of exactly one entity; with `entities` omitted, the
-    candidates of the span's name, ranked by `linker`'s masked-entity head); 3. sample the subgraph around the
+    Steps: 1. resolve each mention's entity (an id, a key of `graph.entity_ids`, or a name or alias of exactly one
+    entity); 2. tokenize, mapping each mention's character span to its tokens; 3. sample the subgraph around the
     mentioned entities (§3.2: `fanouts` neighbours a hop, seeded so that a call is reproducible); 4. read their
-    initial embeddings E^(0) and the relation embeddings from the memory.
+    initial embeddings E^(0) and the relation embeddings from the memory. The processor runs no model: text whose
+    entities are not known is linked first (`link_mentions(model, processor, text)`, or the `entity-linking`
+    pipeline), which reads the processor's text inputs alone (`return_graph_inputs=False`).
 
     Args:
         tokenizer: a fast tokenizer (character offsets map the spans).
@@ -98,7 +99,7 @@ class JaketProcessor(ProcessorMixin):
         tokenizer=None,
         graph: KnowledgeGraph | None = None,
         memory: EntityContextMemory | None = None,
-        fanouts: Sequence[int] = (10, 10),
+        fanouts: Sequence[int] = DEFAULT_FANOUTS,
         max_length: int = 512,
         seed: int = 0,
     ):
@@ -115,10 +116,10 @@ class JaketProcessor(ProcessorMixin):
     @property
     def mention_finder(self) -> MentionFinder:
         if self._mention_finder is None:
-            self._mention_finder = MentionFinder(self._require("graph"))
+            self._mention_finder = MentionFinder(self.require("graph"))
         return self._mention_finder
 
-    def _require(self, part: str):
+    def require(self, part: str):
         if getattr(self, part) is None:
             raise ValueError(f"this JaketProcessor has no {part}: pass {part}= when building it")
         return getattr(self, part)
@@ -128,7 +129,6 @@ class JaketProcessor(ProcessorMixin):
         text: str | Sequence[str],
         entity_spans: Sequence | None = None,
         entities: Sequence | None = None,
-        linker=None,
         max_length: int | None = None,
         padding: bool | str = True,
         return_tensors: str | None = "pt",
@@ -136,13 +136,13 @@ class JaketProcessor(ProcessorMixin):
     ) -> BatchEncoding:
         """`text` (a string or a batch), `entity_spans` (characters `(start, end)`, Python-slice style; a list per
         text for a batch; omitted: every name or alias of the graph found in the text) and `entities` (one per span:
-        an id, a key of `graph.entity_ids`, or a name or alias of one entity; omitted: each span's candidates ranked
-        by `linker`, a `JaketForPreTraining`) -> `input_ids`, `attention_mask`, `mention_entity_ids`,
-        `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`, `edge_index`,
-        `edge_type`, `entity_init_embeddings` and `relation_embeddings` (`return_graph_inputs=False`: the text's
-        inputs alone). `max_length` (this call's, else the processor's) tokens are kept a text; `padding` True or
-        `"longest"` pads to the longest text, `"max_length"` to `max_length`; `return_tensors` `"pt"`, `"np"` or None
-        (lists), as a tokenizer's."""
+        an id, a key of `graph.entity_ids`, or a name or alias of one entity) -> `input_ids`, `attention_mask`,
+        `mention_entity_ids`, `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`,
+        `edge_index`, `edge_type`, `entity_init_embeddings` and `relation_embeddings` (`return_graph_inputs=False`:
+        the text's inputs alone; with `entities` omitted too, `mention_indices` in place of `mention_entity_ids`: which
+        of the text's spans each mention is, -1 padding, for a linker to resolve). `max_length` (this call's, else the
+        processor's) tokens are kept a text; `padding` True or `"longest"` pads to the longest text, `"max_length"` to
+        `max_length`; `return_tensors` `"pt"`, `"np"` or None (lists), as a tokenizer's."""
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         if padding not in (True, "longest", "max_length"):
@@ -158,17 +158,16 @@ class JaketProcessor(ProcessorMixin):
         if spans is None:
             if given is not None:
                 raise ValueError("entities were given without entity_spans: say where each entity is mentioned")
-            found = [self.mention_finder.find(t) for t in texts]
-            spans = [[(start, end) for start, end, _ in mentions] for mentions in found]
+            spans = [[(start, end) for start, end, _ in self.mention_finder.find(t)] for t in texts]
+        if given is None and return_graph_inputs:
+            raise ValueError(
+                "entities were not given: pass entities=, or link the mentions first (link_mentions(model, "
+                "processor, text), or the entity-linking pipeline); return_graph_inputs=False gives the text's "
+                "inputs alone"
+            )
         for example, (example_text, example_spans) in enumerate(zip(texts, spans)):
             for index, span in enumerate(example_spans):
-                if not isinstance(span, (tuple, list)):
-                    raise ValueError(
-                        f"example {example}, span {index}: {span!r} is not (start, end) characters; entity_spans is "
-                        "a list of them (for a batch, one list a text): [(2, 5)], not (2, 5)"
-                    )
-                if len(span) != 2 or not all(is_int(x) for x in span):
-                    raise ValueError(f"example {example}, span {index}: {span!r} is not (start, end) characters")
+                check_span(span, f"example {example}, span {index}", listed_in="entity_spans")
             if given is not None and len(given[example]) != len(example_spans):
                 raise ValueError(
                     f"example {example}: {len(example_spans)} entity_spans but {len(given[example])} entities"
@@ -176,23 +175,25 @@ class JaketProcessor(ProcessorMixin):
             if not example_text.strip():
                 raise ValueError(f"example {example}: text is empty")
 
-        # 1. tokens, and each span's tokens (the entity is resolved after: a placeholder 0 stands for it)
-        placeholders = [[(start, end, 0) for start, end in example_spans] for example_spans in spans]
-        encoding = tokenize_with_mentions(self.tokenizer, texts, placeholders, max_length=max_length)
-        kept_spans = [self._kept(s, len(encoding["mention_starts"][e])) for e, s in enumerate(spans)]
+        # 1. the entity of each mention
+        if given is not None:
+            spans = [
+                [(*span, self.entity_id(entity, e, i)) for i, (span, entity) in enumerate(zip(spans[e], given[e]))]
+                for e in range(len(texts))
+            ]
+        # 2. tokens, and each mention's tokens
+        encoding = tokenize_with_mentions(self.tokenizer, texts, spans, max_length=max_length)
         multiple = max_length if padding == "max_length" else None  # every row is at most max_length long
         batch = DataCollatorWithMentions(self.tokenizer.pad_token_id, pad_to_multiple_of=multiple)(
             [{key: encoding[key][i] for key in encoding} for i in range(len(texts))]
         )
-        # 2. the entity of each mention
-        if given is not None:
-            ids = [[self.entity_id(given[e][i], e, i) for i in kept] for e, kept in enumerate(kept_spans)]
-        else:
-            ids = self._link(texts, spans, kept_spans, batch, linker)
-        batch["mention_entity_ids"] = pad_rows(ids, batch["mention_starts"].shape[1], -1, "mention_entity_ids")
+        if given is None:
+            batch["mention_indices"] = pad_rows(
+                encoding["mention_indices"], batch["mention_starts"].shape[1], -1, "mention_indices"
+            )
         # 3.-4. the subgraph around them and its embeddings
-        seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
-        if seeds.numel() and return_graph_inputs:
+        seeds = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0] if given is not None else None
+        if return_graph_inputs and seeds.numel():
             batch.update(self.graph_inputs(seeds))
         if return_tensors != "pt":
             batch = {key: value.numpy() if return_tensors == "np" else value.tolist() for key, value in batch.items()}
@@ -207,14 +208,9 @@ class JaketProcessor(ProcessorMixin):
             raise ValueError(f"{name} has {len(values)} lists for {count} texts")
         return values
 
-    @staticmethod
-    def _kept(spans, count: int) -> list[int]:
-        """Indices (into `spans`) of the first `count` mentions in text order: those that fit in the tokens kept."""
-        return sorted(range(len(spans)), key=lambda i: spans[i][0])[:count]
-
     def entity_id(self, entity, example: int = 0, index: int = 0) -> int:
         """An entity's id in the graph, from an id, a key of `graph.entity_ids`, or a name or alias of one entity."""
-        graph = self._require("graph")
+        graph = self.require("graph")
         where = f"example {example}, entity {index}"
         if is_int(entity):
             if not 0 <= entity < graph.num_entities:
@@ -230,52 +226,13 @@ class JaketProcessor(ProcessorMixin):
             raise ValueError(f"{where}: {entity!r} names {named}; give an id or a key of graph.entity_ids")
         return candidates[0]
 
-    def _link(self, texts, spans, kept_spans, batch, linker) -> list[list[int]]:
-        """Each kept span's best candidate by `linker`'s masked-entity head."""
-        candidates = []
-        for example, kept in enumerate(kept_spans):
-            for i in kept:
-                start, end = spans[example][i]
-                found = self.mention_finder.candidates(texts[example][start:end])
-                if not found:
-                    raise ValueError(
-                        f"example {example}, span {i}: {texts[example][start:end]!r} is no name or alias of the "
-                        "graph; pass its entity in entities="
-                    )
-                candidates.append(found)
-        if not candidates:
-            return [[] for _ in texts]
-        if linker is not None and not hasattr(linker, "masked_entity_head"):
-            raise ValueError(
-                f"linker must be a JaketForPreTraining (its masked-entity head ranks the candidates), got "
-                f"{type(linker).__name__}"
-            )
-        if linker is None:
-            raise ValueError(
-                "entities were not given: pass them, or linker=model (a JaketForPreTraining) to rank each mention's "
-                "candidates with its masked-entity head"
-            )
-        device = linker.device
-        queries = mention_queries(
-            linker,
-            batch["input_ids"].to(device),
-            batch["attention_mask"].to(device),
-            batch["mention_starts"].to(device),
-            batch["mention_ends"].to(device),
-        )
-        scores = score_candidates(queries, batch["mention_starts"], candidates, self._require("memory"))
-        best = iter(c[int(s.argmax())] for c, s in zip(candidates, (s for row in scores for s in row)))
-        return [[next(best) for _ in kept] for kept in kept_spans]
-
     def graph_inputs(self, entity_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """The knowledge module's inputs around `entity_ids` (the seeds, first in `subgraph_entity_ids`)."""
-        graph, memory = self._require("graph"), self._require("memory")
+        graph, memory = self.require("graph"), self.require("memory")
         generator = torch.Generator().manual_seed(self.seed)
         subgraph = graph.sample_subgraph(entity_ids.cpu(), fanouts=self.fanouts, generator=generator)
         return {
-            "subgraph_entity_ids": subgraph.entity_ids,
-            "edge_index": subgraph.edge_index,
-            "edge_type": subgraph.edge_type,
+            **subgraph.inputs(),
             "entity_init_embeddings": memory.lookup(subgraph.entity_ids).cpu(),
             "relation_embeddings": memory.relation_embeddings.float().cpu(),
         }

@@ -12,9 +12,21 @@ from .validation import is_int
 logger = logging.get_logger(__name__)
 
 # A mention is (start_char, end_char, entity): characters [start_char, end_char) of the text, Python-slice style;
-# entity is an int id, or a key of `entity_vocab`.
-Mention = tuple[int, int, object]
+# entity is an int id, or a key of `entity_vocab`. Text to be linked has mentions without entities: (start, end).
+Mention = tuple[int, int, object] | tuple[int, int]
 MENTION_COLUMNS = ("mention_entity_ids", "mention_starts", "mention_ends")
+
+
+def check_span(span, where: str, listed_in: str = "mentions") -> tuple[int, int]:
+    """`span` as `(start, end)` integers, or a ValueError saying `where` it is and what it should be."""
+    if not isinstance(span, (tuple, list)):
+        raise ValueError(
+            f"{where}: {span!r} is not (start, end) characters; {listed_in} is a list of them (for a batch, one "
+            "list a text): [(2, 5)], not (2, 5)"
+        )
+    if len(span) != 2 or not all(is_int(x) for x in span):
+        raise ValueError(f"{where}: {span!r} is not (start, end) characters")
+    return span[0], span[1]
 
 
 def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:
@@ -51,10 +63,13 @@ def _entity_id(entity, example, index, entity_vocab, num_entities) -> int:
 def _check_mentions(text: str, mentions: Sequence[Mention], example: int) -> list[tuple[int, Mention]]:
     """Validate the character spans of one example; returns (original index, mention) sorted by start."""
     for index, mention in enumerate(mentions):
-        start, end = mention[0], mention[1]
+        where = f"example {example}, mention {index}"
+        if not isinstance(mention, (tuple, list)) or len(mention) not in (2, 3):
+            raise ValueError(f"{where}: {mention!r} is not (start, end) or (start, end, entity)")
+        start, end = check_span(tuple(mention[:2]), where)
         if not 0 <= start < end <= len(text):
             raise ValueError(
-                f"example {example}, mention {index}: character span [{start}, {end}) is out of range for a text of "
+                f"{where}: character span [{start}, {end}) is out of range for a text of "
                 f"{len(text)} characters (need 0 <= start < end <= length)"
             )
     ordered = sorted(enumerate(mentions), key=lambda item: item[1][0])
@@ -67,7 +82,8 @@ def _check_mentions(text: str, mentions: Sequence[Mention], example: int) -> lis
     return ordered
 
 
-def _check_texts(caller: str, tokenizer, texts, mentions) -> None:
+def _check_texts(caller: str, tokenizer, texts, mentions) -> bool:
+    """Whether the mentions carry entities: all of them `(start, end, entity)`, or all `(start, end)`."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"{caller} needs a fast tokenizer (it maps spans through offset mappings)")
     if len(texts) != len(mentions):
@@ -75,18 +91,30 @@ def _check_texts(caller: str, tokenizer, texts, mentions) -> None:
     for example, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"example {example}: text is empty")
+    sizes = {}
+    for example, example_mentions in enumerate(mentions):
+        for index, mention in enumerate(example_mentions):
+            sizes.setdefault(len(mention) if isinstance(mention, (tuple, list)) else None, (example, index))
+    if 2 in sizes and 3 in sizes:
+        (e2, i2), (e3, i3) = sizes[2], sizes[3]
+        raise ValueError(
+            f"example {e3}, mention {i3} has an entity but example {e2}, mention {i2} has none: give every mention "
+            "its entity, or none"
+        )
+    return 2 not in sizes
 
 
 def _mentions_to_tokens(text, mentions, tokens, example, entity_vocab, num_entities):
     """The inclusive token span of each mention of one example, in text order. `tokens` are the text's tokens as
     (position in input_ids, start char, end char); a mention that reaches past the last of them while text remains
-    (cut off by truncation) is counted, not mapped. Returns (entity ids, starts, ends, number cut off)."""
+    (cut off by truncation) is counted, not mapped. Returns (indices into `mentions`, entity ids (None for mentions
+    without entities), starts, ends, number cut off)."""
     ordered = _check_mentions(text, mentions, example)
     token_ends = [end for _, _, end in tokens]
     covered_until = token_ends[-1] if tokens else 0
-    entity_ids, starts, ends, truncated = [], [], [], 0
-    for index, (char_start, char_end, entity) in ordered:
-        entity = _entity_id(entity, example, index, entity_vocab, num_entities)
+    indices, entity_ids, starts, ends, truncated = [], [], [], [], 0
+    for index, (char_start, char_end, *entity) in ordered:
+        entity = _entity_id(entity[0], example, index, entity_vocab, num_entities) if entity else None
         if char_end > covered_until and text[covered_until:].strip():
             truncated += 1
             continue
@@ -97,10 +125,11 @@ def _mentions_to_tokens(text, mentions, tokens, example, entity_vocab, num_entit
                 f"example {example}, mention {index}: span [{char_start}, {char_end}) = "
                 f"{text[char_start:char_end]!r} covers no token"
             )
+        indices.append(index)
         entity_ids.append(entity)
         starts.append(tokens[first][0])
         ends.append(tokens[min(last, len(tokens) - 1)][0])
-    return entity_ids, starts, ends, truncated
+    return indices, entity_ids, starts, ends, truncated
 
 
 def tokenize_with_mentions(
@@ -113,14 +142,17 @@ def tokenize_with_mentions(
 ) -> BatchEncoding:
     """Tokenize `texts` and map each mention's character span to inclusive token indices.
 
-    Returns a `BatchEncoding` of lists, one entry per example: `input_ids`, `attention_mask`, `mention_entity_ids`,
-    `mention_starts`, `mention_ends` (mentions in text order) and `num_truncated_mentions`. A mention that does not
-    fit in `max_length` tokens, wholly or in part, is dropped and counted there, and a warning says how many.
+    Returns a `BatchEncoding` of lists, one entry per example: `input_ids`, `attention_mask`, `mention_entity_ids`
+    (left out when the mentions are `(start, end)` without entities), `mention_starts`, `mention_ends` (mentions in
+    text order), `mention_indices` (which of the example's `mentions` each is) and `num_truncated_mentions`. A
+    mention that does not fit in `max_length` tokens, wholly or in part, is dropped and counted there, and a warning
+    says how many.
 
     Raises `ValueError` naming the example (and mention) for empty text, spans out of range, overlapping spans,
-    spans that cover no token, and unknown or out-of-range entities.
+    spans that cover no token, unknown or out-of-range entities, and mentions of which some have an entity and
+    some not.
     """
-    _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
+    with_entities = _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
     if not is_int(max_length) or max_length < 3:  # 0 meant no truncation
         raise ValueError(
             f"max_length must be an integer of at least 3 (two special tokens and text), got {max_length!r}"
@@ -133,7 +165,8 @@ def tokenize_with_mentions(
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
     )
-    columns = {key: [] for key in ("mention_entity_ids", "mention_starts", "mention_ends", "num_truncated_mentions")}
+    names = (*MENTION_COLUMNS, "mention_indices", "num_truncated_mentions")
+    columns = {key: [] for key in names}
     for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
         tokens = [
             (position, start, end)
@@ -142,13 +175,16 @@ def tokenize_with_mentions(
             )
             if not special and end > start
         ]
-        entity_ids, starts, ends, truncated = _mentions_to_tokens(
+        indices, entity_ids, starts, ends, truncated = _mentions_to_tokens(
             text, example_mentions, tokens, example, entity_vocab, num_entities
         )
         columns["mention_entity_ids"].append(entity_ids)
         columns["mention_starts"].append(starts)
         columns["mention_ends"].append(ends)
+        columns["mention_indices"].append(indices)
         columns["num_truncated_mentions"].append(truncated)
+    if not with_entities:
+        del columns["mention_entity_ids"]
 
     total_truncated = sum(columns["num_truncated_mentions"])
     if total_truncated:
@@ -215,7 +251,8 @@ def tokenize_into_windows(
     `tokenize_with_mentions` would. Errors are `tokenize_with_mentions`' and a mention too long for a window, each
     naming the example.
     """
-    _check_texts("tokenize_into_windows", tokenizer, texts, mentions)
+    if not _check_texts("tokenize_into_windows", tokenizer, texts, mentions):
+        raise ValueError("tokenize_into_windows needs each mention's entity: (start, end, entity)")
     before, after = special_tokens_around(tokenizer)
     size = max_length - len(before) - len(after)
     if size < 1:
@@ -229,7 +266,7 @@ def tokenize_into_windows(
     for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
         ids = encoding["input_ids"][example]
         tokens = [(i, start, end) for i, (start, end) in enumerate(encoding["offset_mapping"][example]) if end > start]
-        entity_ids, starts, ends, _ = _mentions_to_tokens(
+        _, entity_ids, starts, ends, _ = _mentions_to_tokens(
             text, example_mentions, tokens, example, entity_vocab, num_entities
         )
         try:

@@ -545,7 +545,7 @@ def test_fewrel_episode_scores_only_its_own_classes():
 
 
 def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
-    from jaket_examples.finetuning import SubgraphCollator
+    from jaket_examples.finetuning import DataCollatorWithSubgraph
 
     # 0 - 1 (both in the first pair), 0 - 2, 2 - 3 (both in the second), both directions
     heads, tails = [0, 0, 2], [1, 2, 3]
@@ -560,10 +560,10 @@ def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokeni
         }
         for ids in ([0, 1], [2, 3])
     ]
-    batch = SubgraphCollator(bert_tokenizer.pad_token_id, graph, hide_pair_edges=True)(features)
+    batch = DataCollatorWithSubgraph(bert_tokenizer.pad_token_id, graph, hide_pair_edges=True)(features)
     ends = batch["subgraph_entity_ids"][batch["edge_index"]].t().tolist()
     assert sorted(map(tuple, ends)) == [(0, 2), (2, 0)]
-    every = SubgraphCollator(bert_tokenizer.pad_token_id, graph)(features)  # text classification hides nothing
+    every = DataCollatorWithSubgraph(bert_tokenizer.pad_token_id, graph)(features)  # text classification hides nothing
     assert len(every["edge_type"]) == 6
 
 

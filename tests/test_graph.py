@@ -281,3 +281,18 @@ def test_a_graph_saved_as_csr_is_mapped_and_samples_as_the_original(tmp_path):
     (tmp_path / "rowptr.npy").write_bytes((tmp_path / "rowptr.npy").read_bytes()[:-16])  # cut short
     with pytest.raises(ValueError, match="not a graph saved by save_csr|do not hold together"):
         KnowledgeGraph.from_csr(tmp_path)
+
+
+def test_a_subgraph_gives_the_model_its_graph_inputs_with_only_the_visible_edges():
+    graph = star_and_chain_graph()
+    subgraph = graph.sample_subgraph([0], generator=torch.Generator().manual_seed(0))  # DEFAULT_FANOUTS: 10, 10
+    assert subgraph.edge_type.numel() == 10 + 10  # ten of 0's thirty neighbours, then each one's only one (31)
+    inputs = subgraph.inputs()
+    assert set(inputs) == {"subgraph_entity_ids", "edge_index", "edge_type"}
+    assert inputs["subgraph_entity_ids"] is subgraph.entity_ids and torch.equal(
+        inputs["edge_type"], subgraph.edge_type
+    )
+    visible = subgraph.edge_type != 1
+    hidden = subgraph.inputs(visible)
+    assert torch.equal(hidden["edge_index"], subgraph.edge_index[:, visible]) and (hidden["edge_type"] != 1).all()
+    assert 0 < hidden["edge_type"].numel() < subgraph.edge_type.numel()

@@ -12,6 +12,7 @@ from modeling_jaket import (
     JaketProcessor,
     KnowledgeGraph,
     MentionFinder,
+    link_mentions,
 )
 from tokenization import encode_descriptions
 
@@ -101,15 +102,32 @@ def test_an_entity_is_an_id_a_key_or_a_name_or_alias_of_one_entity(processor):
         processor("A dog.", entity_spans=[(2, 5)], entities=[9])
 
 
-def test_without_entities_the_linker_chooses_among_each_name_s_candidates(parts, processor):
-    inputs = processor(["A dog and a cat.", "No entity here."], linker=parts[3])
-    assert inputs["mention_entity_ids"][0, 0].item() in (0, 3)  # "dog": one of its two senses
-    assert inputs["mention_entity_ids"][0, 1].item() == 4
-    assert inputs["mention_entity_ids"][1].tolist() == [-1, -1]
-    with pytest.raises(ValueError, match="linker=model"):
-        processor("A dog.")
+def test_link_mentions_chooses_among_each_name_s_candidates_and_the_processor_takes_its_output(parts, processor):
+    texts = ["A dog and a cat.", "No entity here."]
+    linked = link_mentions(parts[3], processor, texts)
+    assert [(start, end) for start, end, _ in linked[0]] == [(2, 5), (12, 15)] and linked[1] == []
+    assert linked[0][0][2] in (0, 3) and linked[0][1][2] == 4  # "dog": one of its two senses; "cat"
+    inputs = processor(
+        texts,
+        entity_spans=[[(s, e) for s, e, _ in row] for row in linked],
+        entities=[[entity for *_, entity in row] for row in linked],
+    )
+    assert inputs["mention_entity_ids"].tolist() == [[linked[0][0][2], 4], [-1, -1]]
     with pytest.raises(ValueError, match="span 0: 'A' is no name or alias"):
-        processor("A dog.", entity_spans=[(0, 1)], linker=parts[3])
+        link_mentions(parts[3], processor, ["A dog."], entity_spans=[[(0, 1)]])
+    for model in ("model", JaketModel(tiny_config())):  # AttributeErrors about device and jaket
+        with pytest.raises(ValueError, match=f"needs a JaketForPreTraining .* got {type(model).__name__}"):
+            link_mentions(model, processor, ["A dog."])
+
+
+def test_without_entities_the_processor_gives_the_text_inputs_and_which_spans_it_kept(processor):
+    with pytest.raises(ValueError, match=r"entities were not given: pass entities=, or link the mentions first"):
+        processor("A dog.")
+    inputs = processor(["A dog and a cat.", "A cat."], return_graph_inputs=False)  # spans found by name
+    assert set(inputs) == {"input_ids", "attention_mask", "mention_starts", "mention_ends", "mention_indices"}
+    assert inputs["mention_indices"].tolist() == [[0, 1], [0, -1]]
+    cut = processor("A dog and a cat.", entity_spans=[(12, 15), (2, 5)], max_length=4, return_graph_inputs=False)
+    assert cut["mention_indices"].tolist() == [[1]]  # span 1 ("dog") is first in text and the only one kept
 
 
 def test_batched_call_equals_one_call_per_text_in_its_text_inputs(processor):
@@ -143,9 +161,6 @@ def test_bad_calls_name_what_is_wrong(processor):
         processor(["A dog.", 3])
     with pytest.raises(ValueError, match=r"span 0: 2 is not \(start, end\) characters; entity_spans is a list"):
         processor("A dog.", entity_spans=(2, 5), entities=[0])  # a TypeError about len()
-    for linker in ("model", JaketModel(tiny_config())):  # AttributeErrors about device and jaket
-        with pytest.raises(ValueError, match=f"linker must be a JaketForPreTraining .* got {type(linker).__name__}"):
-            processor("A dog.", linker=linker)
 
 
 def test_save_and_auto_processor_load_give_the_same_inputs(tmp_path, processor):

@@ -44,6 +44,25 @@ def test_truncation_drops_and_counts_mentions_that_do_not_fit(tokenizer_name, re
     assert "dropped 1 mentions" in caplog.text
 
 
+def test_the_encoding_says_which_mentions_it_kept_and_takes_mentions_without_entities(bert_tokenizer):
+    full = tokenize_with_mentions(bert_tokenizer, [TEXT], [MENTIONS[::-1]], entity_vocab=VOCAB)
+    assert full["mention_indices"] == [[1, 0]]  # text order: the given list's second mention comes first
+    spans = [[(start, end) for start, end, _ in MENTIONS[::-1]]]
+    plain = tokenize_with_mentions(bert_tokenizer, [TEXT], spans)
+    assert "mention_entity_ids" not in plain
+    assert all(plain[k] == full[k] for k in ("input_ids", "mention_starts", "mention_ends", "mention_indices"))
+    cut = tokenize_with_mentions(bert_tokenizer, [TEXT], spans, max_length=full["mention_ends"][0][0] + 2)
+    assert cut["mention_indices"] == [[1]] and cut["num_truncated_mentions"] == [1]
+    with pytest.raises(ValueError, match="example 1, mention 0 has an entity but example 0, mention 0 has none"):
+        tokenize_with_mentions(bert_tokenizer, [TEXT, TEXT], [[(4, 21)], [(4, 21, 0)]])
+    with pytest.raises(ValueError, match=r"example 0, mention 0: \(4,\) is not \(start, end\) or"):
+        tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4,)]])
+    with pytest.raises(ValueError, match=r"example 0, mention 0: \(4.0, 21\) is not \(start, end\) characters"):
+        tokenize_with_mentions(bert_tokenizer, [TEXT], [[(4.0, 21, 0)]])
+    with pytest.raises(ValueError, match=r"needs each mention's entity"):
+        tokenize_into_windows(bert_tokenizer, [TEXT], spans)
+
+
 @pytest.mark.data
 def test_fewrel_word_spans_on_real_data(bert_tokenizer):
     with open(DATA_DIR / "fewrel" / "val_wiki.json", encoding="utf-8") as f:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from datasets_scripts.wordnet import find_wordnet, read_sense_index
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.collator import hold_out_pairs
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from modeling_jaket.linking import candidate_embeddings
 from tokenization import (
     DataCollatorForJaketPreTraining,
@@ -163,7 +164,7 @@ def prepare_outside_graph(
     graph: KnowledgeGraph,
     tokenizer,
     num_entities=1000,
-    fanouts=(10, 10),
+    fanouts=DEFAULT_FANOUTS,
     num_pairs=1000,
     description_length=64,
     seed=0,

@@ -18,6 +18,7 @@ from transformers.utils import logging
 import modeling_jaket
 from jaket_examples.metrics import accuracy
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorWithMentions, JaketProcessor, encode_descriptions
 
 from .data import check_saved_files, default_backbone, default_data_dir
@@ -336,7 +337,7 @@ def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -
 
 
 @dataclass
-class SubgraphCollator:
+class DataCollatorWithSubgraph:
     """Pads a batch of texts with mentions and adds the sampled neighbourhood of their mentioned entities (of entity
     0 where none is mentioned: the knowledge module then has a graph to run on). With `hide_pair_edges`, the edges
     between two entities of one example are left out: in FewRel's pairs they would state the very relation the
@@ -344,7 +345,7 @@ class SubgraphCollator:
 
     pad_token_id: int
     graph: KnowledgeGraph
-    fanouts: tuple = (10, 10)
+    fanouts: tuple = DEFAULT_FANOUTS
     seed: int = 0
     hide_pair_edges: bool = False
 
@@ -366,10 +367,7 @@ class SubgraphCollator:
             )
             ends = subgraph.entity_ids[subgraph.edge_index]
             visible = ~torch.isin(ends[0] * count + ends[1], held)
-        batch["subgraph_entity_ids"] = subgraph.entity_ids
-        batch["edge_index"] = subgraph.edge_index[:, visible]
-        batch["edge_type"] = subgraph.edge_type[visible]
-        return batch
+        return {**batch, **subgraph.inputs(visible)}
 
 
 class WithEntityTable(nn.Module):

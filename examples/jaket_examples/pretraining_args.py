@@ -2,8 +2,10 @@
 entity memory (flags named as JaketConfig's fields), evaluation, checkpoints and logging; checked at parse time."""
 
 import argparse
+import dataclasses
 
 from modeling_jaket import JaketConfig
+from modeling_jaket.collator import DataCollatorForJaketPreTraining
 from modeling_jaket.memory import MEMORY_DTYPES
 
 from .flag_ranges import check_ranges
@@ -11,6 +13,9 @@ from .pretraining import LOSS_INPUTS
 from .push_to_hub import add_hub_arguments
 
 DESCRIPTION = "JAKET pre-training (§3.6) with Accelerate: `accelerate launch examples/pretrain.py`."
+
+# the step's inputs (§3.6): each flag's default is the collator's own
+COLLATOR = {field.name: field.default for field in dataclasses.fields(DataCollatorForJaketPreTraining)}
 
 
 def parse_args(argv=None):
@@ -124,22 +129,29 @@ def parse_args(argv=None):
     parser.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW's beta1 (the paper's)")
     parser.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW's beta2 (the paper's)")
     parser.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW's epsilon (the paper's)")
-    parser.add_argument("--mlm_probability", type=float, default=0.15, help="share of tokens masked for L_t")
     parser.add_argument(
-        "--entity_mask_probability", type=float, default=0.15, help="share of mentions removed from the merge for L_e"
+        "--mlm_probability", type=float, default=COLLATOR["mlm_probability"], help="share of tokens masked for L_t"
     )
-    parser.add_argument("--num_roots", type=int, default=16, help="random-walk root entities per step")
+    parser.add_argument(
+        "--entity_mask_probability",
+        type=float,
+        default=COLLATOR["entity_mask_probability"],
+        help="share of mentions removed from the merge for L_e",
+    )
+    parser.add_argument(
+        "--num_roots", type=int, default=COLLATOR["num_roots"], help="random-walk root entities per step"
+    )
     parser.add_argument(
         "--fanouts",
         type=int,
         nargs="+",
-        default=[10, 10],
+        default=list(COLLATOR["fanouts"]),
         help="neighbours sampled per entity at each hop (the paper's: 10, 10)",
     )
     parser.add_argument(
         "--num_relation_pairs",
         type=int,
-        default=16,
+        default=COLLATOR["num_relation_pairs"],
         help="edges a step classifies for L_r; every edge between such a pair is hidden, both ways",
     )
     parser.add_argument(
@@ -149,16 +161,25 @@ def parse_args(argv=None):
         "relation embeddings only in fine-tuning, so by default R = 0 here",
     )
     parser.add_argument(
-        "--num_neighbour_negatives", type=int, default=5, help="L_e candidates drawn from the true entity's neighbours"
+        "--num_neighbour_negatives",
+        type=int,
+        default=COLLATOR["num_neighbour_negatives"],
+        help="L_e candidates drawn from the true entity's neighbours",
     )
     parser.add_argument(
         "--num_hard_negatives",
         type=int,
         default=5,
         help="L_e candidates that share a surface form with the true entity (WordNet: the other senses "
-        "of its lemmas; names and the training text's mention spans), random where there are fewer",
+        "of its lemmas; names and the training text's mention spans), random where there are fewer (the "
+        "collator's default is 0: it needs those surface forms, which this script collects)",
     )
-    parser.add_argument("--num_random_negatives", type=int, default=5, help="L_e candidates drawn at random")
+    parser.add_argument(
+        "--num_random_negatives",
+        type=int,
+        default=COLLATOR["num_random_negatives"],
+        help="L_e candidates drawn at random",
+    )
     parser.add_argument(
         "--merge_layer_norm",
         default="all",

@@ -80,6 +80,8 @@ def usage_code(name: str) -> str:
         "print(classifier(0, top_k=3))  # an entity of the graph (an id, a key or a name of one) -> its category\n\n"
         f'processor = AutoProcessor.from_pretrained("{name}", trust_remote_code=True)\n'
         f'model = AutoModelForPreTraining.from_pretrained("{name}", trust_remote_code=True)\n'
-        'inputs = processor("The dog chased a cat.", linker=model)  # mentions found by name, linked by the model\n'
+        'linked = linker("The dog chased a cat.")  # the mentions found by name, each with its best entity first\n'
+        'spans, entities = [(m["start"], m["end"]) for m in linked], [m["entities"][0]["id"] for m in linked]\n'
+        'inputs = processor("The dog chased a cat.", entity_spans=spans, entities=entities)\n'
         "output = model(**inputs)  # output.entity_embeddings: E^KM of the subgraph around the mentions"
     )
