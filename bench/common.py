@@ -59,11 +59,11 @@ def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, 
     from jaket_examples.data import (
         default_backbone,
         default_data_dir,
-        description_inputs,
         load_pretraining_data,
         tokenize_linked_text,
     )
     from modeling_jaket import EntityContextMemory, JaketForPreTraining
+    from modeling_jaket.tokenization_jaket import description_inputs
     from tokenization import DataCollatorForJaketPreTraining
 
     backbone = backbone or default_backbone()

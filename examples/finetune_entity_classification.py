@@ -30,7 +30,7 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     HeadRateTrainer,
     ProtocolArguments,
-    WithEntityTable,
+    WithEntityMemory,
     carve_validation,
     load_method,
     masked_accuracy,
@@ -346,13 +346,13 @@ def run_method(
     overrides = {"num_labels": len(graph.category_names)}
     if args.num_lm1_layers and base_method not in PRETRAINED_PATHS:
         overrides["num_lm1_layers"] = args.num_lm1_layers
-    tokenizer, model, entity_table, relation_table = load_method(
+    tokenizer, model, memory = load_method(
         args, base_method, JaketForEntityClassification, graph, pretrained, **overrides
     )
     if method in ("jaket_zero_shot", "jaket_from_head", "lm_gnn_m_category"):
         start_from_category_head(model, pretrained)
     if method == "jaket_zero_shot":
-        relation_table = torch.zeros_like(relation_table)  # as the head was pre-trained (§3.5)
+        memory.relation_embeddings.zero_()  # as the head was pre-trained (§3.5)
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     logger.info(f"{method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
 
@@ -363,7 +363,7 @@ def run_method(
             for name, (entities, labels) in split.items()
         }
         model.load_state_dict(initial_state)  # each fraction starts from the same weights
-        wrapped = WithEntityTable(model, entity_table, relation_table, trainable=method == "gnn")
+        wrapped = WithEntityMemory(model, memory, trainable=method == "gnn")
         make_trainer = lambda training_args, data=data, wrapped=wrapped: HeadRateTrainer(  # noqa: E731
             model=wrapped,
             args=training_args,
@@ -390,7 +390,7 @@ def run_method(
         )
 
     folder = save_model_of_last_fraction(
-        args, method, command, summary, results, model, tokenizer, wrapped.entity_table, wrapped.relation_table, graph
+        args, method, command, summary, results, model, tokenizer, wrapped.memory, graph
     )
     push_results(args, method, repo_id, folder)
     return save_results(
@@ -401,7 +401,7 @@ def run_method(
     )
 
 
-def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, *tables_and_graph):
+def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, memory=None, graph=None):
     """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
     folder = Path(args.output_dir) / f"{method}-{args.fractions[-1]}-seed{args.seed}"
     dataset = "user_kg" if args.kg_dir else "entity_classification"
@@ -415,7 +415,8 @@ def save_model_of_last_fraction(args, method, command, summary, accuracy, model,
         summary,
         dataset,
         card_results(args, accuracy),
-        *tables_and_graph,
+        memory,
+        graph,
     )
     return folder
 

@@ -43,7 +43,7 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     ProtocolArguments,
     ScoredTrainer,
-    WithEntityTable,
+    WithEntityMemory,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -281,11 +281,9 @@ def main(argv=None) -> list[dict]:
 
 def run_method(args, method, pairs, validation, episodes, graph, command, repo_id) -> dict:
     name = f"{args.n_way}-{args.k_shot}"
-    tokenizer, model, entity_table, relation_table = load_method(
-        args, method, JaketForSequenceClassification, graph, num_labels=2
-    )
+    tokenizer, model, memory = load_method(args, method, JaketForSequenceClassification, graph, num_labels=2)
     use_mentions = method != "lm"
-    wrapped = WithEntityTable(model, entity_table, relation_table)
+    wrapped = WithEntityMemory(model, memory)
 
     def encode(batch):
         encoding = encode_pairs(tokenizer, graph, batch["query"], batch["support"], args.max_seq_length, use_mentions)
@@ -345,8 +343,7 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         f"{method} fine-tuned as PAIR for FewRel, {setting}.",
         "fewrel",
         [result],
-        wrapped.entity_table,
-        wrapped.relation_table,
+        memory,
         graph,
     )
     push_results(args, method, repo_id, folder)

@@ -45,7 +45,7 @@ from jaket_examples.finetuning import (
 from jaket_examples.metrics import hits_at_1
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
-from modeling_jaket import JaketModel, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketModel, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 
@@ -100,12 +100,11 @@ def parse_args(argv=None) -> MetaQAArguments:
 class KGQuestionAnswering(nn.Module):
     """Scores each candidate entity by <W q, E^context_candidate>, q = LM2's start-token output."""
 
-    def __init__(self, model: JaketModel, entity_table, relation_table):
+    def __init__(self, model: JaketModel, memory: EntityContextMemory):
         super().__init__()
         self.model = model
         self.config = model.config
-        self.register_buffer("entity_table", entity_table.clone())
-        self.register_buffer("relation_table", relation_table.clone())
+        self.memory = memory
         self.question_projection = nn.Linear(model.config.hidden_size, model.config.hidden_size)
 
     def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
@@ -113,11 +112,11 @@ class KGQuestionAnswering(nn.Module):
         if subgraph_entity_ids is not None:
             graph = dict(
                 subgraph_entity_ids=subgraph_entity_ids,
-                relation_embeddings=self.relation_table,
-                entity_init_embeddings=self.entity_table[subgraph_entity_ids],
+                relation_embeddings=self.memory.relation_embeddings,
+                entity_init_embeddings=self.memory.lookup(subgraph_entity_ids),
             )
         question = self.model(**text, **graph).last_hidden_state[:, 0]
-        candidates = self.entity_table[candidate_ids.clamp(min=0)]  # [batch, candidates, hidden]
+        candidates = self.memory.lookup(candidate_ids.clamp(min=0))  # [batch, candidates, hidden]
         logits = torch.einsum("bh,bch->bc", self.question_projection(question), candidates)
         logits = logits.masked_fill(candidate_ids < 0, torch.finfo(logits.dtype).min)
         loss = answer_loss(logits, answer_mask) if answer_mask is not None else None
@@ -272,8 +271,8 @@ def main(argv=None) -> list[dict]:
 
 
 def run_method(args, method, graph, train, validation, test, command, repo_id) -> dict:
-    tokenizer, model, entity_table, relation_table = load_method(args, method, JaketModel, graph)
-    qa = KGQuestionAnswering(model, entity_table, relation_table)
+    tokenizer, model, memory = load_method(args, method, JaketModel, graph)
+    qa = KGQuestionAnswering(model, memory)
     train, validation, test = (prepare(questions, tokenizer, graph) for questions in (train, validation, test))
     uses_graph = graph if method != "lm" else None
 
@@ -333,8 +332,7 @@ def run_method(args, method, graph, train, validation, test, command, repo_id) -
         "`question_projection.safetensors` and scored against each candidate's memory embedding.",
         "metaqa",
         results,
-        qa.entity_table,
-        qa.relation_table,
+        memory,
         graph,
     )
     save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")

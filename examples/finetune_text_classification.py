@@ -35,7 +35,7 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     HeadRateTrainer,
     ProtocolArguments,
-    WithEntityTable,
+    WithEntityMemory,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -50,7 +50,6 @@ from jaket_examples.metrics import accuracy
 from jaket_examples.model_card import Result
 from jaket_examples.push_to_hub import create_hub_repo
 from modeling_jaket import (
-    EntityContextMemory,
     JaketForPreTraining,
     JaketForSequenceClassification,
     JaketProcessor,
@@ -169,10 +168,8 @@ def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
             f"{len(missing)} examples have no mentions: pass --model_name_or_path (a pre-trained JAKET) to link them, "
             "or give each example its mentions"
         )
-    tokenizer, linker, entity_table, relation_table = load_method(args, "jaket", JaketForPreTraining, graph)
+    tokenizer, linker, memory = load_method(args, "jaket", JaketForPreTraining, graph)
     linker.eval()
-    memory = EntityContextMemory(graph.num_entities, graph.num_relations, entity_table.shape[1])
-    memory.update(entity_table, relation_table)
     processor = JaketProcessor(tokenizer, graph, memory, max_length=args.max_seq_length)
     for begin in range(0, len(missing), args.per_device_eval_batch_size):
         batch = missing[begin : begin + args.per_device_eval_batch_size]
@@ -208,7 +205,7 @@ def main(argv=None) -> list[dict]:
 
 def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
     label_ids = {label: i for i, label in enumerate(labels)}
-    tokenizer, model, entity_table, relation_table = load_method(
+    tokenizer, model, memory = load_method(
         args,
         method,
         JaketForSequenceClassification,
@@ -217,7 +214,7 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         id2label=dict(enumerate(labels)),
         label2id=label_ids,
     )
-    wrapped = WithEntityTable(model, entity_table, relation_table)
+    wrapped = WithEntityMemory(model, memory)
     use_mentions = method != "lm"
 
     def encode(examples):
@@ -266,8 +263,7 @@ def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
         f"{method} fine-tuned for text classification with the knowledge graph in {args.kg_dir}.",
         "text",
         [result],
-        wrapped.entity_table,
-        wrapped.relation_table,
+        memory,
         graph,
     )
     push_results(args, method, repo_id, folder)

@@ -13,6 +13,7 @@ from transformers.utils import logging
 
 from .graph import as_index_tensor
 from .hub import read_json, resolve_file
+from .tokenization_jaket import description_inputs
 from .validation import check_finite, is_number
 
 MEMORY_WEIGHTS_NAME = "entity_memory.safetensors"
@@ -133,6 +134,25 @@ class EntityContextMemory(nn.Module):
         """A memory of the width and momentum a `JaketConfig` (`hidden_size`, `memory_momentum`) gives."""
         return cls(num_entities, num_relations, config.hidden_size, config.memory_momentum, dtype)
 
+    @classmethod
+    @torch.no_grad()
+    def from_descriptions(
+        cls,
+        model,
+        tokenizer,
+        graph,
+        batch_size: int = 64,
+        max_length: int = 64,
+        dtype: torch.dtype = torch.float32,
+        progress_bar: bool = False,
+    ) -> "EntityContextMemory":
+        """The memory of a `KnowledgeGraph`: E^(0) of every entity and R of every relation, LM1 of `model` reading
+        their descriptions (the first `max_length` tokens, §3.3), momentum from its config. All a new graph needs."""
+        memory = cls.from_config(model.config, graph.num_entities, graph.num_relations, dtype)
+        entities, relations = description_inputs(tokenizer, graph, max_length)
+        memory.refresh(model, entities, relations, batch_size, progress_bar)
+        return memory
+
     @property
     def num_entities(self) -> int:
         return self.entity_embeddings.shape[0]
@@ -239,7 +259,7 @@ class EntityContextMemory(nn.Module):
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:
         os.makedirs(save_directory, exist_ok=True)
         save_file(
-            {k: v.contiguous() for k, v in self.state_dict().items()},
+            {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
             os.path.join(save_directory, MEMORY_WEIGHTS_NAME),
         )
         with open(os.path.join(save_directory, MEMORY_CONFIG_NAME), "w") as f:

@@ -16,7 +16,6 @@ from transformers import Pipeline
 from .linking import mention_inputs, rank_mentions
 from .memory import EntityContextMemory
 from .processing_jaket import check_texts
-from .tokenization_jaket import encode_descriptions
 from .validation import is_int
 
 
@@ -185,12 +184,7 @@ class EntityClassificationPipeline(_BatchedPipeline):
         cached = getattr(self, "_other_graph", None)
         if cached is None or cached[0] is not graph:
             tokenizer = self.processor.tokenizer
-            memory = EntityContextMemory.from_config(self.model.config, graph.num_entities, graph.num_relations)
-            memory.refresh(
-                self.model,
-                encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions),
-                encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions),
-            )
+            memory = EntityContextMemory.from_descriptions(self.model, tokenizer, graph)
             settings = {"fanouts": self.processor.fanouts, "seed": self.processor.seed}
             processor = type(self.processor)(tokenizer, graph, memory, **settings)
             self._other_graph = cached = (graph, processor)

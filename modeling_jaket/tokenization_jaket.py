@@ -312,3 +312,10 @@ def encode_descriptions(
             "mention_ends": [ends[0] if ends else -1 for ends in encoding["mention_ends"]],
         }
     )
+
+
+def description_inputs(tokenizer, graph, max_length: int = 64) -> tuple[BatchEncoding, BatchEncoding]:
+    """A `KnowledgeGraph`'s entity and relation descriptions, tokenized as `EntityContextMemory.refresh` takes them."""
+    entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
+    relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
+    return entities, relations

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import datasets_scripts
 from conftest import DATA_DIR, assert_share_of, tiny_config
-from jaket_examples.finetuning import initial_embeddings, load_model
+from jaket_examples.finetuning import initial_memory, load_model
 from modeling_jaket import (
     EntityContextMemory,
     JaketForEntityClassification,
@@ -109,9 +109,9 @@ def test_bf16_fine_tuning_runs_and_keeps_its_memory_apart(tmp_path, datasets_cac
     [full] = entity_classification(flags)
     for record in (half, full):
         assert_share_of(record["accuracy"]["5%"], entity_classification_test_size(datasets_cache))
-    tables = sorted((tmp_path / "memories").glob("memory-*.safetensors"))
+    tables = sorted((tmp_path / "memories").glob("memory-*/entity_memory.safetensors"))
     assert len(tables) == 2
-    first, second = (load_file(path)["entities"] for path in tables)
+    first, second = (load_file(path)["entity_embeddings"] for path in tables)
     assert not torch.equal(first, second) and torch.allclose(first, second, atol=0.1)
 
 
@@ -214,13 +214,13 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
         entity_descriptions=["dog: barks", "cat: meows"],
         relation_descriptions=["is: is"],
     )
-    entities, relations = initial_embeddings("jaket", model, tokenizer, graph)
+    entities = initial_memory("jaket", model, tokenizer, graph).entity_embeddings
     expected = EntityContextMemory.compute(
         model, encode_descriptions(tokenizer, ["dog", "cat"], ["dog: barks", "cat: meows"])
     )
     torch.testing.assert_close(entities, expected)
-    random_entities, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
-    again, _ = initial_embeddings("lm_gnn", model, tokenizer, graph, seed=3)
+    random_entities = initial_memory("lm_gnn", model, tokenizer, graph, seed=3).entity_embeddings
+    again = initial_memory("lm_gnn", model, tokenizer, graph, seed=3).entity_embeddings
     assert torch.equal(random_entities, again) and not torch.allclose(random_entities, entities)
     with pytest.raises(ValueError, match="unknown method"):
         load_model("bert", JaketForEntityClassification, None, None)
@@ -370,33 +370,43 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
         entity_descriptions=["dog: barks", "cat: meows"],
         relation_descriptions=["is: is"],
     )
-    computed = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 1
+
+    def tables(memory):
+        return memory.entity_embeddings, memory.relation_embeddings
+
+    computed = tables(initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path))
+    assert len(list(tmp_path.glob("memory-*/entity_memory.safetensors"))) == 1
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the cached memory was recomputed")
 
-    monkeypatch.setattr(EntityContextMemory, "compute", must_not_run)
-    cached = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    monkeypatch.setattr(EntityContextMemory, "refresh", must_not_run)
+    cached = tables(initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path))
     for ours, theirs in zip(cached, computed):
         assert torch.equal(ours, theirs)
     monkeypatch.undo()
 
     with torch.no_grad():  # LM1 changed (another model): another key, computed again
         model.jaket.lm1[0].output.dense.weight.add_(0.01)
-    changed = initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2 and not torch.equal(changed[0], computed[0])
+    changed = tables(initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path))
+    assert len(list(tmp_path.glob("memory-*/entity_memory.safetensors"))) == 2
+    assert not torch.equal(changed[0], computed[0])
     model.jaket.lm2[0].output.dense.weight.data.add_(0.01)  # LM2 does not encode descriptions: same key
-    initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("memory-*.safetensors"))) == 2
+    initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("memory-*/entity_memory.safetensors"))) == 2
 
-    # a damaged cache (truncated, then NaN rows) is computed again, never used
-    newest = max(tmp_path.glob("memory-*.safetensors"), key=lambda path: path.stat().st_mtime)
+    # a damaged cache (truncated, then NaN rows, then another graph's rows) is computed again, never used
+    newest = max(tmp_path.glob("memory-*/entity_memory.safetensors"), key=lambda path: path.stat().st_mtime)
+    state = load_file(newest)
     newest.write_bytes(newest.read_bytes()[:-7])
-    torch.testing.assert_close(initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)[0], changed[0])
-    save_file({"entities": torch.full_like(changed[0], float("nan")), "relations": changed[1]}, newest)
-    torch.testing.assert_close(initial_embeddings("jaket", model, tokenizer, graph, cache_dir=tmp_path)[0], changed[0])
-    assert torch.isfinite(load_file(newest)["entities"]).all()  # and written back whole
+    torch.testing.assert_close(
+        tables(initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path))[0], changed[0]
+    )
+    for damaged in (torch.full_like(changed[0], float("nan")), changed[0][:1]):
+        save_file({**state, "entity_embeddings": damaged}, newest)
+        again = tables(initial_memory("jaket", model, tokenizer, graph, cache_dir=tmp_path))
+        torch.testing.assert_close(again[0], changed[0])
+        assert torch.equal(load_file(newest)["entity_embeddings"], again[0])  # and written back whole
 
 
 def test_validation_is_carved_from_the_training_labels_the_same_for_every_method():

@@ -6,13 +6,19 @@ The code lives in `modeling_jaket`, so that a saved model's folder holds it besi
 
 from modeling_jaket.collator import DataCollatorForJaketPreTraining, DataCollatorWithMentions, confusable_entities
 from modeling_jaket.processing_jaket import JaketProcessor
-from modeling_jaket.tokenization_jaket import encode_descriptions, tokenize_with_mentions, words_to_text
+from modeling_jaket.tokenization_jaket import (
+    description_inputs,
+    encode_descriptions,
+    tokenize_with_mentions,
+    words_to_text,
+)
 
 __all__ = [
     "DataCollatorForJaketPreTraining",
     "DataCollatorWithMentions",
     "JaketProcessor",
     "confusable_entities",
+    "description_inputs",
     "encode_descriptions",
     "tokenize_with_mentions",
     "words_to_text",

@@ -17,7 +17,6 @@ from transformers.utils import logging
 import datasets_scripts
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.tokenization_jaket import MENTION_COLUMNS, tokenize_into_windows
-from tokenization import encode_descriptions
 
 logger = logging.get_logger(__name__)
 
@@ -150,13 +149,6 @@ def surface_forms(graph: KnowledgeGraph, text: datasets.Dataset | None = None) -
                     if mention.get("lemma"):
                         forms[entity].add(normalize_form(mention["lemma"]))
     return forms
-
-
-def description_inputs(tokenizer, graph: KnowledgeGraph, max_length: int = 64):
-    """Tokenized entity and relation descriptions, as `EntityContextMemory.refresh` takes them."""
-    entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
-    relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
-    return entities, relations
 
 
 # a window's columns as stored: int32 where int64 would double the prepared text for nothing

@@ -1,6 +1,7 @@
 """What the fine-tuning scripts share: the paper's baselines (§4.1), the initial entity embeddings each one uses,
 and the model wrapper that looks them up for the `Trainer`."""
 
+import copy
 import hashlib
 import json
 import math
@@ -10,7 +11,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.utils import logging
@@ -19,7 +19,8 @@ import modeling_jaket
 from jaket_examples.metrics import accuracy
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
-from tokenization import DataCollatorWithMentions, JaketProcessor, encode_descriptions
+from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
+from tokenization import DataCollatorWithMentions, JaketProcessor, description_inputs
 
 from .data import check_saved_files, default_backbone, default_data_dir
 from .model_card import Result, write_model_card
@@ -190,23 +191,18 @@ def save_fine_tuned(
     summary: str,
     dataset: str,
     results: list[Result],
-    entity_table=None,
-    relation_table=None,
+    memory: EntityContextMemory | None = None,
     graph: KnowledgeGraph | None = None,
 ):
-    """Save a fine-tuned model where `from_pretrained` finds it, with its tokenizer, the entity and relation tables it
-    read (as an `EntityContextMemory`), the graph, and a model card of its results."""
+    """Save a fine-tuned model where `from_pretrained` finds it, with its tokenizer, the entity context memory it
+    read, the graph, and a model card of its results."""
     folder = Path(folder)
     model.save_pretrained(folder)
-    memory = None
-    if entity_table is not None:
-        memory = EntityContextMemory(entity_table.shape[0], relation_table.shape[0], entity_table.shape[1])
-        memory.update(entity_table.detach().cpu(), relation_table.detach().cpu())
     JaketProcessor(tokenizer, graph, memory).save_pretrained(folder)  # the tokenizer, the memory, graph/
     base = args.model_name_or_path if method.startswith("jaket") else pretrained_path(args, method) or args.backbone
     name, cls = args.hub_model_id or folder.name, type(model).__name__
     usage = f'from modeling_jaket import {cls}\nmodel = {cls}.from_pretrained("{name}")'
-    if entity_table is not None:
+    if memory is not None:
         usage += f'\nmemory = EntityContextMemory.from_pretrained("{name}")  # the E^(0) table it read'
     write_model_card(folder, name, summary, base, [dataset], results, command, usage)
 
@@ -244,75 +240,55 @@ def load_model(method: str, model_class, pretrained: str | None, backbone: str, 
     return model_class.from_backbone(backbone, **config)
 
 
-def initial_embeddings(
+def initial_memory(
     method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64, cache_dir=None
-):
-    """E^(0) for every entity and R for every relation: from descriptions (LM methods and JAKET), or random.
+) -> EntityContextMemory:
+    """The entity context memory `method` starts from: E^(0) for every entity and R for every relation, from the
+    descriptions (LM methods and JAKET, `EntityContextMemory.from_descriptions`), or random (`lm_gnn`, `gnn`).
 
-    With `cache_dir`, tables computed from descriptions are kept there under a key of everything they depend on
-    (LM1's weights, the tokenized descriptions, the batch size, the modeling code, torch's version): the JAKET
-    methods of one pre-trained model, or the baselines of one backbone, then encode the descriptions once."""
+    With `cache_dir`, a memory computed from descriptions is saved there (`save_pretrained`) under a key of
+    everything it depends on (LM1's weights, the tokenized descriptions, the batch size, the modeling code, torch's
+    version): the JAKET methods of one pre-trained model, or the baselines of one backbone, then encode the
+    descriptions once. A damaged cache is computed again, with a warning."""
     if method in ("lm_gnn", "gnn"):
         generator = torch.Generator().manual_seed(seed)
+        memory = EntityContextMemory.from_config(model.config, graph.num_entities, graph.num_relations)
         hidden = model.config.hidden_size
-        return (
+        memory.update(
             torch.randn(graph.num_entities, hidden, generator=generator),
             torch.randn(graph.num_relations, hidden, generator=generator),
         )
-    entities = encode_descriptions(tokenizer, graph.entity_names, graph.entity_descriptions, max_length)
-    relations = None
-    if graph.num_relations:
-        relations = encode_descriptions(tokenizer, graph.relation_names, graph.relation_descriptions, max_length)
-    path = None
+        return memory
+    folder = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"memory-{memory_key(model, entities, relations, batch_size)}.safetensors"
-    if path is not None and path.is_file():
-        tables = read_cached_tables(path, graph)
-        if tables is not None:
-            return tables["entities"], tables["relations"]
-    entity_embeddings = EntityContextMemory.compute(model, entities, batch_size, progress_bar=True)
-    relation_embeddings = torch.empty(0, entity_embeddings.shape[1])
-    if relations is not None:
-        relation_embeddings = EntityContextMemory.compute(model, relations, batch_size)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"entities": entity_embeddings, "relations": relation_embeddings}, path)
-    return entity_embeddings, relation_embeddings
-
-
-def read_cached_tables(path: Path, graph: KnowledgeGraph) -> dict | None:
-    """A cached pair of tables, or None (with a warning naming the file and what is wrong) when it is damaged: not
-    readable, other keys, a row count other than the graph's, NaN or infinite values. The caller recomputes it."""
-    try:
-        tables = load_file(path)
-        problem = None
-        if sorted(tables) != ["entities", "relations"]:
-            problem = f"holds {sorted(tables)}"
-        elif tables["entities"].shape[0] != graph.num_entities or tables["relations"].shape[0] != graph.num_relations:
-            problem = f"has {tables['entities'].shape[0]} entity rows for {graph.num_entities} entities"
-        elif not all(torch.isfinite(table).all() for table in tables.values()):
-            problem = "holds NaN or infinity"
-    except Exception as error:  # safetensors raises its own error types for a damaged file
-        problem = f"is not readable ({type(error).__name__})"
-    if problem is None:
-        return tables
-    logger.warning(f"the memory cache {path} {problem}: computing the tables again")
-    return None
+        key = memory_key(model, *description_inputs(tokenizer, graph, max_length), batch_size)
+        folder = Path(cache_dir) / f"memory-{key}"
+        if (folder / MEMORY_WEIGHTS_NAME).is_file():
+            try:
+                memory = EntityContextMemory.from_pretrained(folder)
+                if (memory.num_entities, memory.num_relations) == (graph.num_entities, graph.num_relations):
+                    return memory
+                problem = f"has {memory.num_entities} entity rows for {graph.num_entities} entities"
+            except ValueError as error:  # a damaged file: its reader names what is wrong
+                problem = str(error)
+            logger.warning(f"the memory cache {folder}: {problem}; computing it again")
+    memory = EntityContextMemory.from_descriptions(model, tokenizer, graph, batch_size, max_length, progress_bar=True)
+    if folder is not None:
+        memory.save_pretrained(folder)
+    return memory
 
 
 def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
     """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
-    not depend on the methods run before it in the process): (tokenizer, model, E^(0) table, R table). `pretrained`
+    not depend on the methods run before it in the process): (tokenizer, model, entity context memory). `pretrained`
     (default: the one its flag in `PRETRAINED_PATHS` names) is the pre-training output a method of them loads."""
     set_seed(args.seed)
     pretrained = pretrained or pretrained_path(args, method)
     tokenizer = AutoTokenizer.from_pretrained(pretrained if method in PRETRAINED_PATHS else args.backbone)
     model = load_model(method, model_class, pretrained, args.backbone, **config)
     with precision(args):
-        entity_table, relation_table = initial_embeddings(
-            method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir
-        )
-    return tokenizer, model, entity_table, relation_table
+        memory = initial_memory(method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
+    return tokenizer, model, memory
 
 
 def pretrained_path(args, method: str) -> str | None:
@@ -320,14 +296,14 @@ def pretrained_path(args, method: str) -> str | None:
     return getattr(args, PRETRAINED_PATHS[method]) if method in PRETRAINED_PATHS else None
 
 
-def memory_key(model, entities: dict, relations: dict | None, batch_size: int) -> str:
-    """A digest of what LM1's encoding of the descriptions depends on (see `initial_embeddings`)."""
+def memory_key(model, entities: dict, relations: dict, batch_size: int) -> str:
+    """A digest of what LM1's encoding of the descriptions depends on (see `initial_memory`)."""
     digest = hashlib.sha256()
     base = model.base_model
     for name, tensor in sorted(base.state_dict().items()):
         if name.startswith(("embeddings.", "lm1.")):
             digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
-    texts = [dict(entities), dict(relations) if relations is not None else None]
+    texts = [dict(entities), dict(relations)]
     autocast = torch.is_autocast_enabled("cpu") and str(torch.get_autocast_dtype("cpu"))  # a bf16 memory differs
     digest.update(json.dumps([texts, batch_size, base.config.num_lm1_layers, autocast]).encode())
     folder = Path(modeling_jaket.__file__).parent  # the modeling code: a change of it is a new key
@@ -370,25 +346,24 @@ class DataCollatorWithSubgraph:
         return {**batch, **subgraph.inputs(visible)}
 
 
-class WithEntityTable(nn.Module):
-    """A JAKET model whose inputs name entities by id: it looks their E^(0) up in a table held beside it, fixed (the
-    paper does not update the memory while fine-tuning) or, for the GNN baseline, trained."""
+class WithEntityMemory(nn.Module):
+    """A JAKET model whose inputs name entities by id: it reads their E^(0) from the entity context memory held beside
+    it (`lookup`), fixed (the paper does not update the memory while fine-tuning) or, for the GNN baseline, trained."""
 
-    def __init__(self, model, entity_embeddings, relation_embeddings, trainable=False):
+    def __init__(self, model, memory: EntityContextMemory, trainable: bool = False):
         super().__init__()
         self.model = model
         self.config = model.config
-        if trainable:
-            self.entity_table = nn.Parameter(entity_embeddings.clone())
-        else:
-            self.register_buffer("entity_table", entity_embeddings.clone())
-        self.register_buffer("relation_table", relation_embeddings.clone())
+        self.memory = memory
+        if trainable:  # the GNN baseline learns its entity embeddings: a copy's table becomes a parameter
+            self.memory = memory = copy.deepcopy(memory)
+            memory.entity_embeddings = nn.Parameter(memory._buffers.pop("entity_embeddings"))
 
     def forward(self, subgraph_entity_ids, **inputs):
         return self.model(
             subgraph_entity_ids=subgraph_entity_ids,
-            entity_init_embeddings=self.entity_table[subgraph_entity_ids],
-            relation_embeddings=self.relation_table,
+            entity_init_embeddings=self.memory.lookup(subgraph_entity_ids),
+            relation_embeddings=self.memory.relation_embeddings,
             **inputs,
         )
 

@@ -37,8 +37,9 @@ from datasets_scripts.common import source_fingerprint
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.collator import confusable_entities
 from modeling_jaket.hub import read_json
+from modeling_jaket.tokenization_jaket import description_inputs
 
-from .data import description_inputs, load_flagged_data, surface_forms, tokenize_linked_text, tokenizer_vocabulary
+from .data import load_flagged_data, surface_forms, tokenize_linked_text, tokenizer_vocabulary
 
 logger = logging.get_logger(__name__)
 
