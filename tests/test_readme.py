@@ -35,3 +35,17 @@ def test_ci_rejects_unformatted_code_before_the_tests():
     ci = (README.parent / ".ci" / "run").read_text().splitlines()
     assert ci.index("ruff format --check .") < ci.index(command)
     assert ci.index("ruff check .") < ci.index(command)
+
+
+def test_the_project_card_is_a_hub_card_with_the_sections_every_saved_card_copies():
+    from huggingface_hub import ModelCard
+
+    from jaket_examples.model_card import PROJECT_CARD, project_sections
+
+    card = ModelCard.load(PROJECT_CARD)
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "feature-extraction"
+    assert {"custom_code", "knowledge-graph", "entity-linking"} <= set(card.data.tags)
+    titles = re.findall(r"^## (.+)$", card.text, flags=re.M)
+    assert titles == ["Evaluation", "Training data", "Intended use", "Limits", "Citation"]
+    copied = project_sections("Intended use", "Limits")
+    assert copied.startswith("## Intended use\n") and "\n## Limits\n" in copied and "RESULTS.md" not in copied
