@@ -16,7 +16,7 @@ import torch
 from transformers import AutoTokenizer
 
 from jaket_examples.data import load_run_data, surface_forms
-from jaket_examples.evaluation import build_evaluation
+from jaket_examples.evaluation import KNOWLEDGE_ABLATIONS, build_evaluation
 from jaket_examples.pretraining import pretraining_collator
 from jaket_examples.pretraining_args import parse_args
 from modeling_jaket import EntityContextMemory, JaketForPreTraining
@@ -27,6 +27,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model_name_or_path", help="an output folder of examples/pretrain.py")
     parser.add_argument("--output_file", default=None, help="default: <model_name_or_path>/eval_results.json")
+    parser.add_argument(
+        "--knowledge_ablation",
+        default="merged",
+        choices=KNOWLEDGE_ABLATIONS,
+        help="what the merge adds to the held-out text: E^KM (merged, as pre-trained), nothing (zeroed), or another "
+        "mention's E^KM of the batch (shuffled): masked tokens, masked entities and WSD read it, the figures "
+        "outside the graph do not",
+    )
     own, rest = parser.parse_known_args(argv)
     args = parse_args(rest)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
@@ -37,7 +45,9 @@ def main(argv=None):
     memory = EntityContextMemory.from_pretrained(folder)
     forms = surface_forms(graph, data.text)
     build_inputs = pretraining_collator(args, tokenizer, graph, confusable_entities(forms))
-    evaluation = build_evaluation(args, data._replace(graph=graph), tokenizer, build_inputs, forms)
+    evaluation = build_evaluation(
+        args, data._replace(graph=graph), tokenizer, build_inputs, forms, own.knowledge_ablation
+    )
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     results = evaluation(model.to(device), memory.to(device), device)
     output = Path(own.output_file) if own.output_file else folder / "eval_results.json"

@@ -69,6 +69,8 @@ def assert_share_of(value: float, total: int) -> None:
 # a tie among k candidates of the mention's name scores 1/k)
 COUNTED_OVER = {
     "heldout_masked_token_accuracy": "heldout_masked_tokens",
+    "heldout_masked_token_accuracy_in_mentions": "heldout_masked_tokens_in_mentions",
+    "heldout_masked_token_accuracy_outside_mentions": "heldout_masked_tokens_outside_mentions",
     "heldout_masked_entity_hits_at_1": "heldout_masked_entities",
     "wsd_hits_at_1": "wsd_mentions",
     "wsd_most_frequent_sense_hits_at_1": "wsd_mentions",

@@ -1,5 +1,6 @@
 """Held-out evaluation of pre-training (examples/jaket_examples/evaluation.py)."""
 
+import pytest
 import torch
 
 from conftest import COUNTED_OVER, assert_share_of, tiny_config
@@ -170,3 +171,59 @@ def test_fingerprints_tell_runs_apart_by_every_value():
     assert fingerprint(weights) == fingerprint([w.clone() for w in weights])
     assert fingerprint(changed) != fingerprint(weights) != fingerprint(weights[:1])
     assert fingerprint([weights[0].to(torch.bfloat16)]) == fingerprint([weights[0]])  # compared as float32
+
+
+def test_knowledge_ablations_change_only_what_the_merge_adds(bert_tokenizer):
+    from jaket_examples.evaluation import ablate_knowledge, merged_positions
+
+    ids = torch.tensor([[3, -1, 5], [7, -1, -1]])
+    inputs = {
+        "input_ids": torch.zeros(2, 8, dtype=torch.long),
+        "mention_entity_ids": ids,
+        "mention_starts": torch.tensor([[1, -1, 4], [2, -1, -1]]),
+        "mention_ends": torch.tensor([[2, -1, 6], [2, -1, -1]]),
+        "masked_entity_starts": torch.tensor([[3], [-1]]),
+    }
+    covered = merged_positions(inputs)
+    assert covered.tolist() == [[i in (1, 2, 4, 5, 6) for i in range(8)], [i == 2 for i in range(8)]]
+    generator = torch.Generator().manual_seed(0)
+    assert ablate_knowledge(inputs, "merged", generator) is inputs
+    zeroed = ablate_knowledge(inputs, "zeroed", generator)
+    assert (zeroed["mention_starts"] == -1).all() and (zeroed["mention_entity_ids"] == -1).all()
+    assert zeroed["masked_entity_starts"] is inputs["masked_entity_starts"]  # L_e's removed mentions stay
+    shuffled = ablate_knowledge(inputs, "shuffled", torch.Generator().manual_seed(1))
+    assert sorted(shuffled["mention_entity_ids"][ids >= 0].tolist()) == [3, 5, 7]
+    assert torch.equal(shuffled["mention_entity_ids"] >= 0, ids >= 0)
+    assert torch.equal(shuffled["mention_starts"], inputs["mention_starts"])
+    with pytest.raises(ValueError, match="knowledge ablation must be one of"):
+        ablate_knowledge(inputs, "removed", generator)
+
+
+def test_the_held_out_evaluation_splits_masked_tokens_by_merged_mentions_under_each_ablation(bert_tokenizer):
+    kg = graph()
+    build = DataCollatorForJaketPreTraining(
+        bert_tokenizer, kg, mlm_probability=0.5, entity_mask_probability=0.0, num_roots=2, num_random_negatives=2
+    )
+    sentences = prepare_heldout_sentences(ROWS, bert_tokenizer, kg, build, SENSES, batch_size=2)
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=len(bert_tokenizer), num_entity_categories=2, num_relation_types=2)
+    model = JaketForPreTraining(config).eval()
+    memory = EntityContextMemory(4, 2, config.hidden_size)
+    memory.update(torch.randn(4, config.hidden_size), torch.randn(2, config.hidden_size))
+    results = {
+        ablation: PretrainingEvaluation(sentences, None, DESCRIPTIONS, bert_tokenizer, knowledge_ablation=ablation)(
+            model, memory, torch.device("cpu")
+        )
+        for ablation in ("merged", "zeroed", "shuffled")
+    }
+    merged = results["merged"]
+    assert merged["heldout_masked_tokens_in_mentions"] > 0 and merged["heldout_masked_tokens_outside_mentions"] > 0
+    assert (
+        merged["heldout_masked_tokens_in_mentions"] + merged["heldout_masked_tokens_outside_mentions"]
+        == merged["heldout_masked_tokens"]
+    )
+    for key, count in COUNTED_OVER.items():
+        if key in merged:
+            assert_share_of(merged[key], merged[count])
+    for ablation in ("zeroed", "shuffled"):  # the same masked tokens, counted alike
+        assert all(results[ablation][k] == merged[k] for k in merged if k.startswith("heldout_masked_tokens"))

@@ -12,6 +12,7 @@ from packaging.version import Version
 from test_packaging import requirements
 from transformers.dynamic_module_utils import get_relative_imports
 
+import modeling_jaket
 from conftest import tiny_config
 from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, JaketModel
 
@@ -81,6 +82,9 @@ def test_save_pretrained_writes_code_and_safetensors_only(tmp_path):
         "knowledge_module.py",
     } <= files
     assert not any(f.endswith((".bin", ".pt")) for f in files)
+    # docs/install.md: every module of the package but __init__.py, so the processor and pipelines run from the folder
+    package = {path.name for path in Path(modeling_jaket.__file__).parent.glob("*.py")} - {"__init__.py"}
+    assert {f for f in files if f.endswith(".py")} == package
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModel"] == "modeling_jaket.JaketModel"
     assert auto_map["AutoModelForPreTraining"] == "modeling_jaket.JaketForPreTraining"

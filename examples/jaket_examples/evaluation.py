@@ -205,6 +205,7 @@ class PretrainingEvaluation:
     tokenizer: object = None
     relation_embeddings: bool = False
     batch_size: int = 64
+    knowledge_ablation: str = "merged"
 
     @torch.no_grad()
     def __call__(self, model, memory: EntityContextMemory, device) -> dict:
@@ -230,10 +231,13 @@ class PretrainingEvaluation:
         senses = self.sentences.senses
         if senses:
             table, row = self._sense_table(model)
-        tokens = tokens_right = entities = entities_right = 0
+        tokens = tokens_right = in_mentions = in_mentions_right = entities = entities_right = 0
+        generator = torch.Generator().manual_seed(0)  # the `shuffled` ablation's draws
         linked_right = first_sense_right = with_prior_right = prior_right = 0
         for inputs, sense_rows in tqdm(self.sentences.batches, desc="held-out sentences", leave=False):
             model_inputs = to_model_inputs(inputs, memory, device, self.relation_embeddings)
+            inside = merged_positions(model_inputs)  # before the ablation: the same tokens for each
+            model_inputs = ablate_knowledge(model_inputs, self.knowledge_ablation, generator)
             num_candidates = model_inputs["masked_entity_candidate_embeddings"].shape[2]
             width = max([len(senses[i][0]) for i in sense_rows[sense_rows >= 0].tolist()], default=0)
             if width:
@@ -250,8 +254,11 @@ class PretrainingEvaluation:
             predicted = output.logits.argmax(-1)
             if predicted.dim() == labels.dim():  # every position scored (no config.sparse_prediction)
                 predicted = predicted[labels != -100]
-            tokens += int((labels != -100).sum())
-            tokens_right += int((predicted == labels[labels != -100]).sum())
+            right, inside = predicted == labels[labels != -100], inside[labels != -100]
+            tokens += int(right.numel())
+            tokens_right += int(right.sum())
+            in_mentions += int(inside.sum())
+            in_mentions_right += int(right[inside].sum())
             scored = model_inputs["masked_entity_labels"] != -100
             logits = output.masked_entity_logits.float().cpu()
             entities += int(scored.sum())
@@ -268,6 +275,12 @@ class PretrainingEvaluation:
         results = {
             "heldout_masked_tokens": tokens,
             "heldout_masked_token_accuracy": tokens_right / max(1, tokens),
+            # a masked token inside a merged mention receives its entity's E^KM: a possible shortcut (issue 35)
+            "heldout_masked_tokens_in_mentions": in_mentions,
+            "heldout_masked_token_accuracy_in_mentions": in_mentions_right / max(1, in_mentions),
+            "heldout_masked_tokens_outside_mentions": tokens - in_mentions,
+            "heldout_masked_token_accuracy_outside_mentions": (tokens_right - in_mentions_right)
+            / max(1, tokens - in_mentions),
             "heldout_masked_entities": entities,
             "heldout_masked_entity_hits_at_1": entities_right / max(1, entities),
             "heldout_masked_entity_string_match_hits_at_1": self.sentences.string_match_hits / max(1, entities),
@@ -311,14 +324,43 @@ class PretrainingEvaluation:
         }
 
 
+KNOWLEDGE_ABLATIONS = ("merged", "zeroed", "shuffled")
+MERGE_KEYS = ("mention_entity_ids", "mention_starts", "mention_ends")
+
+
+def merged_positions(inputs: dict) -> torch.Tensor:
+    """[batch, length]: the tokens of a mention whose E^KM the merge adds (Eq. 3)."""
+    starts, ends = inputs["mention_starts"], inputs["mention_ends"]
+    positions = torch.arange(inputs["input_ids"].shape[1], device=starts.device)
+    covered = (positions >= starts.unsqueeze(-1)) & (positions <= ends.unsqueeze(-1)) & (starts >= 0).unsqueeze(-1)
+    return covered.any(dim=1)
+
+
+def ablate_knowledge(inputs: dict, ablation: str, generator: torch.Generator) -> dict:
+    """What the merge (Eq. 3) adds to the text: E^KM as pre-trained (`merged`), nothing (`zeroed`: no mention is
+    merged; the merge LayerNorm still runs), or at each merged mention the E^KM of another merged mention of the
+    batch (`shuffled`, a seeded permutation). The removed mentions (L_e) and the knowledge module's own inputs stay."""
+    if ablation not in KNOWLEDGE_ABLATIONS:
+        raise ValueError(f"knowledge ablation must be one of {KNOWLEDGE_ABLATIONS}, got {ablation!r}")
+    ids = inputs["mention_entity_ids"]
+    merged = ids >= 0
+    if ablation == "zeroed":
+        return {**inputs, **{key: inputs[key].masked_fill(merged, -1) for key in MERGE_KEYS}}
+    if ablation == "shuffled":
+        values = ids[merged]
+        order = torch.randperm(len(values), generator=generator).to(values.device)
+        return {**inputs, "mention_entity_ids": ids.masked_scatter(merged, values[order])}
+    return inputs
+
+
 def majority_share(labels: torch.Tensor) -> float:
     """The accuracy of always answering the most frequent of `labels`: a classifier's floor."""
     return float(torch.bincount(labels).max() / labels.numel()) if labels.numel() else 0.0
 
 
-def build_evaluation(args, data, tokenizer, build_inputs, forms) -> PretrainingEvaluation:
+def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation="merged") -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
-    WordNet, every word's senses (for disambiguation)."""
+    WordNet, every word's senses (for disambiguation); `ablation` says what the merge adds (`ablate_knowledge`)."""
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(args.data_dir or default_data_dir()))
@@ -354,7 +396,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, forms) -> PretrainingE
             args.heldout_seed,
         )
     return PretrainingEvaluation(
-        sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings, args.memory_batch_size
+        sentences, outside, synset_descriptions, tokenizer, args.relation_embeddings, args.memory_batch_size, ablation
     )
 
 
