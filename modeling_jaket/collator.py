@@ -80,6 +80,13 @@ def mask_tokens(
     return masked, labels
 
 
+def holds_target(labels, starts, ends) -> torch.Tensor:
+    """[batch, mentions]: whether a mention's tokens (inclusive spans, -1 pads) hold a masked-token target of L_t."""
+    positions = torch.arange(labels.shape[1])
+    inside = (positions >= starts.unsqueeze(-1)) & (positions <= ends.unsqueeze(-1))  # [batch, mentions, tokens]
+    return (inside & (labels != -100).unsqueeze(1)).any(-1) & (starts >= 0)
+
+
 def left_pack(values, keep, fill):
     """Move the kept entries of each row to its front: [batch, n] -> [batch, max kept per row], padded with `fill`."""
     width = int(keep.sum(dim=1).max()) if keep.numel() else 0
@@ -109,6 +116,9 @@ class DataCollatorForJaketPreTraining:
     entities that share a surface form with it (from `confusables`, a graph of such pairs, `confusable_entities`;
     random where it has fewer) and `num_random_negatives` random entities.
 
+    With `merge_masked_mentions=False`, a kept mention that holds a masked token (an L_t target) is not merged: its
+    entity's E^KM would tell LM2 the token, so that L_t could become a lookup. Its entity stays in the subgraph.
+
     As a DataLoader's `collate_fn` it runs in the loader's workers. Its draws come from a generator seeded by
     (`seed`, the epoch given to `set_epoch`, `process_index`, the batch's token ids): the same batch of the same
     epoch gets the same inputs in whichever worker, and a resumed run the very ones it would have had. The epoch is
@@ -129,6 +139,7 @@ class DataCollatorForJaketPreTraining:
     num_random_negatives: int = 5
     num_hard_negatives: int = 0
     confusables: KnowledgeGraph | None = None
+    merge_masked_mentions: bool = True
     seed: int = 0
     process_index: int = 0
     epoch: int = 0
@@ -186,6 +197,7 @@ class DataCollatorForJaketPreTraining:
         removed = present & (torch.rand(starts.shape, generator=generator) < self.entity_mask_probability)
         kept = present & ~removed
 
+        merged = kept if self.merge_masked_mentions else kept & ~holds_target(labels, starts, ends)
         seeds = torch.cat([entity_ids[kept], self.graph.sample_roots(self.num_roots, generator=generator)])
         subgraph = self.graph.sample_subgraph(seeds, self.fanouts, generator)
         held, visible = hold_out_pairs(subgraph, self.num_relation_pairs, generator)
@@ -212,9 +224,9 @@ class DataCollatorForJaketPreTraining:
             "input_ids": input_ids,
             "attention_mask": batch["attention_mask"],
             "labels": labels,
-            "mention_entity_ids": torch.where(kept, entity_ids, -1),
-            "mention_starts": torch.where(kept, starts, -1),
-            "mention_ends": torch.where(kept, ends, -1),
+            "mention_entity_ids": torch.where(merged, entity_ids, -1),
+            "mention_starts": torch.where(merged, starts, -1),
+            "mention_ends": torch.where(merged, ends, -1),
             **subgraph.inputs(visible),
             "entity_category_labels": category_labels,
             "relation_head_index": subgraph.edge_index[1, held],

@@ -251,3 +251,25 @@ def test_memory_use_tells_allocated_memory_from_read_file_pages(tmp_path):
     assert touched == (64 << 20) // 4096
     assert with_file[1] - with_block[1] >= 60 and with_file[0] - with_block[0] >= 60  # read pages: clean private
     del block
+
+
+def test_without_merging_masked_mentions_no_merged_mention_holds_a_masked_token(bert_tokenizer):
+    from modeling_jaket.collator import holds_target
+
+    graph = KnowledgeGraph([0, 1, 2], [0, 1, 0], [1, 2, 0], 3, 2, entity_categories=[0, 1, 2])
+    encoding = tokenize_with_mentions(bert_tokenizer, TEXTS, MENTIONS, num_entities=3)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)(
+        [{k: encoding[k][i] for k in encoding} for i in range(len(TEXTS))]
+    )
+    settings = dict(entity_mask_probability=0.0, mlm_probability=0.5, num_roots=2)
+    merged = DataCollatorForJaketPreTraining(bert_tokenizer, graph, **settings).build(
+        batch, torch.Generator().manual_seed(3)
+    )
+    held = DataCollatorForJaketPreTraining(bert_tokenizer, graph, merge_masked_mentions=False, **settings).build(
+        batch, torch.Generator().manual_seed(3)
+    )
+    assert torch.equal(merged["labels"], held["labels"]) and torch.equal(held["input_ids"], merged["input_ids"])
+    assert torch.equal(merged["subgraph_entity_ids"], held["subgraph_entity_ids"])  # the same draws, the same graph
+    with_target = holds_target(merged["labels"], merged["mention_starts"], merged["mention_ends"])
+    assert with_target.any() and not holds_target(held["labels"], held["mention_starts"], held["mention_ends"]).any()
+    assert torch.equal(held["mention_starts"] >= 0, (merged["mention_starts"] >= 0) & ~with_target)

@@ -73,6 +73,7 @@ def pretraining_collator(
         args.num_random_negatives,
         args.num_hard_negatives,
         confusables if args.num_hard_negatives else None,
+        args.merge_masked_mentions,
         seed=args.seed,
         process_index=process_index,
     )

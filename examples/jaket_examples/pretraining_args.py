@@ -181,6 +181,12 @@ def parse_args(argv=None):
         help="L_e candidates drawn at random",
     )
     parser.add_argument(
+        "--no_merge_masked_mentions",
+        dest="merge_masked_mentions",
+        action="store_false",
+        help="merge no E^KM into a mention that holds a masked token: it would give L_t the token's entity",
+    )
+    parser.add_argument(
         "--merge_layer_norm",
         default="all",
         choices=["all", "mentions"],
