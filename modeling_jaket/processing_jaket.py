@@ -129,6 +129,9 @@ class JaketProcessor(ProcessorMixin):
         text: str | Sequence[str],
         entity_spans: Sequence | None = None,
         entities: Sequence | None = None,
+        text_pair: str | Sequence[str] | None = None,
+        entity_spans_pair: Sequence | None = None,
+        entities_pair: Sequence | None = None,
         max_length: int | None = None,
         padding: bool | str = True,
         return_tensors: str | None = "pt",
@@ -140,9 +143,12 @@ class JaketProcessor(ProcessorMixin):
         `mention_entity_ids`, `mention_starts`, `mention_ends` and, where there are mentions, `subgraph_entity_ids`,
         `edge_index`, `edge_type`, `entity_init_embeddings` and `relation_embeddings` (`return_graph_inputs=False`:
         the text's inputs alone; with `entities` omitted too, `mention_indices` in place of `mention_entity_ids`: which
-        of the text's spans each mention is, -1 padding, for a linker to resolve). `max_length` (this call's, else the
-        processor's) tokens are kept a text; `padding` True or `"longest"` pads to the longest text, `"max_length"` to
-        `max_length`; `return_tensors` `"pt"`, `"np"` or None (lists), as a tokenizer's."""
+        of the text's spans each mention is, -1 padding, for a linker to resolve). `text_pair` (with
+        `entity_spans_pair` and `entities_pair`, as LUKE's tokenizer takes them) makes each text the first of a
+        sequence pair; the pair's mentions follow the text's (and `token_type_ids` come with a tokenizer that has
+        them). `max_length` (this call's, else the processor's) tokens are kept a text; `padding` True or
+        `"longest"` pads to the longest text, `"max_length"` to `max_length`; `return_tensors` `"pt"`, `"np"` or None
+        (lists), as a tokenizer's."""
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         if padding not in (True, "longest", "max_length"):
@@ -153,36 +159,35 @@ class JaketProcessor(ProcessorMixin):
             check_settings(max_length=max_length)
         single = isinstance(text, str)
         texts = check_texts(text)
-        spans = self._batched("entity_spans", entity_spans, single, len(texts))
+        pairs = None
+        if text_pair is not None:
+            if isinstance(text_pair, str) != single:
+                raise ValueError("text_pair must be a string for one text, a list of them for a batch")
+            pairs = check_texts(text_pair)
+            if len(pairs) != len(texts):
+                raise ValueError(f"text_pair has {len(pairs)} texts for {len(texts)} texts")
+        elif entity_spans_pair is not None or entities_pair is not None:
+            raise ValueError("entity_spans_pair and entities_pair need text_pair, the text they are spans of")
         given = self._batched("entities", entities, single, len(texts))
-        if spans is None:
-            if given is not None:
-                raise ValueError("entities were given without entity_spans: say where each entity is mentioned")
-            spans = [[(start, end) for start, end, _ in self.mention_finder.find(t)] for t in texts]
+        found = entity_spans is None  # then every name or alias found, in the pair too
+        # 1. the entity of each mention
+        mentions = self._mentions(texts, entity_spans, given, single, "", found)
         if given is None and return_graph_inputs:
             raise ValueError(
                 "entities were not given: pass entities=, or link the mentions first (link_mentions(model, "
                 "processor, text), or the entity-linking pipeline); return_graph_inputs=False gives the text's "
                 "inputs alone"
             )
-        for example, (example_text, example_spans) in enumerate(zip(texts, spans)):
-            for index, span in enumerate(example_spans):
-                check_span(span, f"example {example}, span {index}", listed_in="entity_spans")
-            if given is not None and len(given[example]) != len(example_spans):
-                raise ValueError(
-                    f"example {example}: {len(example_spans)} entity_spans but {len(given[example])} entities"
-                )
-            if not example_text.strip():
-                raise ValueError(f"example {example}: text is empty")
-
-        # 1. the entity of each mention
-        if given is not None:
-            spans = [
-                [(*span, self.entity_id(entity, e, i)) for i, (span, entity) in enumerate(zip(spans[e], given[e]))]
-                for e in range(len(texts))
-            ]
+        pair_mentions = None
+        if pairs is not None:
+            given_pair = self._batched("entities_pair", entities_pair, single, len(pairs))
+            if given is not None and given_pair is None:
+                given_pair = [[] for _ in pairs]  # the pair then has no span either (checked below)
+            pair_mentions = self._mentions(pairs, entity_spans_pair, given_pair, single, "_pair", found)
         # 2. tokens, and each mention's tokens
-        encoding = tokenize_with_mentions(self.tokenizer, texts, spans, max_length=max_length)
+        encoding = tokenize_with_mentions(
+            self.tokenizer, texts, mentions, max_length=max_length, text_pairs=pairs, pair_mentions=pair_mentions
+        )
         multiple = max_length if padding == "max_length" else None  # every row is at most max_length long
         batch = DataCollatorWithMentions(self.tokenizer.pad_token_id, pad_to_multiple_of=multiple)(
             [{key: encoding[key][i] for key in encoding} for i in range(len(texts))]
@@ -198,6 +203,34 @@ class JaketProcessor(ProcessorMixin):
         if return_tensors != "pt":
             batch = {key: value.numpy() if return_tensors == "np" else value.tolist() for key, value in batch.items()}
         return BatchEncoding(batch, tensor_type=return_tensors)
+
+    def _mentions(self, texts, entity_spans, given, single, suffix: str, found: bool) -> list[list[tuple]]:
+        """Each text's mentions for `tokenize_with_mentions`: `(start, end, entity id)`, or `(start, end)` where no
+        entity is given; the spans checked, or found by name (`found`). `suffix` ("" or "_pair") names the
+        arguments in errors."""
+        spans = self._batched(f"entity_spans{suffix}", entity_spans, single, len(texts))
+        if spans is None:
+            if given is not None and any(given):
+                raise ValueError(
+                    f"entities{suffix} were given without entity_spans{suffix}: say where each entity is mentioned"
+                )
+            spans = [[(start, end) for start, end, _ in self.mention_finder.find(t)] if found else [] for t in texts]
+        for example, (example_text, example_spans) in enumerate(zip(texts, spans)):
+            for index, span in enumerate(example_spans):
+                check_span(span, f"example {example}, span{suffix} {index}", listed_in=f"entity_spans{suffix}")
+            if given is not None and len(given[example]) != len(example_spans):
+                raise ValueError(
+                    f"example {example}: {len(example_spans)} entity_spans{suffix} but {len(given[example])} "
+                    f"entities{suffix}"
+                )
+            if not example_text.strip():
+                raise ValueError(f"example {example}: text{suffix} is empty")
+        if given is None:
+            return [list(example_spans) for example_spans in spans]
+        return [
+            [(*span, self.entity_id(entity, e, i)) for i, (span, entity) in enumerate(zip(spans[e], given[e]))]
+            for e in range(len(texts))
+        ]
 
     @staticmethod
     def _batched(name, values, single, count):

@@ -139,20 +139,35 @@ def tokenize_with_mentions(
     entity_vocab: Mapping[str, int] | None = None,
     num_entities: int | None = None,
     max_length: int = 512,
+    text_pairs: Sequence[str] | None = None,
+    pair_mentions: Sequence[Sequence[Mention]] | None = None,
 ) -> BatchEncoding:
-    """Tokenize `texts` and map each mention's character span to inclusive token indices.
+    """Tokenize `texts` (with `text_pairs`, each text and its pair as one sequence pair, as a tokenizer's
+    `text_pair`) and map each mention's character span to inclusive token indices.
 
-    Returns a `BatchEncoding` of lists, one entry per example: `input_ids`, `attention_mask`, `mention_entity_ids`
-    (left out when the mentions are `(start, end)` without entities), `mention_starts`, `mention_ends` (mentions in
-    text order), `mention_indices` (which of the example's `mentions` each is) and `num_truncated_mentions`. A
-    mention that does not fit in `max_length` tokens, wholly or in part, is dropped and counted there, and a warning
-    says how many.
+    Returns a `BatchEncoding` of lists, one entry per example: `input_ids`, `attention_mask` (and `token_type_ids`
+    for pairs), `mention_entity_ids` (left out when the mentions are `(start, end)` without entities),
+    `mention_starts`, `mention_ends` (the text's mentions in text order, then the pair's), `mention_indices` (which
+    of the example's `mentions`, then `pair_mentions`, each is: the pair's counted on from the text's) and
+    `num_truncated_mentions`. A mention that does not fit in `max_length` tokens, wholly or in part, is dropped and
+    counted there, and a warning says how many.
 
     Raises `ValueError` naming the example (and mention) for empty text, spans out of range, overlapping spans,
     spans that cover no token, unknown or out-of-range entities, and mentions of which some have an entity and
     some not.
     """
     with_entities = _check_texts("tokenize_with_mentions", tokenizer, texts, mentions)
+    sequences = [(texts, mentions, "")]
+    if text_pairs is not None or pair_mentions is not None:
+        if text_pairs is None or pair_mentions is None:
+            raise ValueError("text_pairs and pair_mentions go together: give both (pair_mentions [] for none)")
+        if len(text_pairs) != len(texts):
+            raise ValueError(f"got {len(texts)} texts but {len(text_pairs)} text pairs")
+        pairs_with_entities = _check_texts("tokenize_with_mentions", tokenizer, text_pairs, pair_mentions)
+        if any(map(len, pair_mentions)) and any(map(len, mentions)) and pairs_with_entities != with_entities:
+            raise ValueError("the texts' mentions and the pairs' mentions must all have an entity, or none")
+        with_entities = with_entities and pairs_with_entities
+        sequences.append((text_pairs, pair_mentions, "pair "))
     if not is_int(max_length) or max_length < 3:  # 0 meant no truncation
         raise ValueError(
             f"max_length must be an integer of at least 3 (two special tokens and text), got {max_length!r}"
@@ -160,6 +175,7 @@ def tokenize_with_mentions(
 
     encoding = tokenizer(
         list(texts),
+        list(text_pairs) if text_pairs is not None else None,
         truncation=True,
         max_length=max_length,
         return_offsets_mapping=True,
@@ -167,22 +183,34 @@ def tokenize_with_mentions(
     )
     names = (*MENTION_COLUMNS, "mention_indices", "num_truncated_mentions")
     columns = {key: [] for key in names}
-    for example, (text, example_mentions) in enumerate(zip(texts, mentions)):
-        tokens = [
-            (position, start, end)
-            for position, ((start, end), special) in enumerate(
-                zip(encoding["offset_mapping"][example], encoding["special_tokens_mask"][example])
+    for example in range(len(texts)):
+        sequence_ids = encoding.sequence_ids(example)
+        row = {key: [] for key in names}
+        row["num_truncated_mentions"], offset = 0, 0
+        for sequence, (sequence_texts, sequence_mentions, label) in enumerate(sequences):
+            tokens = [
+                (position, start, end)
+                for position, ((start, end), special) in enumerate(
+                    zip(encoding["offset_mapping"][example], encoding["special_tokens_mask"][example])
+                )
+                if not special and end > start and sequence_ids[position] == sequence
+            ]
+            indices, entity_ids, starts, ends, truncated = _mentions_to_tokens(
+                sequence_texts[example],
+                sequence_mentions[example],
+                tokens,
+                f"{example} ({label.strip()})" if label else example,  # named in errors: "example 0 (pair), mention 1"
+                entity_vocab,
+                num_entities,
             )
-            if not special and end > start
-        ]
-        indices, entity_ids, starts, ends, truncated = _mentions_to_tokens(
-            text, example_mentions, tokens, example, entity_vocab, num_entities
-        )
-        columns["mention_entity_ids"].append(entity_ids)
-        columns["mention_starts"].append(starts)
-        columns["mention_ends"].append(ends)
-        columns["mention_indices"].append(indices)
-        columns["num_truncated_mentions"].append(truncated)
+            row["mention_entity_ids"] += entity_ids
+            row["mention_starts"] += starts
+            row["mention_ends"] += ends
+            row["mention_indices"] += [offset + i for i in indices]
+            row["num_truncated_mentions"] += truncated
+            offset += len(sequence_mentions[example])
+        for key in names:
+            columns[key].append(row[key])
     if not with_entities:
         del columns["mention_entity_ids"]
 
@@ -191,8 +219,10 @@ def tokenize_with_mentions(
         logger.warning(
             f"tokenize_with_mentions: dropped {total_truncated} mentions cut off by max_length={max_length}"
         )
-    data = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"], **columns}
-    return BatchEncoding(data)
+    data = {"input_ids": encoding["input_ids"], "attention_mask": encoding["attention_mask"]}
+    if text_pairs is not None and "token_type_ids" in encoding:
+        data["token_type_ids"] = encoding["token_type_ids"]
+    return BatchEncoding({**data, **columns})
 
 
 def window_bounds(num_tokens: int, mention_spans: Sequence[tuple[int, int]], size: int, stride: int = 0):

@@ -253,3 +253,24 @@ def test_per_call_length_padding_and_tensor_type_as_a_tokenizer_takes_them(proce
     ):
         with pytest.raises(ValueError, match=message):
             processor(**call, **bad)
+
+
+def test_a_text_pair_s_mentions_follow_the_text_s_as_luke_s_tokenizer_takes_them(processor):
+    text, pair = "The dog barked.", "A canid and a cat."
+    inputs = processor(
+        text, entity_spans=[(4, 7)], entities=[0], text_pair=pair, entity_spans_pair=[(2, 7), (14, 17)],
+        entities_pair=["canid", 4],
+    )  # fmt: skip
+    assert inputs["mention_entity_ids"].tolist() == [[0, 1, 4]]
+    expected = processor.tokenizer(text, pair)
+    assert inputs["input_ids"][0].tolist() == expected["input_ids"]
+    assert inputs["token_type_ids"][0].tolist() == expected["token_type_ids"]  # BERT: the pair is type 1
+    assert set(inputs["subgraph_entity_ids"][:3].tolist()) == {0, 1, 4}  # every mentioned entity is a seed
+    found = processor(text, text_pair=pair, return_graph_inputs=False)  # spans found by name in both
+    assert found["mention_indices"].tolist() == [[0, 1, 2]]
+    with pytest.raises(ValueError, match="entity_spans_pair and entities_pair need text_pair"):
+        processor(text, entity_spans=[(4, 7)], entities=[0], entity_spans_pair=[(2, 7)])
+    with pytest.raises(ValueError, match="text_pair must be a string for one text"):
+        processor(text, entity_spans=[(4, 7)], entities=[0], text_pair=[pair])
+    with pytest.raises(ValueError, match="example 0: 1 entity_spans_pair but 0 entities_pair"):
+        processor(text, entity_spans=[(4, 7)], entities=[0], text_pair=pair, entity_spans_pair=[(2, 7)])

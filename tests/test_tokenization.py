@@ -249,3 +249,37 @@ def test_a_mention_longer_than_a_window_is_refused_naming_the_example(bert_token
         tokenize_into_windows(bert_tokenizer, ["an ox", TEXT], [[], [(4, 47, 0)]], max_length=5)
     with pytest.raises(ValueError, match="0 <= stride < size"):
         tokenize_into_windows(bert_tokenizer, [TEXT], [[]], max_length=5, stride=3)
+
+
+@pytest.mark.parametrize("tokenizer_name", ["bert_tokenizer", "roberta_tokenizer"])
+def test_a_text_pair_maps_each_text_s_mentions_into_its_own_sequence(tokenizer_name, request):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    pair = "Memphis lies on the Mississippi River."
+    pair_mentions = [(0, 7, "Q16563"), (20, 37, "Q1497")]
+    vocab = {**VOCAB, "Q16563": 2}
+    encoding = tokenize_with_mentions(
+        tokenizer, [TEXT], [MENTIONS], entity_vocab=vocab, text_pairs=[pair], pair_mentions=[pair_mentions]
+    )
+    assert [m.lower() for m in mention_tokens(tokenizer, encoding)] == [
+        "mississippi river",
+        "cape girardeau",
+        "memphis",
+        "mississippi river",
+    ]
+    assert encoding["mention_entity_ids"] == [[0, 1, 2, 0]] and encoding["mention_indices"] == [[0, 1, 2, 3]]
+    sequence_ids = tokenizer(TEXT, pair).sequence_ids()
+    assert [sequence_ids[s] for s in encoding["mention_starts"][0]] == [0, 0, 1, 1]
+    if "token_type_ids" in tokenizer.model_input_names:  # BERT: the pair's tokens are type 1
+        assert encoding["token_type_ids"][0] == tokenizer(TEXT, pair)["token_type_ids"]
+    cut = tokenize_with_mentions(
+        tokenizer, [TEXT], [MENTIONS], entity_vocab=vocab, text_pairs=[pair], pair_mentions=[pair_mentions],
+        max_length=14,
+    )  # fmt: skip
+    kept = len(cut["mention_starts"][0])
+    assert kept + cut["num_truncated_mentions"][0] == 4 and kept < 4  # both texts cut, every mention counted
+    with pytest.raises(ValueError, match="example 0 \\(pair\\), mention 1: character span \\[20, 99\\)"):
+        tokenize_with_mentions(
+            tokenizer, [TEXT], [MENTIONS], vocab, text_pairs=[pair], pair_mentions=[[(0, 7, 2), (20, 99, 0)]]
+        )
+    with pytest.raises(ValueError, match="text_pairs and pair_mentions go together"):
+        tokenize_with_mentions(tokenizer, [TEXT], [MENTIONS], vocab, text_pairs=[pair])
