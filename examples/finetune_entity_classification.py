@@ -234,7 +234,10 @@ def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[di
     with a classification head on its start token; no graph. Returns ({"<percent>%": test accuracy}, {"<percent>%":
     the settings chosen on validation}, the model as trained on the last fraction)."""
     tokenizer = AutoTokenizer.from_pretrained(args.backbone)
-    model = JaketForSequenceClassification.from_backbone(args.backbone, num_labels=len(graph.category_names))
+    # no knowledge module: a fresh merge LayerNorm would otherwise run over every position between LM1 and LM2
+    model = JaketForSequenceClassification.from_backbone(
+        args.backbone, num_labels=len(graph.category_names), km_num_layers=0
+    )
     initial_state = {k: v.clone() for k, v in model.state_dict().items()}
     results, chosen = {}, {}
     for percent, split in splits.items():
