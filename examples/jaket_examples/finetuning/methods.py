@@ -1,0 +1,156 @@
+"""The paper's baselines (§4.1) and JAKET as fine-tuning methods: what each loads, the entity context memory each
+starts from (computed from the descriptions, cached, or random) and the wrapper that reads it for the `Trainer`."""
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoTokenizer, set_seed
+from transformers.utils import logging
+
+import modeling_jaket
+from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
+from tokenization import description_inputs
+
+from ..data import check_saved_files
+
+logger = logging.get_logger(__name__)
+
+
+METHODS = {
+    "lm": "the language model alone, no knowledge module: the un-pretrained LM fine-tuned on the task's text (for "
+    "entity classification, each entity's description)",
+    "lm_gnn": "LM + GNN: the knowledge module over a random (fixed) memory",
+    "lm_gnn_m": "LM + GNN + M: the knowledge module over a memory computed by the un-pretrained LM",
+    "gnn": "GNN: the knowledge module alone over trainable, randomly initialised entity embeddings (no text)",
+    "jaket": "JAKET: the pre-trained model, its memory recomputed from the descriptions by its pre-trained LM1",
+    "lm_mlm": "the control for what pre-training's text alone gives: LM+GNN+M over a language model continued with "
+    "L_t alone on the pre-training text, with no knowledge module (examples/pretrain.py --losses masked_lm; "
+    "--mlm_control_path)",
+}
+
+
+# method -> the flag naming the examples/pretrain.py output it starts from; the others start from --backbone
+PRETRAINED_PATHS = {"jaket": "model_name_or_path", "lm_mlm": "mlm_control_path"}
+
+
+def precision(args, device_type: str = "cpu"):
+    """--bf16 / --fp16 for what runs outside the `Trainer` (LM1 over the descriptions, where the model is loaded on
+    the CPU; a script's own test loop): autocast, as the `Trainer` applies it to training and evaluation."""
+    dtype = torch.bfloat16 if args.bf16 else torch.float16 if args.fp16 else None
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype is not None)
+
+
+def load_model(method: str, model_class, pretrained: str | None, backbone: str, **config):
+    """JAKET from a pre-training output folder; the baselines from the backbone with fresh knowledge modules."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    if method in PRETRAINED_PATHS:
+        if not pretrained:
+            raise ValueError(
+                f"--method {method} needs --{PRETRAINED_PATHS[method]}, the output folder of examples/pretrain.py"
+            )
+        if Path(pretrained).is_dir():
+            check_saved_files(pretrained)
+        return model_class.from_pretrained(pretrained, **config)
+    if method == "lm":
+        config["km_num_layers"] = 0
+    return model_class.from_backbone(backbone, **config)
+
+
+def initial_memory(
+    method, model, tokenizer, graph: KnowledgeGraph, seed=0, batch_size=64, max_length=64, cache_dir=None
+) -> EntityContextMemory:
+    """The entity context memory `method` starts from: E^(0) for every entity and R for every relation, from the
+    descriptions (LM methods and JAKET, `EntityContextMemory.from_descriptions`), or random (`lm_gnn`, `gnn`).
+
+    With `cache_dir`, a memory computed from descriptions is saved there (`save_pretrained`) under a key of
+    everything it depends on (LM1's weights, the tokenized descriptions, the batch size, the modeling code, torch's
+    version): the JAKET methods of one pre-trained model, or the baselines of one backbone, then encode the
+    descriptions once. A damaged cache is computed again, with a warning."""
+    if method in ("lm_gnn", "gnn"):
+        generator = torch.Generator().manual_seed(seed)
+        memory = EntityContextMemory.from_config(model.config, graph.num_entities, graph.num_relations)
+        hidden = model.config.hidden_size
+        memory.update(
+            torch.randn(graph.num_entities, hidden, generator=generator),
+            torch.randn(graph.num_relations, hidden, generator=generator),
+        )
+        return memory
+    folder = None
+    if cache_dir is not None:
+        key = memory_key(model, *description_inputs(tokenizer, graph, max_length), batch_size)
+        folder = Path(cache_dir) / f"memory-{key}"
+        if (folder / MEMORY_WEIGHTS_NAME).is_file():
+            try:
+                memory = EntityContextMemory.from_pretrained(folder)
+                if (memory.num_entities, memory.num_relations) == (graph.num_entities, graph.num_relations):
+                    return memory
+                problem = f"has {memory.num_entities} entity rows for {graph.num_entities} entities"
+            except ValueError as error:  # a damaged file: its reader names what is wrong
+                problem = str(error)
+            logger.warning(f"the memory cache {folder}: {problem}; computing it again")
+    memory = EntityContextMemory.from_descriptions(model, tokenizer, graph, batch_size, max_length, progress_bar=True)
+    if folder is not None:
+        memory.save_pretrained(folder)
+    return memory
+
+
+def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
+    """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
+    not depend on the methods run before it in the process): (tokenizer, model, entity context memory). `pretrained`
+    (default: the one its flag in `PRETRAINED_PATHS` names) is the pre-training output a method of them loads."""
+    set_seed(args.seed)
+    pretrained = pretrained or pretrained_path(args, method)
+    tokenizer = AutoTokenizer.from_pretrained(pretrained if method in PRETRAINED_PATHS else args.backbone)
+    model = load_model(method, model_class, pretrained, args.backbone, **config)
+    with precision(args):
+        memory = initial_memory(method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
+    return tokenizer, model, memory
+
+
+def pretrained_path(args, method: str) -> str | None:
+    """The examples/pretrain.py output `method` starts from (None for the methods built from the backbone)."""
+    return getattr(args, PRETRAINED_PATHS[method]) if method in PRETRAINED_PATHS else None
+
+
+def memory_key(model, entities: dict, relations: dict, batch_size: int) -> str:
+    """A digest of what LM1's encoding of the descriptions depends on (see `initial_memory`)."""
+    digest = hashlib.sha256()
+    base = model.base_model
+    for name, tensor in sorted(base.state_dict().items()):
+        if name.startswith(("embeddings.", "lm1.")):
+            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+    texts = [dict(entities), dict(relations)]
+    autocast = torch.is_autocast_enabled("cpu") and str(torch.get_autocast_dtype("cpu"))  # a bf16 memory differs
+    digest.update(json.dumps([texts, batch_size, base.config.num_lm1_layers, autocast]).encode())
+    folder = Path(modeling_jaket.__file__).parent  # the modeling code: a change of it is a new key
+    for text in [path.read_text() for path in sorted(folder.glob("*.py"))] + [torch.__version__]:
+        digest.update(text.encode())
+    return digest.hexdigest()[:24]
+
+
+class WithEntityMemory(nn.Module):
+    """A JAKET model whose inputs name entities by id: it reads their E^(0) from the entity context memory held beside
+    it (`lookup`), fixed (the paper does not update the memory while fine-tuning) or, for the GNN baseline, trained."""
+
+    def __init__(self, model, memory: EntityContextMemory, trainable: bool = False):
+        super().__init__()
+        self.model = model
+        self.config = model.config
+        self.memory = memory
+        if trainable:  # the GNN baseline learns its entity embeddings: a copy's table becomes a parameter
+            self.memory = memory = copy.deepcopy(memory)
+            memory.entity_embeddings = nn.Parameter(memory._buffers.pop("entity_embeddings"))
+
+    def forward(self, subgraph_entity_ids, **inputs):
+        return self.model(
+            subgraph_entity_ids=subgraph_entity_ids,
+            entity_init_embeddings=self.memory.lookup(subgraph_entity_ids),
+            relation_embeddings=self.memory.relation_embeddings,
+            **inputs,
+        )
