@@ -142,15 +142,29 @@ def knowledge_outputs(model, memory, graph, fanouts, seed, hidden_pairs=None, ba
     return output
 
 
+# the losses whose gradient reaches the knowledge module (L_t alone, as the MLM control trains, runs no graph)
+KNOWLEDGE_LOSSES = ("entity_category_loss", "relation_type_loss", "masked_entity_loss")
+
+
+def knowledge_module_trained(folder: Path) -> bool:
+    """Whether the pre-training run in `folder` trained its knowledge module: a loss of `KNOWLEDGE_LOSSES` in its
+    `train_history.json` (a folder without one is taken as trained)."""
+    history = folder / "train_history.json"
+    if not history.is_file():
+        return True
+    records = json.loads(history.read_text())
+    return any(key in record for record in records for key in KNOWLEDGE_LOSSES)
+
+
 def representations(args, folder: str, graph: KnowledgeGraph, hidden_pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"E0": E^(0)} and, for a model with a pre-trained knowledge module, {"EKM": E^KM over the whole graph,
+    """{"E0": E^(0)} and, for a model whose knowledge module was trained, {"EKM": E^KM over the whole graph,
     "EKM_hidden": E^KM without the probed pairs' edges}."""
     pretrained = (Path(folder) / "entity_memory.safetensors").is_file()  # an examples/pretrain.py output
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = (JaketModel.from_pretrained(folder) if pretrained else JaketModel.from_backbone(folder)).eval()
     memory = EntityContextMemory.from_descriptions(model, tokenizer, graph, progress_bar=True)
     features = {"E0": memory.entity_embeddings.clone()}
-    if pretrained and model.config.km_num_layers:
+    if pretrained and model.config.km_num_layers and knowledge_module_trained(Path(folder)):
         features["EKM"] = knowledge_outputs(model, memory, graph, args.fanouts, args.seed)
         features["EKM_hidden"] = knowledge_outputs(model, memory, graph, args.fanouts, args.seed, hidden_pairs)
     return features

@@ -94,3 +94,13 @@ def test_one_model_given_twice_differs_from_itself_by_exactly_nothing(pretrained
             assert results[task]["paired_differences"]["a - b/E0"][percent] == [0.0, 0.0, 0.0]
             assert results[task]["paired_differences"]["a - b/EKM"][percent] == [0.0, 0.0, 0.0]
     assert math.isfinite(results["entity_category"]["accuracy"]["a/E0"]["5%"]["standard_error"])
+
+
+def test_only_a_run_that_trained_a_knowledge_loss_has_its_e_km_probed(tmp_path):
+    from probe_representations import knowledge_module_trained
+
+    assert knowledge_module_trained(tmp_path)  # no history: taken as trained
+    (tmp_path / "train_history.json").write_text('[{"step": 10, "masked_lm_loss": 5.0}]')  # the MLM control
+    assert not knowledge_module_trained(tmp_path)
+    (tmp_path / "train_history.json").write_text('[{"step": 10, "masked_lm_loss": 5.0, "masked_entity_loss": 2.0}]')
+    assert knowledge_module_trained(tmp_path)
