@@ -3,8 +3,9 @@
 
 Give the data flags the run was given (`--dataset`, `--data_dir`, `--max_entities`, `--max_train_samples`,
 `--heldout_text_fraction`, `--heldout_seed`, ...): they rebuild the same held-out sentences and graph, and a graph
-that differs from the saved one is refused. The figures print as JSON and go to `<model>/eval_results.json` (or
-`--output_file`).
+that differs from the saved one is refused; and its `--losses`: a run of L_t alone (the MLM control) merged nothing,
+so its held-out text is read without merges too. The figures print as JSON and go to `<model>/eval_results.json`
+(or `--output_file`).
 """
 
 import argparse
@@ -29,9 +30,10 @@ def main(argv=None):
     parser.add_argument("--output_file", default=None, help="default: <model_name_or_path>/eval_results.json")
     parser.add_argument(
         "--knowledge_ablation",
-        default="merged",
+        default=None,
         choices=KNOWLEDGE_ABLATIONS,
-        help="what the merge adds to the held-out text: E^KM (merged, as pre-trained), nothing (zeroed), or another "
+        help="what the merge adds to the held-out text (default: as the run's steps, given its --losses): E^KM "
+        "(merged), nothing (zeroed), or another "
         "mention's E^KM of the batch (shuffled): masked tokens, masked entities and WSD read it, the figures "
         "outside the graph do not",
     )

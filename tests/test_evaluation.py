@@ -227,3 +227,12 @@ def test_the_held_out_evaluation_splits_masked_tokens_by_merged_mentions_under_e
             assert_share_of(merged[key], merged[count])
     for ablation in ("zeroed", "shuffled"):  # the same masked tokens, counted alike
         assert all(results[ablation][k] == merged[k] for k in merged if k.startswith("heldout_masked_tokens"))
+
+
+def test_a_run_of_masked_tokens_alone_is_read_without_merges_as_it_was_trained():
+    from jaket_examples.evaluation import default_ablation
+    from jaket_examples.pretraining import select_losses
+
+    assert default_ablation(["masked_lm"]) == "zeroed" and default_ablation(["masked_lm", "masked_entity"]) == "merged"
+    step = {"input_ids": 1, "mention_entity_ids": 2, "mention_starts": 3, "mention_ends": 4, "labels": 5}
+    assert "mention_entity_ids" not in select_losses(step, {"masked_lm"})  # the control's steps merge nothing

@@ -328,6 +328,12 @@ KNOWLEDGE_ABLATIONS = ("merged", "zeroed", "shuffled")
 MERGE_KEYS = ("mention_entity_ids", "mention_starts", "mention_ends")
 
 
+def default_ablation(losses) -> str:
+    """How a run's held-out text is read by default: as its steps read theirs, merged, unless the run trained L_t
+    alone (the MLM control), whose steps merge nothing."""
+    return "zeroed" if set(losses) == {"masked_lm"} else "merged"
+
+
 def merged_positions(inputs: dict) -> torch.Tensor:
     """[batch, length]: the tokens of a mention whose E^KM the merge adds (Eq. 3)."""
     starts, ends = inputs["mention_starts"], inputs["mention_ends"]
@@ -358,9 +364,12 @@ def majority_share(labels: torch.Tensor) -> float:
     return float(torch.bincount(labels).max() / labels.numel()) if labels.numel() else 0.0
 
 
-def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation="merged") -> PretrainingEvaluation:
+def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation=None) -> PretrainingEvaluation:
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
-    WordNet, every word's senses (for disambiguation); `ablation` says what the merge adds (`ablate_knowledge`)."""
+    WordNet, every word's senses (for disambiguation); `ablation` says what the merge adds (`ablate_knowledge`). By
+    default the held-out text is read as the run's steps read theirs: merged, but by a run of L_t alone (the MLM
+    control), which merges nothing, so its untrained knowledge module would add noise to the mentions."""
+    ablation = ablation or default_ablation(args.losses)
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
         sense_index = read_sense_index(find_wordnet(args.data_dir or default_data_dir()))
