@@ -149,9 +149,7 @@ class OutsideGraph:
     """Entities outside the pre-training graph: a seeded sample of them with their neighbourhood, descriptions
     tokenized, and held pairs whose every edge is hidden."""
 
-    subgraph_entity_ids: torch.Tensor
-    edge_index: torch.Tensor
-    edge_type: torch.Tensor
+    graph_inputs: dict  # the knowledge module's (`Subgraph.inputs`), the held pairs' edges hidden
     num_seeds: int
     categories: torch.Tensor
     relation_head_index: torch.Tensor
@@ -181,9 +179,7 @@ def prepare_outside_graph(
         description_length,
     )
     return OutsideGraph(
-        subgraph.entity_ids,
-        subgraph.edge_index[:, visible],
-        subgraph.edge_type[visible],
+        subgraph.inputs(visible),
         subgraph.num_seeds,
         graph.entity_categories[subgraph.entity_ids[: subgraph.num_seeds]],
         subgraph.edge_index[1, held],
@@ -303,9 +299,7 @@ class PretrainingEvaluation:
         initial = EntityContextMemory.compute(model, outside.descriptions, self.batch_size)
         relations = memory.relation_embeddings.float()
         output = model(
-            subgraph_entity_ids=outside.subgraph_entity_ids.to(device),
-            edge_index=outside.edge_index.to(device),
-            edge_type=outside.edge_type.to(device),
+            **{key: value.to(device) for key, value in outside.graph_inputs.items()},
             entity_init_embeddings=initial.to(device),
             relation_embeddings=relations if self.relation_embeddings else torch.zeros_like(relations),
             relation_head_index=outside.relation_head_index.to(device),
