@@ -5,8 +5,9 @@ pre-trained LM1 (the paper does not update it while fine-tuning); `JaketForEntit
 entity from the knowledge module's output over its sampled 2-hop neighbourhood. `--method` picks JAKET or one of the
 paper's baselines; `--fractions` trains on 100%, 20% and 5% of the training split, test accuracy for each.
 
-Every method and fraction gets the same protocol: `--step_budget` optimizer steps (capped at `--max_epochs`), a
-validation split carved from the fraction's training labels, and a grid of learning rates (each method's own times
+Every method and fraction gets the same protocol: `--step_budget` optimizer steps (capped at `--max_epochs`), the
+builder's validation split (`--validation_split carved`: one carved from the fraction's training labels), and a grid
+of learning rates (each method's own times
 `--learning_rate_grid`) by steps (`--num_evaluations` points of each run), chosen on validation; the test split is
 read once, by the chosen weights.
 
@@ -101,6 +102,15 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         },
     )
     description_length: int = field(default=64, metadata={"help": "tokens of each description read"})
+    validation_split: str = field(
+        default="builder",
+        metadata={
+            "choices": ["builder", "carved"],
+            "help": "the entities the settings are chosen on: the builder's validation split (the paper's 20% dev "
+            "split, the same at every fraction), or --validation_share of the fraction's training labels (carved: 24 "
+            "entities at 5% of WordNet's)",
+        },
+    )
     kg_dir: str | None = field(
         default=None,
         metadata={
@@ -174,13 +184,18 @@ def fraction_splits(args, percent: int):
 def labelled_splits(args, graph: KnowledgeGraph) -> dict[int, dict[str, tuple[list[int], list[int]]]]:
     """{percent: {"train" / "validation" / "test": (the graph's numbers of the split's entities, their categories)}}
     for each of --fractions, loaded once for every method (as lists: `Dataset.map` would hash the whole graph). The
-    validation split is carved from the fraction's training split (`--validation_share`, seeded by `--seed`)."""
+    validation split is the builder's (`--validation_split builder`) or carved from the fraction's training split
+    (`--validation_share`, seeded by `--seed`)."""
     splits = {}
     for percent in args.fractions:
         loaded = fraction_splits(args, percent)
-        train, test = ([graph.entity_index[key] for key in loaded[name]["id"][:]] for name in ("train", "test"))
-        train, validation = carve_validation(train, loaded["train"]["category"][:], args.validation_share, args.seed)
-        splits[percent] = {"train": train, "validation": validation, "test": (test, loaded["test"]["category"][:])}
+        train, validation, test = (
+            ([graph.entity_index[key] for key in loaded[name]["id"][:]], loaded[name]["category"][:])
+            for name in ("train", "validation", "test")
+        )
+        if args.validation_split == "carved":
+            train, validation = carve_validation(*train, args.validation_share, args.seed)
+        splits[percent] = {"train": train, "validation": validation, "test": test}
     return splits
 
 

@@ -657,3 +657,19 @@ def test_a_pretrained_folder_that_does_not_exist_is_named(script, tmp_path):
         script(["--model_name_or_path", missing])
     with pytest.raises(ValueError, match="--mlm_control_path ./nowhere: no such folder"):
         script(["--method", "lm_mlm", "--mlm_control_path", "./nowhere"])
+
+
+@pytest.mark.data
+def test_settings_are_chosen_on_the_builder_s_validation_split_unless_carving_is_asked(tmp_path, datasets_cache):
+    from finetune_entity_classification import heldout_graph, labelled_splits, parse_args
+
+    flags = ["--method", "gnn", "--dataset_cache_dir", datasets_cache, "--output_dir", str(tmp_path)]
+    args = parse_args([*flags, "--fractions", "100", "5"])
+    graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
+    splits = labelled_splits(args, graph)
+    assert splits[100]["validation"] == splits[5]["validation"] and len(splits[5]["validation"][0]) == 2353
+    assert len(splits[5]["train"][0]) == round(0.05 * 2353)  # every training label of the fraction is trained on
+    assert not set(splits[100]["train"][0]) & set(splits[100]["validation"][0])
+    carved = labelled_splits(parse_args([*flags, "--fractions", "5", "--validation_split", "carved"]), graph)[5]
+    assert len(carved["validation"][0]) == 24 and len(carved["train"][0]) == round(0.05 * 2353) - 24
+    assert set(carved["validation"][0]) <= set(splits[5]["train"][0])  # carved from the training labels
