@@ -6,8 +6,9 @@
 A `--model` is `name=folder`: an output folder of examples/pretrain.py, or a RoBERTa/BERT checkpoint (the backbone
 untouched; `--with_backbone` adds the scripts' default one). On WordNet's held-out part, which pre-training never
 sees, every synset gets E^(0) (LM1 over its description: the entity memory) and, where the model has a pre-trained
-knowledge module, E^KM (eval mode, `--fanouts` neighbours a hop, R = 0 as pre-training runs it, §3.5). A multinomial
-logistic-regression probe reads each:
+knowledge module, E^KM (eval mode, `--fanouts` neighbours a hop, R = 0 as pre-training runs it, §3.5); a run that
+never trained its module (the MLM control) has its E^KM read too, as the control for graph aggregation alone, and
+the results name it (`untrained_knowledge_module`). A multinomial logistic-regression probe reads each:
 
 - **entity category** (45 lexicographer files): trained on 1 / 5 / 20 / 100% of the `entity_classification`
   builder's training split, its L2 strength chosen on the builder's validation split, scored once on its test split;
@@ -157,14 +158,14 @@ def knowledge_module_trained(folder: Path) -> bool:
 
 
 def representations(args, folder: str, graph: KnowledgeGraph, hidden_pairs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """{"E0": E^(0)} and, for a model whose knowledge module was trained, {"EKM": E^KM over the whole graph,
+    """{"E0": E^(0)} and, for a pre-trained model with a knowledge module, {"EKM": E^KM over the whole graph,
     "EKM_hidden": E^KM without the probed pairs' edges}."""
     pretrained = (Path(folder) / "entity_memory.safetensors").is_file()  # an examples/pretrain.py output
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = (JaketModel.from_pretrained(folder) if pretrained else JaketModel.from_backbone(folder)).eval()
     memory = EntityContextMemory.from_descriptions(model, tokenizer, graph, progress_bar=True)
     features = {"E0": memory.entity_embeddings.clone()}
-    if pretrained and model.config.km_num_layers and knowledge_module_trained(Path(folder)):
+    if pretrained and model.config.km_num_layers:
         features["EKM"] = knowledge_outputs(model, memory, graph, args.fanouts, args.seed)
         features["EKM_hidden"] = knowledge_outputs(model, memory, graph, args.fanouts, args.seed, hidden_pairs)
     return features
@@ -293,6 +294,13 @@ def main(argv=None) -> dict:
         n: {("EKM" if k == "EKM_hidden" else k): v for k, v in t.items() if k != "EKM"} for n, t in features.items()
     }
     results = {
+        # E^KM of these is that of the module they were saved with, never trained (the MLM control's): graph
+        # aggregation alone, the control for what pre-training the module adds
+        "untrained_knowledge_module": [
+            name
+            for name, folder in args.models.items()
+            if "EKM" in features[name] and not knowledge_module_trained(Path(folder))
+        ],
         "entities": {split: len(categories[split][0]) for split in SPLITS},
         "relation_edges": {split: len(edges[split][0]) for split in SPLITS},
         "entity_category": probe_task(

@@ -86,6 +86,7 @@ def test_one_model_given_twice_differs_from_itself_by_exactly_nothing(pretrained
     flags += ["--l2_grid", "1", "--dataset_cache_dir", datasets_cache, "--output_file", str(tmp_path / "p.json")]
     results = main(flags)
     assert results["entities"] == {"train": 2353, "validation": 2353, "test": 7060}
+    assert results["untrained_knowledge_module"] == []  # the fixture's run trained every loss
     for task in ("entity_category", "relation_type"):
         accuracy = results[task]["accuracy"]
         assert set(accuracy) == {"a/E0", "a/EKM", "b/E0", "b/EKM"} and accuracy["a/E0"] == accuracy["b/E0"]
