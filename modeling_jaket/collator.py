@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .graph import DEFAULT_FANOUTS, KnowledgeGraph
+from .tokenization_jaket import mention_coverage
 from .validation import is_int, is_number
 
 TOKEN_KEYS = {"input_ids": None, "attention_mask": 0, "token_type_ids": 0, "labels": -100}
@@ -82,9 +83,7 @@ def mask_tokens(
 
 def holds_target(labels, starts, ends) -> torch.Tensor:
     """[batch, mentions]: whether a mention's tokens (inclusive spans, -1 pads) hold a masked-token target of L_t."""
-    positions = torch.arange(labels.shape[1])
-    inside = (positions >= starts.unsqueeze(-1)) & (positions <= ends.unsqueeze(-1))  # [batch, mentions, tokens]
-    return (inside & (labels != -100).unsqueeze(1)).any(-1) & (starts >= 0)
+    return (mention_coverage(starts, ends, labels.shape[1]) & (labels != -100).unsqueeze(1)).any(-1)
 
 
 def left_pack(values, keep, fill):

@@ -20,6 +20,7 @@ from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .hub import resolve_file
 from .knowledge_module import KnowledgeLayer, KnowledgeModule
+from .tokenization_jaket import mention_coverage
 from .validation import check_spans, check_text, is_int, validate_model_inputs
 
 logger = logging.get_logger(__name__)
@@ -131,9 +132,7 @@ class JaketMergeLayer(nn.Module):
         """Without mentions nothing is added, and the LayerNorm still runs where it covers every position."""
         if mention_embeddings is None:
             return self.layer_norm(hidden_states) if self.normalize_every_position else hidden_states
-        positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
-        covers = (positions >= mention_starts.unsqueeze(-1)) & (positions <= mention_ends.unsqueeze(-1))
-        covers &= (mention_starts >= 0).unsqueeze(-1)  # [batch, mentions, tokens]
+        covers = mention_coverage(mention_starts, mention_ends, hidden_states.shape[1])  # [batch, mentions, tokens]
         added = torch.einsum("bml,bmh->blh", covers.to(hidden_states.dtype), mention_embeddings)
         if self.normalize_every_position:
             return self.layer_norm(hidden_states + added)

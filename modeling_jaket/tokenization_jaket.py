@@ -4,6 +4,7 @@ BPE, BERT's WordPiece), through the tokenizer's character offsets."""
 import bisect
 from collections.abc import Mapping, Sequence
 
+import torch
 from transformers import BatchEncoding
 from transformers.utils import logging
 
@@ -27,6 +28,14 @@ def check_span(span, where: str, listed_in: str = "mentions") -> tuple[int, int]
     if len(span) != 2 or not all(is_int(x) for x in span):
         raise ValueError(f"{where}: {span!r} is not (start, end) characters")
     return span[0], span[1]
+
+
+def mention_coverage(starts: torch.Tensor, ends: torch.Tensor, length: int) -> torch.Tensor:
+    """[batch, mentions, length]: whether each token lies in each mention's inclusive span (`starts`, `ends`
+    `[batch, mentions]`, -1 pads: a padding mention covers nothing)."""
+    positions = torch.arange(length, device=starts.device)
+    covers = (positions >= starts.unsqueeze(-1)) & (positions <= ends.unsqueeze(-1))
+    return covers & (starts >= 0).unsqueeze(-1)
 
 
 def words_to_text(words: Sequence[str], word_spans: Sequence[tuple[int, int]]) -> tuple[str, list[tuple[int, int]]]:

@@ -31,6 +31,7 @@ from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from modeling_jaket.collator import hold_out_pairs
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from modeling_jaket.linking import candidate_embeddings
+from modeling_jaket.tokenization_jaket import mention_coverage
 from tokenization import (
     DataCollatorForJaketPreTraining,
     DataCollatorWithMentions,
@@ -330,10 +331,7 @@ def default_ablation(losses) -> str:
 
 def merged_positions(inputs: dict) -> torch.Tensor:
     """[batch, length]: the tokens of a mention whose E^KM the merge adds (Eq. 3)."""
-    starts, ends = inputs["mention_starts"], inputs["mention_ends"]
-    positions = torch.arange(inputs["input_ids"].shape[1], device=starts.device)
-    covered = (positions >= starts.unsqueeze(-1)) & (positions <= ends.unsqueeze(-1)) & (starts >= 0).unsqueeze(-1)
-    return covered.any(dim=1)
+    return mention_coverage(inputs["mention_starts"], inputs["mention_ends"], inputs["input_ids"].shape[1]).any(dim=1)
 
 
 def ablate_knowledge(inputs: dict, ablation: str, generator: torch.Generator) -> dict:
