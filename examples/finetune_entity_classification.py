@@ -106,9 +106,9 @@ class EntityClassificationArguments(ProtocolArguments, FineTuningArguments):
         default="builder",
         metadata={
             "choices": ["builder", "carved"],
-            "help": "the entities the settings are chosen on: the builder's validation split (the paper's 20% dev "
+            "help": "the entities the settings are chosen on: the builder's validation split (the paper's 20%% dev "
             "split, the same at every fraction), or --validation_share of the fraction's training labels (carved: 24 "
-            "entities at 5% of WordNet's)",
+            "entities at 5%% of WordNet's)",
         },
     )
     kg_dir: str | None = field(

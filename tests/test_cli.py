@@ -1,6 +1,7 @@
 """Every flag of every script says what it does."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,14 @@ def test_trainer_flags_reach_the_trainer_and_script_defaults_apply(tmp_path):
     assert not run.push_to_hub  # the script uploads its own output folder at the end
     with pytest.raises(SystemExit):
         parse_args(["--method", "bert"])  # not a method: argparse names the choices
+
+
+@pytest.mark.parametrize("script", sorted(path.stem for path in (Path(__file__).parents[1] / "examples").glob("*.py")))
+def test_every_script_prints_its_help(script, capsys):
+    import importlib
+
+    # argparse formats help strings with %-interpolation: a bare "%" in a help text breaks --help only
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(script).main(["--help"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("usage:")
