@@ -33,6 +33,7 @@ from jaket_examples.finetuning import (
     ProtocolArguments,
     WithEntityMemory,
     carve_validation,
+    finished_results,
     load_method,
     masked_accuracy,
     method_field,
@@ -42,6 +43,7 @@ from jaket_examples.finetuning import (
     save_fine_tuned,
     save_results,
     select_on_validation,
+    start_or_resume,
     training_arguments,
 )
 from jaket_examples.model_card import Result
@@ -326,10 +328,14 @@ def main(argv=None) -> list[dict]:
     command = ["python", "examples/finetune_entity_classification.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start_or_resume(args)
     repo_id = create_hub_repo(args)
     graph = task_graph(args)
     splits = labelled_splits(args, graph)
-    return [run_method(args, method, graph, splits, command, repo_id) for method in args.method]
+    return [
+        finished_results(args, method) or run_method(args, method, graph, splits, command, repo_id)
+        for method in args.method
+    ]
 
 
 def run_method(

@@ -44,6 +44,7 @@ from jaket_examples.finetuning import (
     ProtocolArguments,
     ScoredTrainer,
     WithEntityMemory,
+    finished_results,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -52,6 +53,7 @@ from jaket_examples.finetuning import (
     save_fine_tuned,
     save_results,
     select_on_validation,
+    start_or_resume,
 )
 from jaket_examples.metrics import accuracy
 from jaket_examples.model_card import Result
@@ -251,6 +253,7 @@ def main(argv=None) -> list[dict]:
     command = ["python", "examples/finetune_fewrel.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start_or_resume(args)
     repo_id = create_hub_repo(args)
     name = f"{args.n_way}-{args.k_shot}"
     common = dict(
@@ -276,7 +279,11 @@ def main(argv=None) -> list[dict]:
     user_kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir) if args.kg_dir else None
     graph = entity_graph(instances, args.kg, relation_names, user_kg)
     logger.info(f"FewRel graph ({args.kg}): {graph.num_entities} entities, {graph.num_triples} triples")
-    return [run_method(args, method, pairs, validation, episodes, graph, command, repo_id) for method in args.method]
+    return [
+        finished_results(args, f"{method}-{name}")
+        or run_method(args, method, pairs, validation, episodes, graph, command, repo_id)
+        for method in args.method
+    ]
 
 
 def run_method(args, method, pairs, validation, episodes, graph, command, repo_id) -> dict:

@@ -33,6 +33,8 @@ from jaket_examples.finetuning import (
     FineTuningArguments,
     ProtocolArguments,
     ScoredTrainer,
+    WithEntityMemory,
+    finished_results,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -41,6 +43,7 @@ from jaket_examples.finetuning import (
     save_fine_tuned,
     save_results,
     select_on_validation,
+    start_or_resume,
 )
 from jaket_examples.metrics import hits_at_1
 from jaket_examples.model_card import Result
@@ -97,14 +100,11 @@ def parse_args(argv=None) -> MetaQAArguments:
     )
 
 
-class KGQuestionAnswering(nn.Module):
+class KGQuestionAnswering(WithEntityMemory):
     """Scores each candidate entity by <W q, E^context_candidate>, q = LM2's start-token output."""
 
     def __init__(self, model: JaketModel, memory: EntityContextMemory):
-        super().__init__()
-        self.model = model
-        self.config = model.config
-        self.memory = memory
+        super().__init__(model, memory)
         self.question_projection = nn.Linear(model.config.hidden_size, model.config.hidden_size)
 
     def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
@@ -228,6 +228,7 @@ def main(argv=None) -> list[dict]:
     command = ["python", "examples/finetune_metaqa.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start_or_resume(args)
     repo_id = create_hub_repo(args)
     kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
     graph = KnowledgeGraph.from_records(
@@ -265,7 +266,8 @@ def main(argv=None) -> list[dict]:
         args.hops,
     )
     return [
-        run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
+        finished_results(args, f"{method}-{args.hops}hop-{args.kg_setting}")
+        or run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
         for method in args.method
     ]
 

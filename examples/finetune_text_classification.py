@@ -36,6 +36,7 @@ from jaket_examples.finetuning import (
     HeadRateTrainer,
     ProtocolArguments,
     WithEntityMemory,
+    finished_results,
     load_method,
     method_field,
     parse_fine_tuning_args,
@@ -44,6 +45,7 @@ from jaket_examples.finetuning import (
     save_fine_tuned,
     save_results,
     select_on_validation,
+    start_or_resume,
     training_arguments,
 )
 from jaket_examples.metrics import accuracy
@@ -185,6 +187,7 @@ def main(argv=None) -> list[dict]:
     command = ["python", "examples/finetune_text_classification.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    start_or_resume(args)
     repo_id = create_hub_repo(args)
     graph = KnowledgeGraph.from_records(
         *(datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir)[k] for k in KG_PARTS),
@@ -200,7 +203,10 @@ def main(argv=None) -> list[dict]:
             raise ValueError(f"--{name}_file has labels {unknown} that no training example has")
     linked = sum(link_missing(examples, args, graph) for examples in splits.values())
     logger.info(f"{graph.num_entities} entities, {len(labels)} labels; mentions linked in {linked} examples")
-    return [run_method(args, method, splits, labels, graph, command, repo_id) for method in args.method]
+    return [
+        finished_results(args, method) or run_method(args, method, splits, labels, graph, command, repo_id)
+        for method in args.method
+    ]
 
 
 def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:

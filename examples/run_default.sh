@@ -2,8 +2,8 @@
 # The main job, end to end on the embedded default, on one CPU machine: install, pre-train JAKET on WordNet + SemCor
 # with all-MiniLM-L6-v2 and the two control runs (L_c alone, MLM alone), then fine-tune and evaluate entity
 # classification on the held-out (unseen) part of WordNet for JAKET, the paper's baselines and the controls, each
-# under the same protocol (one step budget per fraction, settings chosen on a validation split carved from the
-# training labels), and print the results table.
+# under the same protocol (one step budget per fraction, settings chosen on the builder's validation split), and
+# print the results table.
 # The pre-trained model is written to jaket-base/ in the repository root, so that
 # AutoModel.from_pretrained("jaket-base", trust_remote_code=True) loads it as the model card says.
 #   bash examples/run_default.sh            (OUT=outputs/default for the fine-tuning runs, SEEDS="42")

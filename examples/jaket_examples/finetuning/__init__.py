@@ -21,10 +21,9 @@ from .methods import (
     precision,
     pretrained_path,
 )
-from .outputs import push_results, save_fine_tuned, save_results
+from .outputs import finished_results, push_results, save_fine_tuned, save_results, start_or_resume
 from .protocol import (
     HeadRateTrainer,
-    KeepBestOnValidation,
     ScoredTrainer,
     budget_steps,
     carve_validation,
@@ -39,12 +38,12 @@ __all__ = [
     "DataCollatorWithSubgraph",
     "FineTuningArguments",
     "HeadRateTrainer",
-    "KeepBestOnValidation",
     "ProtocolArguments",
     "ScoredTrainer",
     "WithEntityMemory",
     "budget_steps",
     "carve_validation",
+    "finished_results",
     "initial_memory",
     "load_method",
     "load_model",
@@ -57,5 +56,6 @@ __all__ = [
     "save_fine_tuned",
     "save_results",
     "select_on_validation",
+    "start_or_resume",
     "training_arguments",
 ]

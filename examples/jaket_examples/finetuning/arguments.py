@@ -112,8 +112,9 @@ def check_trainer_ranges(args) -> None:
             raise ValueError(f"--{name} must be {wanted}, got {getattr(args, name)}")
 
 
-# What the fine-tuning scripts change of `TrainingArguments`' defaults: no checkpoints (each run saves its model once,
-# at the end), AdamW's weight decay 0.01 as in pre-training, no tracker unless asked, the CPU where there is no GPU.
+# What the fine-tuning scripts change of `TrainingArguments`' defaults: no checkpoints or evaluation outside the
+# protocol's runs (`select_on_validation` sets both for each of them), AdamW's weight decay 0.01 as in pre-training,
+# no tracker unless asked, the CPU where there is no GPU.
 TRAINER_DEFAULTS = dict(
     save_strategy="no",
     eval_strategy="no",
@@ -180,6 +181,14 @@ class ProtocolArguments:
             "never the test's"
         },
     )
+    resume: bool = field(
+        default=False,
+        metadata={
+            "help": "continue a stopped run in the same --output_dir, with the same flags (checked): a method whose "
+            "results file is written is read back, a finished grid run from its run.json, a stopped one continues "
+            "from its last checkpoint"
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -190,3 +199,9 @@ class ProtocolArguments:
             raise ValueError(f"--learning_rate_grid needs positive multipliers, got {self.learning_rate_grid}")
         if not 0.0 < self.validation_share < 1.0:
             raise ValueError(f"--validation_share must be in (0, 1), got {self.validation_share}")
+        if self.resume_from_checkpoint is not None:
+            raise ValueError(
+                f"--resume_from_checkpoint {self.resume_from_checkpoint}: these scripts run a grid of Trainer runs "
+                "under --output_dir, each with its own checkpoints; give --resume (with the same --output_dir) to "
+                "continue them where they stopped"
+            )

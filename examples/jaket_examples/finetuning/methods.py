@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoTokenizer, set_seed
+from transformers import AutoTokenizer, PreTrainedModel, set_seed
 from transformers.utils import logging
 
 import modeling_jaket
-from modeling_jaket import EntityContextMemory, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketConfig, KnowledgeGraph
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
 from tokenization import description_inputs
 
@@ -134,18 +134,34 @@ def memory_key(model, entities: dict, relations: dict, batch_size: int) -> str:
     return digest.hexdigest()[:24]
 
 
-class WithEntityMemory(nn.Module):
+class WithEntityMemory(PreTrainedModel):
     """A JAKET model whose inputs name entities by id: it reads their E^(0) from the entity context memory held beside
-    it (`lookup`), fixed (the paper does not update the memory while fine-tuning) or, for the GNN baseline, trained."""
+    it (`lookup`), fixed (the paper does not update the memory while fine-tuning) or, for the GNN baseline, trained.
+
+    A `PreTrainedModel`, so that `Trainer` treats it as one: its checkpoints (`save_pretrained`: config.json and one
+    state dict, the memory left out where it is fixed) load back for `load_best_model_at_end` and for resuming, and
+    `--gradient_checkpointing` reaches the encoder's layers. It is a fine-tuning wrapper, never loaded on its own: the
+    fine-tuned model is saved as the model and its memory (`save_fine_tuned`)."""
+
+    config_class = JaketConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
 
     def __init__(self, model, memory: EntityContextMemory, trainable: bool = False):
-        super().__init__()
+        super().__init__(model.config)
         self.model = model
-        self.config = model.config
         self.memory = memory
         if trainable:  # the GNN baseline learns its entity embeddings: a copy's table becomes a parameter
             self.memory = memory = copy.deepcopy(memory)
             memory.entity_embeddings = nn.Parameter(memory._buffers.pop("entity_embeddings"))
+        self.post_init()
+        if not trainable:  # a fixed memory (11 GiB at the paper's 3.66M entities) stays out of every checkpoint
+            self._keys_to_ignore_on_save = {f"memory.{name}" for name in memory.state_dict()}
+
+    def _init_weights(self, module):
+        """Nothing to initialise: the model arrives with its weights, pre-trained or fresh (`post_init` would
+        otherwise draw them again)."""
 
     def forward(self, subgraph_entity_ids, **inputs):
         return self.model(

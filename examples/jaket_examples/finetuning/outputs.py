@@ -4,12 +4,17 @@ results_table.py reads, and the upload."""
 import json
 from pathlib import Path
 
+from transformers.utils import logging
+
 from modeling_jaket import EntityContextMemory, KnowledgeGraph
 from tokenization import JaketProcessor
 
 from ..model_card import Result, write_model_card
 from ..push_to_hub import push_folder
 from .methods import pretrained_path
+from .protocol import RUN_RECORD, remove_checkpoints
+
+logger = logging.get_logger(__name__)
 
 
 def save_fine_tuned(
@@ -43,12 +48,57 @@ def push_results(args, method: str, repo_id: str | None, folder) -> None:
     push_folder(repo_id, folder, args.hub_token, f"{method}, seed {args.seed}")
 
 
+def results_path(args, name: str) -> Path:
+    return Path(args.output_dir) / f"results-{name}-seed{args.seed}.json"
+
+
 def save_results(args, name: str, record: dict, metric: str) -> dict:
     """Write `record`, with the `metric` its figures are (`"accuracy"`, `"hits@1"`), to
-    `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it."""
+    `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it. Its results safe, what
+    its grid runs kept (`<output_dir>/<name>-*/`: checkpoints and records, see `select_on_validation`) is removed."""
     record = {"metric": metric, **record}
-    output = Path(args.output_dir)
-    output.mkdir(parents=True, exist_ok=True)
-    (output / f"results-{name}-seed{args.seed}.json").write_text(json.dumps(record, indent=2))
+    path = results_path(args, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
     print(json.dumps(record))
+    for folder in path.parent.glob(f"{name}-*"):
+        if (folder / RUN_RECORD).is_file():
+            remove_checkpoints(folder)
+            (folder / RUN_RECORD).unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
     return record
+
+
+def finished_results(args, name: str) -> dict | None:
+    """With --resume, the record `save_results` wrote for `name` in an earlier run (None if there is none, or
+    without --resume): that method is done and is not run again."""
+    path = results_path(args, name)
+    if not (args.resume and path.is_file()):
+        return None
+    logger.info(f"{name}: finished before, its results read back from {path}")
+    return json.loads(path.read_text())
+
+
+SETTINGS_NAME = "fine_tuning_settings.json"
+# flags that may differ between a run and its --resume: which methods run, and the resume itself
+FREE_ON_RESUME = {"method", "resume", "logging_dir"}
+
+
+def start_or_resume(args) -> None:
+    """Record the run's settings in `<output_dir>/fine_tuning_settings.json`; with --resume, first check them against
+    the recorded ones, so that no result of other settings is read back (`finished_results`, the grid's runs)."""
+    settings = json.loads(json.dumps(args.to_dict(), default=str))
+    settings = {key: value for key, value in settings.items() if key not in FREE_ON_RESUME}
+    path = Path(args.output_dir) / SETTINGS_NAME
+    if args.resume and path.is_file():
+        before = json.loads(path.read_text())
+        changed = sorted(key for key in settings.keys() | before.keys() if settings.get(key) != before.get(key))
+        if changed:
+            raise ValueError(
+                f"--resume: {path} records other settings ("
+                + ", ".join(f"--{key} {before.get(key)!r} then, {settings.get(key)!r} now" for key in changed)
+                + "); resume with the flags of the stopped run, or start afresh (another --output_dir, or no --resume)"
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))

@@ -1,15 +1,24 @@
 """The fair protocol (every task, every method): one optimizer-step budget at every label fraction, a validation
-split carved from the training labels, and a small grid of learning rates x steps chosen on it; the test set is read
-once, by the choice."""
+split, and a small grid of learning rates x steps chosen on it through the `Trainer`'s checkpoints; the test set is
+read once, by the choice."""
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainerCallback
+from safetensors.torch import load_file
+from transformers import Trainer
+from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers.utils import SAFE_WEIGHTS_NAME, logging
 
 from ..metrics import accuracy
 from .arguments import training_arguments
+
+logger = logging.get_logger(__name__)
 
 
 def masked_accuracy(eval_prediction):
@@ -38,18 +47,6 @@ def carve_validation(entities: list, labels: list, share: float, seed: int):
 def budget_steps(num_examples: int, batch_size: int, step_budget: int, max_epochs: float) -> int:
     """The optimizer steps of a run: the budget, or `max_epochs` passes over the examples if those are fewer."""
     return max(1, min(step_budget, math.ceil(max_epochs * math.ceil(num_examples / batch_size))))
-
-
-class KeepBestOnValidation(TrainerCallback):
-    """Keeps a copy of the weights at the evaluation with the best validation accuracy (the earliest on a tie)."""
-
-    def __init__(self):
-        self.accuracy, self.step, self.state = -1.0, 0, None
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if metrics["eval_accuracy"] > self.accuracy:
-            self.accuracy, self.step = metrics["eval_accuracy"], state.global_step
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 class HeadRateTrainer(Trainer):
@@ -105,12 +102,18 @@ def select_on_validation(
     """Train `model` once per point of `args.learning_rate_grid` (times `base_rate`, the method's own rate) for the
     step budget, evaluating on validation `args.num_evaluations` times; leave `model` with the weights of the best
     (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
-    validation data; `overrides` go to every run's `training_arguments`."""
+    validation data; `overrides` go to every run's `training_arguments`.
+
+    Each run is the `Trainer`'s own: in `<output_dir>/<run_name>-lr<rate>` it checkpoints at every new best on
+    validation (`save_strategy="best"`, the earliest on a tie) and ends on that checkpoint (`load_best_model_at_end`);
+    a finished run leaves its choice in `run.json` and its best weights. With `args.resume`, a finished run is read
+    back, a stopped one continues from its last checkpoint (model, optimizer, scheduler, random state); without it, a
+    run folder's earlier checkpoints are removed first. The runs not chosen lose their checkpoints once the choice is
+    made (their records stay); `save_results` clears the rest once the method's results are written."""
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     steps = budget_steps(num_train, args.per_device_train_batch_size, args.step_budget, args.max_epochs)
-    best = None
+    runs = []
     for multiplier in args.learning_rate_grid:
-        model.load_state_dict(initial)
         rate = base_rate * multiplier
         training_args = training_arguments(
             args,
@@ -120,15 +123,84 @@ def select_on_validation(
             max_steps=steps,
             eval_strategy="steps",
             eval_steps=max(1, math.ceil(steps / args.num_evaluations)),
+            save_strategy="best",
+            metric_for_best_model="accuracy",
+            load_best_model_at_end=True,
+            save_total_limit=1,
             num_train_epochs=1,
             **overrides,
         )
-        keeper = KeepBestOnValidation()
-        trainer = make_trainer(training_args)
-        trainer.add_callback(keeper)
-        trainer.train()
-        if best is None or keeper.accuracy > best[0].accuracy:
-            best = (keeper, rate)
-    keeper, rate = best
-    model.load_state_dict(keeper.state)
-    return {"learning_rate": rate, "step": keeper.step, "steps": steps, "validation_accuracy": keeper.accuracy}
+        runs.append(
+            (Path(training_args.output_dir), train_one_run(args.resume, model, initial, make_trainer, training_args))
+        )
+    # the first of equals: the earliest rate
+    folder, chosen = max(runs, key=lambda folder_run: folder_run[1]["validation_accuracy"])
+    load_checkpoint_weights(model, folder / chosen["checkpoint"])
+    if training_args.should_save:
+        for other, _ in runs:
+            if other != folder:
+                remove_checkpoints(other)
+    return {
+        "learning_rate": chosen["learning_rate"],
+        "step": chosen["step"],
+        "steps": steps,
+        "validation_accuracy": chosen["validation_accuracy"],
+    }
+
+
+RUN_RECORD = "run.json"
+
+
+def train_one_run(resume: bool, model, initial: dict, make_trainer, training_args) -> dict:
+    """One grid point of `select_on_validation`: its record (rate, best step, validation accuracy, and the
+    checkpoint of that step, named within the run's folder)."""
+    folder = Path(training_args.output_dir)
+    if resume and (folder / RUN_RECORD).is_file():
+        run = json.loads((folder / RUN_RECORD).read_text())
+        logger.info(f"{folder.name}: finished before, read back ({run})")
+        return run
+    last = get_last_checkpoint(folder) if resume and folder.is_dir() else None
+    if last is None and training_args.should_save:
+        remove_checkpoints(folder)
+        (folder / RUN_RECORD).unlink(missing_ok=True)
+    elif last is not None:
+        logger.info(
+            f"{folder.name}: resuming from {last} (model, optimizer, scheduler and random state; a collator's own "
+            "neighbour sampling draws afresh)"
+        )
+    model.load_state_dict(initial)
+    trainer = make_trainer(training_args)
+    trainer.train(resume_from_checkpoint=last)
+    state = trainer.state
+    run = {
+        "learning_rate": training_args.learning_rate,
+        "step": state.best_global_step,
+        "validation_accuracy": state.best_metric,
+        "checkpoint": Path(state.best_model_checkpoint).name,
+    }
+    if training_args.should_save:
+        for name in (OPTIMIZER_NAME, SCHEDULER_NAME, SCALER_NAME, "rng_state*.pth"):  # for resuming only: a finished
+            for path in (folder / run["checkpoint"]).glob(name):  # run is never resumed, its weights are read again
+                path.unlink()
+        (folder / RUN_RECORD).write_text(json.dumps(run, indent=2))
+    return run
+
+
+def load_checkpoint_weights(model, checkpoint) -> None:
+    """Load a checkpoint's weights into `model`, as `load_best_model_at_end` does: every key but those the model
+    leaves out of its checkpoints (`_keys_to_ignore_on_save`: a fixed entity memory) must be there."""
+    path = Path(checkpoint, SAFE_WEIGHTS_NAME)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no weights, so the run chosen cannot be loaded; run without --resume")
+    result = model.load_state_dict(load_file(path), strict=False)
+    missing = set(result.missing_keys) - set(getattr(model, "_keys_to_ignore_on_save", None) or ())
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{path} does not fit the model: missing {sorted(missing)}, unexpected {sorted(result.unexpected_keys)}"
+        )
+
+
+def remove_checkpoints(run_folder) -> None:
+    """Remove a run folder's `checkpoint-*` folders (its record stays: a resumed grid reads every run's choice)."""
+    for checkpoint in Path(run_folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        shutil.rmtree(checkpoint)
