@@ -134,6 +134,7 @@ class JaketProcessor(ProcessorMixin):
         entities_pair: Sequence | None = None,
         max_length: int | None = None,
         padding: bool | str = True,
+        truncation: bool = True,
         return_tensors: str | None = "pt",
         return_graph_inputs: bool = True,
     ) -> BatchEncoding:
@@ -146,9 +147,10 @@ class JaketProcessor(ProcessorMixin):
         of the text's spans each mention is, -1 padding, for a linker to resolve). `text_pair` (with
         `entity_spans_pair` and `entities_pair`, as LUKE's tokenizer takes them) makes each text the first of a
         sequence pair; the pair's mentions follow the text's (and `token_type_ids` come with a tokenizer that has
-        them). `max_length` (this call's, else the processor's) tokens are kept a text; `padding` True or
-        `"longest"` pads to the longest text, `"max_length"` to `max_length`; `return_tensors` `"pt"`, `"np"` or None
-        (lists), as a tokenizer's."""
+        them). `max_length` (this call's, else the processor's) tokens are kept a text, or every token with
+        `truncation=False` (the model then needs positions for the longest); `padding` True or `"longest"` pads to
+        the longest text, `"max_length"` to `max_length` (to a multiple of it without truncation); `return_tensors`
+        `"pt"`, `"np"` or None (lists), as a tokenizer's."""
         if return_tensors not in ("pt", "np", None):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
         if padding not in (True, "longest", "max_length"):
@@ -186,9 +188,15 @@ class JaketProcessor(ProcessorMixin):
             pair_mentions = self._mentions(pairs, entity_spans_pair, given_pair, single, "_pair", found)
         # 2. tokens, and each mention's tokens
         encoding = tokenize_with_mentions(
-            self.tokenizer, texts, mentions, max_length=max_length, text_pairs=pairs, pair_mentions=pair_mentions
+            self.tokenizer,
+            texts,
+            mentions,
+            max_length=max_length,
+            text_pairs=pairs,
+            pair_mentions=pair_mentions,
+            truncation=truncation,
         )
-        multiple = max_length if padding == "max_length" else None  # every row is at most max_length long
+        multiple = max_length if padding == "max_length" else None  # truncated, every row is at most max_length
         batch = DataCollatorWithMentions(self.tokenizer.pad_token_id, pad_to_multiple_of=multiple)(
             [{key: encoding[key][i] for key in encoding} for i in range(len(texts))]
         )

@@ -150,6 +150,7 @@ def tokenize_with_mentions(
     max_length: int = 512,
     text_pairs: Sequence[str] | None = None,
     pair_mentions: Sequence[Sequence[Mention]] | None = None,
+    truncation: bool = True,
 ) -> BatchEncoding:
     """Tokenize `texts` (with `text_pairs`, each text and its pair as one sequence pair, as a tokenizer's
     `text_pair`) and map each mention's character span to inclusive token indices.
@@ -159,7 +160,7 @@ def tokenize_with_mentions(
     `mention_starts`, `mention_ends` (the text's mentions in text order, then the pair's), `mention_indices` (which
     of the example's `mentions`, then `pair_mentions`, each is: the pair's counted on from the text's) and
     `num_truncated_mentions`. A mention that does not fit in `max_length` tokens, wholly or in part, is dropped and
-    counted there, and a warning says how many.
+    counted there, and a warning says how many; `truncation=False` keeps every token (and `max_length` is unused).
 
     Raises `ValueError` naming the example (and mention) for empty text, spans out of range, overlapping spans,
     spans that cover no token, unknown or out-of-range entities, and mentions of which some have an entity and
@@ -181,12 +182,14 @@ def tokenize_with_mentions(
         raise ValueError(
             f"max_length must be an integer of at least 3 (two special tokens and text), got {max_length!r}"
         )
+    if truncation is not True and truncation is not False:
+        raise ValueError(f"truncation must be True or False, got {truncation!r}")
 
     encoding = tokenizer(
         list(texts),
         list(text_pairs) if text_pairs is not None else None,
-        truncation=True,
-        max_length=max_length,
+        truncation=truncation,
+        max_length=max_length if truncation else None,
         return_offsets_mapping=True,
         return_special_tokens_mask=True,
     )

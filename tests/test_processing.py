@@ -246,7 +246,13 @@ def test_per_call_length_padding_and_tensor_type_as_a_tokenizer_takes_them(proce
     short = processor(**call, max_length=4)  # this call only: "The dog" and the start and end tokens
     assert short["input_ids"].shape[1] == 4 and short["mention_entity_ids"].tolist() == [[0], [4]]
     assert processor(**call)["input_ids"].shape == tensors["input_ids"].shape  # the processor's setting is kept
+    whole = processor(**call, max_length=4, truncation=False)  # every token and mention, max_length unused
+    for key in tensors:
+        assert torch.equal(whole[key], tensors[key]), key
+    longer = processor(**call, max_length=4, truncation=False, padding="max_length")  # to a multiple of max_length
+    assert longer["input_ids"].shape[1] == 4 * -(-tensors["input_ids"].shape[1] // 4)
     for bad, message in (
+        (dict(truncation="longest_first"), "truncation must be True or False, got 'longest_first'"),
         (dict(return_tensors="tf"), "return_tensors must be 'pt', 'np' or None, got 'tf'"),
         (dict(padding="do_not_pad"), "padding must be True, 'longest' or 'max_length', got 'do_not_pad'"),
         (dict(max_length=0), r"max_length must be an integer in \[3, 2\*\*31\)"),

@@ -42,6 +42,10 @@ def test_truncation_drops_and_counts_mentions_that_do_not_fit(tokenizer_name, re
     assert encoding["mention_starts"][0] == full["mention_starts"][0][:1]
     assert encoding["mention_ends"][0] == full["mention_ends"][0][:1]
     assert "dropped 1 mentions" in caplog.text
+    whole = tokenize_with_mentions(
+        tokenizer, [TEXT], [MENTIONS], entity_vocab=VOCAB, max_length=max_length, truncation=False
+    )
+    assert {key: whole[key] for key in full} == dict(full)  # nothing cut: max_length is not read
 
 
 def test_the_encoding_says_which_mentions_it_kept_and_takes_mentions_without_entities(bert_tokenizer):
