@@ -6,17 +6,25 @@
 - `EntityClassificationPipeline`: an entity of the graph (id, key or name) -> its category, from the knowledge
   module's output E^KM through the category head (a pre-trained model) or the classifier (a fine-tuned one).
 
-Both take a single input or a list, and run `batch_size` inputs through the model at once."""
+Both take a single input, a list, a generator or a `KeyDataset`, run `batch_size` inputs through the model at once
+and, with `num_workers`, preprocess in that many DataLoader processes."""
 
 import inspect
+import os
+from collections.abc import Sequence
+from functools import partial
 
 import torch
+from torch.utils.data import DataLoader
 from transformers import Pipeline
+from transformers.utils import logging
 
 from .linking import mention_inputs, rank_mentions
 from .memory import EntityContextMemory
 from .processing_jaket import check_texts
 from .validation import is_int
+
+logger = logging.get_logger(__name__)
 
 
 def postprocess_parameters(top_k) -> dict:
@@ -61,15 +69,19 @@ class _BatchedPipeline(Pipeline):
                 f"{self.model.config.hidden_size}"
             )
 
-    def __call__(self, inputs, batch_size: int | None = None, **kwargs):
+    def __call__(self, inputs, batch_size: int | None = None, num_workers: int | None = None, **kwargs):
         if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if num_workers is not None and (not is_int(num_workers) or num_workers < 0):
+            raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}")
         known = [name for name in inspect.signature(self._sanitize_parameters).parameters if name != "kwargs"]
         if unknown := sorted(set(kwargs) - set(known)):
             raise ValueError(
-                f"{type(self).__name__} takes {', '.join(known)} (and batch_size), not {', '.join(unknown)}"
+                f"{type(self).__name__} takes {', '.join(known)} (and batch_size, num_workers), not "
+                f"{', '.join(unknown)}"
             )
         size = batch_size or self._batch_size or 8
+        workers = num_workers if num_workers is not None else self._num_workers or 0
         preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
         params = (
             {**self._preprocess_params, **preprocess_params},
@@ -77,23 +89,68 @@ class _BatchedPipeline(Pipeline):
             {**self._postprocess_params, **postprocess_params},
         )
         if isinstance(inputs, (str, int)):  # one text, or one entity
-            return next(self._batches([inputs], size, params))
+            return next(self._results([inputs], size, 0, params))
         if isinstance(inputs, (list, tuple)):
-            return list(self._batches(inputs, size, params))
+            return list(self._results(inputs, size, workers, params))
         if not hasattr(inputs, "__iter__") and not hasattr(inputs, "__getitem__"):
             raise ValueError(f"{type(self).__name__} takes one input, a list, or an iterable of them, got {inputs!r}")
-        return self._batches(inputs, size, params)  # a generator, a KeyDataset: results as they are computed
+        return self._results(inputs, size, workers, params)  # a generator, a KeyDataset: results as they come
 
-    def _batches(self, inputs, size: int, params):
-        """Each input's result, in order, computed `size` inputs at a time."""
-        batch = []
-        for item in inputs:
-            batch.append(item)
-            if len(batch) == size:
-                yield from self.run_single(batch, *params)
-                batch = []
-        if batch:
-            yield from self.run_single(batch, *params)
+    def _results(self, inputs, size: int, workers: int, params):
+        """Each input's result, in order: `size` inputs at a time preprocessed (in `workers` DataLoader processes
+        where that is above 0, as transformers' pipelines do), then run through the model and postprocessed here."""
+        preprocess_params, forward_params, postprocess_params = params
+        chunks = _Chunks(inputs, size) if isinstance(inputs, Sequence) or _indexable(inputs) else _Stream(inputs, size)
+        if workers == 0:
+            batches = (self.preprocess(chunk, **preprocess_params) for chunk in chunks)
+        else:
+            if isinstance(chunks, _Stream) and workers > 1:  # each worker would replay the whole stream
+                logger.warning(f"an iterable without len() is read by one worker, not {workers}")
+                workers = 1
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are the parallelism
+            batches = DataLoader(
+                chunks, batch_size=None, num_workers=workers, collate_fn=partial(self.preprocess, **preprocess_params)
+            )
+        for model_inputs in batches:
+            yield from self.postprocess(self.forward(model_inputs, **forward_params), **postprocess_params)
+
+
+def _indexable(inputs) -> bool:
+    """A dataset-like input (a `KeyDataset`, a `datasets.Dataset` column): `len()` and integer indexing."""
+    return hasattr(inputs, "__len__") and hasattr(inputs, "__getitem__")
+
+
+class _Chunks(torch.utils.data.Dataset):
+    """An indexable input in consecutive chunks of `size`: chunk i is inputs[i * size : (i + 1) * size]."""
+
+    def __init__(self, inputs, size: int):
+        self.inputs, self.size = inputs, size
+
+    def __len__(self):
+        return -(-len(self.inputs) // self.size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(index)  # where iterating over it stops
+        end = min(len(self.inputs), (index + 1) * self.size)
+        return [self.inputs[i] for i in range(index * self.size, end)]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    """An iterable input (a generator) in consecutive chunks of `size`."""
+
+    def __init__(self, inputs, size: int):
+        self.inputs, self.size = inputs, size
+
+    def __iter__(self):
+        chunk = []
+        for item in self.inputs:
+            chunk.append(item)
+            if len(chunk) == self.size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
 
 class EntityLinkingPipeline(_BatchedPipeline):
@@ -170,6 +227,8 @@ class EntityClassificationPipeline(_BatchedPipeline):
         parts = ("entity_names", "entity_descriptions", "relation_names", "relation_descriptions")
         if graph is not None and (missing := [part for part in parts if getattr(graph, part, None) is None]):
             raise ValueError(f"graph has no {', '.join(missing)}: its memory is encoded from names and descriptions")
+        if graph is not None:
+            self._processor_for(graph)  # its memory encoded here, once, not again in each DataLoader worker
         preprocess = {"graph": graph} if graph is not None else {}
         return preprocess, {}, postprocess_parameters(top_k)
 

@@ -108,6 +108,11 @@ def test_entity_linking_finds_the_graph_s_names_and_ranks_their_entities(pretrai
     streamed = linker((t for t in texts), batch_size=2, top_k=3)
     assert not isinstance(streamed, list) and list(streamed) == one_by_one
     assert list(linker(KeyDataset(Dataset.from_dict({"text": texts}), "text"), top_k=3)) == one_by_one
+    # preprocessing in DataLoader workers, as transformers' pipelines' num_workers: the same answers, in order
+    assert linker(texts, batch_size=1, num_workers=2, top_k=3) == one_by_one
+    keyed = KeyDataset(Dataset.from_dict({"text": texts * 3}), "text")
+    assert list(linker(keyed, batch_size=2, num_workers=2, top_k=3)) == one_by_one * 3
+    assert list(linker((t for t in texts), num_workers=2, top_k=3)) == one_by_one  # one worker reads a generator
     assert [[m["word"] for m in r] for r in batched] == [[m["word"] for m in r] for r in one_by_one]
     for got, expected in zip(batched, one_by_one):
         for a, b in zip(got, expected):
@@ -131,8 +136,8 @@ def test_entity_classification_answers_with_the_category_head(pretrained):
     # an entity's answer does not depend on the batch it is in (one subgraph a batch made it so)
     entities = list(range(6))
     one_by_one = [classifier(entity, top_k=2) for entity in entities]
-    for size in (2, 4, 6):
-        batched = classifier(entities, batch_size=size, top_k=2)
+    for size, workers in ((2, 0), (4, 0), (6, 0), (2, 2)):
+        batched = classifier(entities, batch_size=size, num_workers=workers, top_k=2)
         assert [[r["label"] for r in result] for result in batched] == [[r["label"] for r in r1] for r1 in one_by_one]
         for got, want in zip(batched, one_by_one):
             assert [r["score"] for r in got] == pytest.approx([r["score"] for r in want], abs=1e-6)
@@ -163,6 +168,9 @@ def test_bad_pipeline_calls_name_what_is_wrong(pretrained):
     for size in (-1, 0, True, 2.0):  # -1 returned [] and 0 meant 8
         with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {size!r}"):
             linker(["a sentence"], batch_size=size)
+    for workers in (-1, 1.5, True):
+        with pytest.raises(ValueError, match=f"num_workers must be a non-negative integer, got {workers!r}"):
+            linker(["a sentence"], num_workers=workers)
     with pytest.raises(ValueError, match="EntityLinkingPipeline takes top_k .* not topk"):
         linker("a sentence", topk=2)  # it was swallowed
     with pytest.raises(ValueError, match="EntityClassificationPipeline takes top_k, graph .* not grpah"):
