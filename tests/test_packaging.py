@@ -24,7 +24,22 @@ def requirements():
     config.read(ROOT / "setup.cfg")
     parse = lambda text: [Requirement(line) for line in text.strip().splitlines() if line.strip()]  # noqa: E731
     extras = {name: parse(text) for name, text in config["options.extras_require"].items()}
+    name = config["metadata"]["name"]
+    for group in extras.values():  # an extra that builds on others (dev = jaket[train,fast]) gets theirs
+        for own in [r for r in group if r.name == name]:
+            group.remove(own)
+            assert not own.specifier and own.extras <= set(extras), f"{own}: name extras of this package only"
+            group += [r for extra in sorted(own.extras) for r in extras[extra]]
     return parse(config["options"]["install_requires"]), extras
+
+
+def test_the_dev_extra_builds_on_train_and_fast():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    dev = [Requirement(line) for line in config["options.extras_require"]["dev"].splitlines() if line.strip()]
+    assert any(r.name == "jaket" and r.extras == {"train", "fast"} for r in dev)
+    _, extras = requirements()
+    assert names(extras["train"]) | names(extras["fast"]) <= names(extras["dev"])
 
 
 def imported(folders) -> set[str]:
