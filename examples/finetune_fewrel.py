@@ -186,31 +186,28 @@ def entity_graph(instances, kg: str = "none", relation_names: dict | None = None
     return KnowledgeGraph.from_records(list(entities.values()), relations, unique, add_reverse=bool(relations))
 
 
-def pair_text(query, support, separator):
-    """One text holding the query, the separator token, then the support sentence, with both sentences' mentions."""
-    offset = len(query["text"]) + len(separator) + 2
-    text = f"{query['text']} {separator} {support['text']}"
-    mentions = [(m["start"], m["end"], m["entity"]) for m in query["mentions"]]
-    mentions += [(m["start"] + offset, m["end"] + offset, m["entity"]) for m in support["mentions"]]
-    return text, mentions
-
-
-def without_overlaps(mentions):
-    """Head and tail occasionally share words in FewRel; keep the first of two overlapping mentions."""
+def sentence_mentions(sentence, use_mentions: bool = True) -> list[tuple]:
+    """A FewRel sentence's mentions as `(start, end, entity key)`; head and tail occasionally share words, and of two
+    overlapping mentions the first is kept."""
     kept = []
-    for mention in sorted(mentions):
+    for mention in sorted((m["start"], m["end"], m["entity"]) for m in sentence["mentions"]) if use_mentions else []:
         if not kept or mention[0] >= kept[-1][1]:
             kept.append(mention)
     return kept
 
 
 def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=True):
-    texts, mentions = [], []
-    for query, support in zip(queries, supports):
-        text, spans = pair_text(query, support, tokenizer.sep_token)
-        texts.append(text)
-        mentions.append(without_overlaps(spans) if use_mentions else [])
-    return tokenize_with_mentions(tokenizer, texts, mentions, entity_vocab=graph.entity_index, max_length=max_length)
+    """Each (query, support) as the tokenizer's sequence pair (`[CLS] query [SEP] support [SEP]`, RoBERTa's `<s> query
+    </s></s> support </s>`, with `token_type_ids` where the tokenizer has them), both sentences' mentions mapped."""
+    return tokenize_with_mentions(
+        tokenizer,
+        [query["text"] for query in queries],
+        [sentence_mentions(query, use_mentions) for query in queries],
+        entity_vocab=graph.entity_index,
+        max_length=max_length,
+        text_pairs=[support["text"] for support in supports],
+        pair_mentions=[sentence_mentions(support, use_mentions) for support in supports],
+    )
 
 
 def class_scores(margins, labels):
@@ -297,7 +294,15 @@ def run_method(args, method, pairs, validation, episodes, graph, command, repo_i
         return {
             **{
                 k: encoding[k]
-                for k in ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+                for k in (
+                    "input_ids",
+                    "attention_mask",
+                    "token_type_ids",
+                    "mention_entity_ids",
+                    "mention_starts",
+                    "mention_ends",
+                )
+                if k in encoding
             },
             "labels": batch["label"],
         }

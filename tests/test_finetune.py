@@ -557,6 +557,40 @@ def test_fewrel_episode_scores_only_its_own_classes():
     assert scores.argmax(dim=1).tolist() == [0, 2]  # the first by index among ties, as argmax does
 
 
+@pytest.mark.parametrize("tokenizer_name", ["bert_tokenizer", "roberta_tokenizer"])
+def test_fewrel_pairs_are_the_tokenizer_s_sequence_pairs_with_both_sentences_mentions(tokenizer_name, request):
+    from finetune_fewrel import encode_pairs
+
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    graph = KnowledgeGraph.from_records(
+        [{"id": key, "name": key, "description": key} for key in ("Q1", "Q2", "Q3")],
+        [{"id": "P1", "name": "p", "description": "p"}],
+        [{"head": "Q1", "relation": "P1", "tail": "Q2"}],
+    )
+    query = {"text": "Paris is in France.", "mentions": [{"start": 0, "end": 5, "entity": "Q1"}]}
+    # head and tail overlap in the support: the first in (start, end) order is kept
+    support = {
+        "text": "The Seine flows through Paris.",
+        "mentions": [
+            {"start": 4, "end": 9, "entity": "Q3"},
+            {"start": 24, "end": 29, "entity": "Q1"},
+            {"start": 24, "end": 28, "entity": "Q2"},
+        ],
+    }
+    encoding = encode_pairs(tokenizer, graph, [query], [support], max_length=64)
+    expected = tokenizer(query["text"], support["text"])
+    assert encoding["input_ids"][0] == expected["input_ids"]  # the tokenizer's own pair, no hand-made separator
+    if "token_type_ids" in expected:
+        assert encoding["token_type_ids"][0] == expected["token_type_ids"]
+    words = [
+        tokenizer.decode(encoding["input_ids"][0][start : end + 1]).strip().lower()
+        for start, end in zip(encoding["mention_starts"][0], encoding["mention_ends"][0])
+    ]
+    assert words == ["paris", "seine", "paris"] and encoding["mention_entity_ids"] == [[0, 2, 1]]
+    bare = encode_pairs(tokenizer, graph, [query], [support], max_length=64, use_mentions=False)  # the LM's inputs
+    assert bare["input_ids"] == encoding["input_ids"] and bare["mention_starts"] == [[]]
+
+
 def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
     from jaket_examples.finetuning import DataCollatorWithSubgraph
 
