@@ -145,11 +145,14 @@ class EntityContextMemory(nn.Module):
         max_length: int = 64,
         dtype: torch.dtype = torch.float32,
         progress_bar: bool = False,
+        tokenized: tuple | None = None,
     ) -> "EntityContextMemory":
         """The memory of a `KnowledgeGraph`: E^(0) of every entity and R of every relation, LM1 of `model` reading
-        their descriptions (the first `max_length` tokens, §3.3), momentum from its config. All a new graph needs."""
+        their descriptions (the first `max_length` tokens, §3.3), momentum from its config. All a new graph needs.
+        `tokenized`: the descriptions as `description_inputs(tokenizer, graph, max_length)` gives them, where the
+        caller has them already (tokenized here otherwise)."""
         memory = cls.from_config(model.config, graph.num_entities, graph.num_relations, dtype)
-        entities, relations = description_inputs(tokenizer, graph, max_length)
+        entities, relations = tokenized or description_inputs(tokenizer, graph, max_length)
         memory.refresh(model, entities, relations, batch_size, progress_bar)
         return memory
 

@@ -707,3 +707,29 @@ def test_settings_are_chosen_on_the_builder_s_validation_split_unless_carving_is
     carved = labelled_splits(parse_args([*flags, "--fractions", "5", "--validation_split", "carved"]), graph)[5]
     assert len(carved["validation"][0]) == 24 and len(carved["train"][0]) == round(0.05 * 2353) - 24
     assert set(carved["validation"][0]) <= set(splits[5]["train"][0])  # carved from the training labels
+
+
+def test_a_memory_cache_miss_tokenizes_the_descriptions_once(tmp_path, monkeypatch, bert_tokenizer):
+    from modeling_jaket import tokenization_jaket
+
+    calls = []
+    encode = tokenization_jaket.encode_descriptions
+    monkeypatch.setattr(tokenization_jaket, "encode_descriptions", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    model = JaketForEntityClassification(tiny_config(num_labels=3, vocab_size=bert_tokenizer.vocab_size))
+    graph = KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        2,
+        1,
+        entity_names=["dog", "cat"],
+        relation_names=["is"],
+        entity_descriptions=["dog: barks", "cat: meows"],
+        relation_descriptions=["is: is"],
+    )
+    missed = initial_memory("lm_gnn_m", model, bert_tokenizer, graph, cache_dir=tmp_path)
+    assert len(calls) == 2  # entities and relations, once each: the cache key and LM1 read the same encoding
+    hit = initial_memory("lm_gnn_m", model, bert_tokenizer, graph, cache_dir=tmp_path)
+    assert len(calls) == 4 and torch.equal(hit.entity_embeddings, missed.entity_embeddings)
+    fresh = EntityContextMemory.from_descriptions(model, bert_tokenizer, graph)  # tokenizing itself
+    assert torch.equal(fresh.entity_embeddings, missed.entity_embeddings)

@@ -81,9 +81,10 @@ def initial_memory(
             torch.randn(graph.num_relations, hidden, generator=generator),
         )
         return memory
-    folder = None
+    folder, tokenized = None, None
     if cache_dir is not None:
-        key = memory_key(model, *description_inputs(tokenizer, graph, max_length), batch_size)
+        tokenized = description_inputs(tokenizer, graph, max_length)
+        key = memory_key(model, *tokenized, batch_size)
         folder = Path(cache_dir) / f"memory-{key}"
         if (folder / MEMORY_WEIGHTS_NAME).is_file():
             try:
@@ -94,7 +95,9 @@ def initial_memory(
             except ValueError as error:  # a damaged file: its reader names what is wrong
                 problem = str(error)
             logger.warning(f"the memory cache {folder}: {problem}; computing it again")
-    memory = EntityContextMemory.from_descriptions(model, tokenizer, graph, batch_size, max_length, progress_bar=True)
+    memory = EntityContextMemory.from_descriptions(
+        model, tokenizer, graph, batch_size, max_length, progress_bar=True, tokenized=tokenized
+    )
     if folder is not None:
         memory.save_pretrained(folder)
     return memory
