@@ -29,6 +29,21 @@ from tokenization import encode_descriptions
 QUICK = ["--step_budget", "3", "--learning_rate_grid", "1", "--num_evaluations", "1"]
 
 
+def dog_and_cat() -> KnowledgeGraph:
+    """Two described entities and one described relation: the smallest graph a memory is computed for."""
+    return KnowledgeGraph(
+        [0],
+        [0],
+        [1],
+        2,
+        1,
+        entity_names=["dog", "cat"],
+        relation_names=["is"],
+        entity_descriptions=["dog: barks", "cat: meows"],
+        relation_descriptions=["is: is"],
+    )
+
+
 def entity_classification_test_size(cache_dir) -> int:
     """The labelled entities of the held-out part of WordNet that every fraction is tested on."""
     return len(
@@ -206,17 +221,7 @@ def test_jaket_fine_tuning_starts_from_the_pretrained_weights_and_recomputes_the
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    graph = KnowledgeGraph(
-        [0],
-        [0],
-        [1],
-        2,
-        1,
-        entity_names=["dog", "cat"],
-        relation_names=["is"],
-        entity_descriptions=["dog: barks", "cat: meows"],
-        relation_descriptions=["is: is"],
-    )
+    graph = dog_and_cat()
     entities = initial_memory("jaket", model, tokenizer, graph).entity_embeddings
     expected = EntityContextMemory.compute(
         model, encode_descriptions(tokenizer, ["dog", "cat"], ["dog: barks", "cat: meows"])
@@ -362,17 +367,7 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
     folder = str(pretrained[0])
     model = load_model("jaket", JaketForEntityClassification, folder, None, num_labels=3)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    graph = KnowledgeGraph(
-        [0],
-        [0],
-        [1],
-        2,
-        1,
-        entity_names=["dog", "cat"],
-        relation_names=["is"],
-        entity_descriptions=["dog: barks", "cat: meows"],
-        relation_descriptions=["is: is"],
-    )
+    graph = dog_and_cat()
 
     def tables(memory):
         return memory.entity_embeddings, memory.relation_embeddings
@@ -716,17 +711,7 @@ def test_a_memory_cache_miss_tokenizes_the_descriptions_once(tmp_path, monkeypat
     encode = tokenization_jaket.encode_descriptions
     monkeypatch.setattr(tokenization_jaket, "encode_descriptions", lambda *a, **k: calls.append(1) or encode(*a, **k))
     model = JaketForEntityClassification(tiny_config(num_labels=3, vocab_size=bert_tokenizer.vocab_size))
-    graph = KnowledgeGraph(
-        [0],
-        [0],
-        [1],
-        2,
-        1,
-        entity_names=["dog", "cat"],
-        relation_names=["is"],
-        entity_descriptions=["dog: barks", "cat: meows"],
-        relation_descriptions=["is: is"],
-    )
+    graph = dog_and_cat()
     missed = initial_memory("lm_gnn_m", model, bert_tokenizer, graph, cache_dir=tmp_path)
     assert len(calls) == 2  # entities and relations, once each: the cache key and LM1 read the same encoding
     hit = initial_memory("lm_gnn_m", model, bert_tokenizer, graph, cache_dir=tmp_path)
