@@ -92,7 +92,8 @@ def test_a_stopped_grid_resumes_to_the_choice_and_weights_of_an_uninterrupted_on
     stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):  # the second learning rate's run stops after step 5
         select(protocol_args(stopped), stop_run=2, stop_step=5)
-    assert (stopped / "run-lr0.001" / "run.json").is_file() and not (stopped / "run-lr0.003" / "run.json").exists()
+    first, second = (stopped / f"run-lr{rate}-seed42" for rate in ("0.001", "0.003"))
+    assert (first / "run.json").is_file() and not (second / "run.json").exists()
     choice, resumed, steps = select(protocol_args(stopped, "--resume"))
     # the first run is read back, the second continues after its last checkpoint (its last new best)
     assert len(steps) == 1 and steps[0][0] in (3, 5) and steps[0][-1] == 6
@@ -107,7 +108,7 @@ def test_a_stopped_grid_resumes_to_the_choice_and_weights_of_an_uninterrupted_on
 
 def test_the_chosen_run_keeps_its_best_weights_only_and_the_others_none(tmp_path):
     choice, weights, _ = select(protocol_args(tmp_path))
-    chosen = tmp_path / f"run-lr{choice['learning_rate']:g}"
+    chosen = tmp_path / f"run-lr{choice['learning_rate']:g}-seed42"
     other = next(folder for folder in tmp_path.glob("run-lr*") if folder != chosen)
     [checkpoint] = chosen.glob("checkpoint-*")
     assert checkpoint.name == f"checkpoint-{choice['step']}"
@@ -134,8 +135,11 @@ def test_resume_reads_back_only_what_the_same_settings_wrote(tmp_path):
     start_or_resume(resumed)
     assert finished_results(resumed, "gnn") == {"metric": "accuracy", "accuracy": 0.25}
     assert finished_results(resumed, "lm") is None
-    with pytest.raises(ValueError, match=r"--seed 42 then, 7 now.*start afresh"):
-        start_or_resume(protocol_args(tmp_path, "--resume", "--seed", "7"))
+    with pytest.raises(ValueError, match=r"--learning_rate 0.001 then, 0.002 now.*start afresh"):
+        start_or_resume(protocol_args(tmp_path, "--resume", "--learning_rate", "2e-3"))
+    other_seed = protocol_args(tmp_path, "--resume", "--seed", "7")  # each seed's runs and results are its own
+    start_or_resume(other_seed)
+    assert finished_results(other_seed, "gnn") is None
     with pytest.raises(ValueError, match="give --resume"):
         protocol_args(tmp_path, "--resume_from_checkpoint", str(tmp_path))
 

@@ -55,13 +55,14 @@ def results_path(args, name: str) -> Path:
 def save_results(args, name: str, record: dict, metric: str) -> dict:
     """Write `record`, with the `metric` its figures are (`"accuracy"`, `"hits@1"`), to
     `<output_dir>/results-<name>-seed<seed>.json` (what results_table.py reads) and print it. Its results safe, what
-    its grid runs kept (`<output_dir>/<name>-*/`: checkpoints and records, see `select_on_validation`) is removed."""
+    its grid runs kept (`<output_dir>/<name>-*-seed<seed>/`: checkpoints and records, see `select_on_validation`) is
+    removed."""
     record = {"metric": metric, **record}
     path = results_path(args, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2))
     print(json.dumps(record))
-    for folder in path.parent.glob(f"{name}-*"):
+    for folder in path.parent.glob(f"{name}-*-seed{args.seed}"):
         if (folder / RUN_RECORD).is_file():
             remove_checkpoints(folder)
             (folder / RUN_RECORD).unlink()
@@ -80,17 +81,17 @@ def finished_results(args, name: str) -> dict | None:
     return json.loads(path.read_text())
 
 
-SETTINGS_NAME = "fine_tuning_settings.json"
 # flags that may differ between a run and its --resume: which methods run, and the resume itself
 FREE_ON_RESUME = {"method", "resume", "logging_dir"}
 
 
 def start_or_resume(args) -> None:
-    """Record the run's settings in `<output_dir>/fine_tuning_settings.json`; with --resume, first check them against
-    the recorded ones, so that no result of other settings is read back (`finished_results`, the grid's runs)."""
+    """Record the run's settings in `<output_dir>/fine_tuning_settings-seed<seed>.json` (each seed's runs and results
+    are its own); with --resume, first check them against the recorded ones, so that no result of other settings is
+    read back (`finished_results`, the grid's runs)."""
     settings = json.loads(json.dumps(args.to_dict(), default=str))
     settings = {key: value for key, value in settings.items() if key not in FREE_ON_RESUME}
-    path = Path(args.output_dir) / SETTINGS_NAME
+    path = Path(args.output_dir) / f"fine_tuning_settings-seed{args.seed}.json"
     if args.resume and path.is_file():
         before = json.loads(path.read_text())
         changed = sorted(key for key in settings.keys() | before.keys() if settings.get(key) != before.get(key))

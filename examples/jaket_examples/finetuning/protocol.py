@@ -104,12 +104,13 @@ def select_on_validation(
     (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
     validation data; `overrides` go to every run's `training_arguments`.
 
-    Each run is the `Trainer`'s own: in `<output_dir>/<run_name>-lr<rate>` it checkpoints at every new best on
-    validation (`save_strategy="best"`, the earliest on a tie) and ends on that checkpoint (`load_best_model_at_end`);
-    a finished run leaves its choice in `run.json` and its best weights. With `args.resume`, a finished run is read
-    back, a stopped one continues from its last checkpoint (model, optimizer, scheduler, random state); without it, a
-    run folder's earlier checkpoints are removed first. The runs not chosen lose their checkpoints once the choice is
-    made (their records stay); `save_results` clears the rest once the method's results are written."""
+    Each run is the `Trainer`'s own: in `<output_dir>/<run_name>-lr<rate>-seed<seed>` it checkpoints at every new
+    best on validation (`save_strategy="best"`, the earliest on a tie) and ends on that checkpoint
+    (`load_best_model_at_end`); a finished run leaves its choice in `run.json` and its best weights. With
+    `args.resume`, a finished run is read back, a stopped one continues from its last checkpoint (model, optimizer,
+    scheduler, random state); without it, a run folder's earlier checkpoints are removed first. The runs not chosen
+    lose their checkpoints once the choice is made (their records stay); `save_results` clears the rest once the
+    method's results are written."""
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     steps = budget_steps(num_train, args.per_device_train_batch_size, args.step_budget, args.max_epochs)
     runs = []
@@ -117,7 +118,7 @@ def select_on_validation(
         rate = base_rate * multiplier
         training_args = training_arguments(
             args,
-            f"{run_name}-lr{rate:g}",
+            f"{run_name}-lr{rate:g}-seed{args.seed}",
             list(label_names),
             learning_rate=rate,
             max_steps=steps,
