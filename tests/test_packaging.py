@@ -5,6 +5,7 @@ import configparser
 import sys
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -134,3 +135,37 @@ def test_no_package_has_an_import_circle():
         except graphlib.CycleError as error:
             raise AssertionError(f"{folder}: import circle {' -> '.join(error.args[1])}") from None
     assert "modeling_jaket" in import_graph(ROOT / "modeling_jaket", "modeling_jaket")["linking"]
+
+
+def test_the_floors_job_pins_every_tested_requirement_at_its_lower_bound(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("floors", ROOT / ".ci" / "floors.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base, extras = requirements()
+    pins = module.floors()
+    assert set(pins) == names(base + extras["dev"])  # the dev extra with train and fast, which it builds on
+    for requirement in base + extras["dev"]:
+        assert requirement.specifier.contains(pins[canonicalize_name(requirement.name)])
+        assert f">={pins[canonicalize_name(requirement.name)]}" in str(requirement.specifier)
+    broken = tmp_path / "setup.cfg"
+    broken.write_text((ROOT / "setup.cfg").read_text().replace("numpy>=2,<3", "numpy<3"))
+    with pytest.raises(ValueError, match="'numpy<3' has no single lower bound"):
+        module.floors(broken)
+
+
+def test_the_python_running_the_tests_is_one_the_package_claims():
+    """CI runs 3.11 and `bash .ci/compat python PYTHON` the others: an interpreter whose tests pass here is claimed in
+    setup.cfg's classifiers (and none below python_requires)."""
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    claimed = {
+        line.rsplit("::", 1)[1].strip()
+        for line in config["metadata"]["classifiers"].splitlines()
+        if line.strip().startswith("Programming Language :: Python :: 3.")
+    }
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert running in claimed, f"the tests pass under Python {running}: add its classifier to setup.cfg"
+    lowest = min(claimed, key=lambda version: tuple(map(int, version.split("."))))
+    assert config["options"]["python_requires"] == f">={lowest}"
