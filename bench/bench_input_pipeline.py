@@ -17,7 +17,7 @@ import torch
 from transformers import AutoTokenizer
 
 from bench.common import peak_rss_mib, report
-from jaket_examples.data import default_backbone
+from jaket_training.data import default_backbone
 from modeling_jaket import KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorForJaketPreTraining

@@ -14,7 +14,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from bench.common import report
-from jaket_examples.data import default_backbone, default_data_dir, load_pretraining_data
+from jaket_training.data import default_backbone, default_data_dir, load_pretraining_data
 from modeling_jaket import EntityContextMemory, JaketModel
 from modeling_jaket.memory import pad_batch
 from modeling_jaket.tokenization_jaket import description_inputs

@@ -54,7 +54,7 @@ def tiny_backbone(folder: Path) -> Path:
     """A random BERT of hidden size 64 and 2 layers, with all-MiniLM-L6-v2's tokenizer."""
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
-    from jaket_examples.data import default_backbone
+    from jaket_training.data import default_backbone
 
     if not (folder / "config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(default_backbone())
@@ -108,7 +108,7 @@ def count_tokens(prepared: Path, backbone: Path, args) -> dict:
     import pyarrow.compute as pc
     from transformers import AutoTokenizer
 
-    from jaket_examples.data import load_flagged_data
+    from jaket_training.data import load_flagged_data
 
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     flags = argparse.Namespace(**json.loads((prepared / "manifest.json").read_text())["flags"])

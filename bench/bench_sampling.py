@@ -13,7 +13,7 @@ from transformers import AutoTokenizer
 
 import datasets_scripts
 from bench.common import median_seconds, report
-from jaket_examples.data import default_backbone, default_data_dir, pretraining_graph
+from jaket_training.data import default_backbone, default_data_dir, pretraining_graph
 from modeling_jaket import EntityContextMemory, JaketConfig, JaketModel, KnowledgeGraph, KnowledgeModule
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from modeling_jaket.tokenization_jaket import description_inputs

@@ -12,8 +12,8 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from bench.common import median_seconds, pretraining_setup, report
-from jaket_examples.data import default_backbone
-from jaket_examples.pretraining import to_model_inputs
+from jaket_training.data import default_backbone
+from jaket_training.pretraining import to_model_inputs
 from modeling_jaket.memory import pad_batch
 
 

@@ -13,7 +13,7 @@ import time
 import torch
 
 from bench.common import median_seconds, pretraining_setup, report
-from jaket_examples.pretraining import to_model_inputs
+from jaket_training.pretraining import to_model_inputs
 from modeling_jaket.validation import validate_model_inputs
 
 CHECKED = (

@@ -56,7 +56,7 @@ def pretraining_setup(max_entities=5000, max_texts=2000, batch_size=16, seed=0, 
     descriptions, batches of pre-training inputs)."""
     from transformers import AutoTokenizer
 
-    from jaket_examples.data import (
+    from jaket_training.data import (
         default_backbone,
         default_data_dir,
         load_pretraining_data,

@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from transformers import pipeline
 
-from jaket_examples.data import load_run_data
-from jaket_examples.pretraining_args import parse_args
+from jaket_training.data import load_run_data
+from jaket_training.pretraining_args import parse_args
 from modeling_jaket import KnowledgeGraph, MentionFinder
 
 

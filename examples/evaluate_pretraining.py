@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from jaket_examples.data import load_run_data, surface_forms
-from jaket_examples.evaluation import KNOWLEDGE_ABLATIONS, build_evaluation
-from jaket_examples.pretraining import pretraining_collator
-from jaket_examples.pretraining_args import parse_args
+from jaket_training.data import load_run_data, surface_forms
+from jaket_training.evaluation import KNOWLEDGE_ABLATIONS, build_evaluation
+from jaket_training.pretraining import pretraining_collator
+from jaket_training.pretraining_args import parse_args
 from modeling_jaket import EntityContextMemory, JaketForPreTraining
 from modeling_jaket.collator import confusable_entities
 

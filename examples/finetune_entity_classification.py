@@ -25,7 +25,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, DataCollatorWithPadding, set_seed
 
 import datasets_scripts
-from jaket_examples.finetuning import (
+from jaket_training.finetuning import (
     METHODS,
     PRETRAINED_PATHS,
     FineTuningArguments,
@@ -46,8 +46,8 @@ from jaket_examples.finetuning import (
     start_or_resume,
     training_arguments,
 )
-from jaket_examples.model_card import Result
-from jaket_examples.push_to_hub import create_hub_repo
+from jaket_training.model_card import Result
+from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import (
     JaketForEntityClassification,
     JaketForPreTraining,

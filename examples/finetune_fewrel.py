@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 import datasets_scripts
 from datasets_scripts.common import load_json
 from datasets_scripts.fewrel import FILES
-from jaket_examples.data import encoding_fingerprint
-from jaket_examples.finetuning import (
+from jaket_training.data import encoding_fingerprint
+from jaket_training.finetuning import (
     METHODS,
     DataCollatorWithSubgraph,
     FineTuningArguments,
@@ -55,9 +55,9 @@ from jaket_examples.finetuning import (
     select_on_validation,
     start_or_resume,
 )
-from jaket_examples.metrics import accuracy
-from jaket_examples.model_card import Result
-from jaket_examples.push_to_hub import create_hub_repo
+from jaket_training.metrics import accuracy
+from jaket_training.model_card import Result
+from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import tokenize_with_mentions

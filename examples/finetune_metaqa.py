@@ -27,8 +27,8 @@ from tqdm.auto import tqdm
 from transformers.modeling_outputs import ModelOutput
 
 import datasets_scripts
-from jaket_examples.data import encoding_fingerprint
-from jaket_examples.finetuning import (
+from jaket_training.data import encoding_fingerprint
+from jaket_training.finetuning import (
     METHODS,
     FineTuningArguments,
     ProtocolArguments,
@@ -45,9 +45,9 @@ from jaket_examples.finetuning import (
     select_on_validation,
     start_or_resume,
 )
-from jaket_examples.metrics import hits_at_1
-from jaket_examples.model_card import Result
-from jaket_examples.push_to_hub import create_hub_repo
+from jaket_training.metrics import hits_at_1
+from jaket_training.model_card import Result
+from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import EntityContextMemory, JaketModel, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions

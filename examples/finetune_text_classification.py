@@ -29,7 +29,7 @@ import datasets
 
 import datasets_scripts
 from datasets_scripts.common import format_error, parse_json_line, read_lines
-from jaket_examples.finetuning import (
+from jaket_training.finetuning import (
     METHODS,
     DataCollatorWithSubgraph,
     FineTuningArguments,
@@ -48,9 +48,9 @@ from jaket_examples.finetuning import (
     start_or_resume,
     training_arguments,
 )
-from jaket_examples.metrics import accuracy
-from jaket_examples.model_card import Result
-from jaket_examples.push_to_hub import create_hub_repo
+from jaket_training.metrics import accuracy
+from jaket_training.model_card import Result
+from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import (
     JaketForPreTraining,
     JaketForSequenceClassification,

@@ -10,7 +10,7 @@ docs/scale.md the runbook for it.
 
 The data is prepared once (`--prepare_only`, or by the first launch's main process) into a folder that every rank
 then maps: the graph, the text in windows of `--max_seq_length` tokens (none of it cut), the descriptions as arrays,
-the confusable entities and the alias index (`jaket_examples/prepared.py`). No rank tokenizes at start-up.
+the confusable entities and the alias index (`jaket_training/prepared.py`). No rank tokenizes at start-up.
 
 A seeded slice of the text is held out; at the end (and every `--eval_steps`) the model is evaluated on it and on
 the entities outside the pre-training graph (`<output_dir>/eval_results.json`).
@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
-from jaket_examples.checkpoints import (
+from jaket_training.checkpoints import (
     load_accelerator_state,
     load_training_state,
     prune_checkpoints,
@@ -50,8 +50,8 @@ from jaket_examples.checkpoints import (
     run_settings,
     save_checkpoint,
 )
-from jaket_examples.curve import FINGERPRINTS_NAME, HISTORY_NAME, TRAIN_HISTORY_NAME, fingerprint
-from jaket_examples.data import (
+from jaket_training.curve import FINGERPRINTS_NAME, HISTORY_NAME, TRAIN_HISTORY_NAME, fingerprint
+from jaket_training.data import (
     PretrainingData,
     check_saved_files,
     default_backbone,
@@ -59,10 +59,10 @@ from jaket_examples.data import (
     load_flagged_data,
     surface_forms,
 )
-from jaket_examples.evaluation import build_evaluation, run_evaluation
-from jaket_examples.optimization import build_optimizer, clip_gradients
-from jaket_examples.prepared import MANIFEST_NAME, default_prepared_dir, load_prepared, prepare, prepared_key
-from jaket_examples.pretraining import (
+from jaket_training.evaluation import build_evaluation, run_evaluation
+from jaket_training.optimization import build_optimizer, clip_gradients
+from jaket_training.prepared import MANIFEST_NAME, default_prepared_dir, load_prepared, prepare, prepared_key
+from jaket_training.pretraining import (
     LOSS_INPUTS,
     default_num_workers,
     memory_dtype,
@@ -70,11 +70,11 @@ from jaket_examples.pretraining import (
     select_losses,
     to_model_inputs,
 )
-from jaket_examples.pretraining_args import parse_args
-from jaket_examples.pretraining_card import write_pretraining_card
-from jaket_examples.push_to_hub import create_hub_repo, push_folder
-from jaket_examples.sharded_refresh import is_sharded, refresh_memory
-from jaket_examples.training_log import StepLog, memory_use, trackers
+from jaket_training.pretraining_args import parse_args
+from jaket_training.pretraining_card import write_pretraining_card
+from jaket_training.push_to_hub import create_hub_repo, push_folder
+from jaket_training.sharded_refresh import is_sharded, refresh_memory
+from jaket_training.training_log import StepLog, memory_use, trackers
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, RefreshSchedule
 from modeling_jaket.memory import MEMORY_FIELDS
 from modeling_jaket.processing_jaket import GRAPH_SUBFOLDER

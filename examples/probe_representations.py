@@ -34,7 +34,7 @@ from finetune_entity_classification import heldout_graph
 from transformers import AutoTokenizer
 
 import datasets_scripts
-from jaket_examples.data import default_backbone, default_data_dir
+from jaket_training.data import default_backbone, default_data_dir
 from modeling_jaket import EntityContextMemory, JaketModel, KnowledgeGraph
 
 logger = logging.getLogger(__name__)

@@ -102,7 +102,7 @@ class EntityContextMemory(nn.Module):
     Descriptions are given pre-tokenized, as a dict with `input_ids` (a list of token id lists) and `mention_starts`
     / `mention_ends` (inclusive token indices of the entity's first mention in its own description, -1 for none),
     which is what `tokenization.encode_descriptions` returns; or with `input_ids` a padded `[count, longest]` array
-    and `lengths` beside it (a prepared folder's arrays, `jaket_examples.prepared`).
+    and `lengths` beside it (a prepared folder's arrays, `jaket_training.prepared`).
 
     Args:
         num_entities, num_relations, hidden_size: table sizes.

@@ -53,7 +53,7 @@ def test_every_fine_tuning_flag_has_help(script, monkeypatch):
 def test_trainer_flags_reach_the_trainer_and_script_defaults_apply(tmp_path):
     from finetune_entity_classification import parse_args
 
-    from jaket_examples.finetuning import training_arguments
+    from jaket_training.finetuning import training_arguments
 
     args = parse_args(
         [

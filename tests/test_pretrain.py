@@ -25,7 +25,7 @@ from conftest import (
     run_script,
     script_environment,
 )
-from jaket_examples.curve import TRAIN_HISTORY_NAME
+from jaket_training.curve import TRAIN_HISTORY_NAME
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph, RefreshSchedule
 
 SCRIPT = EXAMPLES / "pretrain.py"
@@ -276,7 +276,7 @@ def test_only_fsdp2_counts_as_sharded_and_fsdp1_and_deepspeed_are_refused():
 
     from accelerate.utils import DistributedType
 
-    from jaket_examples import sharded_refresh
+    from jaket_training import sharded_refresh
 
     assert not sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.MULTI_CPU, is_fsdp2=False))
     assert sharded_refresh.is_sharded(SimpleNamespace(distributed_type=DistributedType.FSDP, is_fsdp2=True))
@@ -344,7 +344,7 @@ def test_a_killed_run_resumes_as_if_never_stopped(tmp_path, tiny_bert_checkpoint
 def test_parameters_the_backbone_lacks_learn_at_a_rate_of_their_own(minilm_path):
     import pretrain
 
-    from jaket_examples.optimization import build_optimizer
+    from jaket_training.optimization import build_optimizer
 
     # all-MiniLM-L6-v2 has no MLM head: its transform starts from random, like the other pre-training heads
     model, info = JaketForPreTraining.from_backbone(
@@ -432,7 +432,7 @@ def test_a_missing_checkpoint_is_named_before_anything_loads(tmp_path):
 def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
     from accelerate import PartialState
 
-    from jaket_examples.checkpoints import load_training_state, save_training_state
+    from jaket_training.checkpoints import load_training_state, save_training_state
 
     PartialState(cpu=True)  # Accelerate's logger needs a state
     memory = EntityContextMemory(5, 2, 4)
@@ -445,7 +445,7 @@ def test_resuming_with_other_numerics_is_said(tmp_path, caplog):
 
 
 def test_resuming_under_other_settings_names_each_difference(tmp_path):
-    from jaket_examples.checkpoints import load_training_state, save_training_state
+    from jaket_training.checkpoints import load_training_state, save_training_state
 
     settings = {"num_entities": 5, "hidden_size": 4, "backbone": "b", "losses": ["masked_lm"]}
     save_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 3, 1, settings)
@@ -518,14 +518,14 @@ def test_out_of_range_flags_stop_before_any_data_is_read(flags, message, capsys)
 
 
 def test_report_to_takes_several_trackers():
-    from jaket_examples.training_log import trackers
+    from jaket_training.training_log import trackers
 
     assert trackers("none") is None and trackers("all") == "all"
     assert trackers("tensorboard, wandb") == ["tensorboard", "wandb"]
 
 
 def test_checkpoints_beyond_the_limit_are_deleted_oldest_first_never_latest(tmp_path):
-    from jaket_examples.checkpoints import prune_checkpoints
+    from jaket_training.checkpoints import prune_checkpoints
 
     for step in (5, 10, 20, 40):
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -562,7 +562,7 @@ def test_gradient_checkpointing_pretrains_to_the_same_weights(tmp_path, tiny_ber
 def test_max_grad_norm_clips_the_total_norm_through_accelerate():
     from accelerate import Accelerator
 
-    from jaket_examples.optimization import clip_gradients
+    from jaket_training.optimization import clip_gradients
 
     accelerator = Accelerator(cpu=True)
     model = torch.nn.Linear(3, 2)
@@ -648,7 +648,7 @@ def test_wikipedia_pretraining_runs_from_its_xml_dump_and_evaluates_from_the_pre
     ],
 )
 def test_a_training_state_is_checked_field_by_field(tmp_path, change, message):
-    from jaket_examples.checkpoints import TRAINING_STATE_NAME, read_training_state, save_training_state
+    from jaket_training.checkpoints import TRAINING_STATE_NAME, read_training_state, save_training_state
 
     settings = {"num_entities": 5, "hidden_size": 4}
     save_training_state(tmp_path, EntityContextMemory(5, 2, 4), RefreshSchedule(), 3, 1, settings)
@@ -659,7 +659,7 @@ def test_a_training_state_is_checked_field_by_field(tmp_path, change, message):
 
 
 def test_a_memory_of_another_shape_names_the_file_and_both_shapes(tmp_path):
-    from jaket_examples.checkpoints import load_training_state, save_training_state
+    from jaket_training.checkpoints import load_training_state, save_training_state
 
     settings = {"num_entities": 5}
     save_training_state(tmp_path, EntityContextMemory(5, 2, 8), RefreshSchedule(), 3, 1, settings)
@@ -674,7 +674,7 @@ def test_a_failed_load_state_does_not_blame_accelerates_own_rng_file(tmp_path):
 
     import numpy as np
 
-    from jaket_examples.checkpoints import load_accelerator_state
+    from jaket_training.checkpoints import load_accelerator_state
 
     torch.save(
         {"random_state": np.random.get_state(), "torch_manual_seed": torch.get_rng_state()},

@@ -1,4 +1,4 @@
-"""One pre-training step's inputs (examples/jaket_examples/pretraining.py), down to the loss they give."""
+"""One pre-training step's inputs (examples/jaket_training/pretraining.py), down to the loss they give."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from jaket_examples.data import surface_forms
-from jaket_examples.pretraining import LOSS_INPUTS, select_losses, to_model_inputs
+from jaket_training.data import surface_forms
+from jaket_training.pretraining import LOSS_INPUTS, select_losses, to_model_inputs
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, KnowledgeGraph
 from tokenization import (
     DataCollatorForJaketPreTraining,
@@ -209,14 +209,14 @@ def test_the_collator_draws_alike_in_any_worker_and_afresh_each_epoch(bert_token
 
 @pytest.mark.parametrize("cores, processes, workers", [(16, 8, 1), (16, 1, 4), (112, 8, 4), (2, 1, 1), (2, 2, 0)])
 def test_default_workers_are_a_process_share_of_the_cores_less_one(monkeypatch, cores, processes, workers):
-    from jaket_examples.pretraining import default_num_workers
+    from jaket_training.pretraining import default_num_workers
 
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(cores)), raising=False)
     assert default_num_workers(processes) == workers
 
 
 def test_memory_dtype_auto_halves_the_table_on_a_gpu_only():
-    from jaket_examples.pretraining import memory_dtype
+    from jaket_training.pretraining import memory_dtype
 
     assert memory_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert memory_dtype("auto", torch.device("cpu")) == torch.float32
@@ -231,7 +231,7 @@ def test_memory_use_tells_allocated_memory_from_read_file_pages(tmp_path):
     import os
     import re
 
-    from jaket_examples.training_log import memory_use
+    from jaket_training.training_log import memory_use
 
     def figures():
         private, clean = re.search(r"private now (\d+) MiB, of which clean (\d+) MiB", memory_use()).groups()

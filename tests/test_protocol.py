@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from conftest import tiny_config
-from jaket_examples.finetuning import (
+from jaket_training.finetuning import (
     HeadRateTrainer,
     WithEntityMemory,
     finished_results,

@@ -40,7 +40,7 @@ def test_ci_rejects_unformatted_code_before_the_tests():
 def test_the_project_card_is_a_hub_card_with_the_sections_every_saved_card_copies():
     from huggingface_hub import ModelCard
 
-    from jaket_examples.model_card import PROJECT_CARD, project_sections
+    from jaket_training.model_card import PROJECT_CARD, project_sections
 
     card = ModelCard.load(PROJECT_CARD)
     assert card.data.library_name == "transformers" and card.data.pipeline_tag == "feature-extraction"

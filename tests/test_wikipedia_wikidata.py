@@ -210,7 +210,7 @@ def test_titles_and_links():
 def test_entities_without_instance_of_have_no_category(tmp_path):
     from transformers import AutoTokenizer
 
-    from jaket_examples.data import pretraining_graph
+    from jaket_training.data import pretraining_graph
     from tokenization import DataCollatorForJaketPreTraining
 
     entities = [item("Q8", "United Kingdom", "United Kingdom", {}) if e["id"] == "Q8" else e for e in ENTITIES]

@@ -1,1 +1,0 @@
-"""Helpers shared by the example scripts: data preparation, pre-training inputs, fine-tuning collators."""
