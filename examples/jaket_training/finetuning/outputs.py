@@ -1,5 +1,6 @@
 """What a fine-tuning run leaves: the model folder (weights, tokenizer, memory, graph, card), the results file that
-results_table.py reads, and the upload."""
+results_table.py reads, the upload, and what `--resume` reads back (the run's settings, each finished method's
+results)."""
 
 import json
 from pathlib import Path
