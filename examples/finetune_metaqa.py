@@ -39,6 +39,7 @@ from jaket_training.finetuning import (
     method_field,
     parse_fine_tuning_args,
     precision,
+    pretrained_path,
     push_results,
     save_fine_tuned,
     save_results,
@@ -48,8 +49,9 @@ from jaket_training.finetuning import (
 from jaket_training.metrics import hits_at_1
 from jaket_training.model_card import Result
 from jaket_training.push_to_hub import create_hub_repo
-from modeling_jaket import EntityContextMemory, JaketModel, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
+from modeling_jaket.modeling_jaket import JaketMaskedEntityHead
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
 
 logger = logging.getLogger(__name__)
@@ -77,6 +79,16 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
         default=None, metadata={"help": "test on the first this many test questions"}
     )
     max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
+    question_head: str = field(
+        default="linear",
+        metadata={
+            "choices": ["linear", "masked_entity"],
+            "help": "what maps the question to the candidates' space: a fresh linear layer, or the masked-entity "
+            "head's form g(x) = ReLU(x W1) W2, started from the pre-trained model's where it has one (JAKET's is "
+            "trained by L_e to score entities against the memory, the very form of this task; a method from the "
+            "backbone starts it fresh)",
+        },
+    )
 
     data_subfolder: ClassVar[str] = "metaqa"
     minimums: ClassVar[dict[str, int]] = {
@@ -103,9 +115,10 @@ def parse_args(argv=None) -> MetaQAArguments:
 class KGQuestionAnswering(WithEntityMemory):
     """Scores each candidate entity by <W q, E^context_candidate>, q = LM2's start-token output."""
 
-    def __init__(self, model: JaketModel, memory: EntityContextMemory):
+    def __init__(self, model: JaketModel, memory: EntityContextMemory, question_projection: nn.Module | None = None):
         super().__init__(model, memory)
-        self.question_projection = nn.Linear(model.config.hidden_size, model.config.hidden_size)
+        hidden = model.config.hidden_size
+        self.question_projection = question_projection or nn.Linear(hidden, hidden)
 
     def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
         graph = {}
@@ -272,9 +285,20 @@ def main(argv=None) -> list[dict]:
     ]
 
 
+def question_projection(args, method: str, config) -> nn.Module | None:
+    """--question_head masked_entity: g(x) as the pre-trained model left it (its `masked_entity_head`), or fresh for a
+    method that starts from the backbone; None for the default linear layer."""
+    if args.question_head == "linear":
+        return None
+    pretrained = pretrained_path(args, method)
+    if pretrained is None:
+        return JaketMaskedEntityHead(config)
+    return JaketForPreTraining.from_pretrained(pretrained).masked_entity_head
+
+
 def run_method(args, method, graph, train, validation, test, command, repo_id) -> dict:
     tokenizer, model, memory = load_method(args, method, JaketModel, graph)
-    qa = KGQuestionAnswering(model, memory)
+    qa = KGQuestionAnswering(model, memory, question_projection(args, method, model.config))
     train, validation, test = (prepare(questions, tokenizer, graph) for questions in (train, validation, test))
     uses_graph = graph if method != "lm" else None
 

@@ -268,8 +268,10 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
 
 @pytest.mark.scripts
 @pytest.mark.data
-@pytest.mark.parametrize("method, hops, kg_setting", [("jaket", "1", "full"), ("lm_gnn", "2", "half")])
-def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+@pytest.mark.parametrize(
+    "method, hops, kg_setting, head", [("jaket", "1", "full", "masked_entity"), ("lm_gnn", "2", "half", "linear")]
+)
+def test_metaqa(method, hops, kg_setting, head, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
     records = metaqa(
         common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint, with_control=True)
         + [
@@ -277,6 +279,8 @@ def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, 
             hops,
             "--kg_setting",
             kg_setting,
+            "--question_head",
+            head,
             "--max_train_questions",
             "32",
             "--max_test_questions",
@@ -290,6 +294,28 @@ def test_metaqa(method, hops, kg_setting, tmp_path, datasets_cache, pretrained, 
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
     assert record["hits@1"] <= record["hits@1_reachable"]
     assert_share_of(record["hits@1"], 40)
+    saved = load_file(tmp_path / f"{method}-{hops}hop-{kg_setting}-seed42" / "question_projection.safetensors")
+    assert set(saved) == ({"w1.weight", "w2.weight"} if head == "masked_entity" else {"weight", "bias"})
+
+
+@pytest.mark.data
+def test_metaqa_s_question_head_can_start_from_the_pretrained_masked_entity_head(pretrained, tmp_path):
+    from finetune_metaqa import parse_args, question_projection
+
+    from modeling_jaket import JaketForPreTraining
+    from modeling_jaket.modeling_jaket import JaketMaskedEntityHead
+
+    folder = str(pretrained[0])
+    config = JaketForPreTraining.from_pretrained(folder).config
+    flags = ["--output_dir", str(tmp_path), "--model_name_or_path", folder, "--method", "jaket", "lm_gnn_m"]
+    assert question_projection(parse_args(flags), "jaket", config) is None  # the default: a fresh linear layer
+    args = parse_args(flags + ["--question_head", "masked_entity"])
+    head = question_projection(args, "jaket", config)
+    saved = JaketForPreTraining.from_pretrained(folder).masked_entity_head.state_dict()
+    assert isinstance(head, JaketMaskedEntityHead) and head.state_dict().keys() == saved.keys()
+    assert all(torch.equal(head.state_dict()[k], saved[k]) for k in saved)  # g(x) as L_e left it
+    fresh = question_projection(args, "lm_gnn_m", config)  # from the backbone: the same form, fresh
+    assert isinstance(fresh, JaketMaskedEntityHead) and not torch.equal(fresh.w1.weight, saved["w1.weight"])
 
 
 def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates():
