@@ -13,7 +13,7 @@ from tokenization import JaketProcessor
 from ..model_card import Result, write_model_card
 from ..push_to_hub import push_folder
 from .methods import pretrained_path
-from .protocol import RUN_RECORD, remove_checkpoints
+from .protocol import RUN_RECORD, clear_run
 
 logger = logging.get_logger(__name__)
 
@@ -65,10 +65,7 @@ def save_results(args, name: str, record: dict, metric: str) -> dict:
     print(json.dumps(record))
     for folder in path.parent.glob(f"{name}-*-seed{args.seed}"):
         if (folder / RUN_RECORD).is_file():
-            remove_checkpoints(folder)
-            (folder / RUN_RECORD).unlink()
-            if not any(folder.iterdir()):
-                folder.rmdir()
+            clear_run(folder)
     return record
 
 

@@ -162,8 +162,7 @@ def train_one_run(resume: bool, model, initial: dict, make_trainer, training_arg
         return run
     last = get_last_checkpoint(folder) if resume and folder.is_dir() else None
     if last is None and training_args.should_save:
-        remove_checkpoints(folder)
-        (folder / RUN_RECORD).unlink(missing_ok=True)
+        clear_run(folder)
     elif last is not None:
         logger.info(
             f"{folder.name}: resuming from {last} (model, optimizer, scheduler and random state; a collator's own "
@@ -205,3 +204,13 @@ def remove_checkpoints(run_folder) -> None:
     """Remove a run folder's `checkpoint-*` folders (its record stays: a resumed grid reads every run's choice)."""
     for checkpoint in Path(run_folder).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
         shutil.rmtree(checkpoint)
+
+
+def clear_run(run_folder) -> None:
+    """Remove what a run left, checkpoints and record, and its folder if nothing else is in it: a run started afresh,
+    or one whose method's results are written."""
+    folder = Path(run_folder)
+    remove_checkpoints(folder)
+    (folder / RUN_RECORD).unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
