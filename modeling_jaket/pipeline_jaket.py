@@ -11,7 +11,6 @@ and, with `num_workers`, preprocess in that many DataLoader processes."""
 
 import inspect
 import os
-from collections.abc import Sequence
 from functools import partial
 
 import torch
@@ -100,13 +99,14 @@ class _BatchedPipeline(Pipeline):
         """Each input's result, in order: `size` inputs at a time preprocessed (in `workers` DataLoader processes
         where that is above 0, as transformers' pipelines do), then run through the model and postprocessed here."""
         preprocess_params, forward_params, postprocess_params = params
-        chunks = _Chunks(inputs, size) if isinstance(inputs, Sequence) or _indexable(inputs) else _Stream(inputs, size)
+        if workers > 1 and not _indexable(inputs):  # each worker would replay the whole stream
+            logger.warning(f"an iterable without len() is read by one worker, not {workers}")
+            workers = 1
+        # several workers share the chunks out by index; one worker, or none, reads them in order
+        chunks = _Chunks(inputs, size) if workers > 1 else _Stream(inputs, size)
         if workers == 0:
             batches = (self.preprocess(chunk, **preprocess_params) for chunk in chunks)
         else:
-            if isinstance(chunks, _Stream) and workers > 1:  # each worker would replay the whole stream
-                logger.warning(f"an iterable without len() is read by one worker, not {workers}")
-                workers = 1
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the workers are the parallelism
             batches = DataLoader(
                 chunks, batch_size=None, num_workers=workers, collate_fn=partial(self.preprocess, **preprocess_params)
@@ -130,14 +130,12 @@ class _Chunks(torch.utils.data.Dataset):
         return -(-len(self.inputs) // self.size)
 
     def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(index)  # where iterating over it stops
         end = min(len(self.inputs), (index + 1) * self.size)
         return [self.inputs[i] for i in range(index * self.size, end)]
 
 
 class _Stream(torch.utils.data.IterableDataset):
-    """An iterable input (a generator) in consecutive chunks of `size`."""
+    """Any iterable input (a list, a generator) in consecutive chunks of `size`, read in order."""
 
     def __init__(self, inputs, size: int):
         self.inputs, self.size = inputs, size
