@@ -15,9 +15,7 @@ read once, by the chosen weights.
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -29,25 +27,21 @@ from jaket_training.finetuning import (
     METHODS,
     PRETRAINED_PATHS,
     FineTuningArguments,
+    FineTuningTask,
     HeadRateTrainer,
+    MethodStart,
     ProtocolArguments,
     WithEntityMemory,
+    begin_fine_tuning,
     carve_validation,
-    finished_results,
     load_method,
     masked_accuracy,
     method_field,
     parse_fine_tuning_args,
     pretrained_path,
-    push_results,
-    save_fine_tuned,
-    save_results,
-    select_on_validation,
-    start_or_resume,
-    training_arguments,
+    run_protocol,
 )
 from jaket_training.model_card import Result
-from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import (
     JaketForEntityClassification,
     JaketForPreTraining,
@@ -246,52 +240,6 @@ class LengthBucketTrainer(HeadRateTrainer):
         )
 
 
-def classify_descriptions(args, graph: KnowledgeGraph, splits: dict) -> tuple[dict, dict, object]:
-    """The LM baseline as the paper runs it: the whole backbone reads each entity's description and is fine-tuned,
-    with a classification head on its start token; no graph. Returns ({"<percent>%": test accuracy}, {"<percent>%":
-    the settings chosen on validation}, the model as trained on the last fraction)."""
-    tokenizer = AutoTokenizer.from_pretrained(args.backbone)
-    # no knowledge module: a fresh merge LayerNorm would otherwise run over every position between LM1 and LM2
-    model = JaketForSequenceClassification.from_backbone(
-        args.backbone, num_labels=len(graph.category_names), km_num_layers=0
-    )
-    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    results, chosen = {}, {}
-    for percent, split in splits.items():
-        # descriptions are short and of unequal length: padded to a random batch's longest, most of the reading is
-        # padding, so training batches are of like length (LengthBucketSampler) and the other splits are read
-        # shortest first
-        data = {}
-        for name, (entities, labels) in split.items():
-            encoded = tokenizer(
-                [graph.entity_descriptions[i] for i in entities], truncation=True, max_length=args.description_length
-            )
-            dataset = Dataset.from_dict({**encoded, "labels": labels})
-            lengths = [len(ids) for ids in encoded["input_ids"]]
-            data[name] = (
-                dataset if name == "train" else dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
-            )
-        model.load_state_dict(initial_state)
-        make_trainer = lambda training_args, data=data: LengthBucketTrainer(  # noqa: E731
-            model=model,
-            args=training_args,
-            train_dataset=data["train"],
-            eval_dataset=data["validation"],
-            data_collator=DataCollatorWithPadding(tokenizer),
-            compute_metrics=masked_accuracy,
-            head_learning_rate=args.head_learning_rate,
-        )
-        chosen[f"{percent}%"] = select_on_validation(
-            args, f"lm-{percent}", model, args.lm_learning_rate, make_trainer, len(data["train"])
-        )
-        test = make_trainer(training_arguments(args, f"lm-{percent}", ["labels"])).evaluate(
-            data["test"], metric_key_prefix="test"
-        )
-        results[f"{percent}%"] = test["test_accuracy"]
-        logger.info(f"lm {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen[f'{percent}%']}")
-    return results, chosen, model
-
-
 def start_from_category_head(model: JaketForEntityClassification, pretrained: str) -> None:
     """Copy JAKET's pre-trained entity-category head (L_c) into the classifier: both map E^KM to WordNet's 45
     lexicographer files."""
@@ -323,126 +271,117 @@ def card_results(args, accuracy: dict) -> list[Result]:
     ]
 
 
-def main(argv=None) -> list[dict]:
-    """Fine-tune and test each of --method in turn on one loaded graph; returns their result records."""
-    command = ["python", "examples/finetune_entity_classification.py", *(sys.argv[1:] if argv is None else argv)]
-    args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    start_or_resume(args)
-    repo_id = create_hub_repo(args)
-    graph = task_graph(args)
-    splits = labelled_splits(args, graph)
-    return [
-        finished_results(args, method) or run_method(args, method, graph, splits, command, repo_id)
-        for method in args.method
-    ]
+@dataclass(kw_only=True)
+class EntityClassificationTask(FineTuningTask):
+    """The labelled entities of the graph at each of --fractions, each fraction chosen on and tested apart from the
+    same start (see the module's docstring)."""
 
+    splits: dict  # {percent: {"train" / "validation" / "test": (entities, their categories)}}: `labelled_splits`
 
-def run_method(
-    args, method: str, graph: KnowledgeGraph, splits: dict, command: list[str], repo_id: str | None
-) -> dict:
-    described = {**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS}[method]
-    summary = (
-        f"{method} ({described}), fine-tuned for entity classification on an "
-        f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split."
-    )
-    if method == "lm":
-        set_seed(args.seed)  # as load_method does for the others: a result does not depend on the methods before it
-        accuracy, chosen, model = classify_descriptions(args, graph, splits)
-        folder = save_model_of_last_fraction(
-            args, method, command, summary, accuracy, model, AutoTokenizer.from_pretrained(args.backbone)
+    model_class: ClassVar = JaketForEntityClassification
+
+    def start(self, args, method):
+        if method == "lm":
+            # the LM baseline as the paper runs it: the whole backbone reads each entity's description and is
+            # fine-tuned, with a classification head on its start token; no graph, no memory. No knowledge module:
+            # a fresh merge LayerNorm would otherwise run over every position between LM1 and LM2
+            set_seed(args.seed)  # as load_method does for the others
+            model = JaketForSequenceClassification.from_backbone(
+                args.backbone, num_labels=len(self.graph.category_names), km_num_layers=0
+            )
+            return MethodStart(method, AutoTokenizer.from_pretrained(args.backbone), model, None, model)
+        base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
+        pretrained = (
+            args.category_control_path if method == "lm_gnn_m_category" else pretrained_path(args, base_method)
         )
-        push_results(args, method, repo_id, folder)
-        return save_results(
-            args,
-            method,
-            {
-                "task": "entity_classification",
-                "method": method,
-                "seed": args.seed,
-                "accuracy": accuracy,
-                "chosen": chosen,
-            },
-            "accuracy",
-        )
-    base_method = "jaket" if method in {**JAKET_HEAD_METHODS, **CONTROL_METHODS} else method
-    pretrained = args.category_control_path if method == "lm_gnn_m_category" else pretrained_path(args, base_method)
-    overrides = {"num_labels": len(graph.category_names)}
-    if args.num_lm1_layers and base_method not in PRETRAINED_PATHS:
-        overrides["num_lm1_layers"] = args.num_lm1_layers
-    tokenizer, model, memory = load_method(
-        args, base_method, JaketForEntityClassification, graph, pretrained, **overrides
-    )
-    if method in ("jaket_zero_shot", "jaket_from_head", "lm_gnn_m_category"):
-        start_from_category_head(model, pretrained)
-    if method == "jaket_zero_shot":
-        memory.relation_embeddings.zero_()  # as the head was pre-trained (§3.5)
-    initial_state = {k: v.clone() for k, v in model.state_dict().items()}
-    logger.info(f"{method}: held-out graph of {graph.num_entities} entities and {graph.num_triples} triples")
+        config = {"num_labels": len(self.graph.category_names)}
+        if args.num_lm1_layers and base_method not in PRETRAINED_PATHS:
+            config["num_lm1_layers"] = args.num_lm1_layers
+        tokenizer, model, memory = load_method(args, base_method, self.model_class, self.graph, pretrained, **config)
+        if method in ("jaket_zero_shot", "jaket_from_head", "lm_gnn_m_category"):
+            start_from_category_head(model, pretrained)
+        if method == "jaket_zero_shot":
+            memory.relation_embeddings.zero_()  # as the head was pre-trained (§3.5)
+        trained = WithEntityMemory(model, memory, trainable=method == "gnn")
+        return MethodStart(method, tokenizer, model, trained.memory, trained)  # the GNN's: the copy it trains
 
-    results, chosen = {}, {}
-    for percent, split in splits.items():
-        data = {
-            name: Dataset.from_dict({"entity": entities, "label": labels})
-            for name, (entities, labels) in split.items()
-        }
-        model.load_state_dict(initial_state)  # each fraction starts from the same weights
-        wrapped = WithEntityMemory(model, memory, trainable=method == "gnn")
-        make_trainer = lambda training_args, data=data, wrapped=wrapped: HeadRateTrainer(  # noqa: E731
-            model=wrapped,
+    def settings(self, args, start):
+        return {percent: self.encode(args, start, split) for percent, split in self.splits.items()}
+
+    def encode(self, args, start, split: dict) -> dict:
+        if start.method != "lm":
+            return {name: Dataset.from_dict({"entity": e, "label": labels}) for name, (e, labels) in split.items()}
+        # descriptions are short and of unequal length: padded to a random batch's longest, most of the reading is
+        # padding, so training batches are of like length (LengthBucketSampler) and the other splits are read
+        # shortest first
+        data = {}
+        for name, (entities, labels) in split.items():
+            encoded = start.tokenizer(
+                [self.graph.entity_descriptions[i] for i in entities],
+                truncation=True,
+                max_length=args.description_length,
+            )
+            dataset = Dataset.from_dict({**encoded, "labels": labels})
+            lengths = [len(ids) for ids in encoded["input_ids"]]
+            data[name] = (
+                dataset if name == "train" else dataset.select(sorted(range(len(lengths)), key=lengths.__getitem__))
+            )
+        return data
+
+    def learning_rate(self, args, method):
+        if method == "jaket_zero_shot":
+            return None  # the pre-trained head, as it is
+        return args.lm_learning_rate if method == "lm" else args.learning_rate
+
+    def trainer(self, args, start, data, training_args):
+        if start.method == "lm":
+            trainer_class, collator = LengthBucketTrainer, DataCollatorWithPadding(start.tokenizer)
+        else:
+            trainer_class, collator = (
+                HeadRateTrainer,
+                EntityClassificationCollator(self.graph, tuple(args.fanouts), args.seed),
+            )
+        return trainer_class(
+            model=start.trained,
             args=training_args,
             train_dataset=data["train"],
             eval_dataset=data["validation"],
-            data_collator=EntityClassificationCollator(graph, tuple(args.fanouts), args.seed),
+            data_collator=collator,
             compute_metrics=masked_accuracy,
             head_learning_rate=args.head_learning_rate,
         )
-        if method != "jaket_zero_shot":
-            chosen[f"{percent}%"] = select_on_validation(
-                args,
-                f"{method}-{percent}",
-                wrapped,
-                args.learning_rate,
-                make_trainer,
-                len(data["train"]),
-                remove_unused_columns=False,
-            )
-        tester = make_trainer(training_arguments(args, f"{method}-{percent}", ["labels"], remove_unused_columns=False))
-        results[f"{percent}%"] = tester.evaluate(data["test"], metric_key_prefix="test")["test_accuracy"]
-        logger.info(
-            f"{method} {percent}%: test accuracy {results[f'{percent}%']:.4f} with {chosen.get(f'{percent}%')}"
+
+    def report(self, args, method, scores, chosen):
+        described = {**METHODS, **JAKET_HEAD_METHODS, **CONTROL_METHODS}[method]
+        summary = (
+            f"{method} ({described}), fine-tuned for entity classification on an "
+            f"unseen knowledge graph; trained on {args.fractions[-1]}% of the training split."
         )
-
-    folder = save_model_of_last_fraction(
-        args, method, command, summary, results, model, tokenizer, wrapped.memory, graph
-    )
-    push_results(args, method, repo_id, folder)
-    return save_results(
-        args,
-        method,
-        {"task": "entity_classification", "method": method, "seed": args.seed, "accuracy": results, "chosen": chosen},
-        "accuracy",
-    )
+        accuracy = {f"{percent}%": score["accuracy"] for percent, score in scores.items()}
+        record = {
+            "task": "entity_classification",
+            "method": method,
+            "seed": args.seed,
+            "accuracy": accuracy,
+            "chosen": {f"{percent}%": choice for percent, choice in chosen.items()},
+        }
+        return summary, card_results(args, accuracy), record
 
 
-def save_model_of_last_fraction(args, method, command, summary, accuracy, model, tokenizer, memory=None, graph=None):
-    """The model as trained on the last of --fractions, in `<output_dir>/<method>-<percent>-seed<seed>`."""
-    folder = Path(args.output_dir) / f"{method}-{args.fractions[-1]}-seed{args.seed}"
-    dataset = "user_kg" if args.kg_dir else "entity_classification"
-    save_fine_tuned(
-        args,
-        method,
-        folder,
-        model,
-        tokenizer,
-        command,
-        summary,
-        dataset,
-        card_results(args, accuracy),
-        memory,
-        graph,
+def main(argv=None) -> list[dict]:
+    """Fine-tune and test each of --method in turn on one loaded graph; returns their result records."""
+    args = parse_args(argv)
+    command, repo_id = begin_fine_tuning(args, "examples/finetune_entity_classification.py", argv)
+    graph = task_graph(args)
+    logger.info(f"the graph to classify: {graph.num_entities} entities and {graph.num_triples} triples")
+    task = EntityClassificationTask(
+        splits=labelled_splits(args, graph),
+        graph=graph,
+        dataset="user_kg" if args.kg_dir else "entity_classification",
+        command=command,
+        repo_id=repo_id,
     )
-    return folder
+    return [run_protocol(args, method, task) for method in args.method]
 
 
 if __name__ == "__main__":

@@ -25,12 +25,12 @@ pairs); the meta-test episodes are answered once, by the chosen weights.
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
 import torch
+from datasets import Dataset
 from tqdm.auto import tqdm
 
 import datasets_scripts
@@ -41,23 +41,17 @@ from jaket_training.finetuning import (
     METHODS,
     DataCollatorWithSubgraph,
     FineTuningArguments,
+    FineTuningTask,
     ProtocolArguments,
     ScoredTrainer,
-    WithEntityMemory,
-    finished_results,
-    load_method,
+    begin_fine_tuning,
     method_field,
     parse_fine_tuning_args,
     precision,
-    push_results,
-    save_fine_tuned,
-    save_results,
-    select_on_validation,
-    start_or_resume,
+    run_protocol,
 )
 from jaket_training.metrics import accuracy
 from jaket_training.model_card import Result
-from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import JaketForSequenceClassification, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from tokenization import tokenize_with_mentions
@@ -196,6 +190,10 @@ def sentence_mentions(sentence, use_mentions: bool = True) -> list[tuple]:
     return kept
 
 
+# what an encoded pair gives the model (token_type_ids where the tokenizer has them)
+PAIR_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "mention_entity_ids", "mention_starts", "mention_ends")
+
+
 def encode_pairs(tokenizer, graph, queries, supports, max_length, use_mentions=True):
     """Each (query, support) as the tokenizer's sequence pair (`[CLS] query [SEP] support [SEP]`, RoBERTa's `<s> query
     </s></s> support </s>`, with `token_type_ids` where the tokenizer has them), both sentences' mentions mapped."""
@@ -245,13 +243,88 @@ def evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions):
     return accuracy(predictions, references)
 
 
+@dataclass(kw_only=True)
+class FewRelTask(FineTuningTask):
+    """PAIR: each (query, support) pair of the training episodes labelled same relation or not; the settings chosen
+    on validation episodes, the test on the meta-test episodes (see the module's docstring)."""
+
+    pairs: Dataset  # the meta-training episodes' (query, support) pairs
+    validation: Dataset  # meta-train episodes drawn after the training ones
+    episodes: Dataset  # the meta-test episodes
+
+    model_class: ClassVar = JaketForSequenceClassification
+
+    def name(self, args, method):
+        return f"{method}-{args.n_way}-{args.k_shot}"
+
+    def model_config(self, args, method):
+        return {"num_labels": 2}  # different relation, same relation
+
+    def settings(self, args, start):
+        use_mentions = start.method != "lm"
+
+        def encode(batch):
+            encoding = encode_pairs(
+                start.tokenizer, self.graph, batch["query"], batch["support"], args.max_seq_length, use_mentions
+            )
+            return {**{k: encoding[k] for k in PAIR_INPUTS if k in encoding}, "labels": batch["label"]}
+
+        train = self.pairs.map(
+            encode,
+            batched=True,
+            remove_columns=self.pairs.column_names,
+            keep_in_memory=True,
+            new_fingerprint=encoding_fingerprint(
+                self.pairs, start.tokenizer, self.graph, args.max_seq_length, use_mentions
+            ),
+        )
+        return {None: {"train": train, "validation": self.validation, "test": self.episodes}}
+
+    def trainer(self, args, start, data, training_args):
+        def score(model, episodes):
+            with precision(args, next(model.parameters()).device.type):
+                return evaluate_episodes(model, episodes, start.tokenizer, self.graph, args, start.method != "lm")
+
+        return ScoredTrainer(
+            model=start.trained,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=DataCollatorWithSubgraph(
+                start.tokenizer.pad_token_id, self.graph, tuple(args.fanouts), args.seed, hide_pair_edges=True
+            ),
+            head_learning_rate=args.head_learning_rate,
+            score=score,
+        )
+
+    def report(self, args, method, scores, chosen):
+        setting = f"{args.n_way}-way {args.k_shot}-shot"
+        test_accuracy = scores[None]["accuracy"]
+        result = Result(
+            "text-classification",
+            f"Few-shot relation classification, {setting} (PAIR)",
+            "fewrel",
+            f"FewRel 1.0, {len(self.episodes)} episodes of the meta-test relations",
+            "accuracy",
+            test_accuracy,
+        )
+        record = {
+            "task": "fewrel",
+            "setting": setting,
+            "method": method,
+            "kg": args.kg,
+            "seed": args.seed,
+            "accuracy": test_accuracy,
+            "test_episodes": len(self.episodes),
+            "chosen": chosen[None],
+        }
+        return f"{method} fine-tuned as PAIR for FewRel, {setting}.", [result], record
+
+
 def main(argv=None) -> list[dict]:
     """Fine-tune and test each of --method in turn on one set of episodes; returns their result records."""
-    command = ["python", "examples/finetune_fewrel.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    start_or_resume(args)
-    repo_id = create_hub_repo(args)
+    command, repo_id = begin_fine_tuning(args, "examples/finetune_fewrel.py", argv)
     name = f"{args.n_way}-{args.k_shot}"
     common = dict(
         cache_dir=args.dataset_cache_dir,
@@ -276,100 +349,16 @@ def main(argv=None) -> list[dict]:
     user_kg = datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir) if args.kg_dir else None
     graph = entity_graph(instances, args.kg, relation_names, user_kg)
     logger.info(f"FewRel graph ({args.kg}): {graph.num_entities} entities, {graph.num_triples} triples")
-    return [
-        finished_results(args, f"{method}-{name}")
-        or run_method(args, method, pairs, validation, episodes, graph, command, repo_id)
-        for method in args.method
-    ]
-
-
-def run_method(args, method, pairs, validation, episodes, graph, command, repo_id) -> dict:
-    name = f"{args.n_way}-{args.k_shot}"
-    tokenizer, model, memory = load_method(args, method, JaketForSequenceClassification, graph, num_labels=2)
-    use_mentions = method != "lm"
-    wrapped = WithEntityMemory(model, memory)
-
-    def encode(batch):
-        encoding = encode_pairs(tokenizer, graph, batch["query"], batch["support"], args.max_seq_length, use_mentions)
-        return {
-            **{
-                k: encoding[k]
-                for k in (
-                    "input_ids",
-                    "attention_mask",
-                    "token_type_ids",
-                    "mention_entity_ids",
-                    "mention_starts",
-                    "mention_ends",
-                )
-                if k in encoding
-            },
-            "labels": batch["label"],
-        }
-
-    train = pairs.map(
-        encode,
-        batched=True,
-        remove_columns=pairs.column_names,
-        keep_in_memory=True,
-        new_fingerprint=encoding_fingerprint(pairs, tokenizer, graph, args.max_seq_length, use_mentions),
+    task = FewRelTask(
+        pairs=pairs,
+        validation=validation,
+        episodes=episodes,
+        graph=graph,
+        dataset="fewrel",
+        command=command,
+        repo_id=repo_id,
     )
-
-    def score(model, episodes):
-        with precision(args, next(model.parameters()).device.type):
-            return evaluate_episodes(model, episodes, tokenizer, graph, args, use_mentions)
-
-    make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
-        model=wrapped,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=validation,
-        data_collator=DataCollatorWithSubgraph(
-            tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed, hide_pair_edges=True
-        ),
-        head_learning_rate=args.head_learning_rate,
-        score=score,
-    )
-    chosen = select_on_validation(
-        args, f"{method}-{name}", wrapped, args.learning_rate, make_trainer, len(train), remove_unused_columns=False
-    )
-    test_accuracy = score(wrapped, episodes)
-
-    setting = f"{args.n_way}-way {args.k_shot}-shot"
-    folder = Path(args.output_dir) / f"{method}-{name}-seed{args.seed}"
-    result = Result(
-        "text-classification",
-        f"Few-shot relation classification, {setting} (PAIR)",
-        "fewrel",
-        f"FewRel 1.0, {len(episodes)} episodes of the meta-test relations",
-        "accuracy",
-        test_accuracy,
-    )
-    save_fine_tuned(
-        args,
-        method,
-        folder,
-        model,
-        tokenizer,
-        command,
-        f"{method} fine-tuned as PAIR for FewRel, {setting}.",
-        "fewrel",
-        [result],
-        memory,
-        graph,
-    )
-    push_results(args, method, repo_id, folder)
-    record = {
-        "task": "fewrel",
-        "setting": setting,
-        "method": method,
-        "kg": args.kg,
-        "seed": args.seed,
-        "accuracy": test_accuracy,
-        "test_episodes": len(episodes),
-        "chosen": chosen,
-    }
-    return save_results(args, f"{method}-{name}", record, "accuracy")
+    return [run_protocol(args, method, task) for method in args.method]
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ chosen on hits@1 over `--validation_share` of the training questions; the test q
 """
 
 import logging
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
+from datasets import Dataset
 from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
@@ -31,24 +30,19 @@ from jaket_training.data import encoding_fingerprint
 from jaket_training.finetuning import (
     METHODS,
     FineTuningArguments,
+    FineTuningTask,
     ProtocolArguments,
     ScoredTrainer,
     WithEntityMemory,
-    finished_results,
-    load_method,
+    begin_fine_tuning,
     method_field,
     parse_fine_tuning_args,
     precision,
     pretrained_path,
-    push_results,
-    save_fine_tuned,
-    save_results,
-    select_on_validation,
-    start_or_resume,
+    run_protocol,
 )
 from jaket_training.metrics import hits_at_1
 from jaket_training.model_card import Result
-from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from modeling_jaket.modeling_jaket import JaketMaskedEntityHead
@@ -238,11 +232,8 @@ def score_questions(model, questions, collator, batch_size) -> dict:
 
 def main(argv=None) -> list[dict]:
     """Fine-tune and test each of --method in turn on one loaded KB; returns their result records."""
-    command = ["python", "examples/finetune_metaqa.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    start_or_resume(args)
-    repo_id = create_hub_repo(args)
+    command, repo_id = begin_fine_tuning(args, "examples/finetune_metaqa.py", argv)
     kg = datasets_scripts.load("metaqa", args.data_dir, cache_dir=args.dataset_cache_dir, kg_setting=args.kg_setting)
     graph = KnowledgeGraph.from_records(
         kg["entities"],
@@ -278,11 +269,16 @@ def main(argv=None) -> list[dict]:
         len(train),
         args.hops,
     )
-    return [
-        finished_results(args, f"{method}-{args.hops}hop-{args.kg_setting}")
-        or run_method(args, method, graph, split["train"], split["test"], test, command, repo_id)
-        for method in args.method
-    ]
+    task = MetaQATask(
+        train_questions=split["train"],
+        validation_questions=split["test"],
+        test_questions=test,
+        graph=graph,
+        dataset="metaqa",
+        command=command,
+        repo_id=repo_id,
+    )
+    return [run_protocol(args, method, task) for method in args.method]
 
 
 def question_projection(args, method: str, config) -> nn.Module | None:
@@ -296,83 +292,86 @@ def question_projection(args, method: str, config) -> nn.Module | None:
     return JaketForPreTraining.from_pretrained(pretrained).masked_entity_head
 
 
-def run_method(args, method, graph, train, validation, test, command, repo_id) -> dict:
-    tokenizer, model, memory = load_method(args, method, JaketModel, graph)
-    qa = KGQuestionAnswering(model, memory, question_projection(args, method, model.config))
-    train, validation, test = (prepare(questions, tokenizer, graph) for questions in (train, validation, test))
-    uses_graph = graph if method != "lm" else None
+@dataclass(kw_only=True)
+class MetaQATask(FineTuningTask):
+    """The questions with an answer within k hops of their topic entity, trained on and chosen on (a share of the
+    dev questions each), and the test questions; the score is hits@1 (see the module's docstring)."""
 
-    def evaluate(model, questions):  # every candidate of every question
+    train_questions: Dataset
+    validation_questions: Dataset
+    test_questions: Dataset
+
+    model_class: ClassVar = JaketModel
+    metric: ClassVar = "hits@1"
+    label_names: ClassVar = ("answer_mask",)
+
+    def name(self, args, method):
+        return f"{method}-{args.hops}hop-{args.kg_setting}"
+
+    def wrap(self, args, method, model, memory):
+        return KGQuestionAnswering(model, memory, question_projection(args, method, model.config))
+
+    def settings(self, args, start):
+        splits = {"train": self.train_questions, "validation": self.validation_questions, "test": self.test_questions}
+        return {None: {name: prepare(questions, start.tokenizer, self.graph) for name, questions in splits.items()}}
+
+    def collator(self, args, start, max_candidates=None) -> "QuestionCollator":
+        graph = self.graph if start.method != "lm" else None
+        return QuestionCollator(start.tokenizer.pad_token_id, graph, tuple(args.fanouts), max_candidates, args.seed)
+
+    def answer(self, args, start, model, questions) -> dict:
+        """hits@1 over every candidate of every question (and over the questions whose answer is reachable)."""
         with precision(args, next(model.parameters()).device.type):
-            collator = QuestionCollator(tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), None, args.seed)
-            return score_questions(model, questions, collator, args.per_device_eval_batch_size)
+            return score_questions(model, questions, self.collator(args, start), args.per_device_eval_batch_size)
 
-    run_name = f"{method}-{args.hops}hop-{args.kg_setting}"
-    collator = QuestionCollator(
-        tokenizer.pad_token_id, uses_graph, tuple(args.fanouts), args.max_train_candidates, args.seed
-    )
-    make_trainer = lambda training_args: ScoredTrainer(  # noqa: E731
-        model=qa,
-        args=training_args,
-        train_dataset=train,
-        eval_dataset=validation,
-        data_collator=collator,
-        head_learning_rate=args.head_learning_rate,
-        head_names=("question_projection",),
-        score=lambda model, questions: evaluate(model, questions)["hits@1"],
-    )
-    chosen = select_on_validation(
-        args,
-        run_name,
-        qa,
-        args.learning_rate,
-        make_trainer,
-        len(train),
-        remove_unused_columns=False,
-        label_names=["answer_mask"],
-    )
-    scores = evaluate(qa, test)
-
-    setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
-    folder = Path(args.output_dir) / f"{run_name}-seed{args.seed}"
-    results = [
-        Result(
-            "question-answering",
-            f"KG question answering, {setting}",
-            "metaqa",
-            f"MetaQA, first {len(test)} test questions{subset}",
-            "hits@1",
-            scores[key],
+    def trainer(self, args, start, data, training_args):
+        return ScoredTrainer(
+            model=start.trained,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=self.collator(args, start, args.max_train_candidates),
+            head_learning_rate=args.head_learning_rate,
+            head_names=("question_projection",),
+            score=lambda model, questions: self.answer(args, start, model, questions)["hits@1"],
         )
-        for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable"))
-        if scores[key] is not None
-    ]
-    save_fine_tuned(
-        args,
-        method,
-        folder,
-        model,
-        tokenizer,
-        command,
-        f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
-        "`question_projection.safetensors` and scored against each candidate's memory embedding.",
-        "metaqa",
-        results,
-        memory,
-        graph,
-    )
-    save_file(qa.question_projection.state_dict(), folder / "question_projection.safetensors")
-    push_results(args, method, repo_id, folder)
-    record = {
-        "task": "metaqa",
-        "setting": setting,
-        "method": method,
-        "seed": args.seed,
-        "test_questions": len(test),
-        **scores,
-        "chosen": chosen,
-    }
-    return save_results(args, run_name, record, "hits@1")
+
+    def test(self, args, start, data, trainer):
+        return self.answer(args, start, start.trained, data["test"])
+
+    def report(self, args, method, scores, chosen):
+        scores = scores[None]
+        setting = f"{args.hops}-hop KG-{'Full' if args.kg_setting == 'full' else '50%'}"
+        results = [
+            Result(
+                "question-answering",
+                f"KG question answering, {setting}",
+                "metaqa",
+                f"MetaQA, first {len(self.test_questions)} test questions{subset}",
+                "hits@1",
+                scores[key],
+            )
+            for key, subset in (("hits@1", ""), ("hits@1_reachable", ", answer reachable"))
+            if scores[key] is not None
+        ]
+        summary = (
+            f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
+            "`question_projection.safetensors` and scored against each candidate's memory embedding."
+        )
+        record = {
+            "task": "metaqa",
+            "setting": setting,
+            "method": method,
+            "seed": args.seed,
+            "test_questions": len(self.test_questions),
+            **scores,
+            "chosen": chosen[None],
+        }
+        return summary, results, record
+
+    def save(self, args, start, folder, summary, results):
+        super().save(args, start, folder, summary, results)
+        save_file(start.trained.question_projection.state_dict(), folder / "question_projection.safetensors")
 
 
 if __name__ == "__main__":

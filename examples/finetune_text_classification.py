@@ -19,7 +19,6 @@ once, by the chosen weights.
 """
 
 import logging
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,24 +32,18 @@ from jaket_training.finetuning import (
     METHODS,
     DataCollatorWithSubgraph,
     FineTuningArguments,
+    FineTuningTask,
     HeadRateTrainer,
     ProtocolArguments,
-    WithEntityMemory,
-    finished_results,
+    begin_fine_tuning,
     load_method,
+    masked_accuracy,
     method_field,
     parse_fine_tuning_args,
     precision,
-    push_results,
-    save_fine_tuned,
-    save_results,
-    select_on_validation,
-    start_or_resume,
-    training_arguments,
+    run_protocol,
 )
-from jaket_training.metrics import accuracy
 from jaket_training.model_card import Result
-from jaket_training.push_to_hub import create_hub_repo
 from modeling_jaket import (
     JaketForPreTraining,
     JaketForSequenceClassification,
@@ -182,13 +175,78 @@ def link_missing(examples: list[dict], args, graph: KnowledgeGraph) -> int:
     return len(missing)
 
 
+@dataclass(kw_only=True)
+class TextClassificationTask(FineTuningTask):
+    """The three files' examples, their mentions linked to the graph, labelled by `labels`."""
+
+    splits: dict[str, list[dict]]  # "train" / "validation" / "test": the examples of each file
+    labels: list  # the training file's labels, sorted: label i is the classifier's output i
+
+    model_class: ClassVar = JaketForSequenceClassification
+
+    def model_config(self, args, method):
+        return {
+            "num_labels": len(self.labels),
+            "id2label": dict(enumerate(self.labels)),
+            "label2id": {label: i for i, label in enumerate(self.labels)},
+        }
+
+    def settings(self, args, start):
+        label_ids = {label: i for i, label in enumerate(self.labels)}
+
+        def encode(examples):
+            mentions = [example["mentions"] if start.method != "lm" else [] for example in examples]
+            encoding = tokenize_with_mentions(
+                start.tokenizer,
+                [e["text"] for e in examples],
+                mentions,
+                num_entities=self.graph.num_entities,
+                max_length=args.max_seq_length,
+            )
+            columns = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
+            data = {key: encoding[key] for key in columns}
+            return datasets.Dataset.from_dict({**data, "labels": [label_ids[e["label"]] for e in examples]})
+
+        return {None: {name: encode(examples) for name, examples in self.splits.items()}}
+
+    def trainer(self, args, start, data, training_args):
+        return HeadRateTrainer(
+            model=start.trained,
+            args=training_args,
+            train_dataset=data["train"],
+            eval_dataset=data["validation"],
+            data_collator=DataCollatorWithSubgraph(
+                start.tokenizer.pad_token_id, self.graph, tuple(args.fanouts), args.seed
+            ),
+            compute_metrics=masked_accuracy,
+            head_learning_rate=args.head_learning_rate,
+        )
+
+    def report(self, args, method, scores, chosen):
+        test_accuracy = scores[None]["accuracy"]
+        result = Result(
+            "text-classification", "Text classification", "text", Path(args.test_file).name, "accuracy", test_accuracy
+        )
+        record = {
+            "task": "text-classification",
+            "method": method,
+            "seed": args.seed,
+            "accuracy": test_accuracy,
+            "test_examples": len(self.splits["test"]),
+            "labels": self.labels,
+            "chosen": chosen[None],
+        }
+        return (
+            f"{method} fine-tuned for text classification with the knowledge graph in {args.kg_dir}.",
+            [result],
+            record,
+        )
+
+
 def main(argv=None) -> list[dict]:
     """Fine-tune and test each of --method in turn; returns their result records."""
-    command = ["python", "examples/finetune_text_classification.py", *(sys.argv[1:] if argv is None else argv)]
     args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    start_or_resume(args)
-    repo_id = create_hub_repo(args)
+    command, repo_id = begin_fine_tuning(args, "examples/finetune_text_classification.py", argv)
     graph = KnowledgeGraph.from_records(
         *(datasets_scripts.load("user_kg", args.kg_dir, cache_dir=args.dataset_cache_dir)[k] for k in KG_PARTS),
         add_reverse=True,
@@ -203,86 +261,10 @@ def main(argv=None) -> list[dict]:
             raise ValueError(f"--{name}_file has labels {unknown} that no training example has")
     linked = sum(link_missing(examples, args, graph) for examples in splits.values())
     logger.info(f"{graph.num_entities} entities, {len(labels)} labels; mentions linked in {linked} examples")
-    return [
-        finished_results(args, method) or run_method(args, method, splits, labels, graph, command, repo_id)
-        for method in args.method
-    ]
-
-
-def run_method(args, method, splits, labels, graph, command, repo_id) -> dict:
-    label_ids = {label: i for i, label in enumerate(labels)}
-    tokenizer, model, memory = load_method(
-        args,
-        method,
-        JaketForSequenceClassification,
-        graph,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id=label_ids,
+    task = TextClassificationTask(
+        splits=splits, labels=labels, graph=graph, dataset="text", command=command, repo_id=repo_id
     )
-    wrapped = WithEntityMemory(model, memory)
-    use_mentions = method != "lm"
-
-    def encode(examples):
-        mentions = [example["mentions"] if use_mentions else [] for example in examples]
-        encoding = tokenize_with_mentions(
-            tokenizer,
-            [e["text"] for e in examples],
-            mentions,
-            num_entities=graph.num_entities,
-            max_length=args.max_seq_length,
-        )
-        columns = ("input_ids", "attention_mask", "mention_entity_ids", "mention_starts", "mention_ends")
-        data = {key: encoding[key] for key in columns}
-        return datasets.Dataset.from_dict({**data, "labels": [label_ids[e["label"]] for e in examples]})
-
-    data = {name: encode(examples) for name, examples in splits.items()}
-    compute_accuracy = lambda prediction: {  # noqa: E731
-        "accuracy": accuracy(prediction.predictions.argmax(-1), prediction.label_ids)
-    }
-    make_trainer = lambda training_args: HeadRateTrainer(  # noqa: E731
-        model=wrapped,
-        args=training_args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=DataCollatorWithSubgraph(tokenizer.pad_token_id, graph, tuple(args.fanouts), args.seed),
-        compute_metrics=compute_accuracy,
-        head_learning_rate=args.head_learning_rate,
-    )
-    chosen = select_on_validation(
-        args, method, wrapped, args.learning_rate, make_trainer, len(data["train"]), remove_unused_columns=False
-    )
-    tester = make_trainer(training_arguments(args, f"{method}-test", ["labels"], remove_unused_columns=False))
-    test_accuracy = tester.predict(data["test"]).metrics["test_accuracy"]
-
-    folder = Path(args.output_dir) / f"{method}-seed{args.seed}"
-    result = Result(
-        "text-classification", "Text classification", "text", Path(args.test_file).name, "accuracy", test_accuracy
-    )
-    save_fine_tuned(
-        args,
-        method,
-        folder,
-        model,
-        tokenizer,
-        command,
-        f"{method} fine-tuned for text classification with the knowledge graph in {args.kg_dir}.",
-        "text",
-        [result],
-        memory,
-        graph,
-    )
-    push_results(args, method, repo_id, folder)
-    record = {
-        "task": "text-classification",
-        "method": method,
-        "seed": args.seed,
-        "accuracy": test_accuracy,
-        "test_examples": len(data["test"]),
-        "labels": labels,
-        "chosen": chosen,
-    }
-    return save_results(args, method, record, "accuracy")
+    return [run_protocol(args, method, task) for method in args.method]
 
 
 if __name__ == "__main__":

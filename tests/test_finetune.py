@@ -176,9 +176,7 @@ def test_length_buckets_pad_less_and_still_shuffle():
 
 @pytest.mark.data
 def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path, datasets_cache, tiny_bert_checkpoint):
-    from finetune_entity_classification import classify_descriptions, heldout_graph, labelled_splits, parse_args
-
-    args = parse_args(
+    [record] = entity_classification(
         [
             "--method",
             "lm",
@@ -193,19 +191,20 @@ def test_the_lm_baseline_fine_tunes_the_whole_backbone_on_descriptions(tmp_path,
             *QUICK,
         ]
     )
-    graph = heldout_graph(args.data_dir, args.dataset_cache_dir)
-    accuracy, chosen, model = classify_descriptions(args, graph, labelled_splits(args, graph))
+    chosen, accuracy = record["chosen"], record["accuracy"]
     assert chosen["5%"]["learning_rate"] == 5e-5 and chosen["5%"]["steps"] == 3
     assert set(accuracy) == {"5%"}
     assert_share_of(accuracy["5%"], entity_classification_test_size(datasets_cache))
+    folder = tmp_path / "lm-5-seed42"
     backbone = load_file(f"{tiny_bert_checkpoint}/model.safetensors")
-    trained = model.state_dict()
+    trained = load_file(folder / "model.safetensors")
     for ours, theirs in (
         ("jaket.lm1.0.attention.self.query.weight", "bert.encoder.layer.0.attention.self.query.weight"),
         ("jaket.lm2.0.output.dense.weight", "bert.encoder.layer.1.output.dense.weight"),
     ):
         assert not torch.equal(trained[ours], backbone[theirs]), ours  # every layer is trained, not a frozen probe
-    assert type(model).__name__ == "JaketForSequenceClassification"
+    assert json.loads((folder / "config.json").read_text())["architectures"] == ["JaketForSequenceClassification"]
+    assert not (folder / "entity_memory.safetensors").exists()  # it reads descriptions, no memory
 
 
 @pytest.mark.data

@@ -1,9 +1,8 @@
 """What the fine-tuning scripts share, by job: their flags (`arguments`), the methods and the memory each starts
-from (`methods`), the batches (`inputs`), the protocol that chooses settings on validation (`protocol`) and what a
-run leaves (`outputs`)."""
+from (`methods`), the batches (`inputs`), the choice of settings on validation (`protocol`), what a run leaves
+(`outputs`), and the one protocol every script runs over its task's hooks (`task`: `run_protocol`)."""
 
 from .arguments import (
-    TRAINER_DEFAULTS,
     FineTuningArguments,
     ProtocolArguments,
     method_field,
@@ -21,7 +20,7 @@ from .methods import (
     precision,
     pretrained_path,
 )
-from .outputs import finished_results, push_results, save_fine_tuned, save_results, start_or_resume
+from .outputs import finished_results, save_results, start_or_resume
 from .protocol import (
     HeadRateTrainer,
     ScoredTrainer,
@@ -30,17 +29,20 @@ from .protocol import (
     masked_accuracy,
     select_on_validation,
 )
+from .task import FineTuningTask, MethodStart, begin_fine_tuning, run_protocol
 
 __all__ = [
     "METHODS",
     "PRETRAINED_PATHS",
-    "TRAINER_DEFAULTS",
     "DataCollatorWithSubgraph",
     "FineTuningArguments",
+    "FineTuningTask",
     "HeadRateTrainer",
+    "MethodStart",
     "ProtocolArguments",
     "ScoredTrainer",
     "WithEntityMemory",
+    "begin_fine_tuning",
     "budget_steps",
     "carve_validation",
     "finished_results",
@@ -52,8 +54,7 @@ __all__ = [
     "parse_fine_tuning_args",
     "precision",
     "pretrained_path",
-    "push_results",
-    "save_fine_tuned",
+    "run_protocol",
     "save_results",
     "select_on_validation",
     "start_or_resume",

@@ -111,7 +111,7 @@ def select_on_validation(
     scheduler, random state); without it, a run folder's earlier checkpoints are removed first. The runs not chosen
     lose their checkpoints once the choice is made (their records stay); `save_results` clears the rest once the
     method's results are written."""
-    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    initial = snapshot(model)
     steps = budget_steps(num_train, args.per_device_train_batch_size, args.step_budget, args.max_epochs)
     runs = []
     for multiplier in args.learning_rate_grid:
@@ -168,7 +168,7 @@ def train_one_run(resume: bool, model, initial: dict, make_trainer, training_arg
             f"{folder.name}: resuming from {last} (model, optimizer, scheduler and random state; a collator's own "
             "neighbour sampling draws afresh)"
         )
-    model.load_state_dict(initial)
+    model.load_state_dict(initial, strict=False)
     trainer = make_trainer(training_args)
     trainer.train(resume_from_checkpoint=last)
     state = trainer.state
@@ -184,6 +184,14 @@ def train_one_run(resume: bool, model, initial: dict, make_trainer, training_arg
                 path.unlink()
         (folder / RUN_RECORD).write_text(json.dumps(run, indent=2))
     return run
+
+
+def snapshot(model) -> dict:
+    """A copy of the weights a run may change, to start the next run from: all but those the model leaves out of its
+    checkpoints (`_keys_to_ignore_on_save`: a fixed entity memory, which no run changes). Load it back with
+    `strict=False`."""
+    fixed = set(getattr(model, "_keys_to_ignore_on_save", None) or ())
+    return {key: value.detach().clone() for key, value in model.state_dict().items() if key not in fixed}
 
 
 def load_checkpoint_weights(model, checkpoint) -> None:
