@@ -38,13 +38,13 @@ from jaket_training.finetuning import (
     masked_accuracy,
     method_field,
     parse_fine_tuning_args,
+    pretrained_head,
     pretrained_path,
     run_protocol,
 )
 from jaket_training.model_card import Result
 from modeling_jaket import (
     JaketForEntityClassification,
-    JaketForPreTraining,
     JaketForSequenceClassification,
     KnowledgeGraph,
 )
@@ -243,13 +243,14 @@ class LengthBucketTrainer(HeadRateTrainer):
 def start_from_category_head(model: JaketForEntityClassification, pretrained: str) -> None:
     """Copy JAKET's pre-trained entity-category head (L_c) into the classifier: both map E^KM to WordNet's 45
     lexicographer files."""
-    head = JaketForPreTraining.from_pretrained(pretrained).entity_category_head
-    if head.weight.shape != model.classifier.weight.shape:
+    head = pretrained_head(pretrained, "entity_category_head")
+    if head["weight"].shape != model.classifier.weight.shape:
         raise ValueError(
-            f"the pre-trained category head of {pretrained} scores {head.weight.shape[0]} categories but this task "
-            f"has {model.classifier.weight.shape[0]} labels: it can start the classifier only when both are the same"
+            f"the pre-trained category head of {pretrained} scores {head['weight'].shape[0]} categories but this "
+            f"task has {model.classifier.weight.shape[0]} labels: it can start the classifier only when both are the "
+            "same"
         )
-    model.classifier.load_state_dict(head.state_dict())
+    model.classifier.load_state_dict(head)
 
 
 def card_results(args, accuracy: dict) -> list[Result]:

@@ -38,12 +38,13 @@ from jaket_training.finetuning import (
     method_field,
     parse_fine_tuning_args,
     precision,
+    pretrained_head,
     pretrained_path,
     run_protocol,
 )
 from jaket_training.metrics import hits_at_1
 from jaket_training.model_card import Result
-from modeling_jaket import EntityContextMemory, JaketForPreTraining, JaketModel, KnowledgeGraph
+from modeling_jaket import EntityContextMemory, JaketModel, KnowledgeGraph
 from modeling_jaket.graph import DEFAULT_FANOUTS
 from modeling_jaket.modeling_jaket import JaketMaskedEntityHead
 from tokenization import DataCollatorWithMentions, tokenize_with_mentions
@@ -286,10 +287,10 @@ def question_projection(args, method: str, config) -> nn.Module | None:
     method that starts from the backbone; None for the default linear layer."""
     if args.question_head == "linear":
         return None
-    pretrained = pretrained_path(args, method)
-    if pretrained is None:
-        return JaketMaskedEntityHead(config)
-    return JaketForPreTraining.from_pretrained(pretrained).masked_entity_head
+    head = JaketMaskedEntityHead(config)
+    if (pretrained := pretrained_path(args, method)) is not None:
+        head.load_state_dict(pretrained_head(pretrained, "masked_entity_head"))
+    return head
 
 
 @dataclass(kw_only=True)

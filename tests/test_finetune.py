@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 import datasets_scripts
 from conftest import DATA_DIR, assert_share_of, tiny_config
-from jaket_training.finetuning import initial_memory, load_model
+from jaket_training.finetuning import initial_memory, load_model, pretrained_head
 from modeling_jaket import (
     EntityContextMemory,
     JaketForEntityClassification,
@@ -153,6 +153,23 @@ def test_the_category_head_starts_the_classifier_and_zero_shot_trains_nothing(pr
         common(tmp_path, datasets_cache, "jaket_zero_shot", pretrained, None) + ["--fractions", "100", "5", *QUICK]
     )
     assert record["accuracy"]["100%"] == record["accuracy"]["5%"]
+
+
+@pytest.mark.parametrize("shard", [None, "20KB"])
+def test_a_pretrained_head_is_read_from_the_saved_weights_alone(tmp_path, shard):
+    from modeling_jaket import JaketForPreTraining, JaketModel
+
+    torch.manual_seed(0)
+    model = JaketForPreTraining(tiny_config())
+    model.save_pretrained(tmp_path / "pretrained", **({"max_shard_size": shard} if shard else {}))
+    assert (tmp_path / "pretrained" / "model.safetensors.index.json").exists() == bool(shard)
+    for head in ("entity_category_head", "masked_entity_head"):
+        read = pretrained_head(str(tmp_path / "pretrained"), head)
+        expected = getattr(model, head).state_dict()
+        assert read.keys() == expected.keys() and all(torch.equal(read[k], expected[k]) for k in expected)
+    JaketModel(tiny_config()).save_pretrained(tmp_path / "encoder")  # no pre-training heads
+    with pytest.raises(ValueError, match="has no masked_entity_head"):
+        pretrained_head(str(tmp_path / "encoder"), "masked_entity_head")
 
 
 def test_length_buckets_pad_less_and_still_shuffle():

@@ -18,6 +18,7 @@ from .methods import (
     load_method,
     load_model,
     precision,
+    pretrained_head,
     pretrained_path,
 )
 from .outputs import finished_results, save_results, start_or_resume
@@ -53,6 +54,7 @@ __all__ = [
     "method_field",
     "parse_fine_tuning_args",
     "precision",
+    "pretrained_head",
     "pretrained_path",
     "run_protocol",
     "save_results",
