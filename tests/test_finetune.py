@@ -172,6 +172,33 @@ def test_a_pretrained_head_is_read_from_the_saved_weights_alone(tmp_path, shard)
         pretrained_head(str(tmp_path / "encoder"), "masked_entity_head")
 
 
+def test_an_identity_start_makes_the_untrained_merge_norm_nearly_pass_lm1_s_output_through(minilm_path):
+    # a real encoder: a random one's LM1 ends in a LayerNorm of gain 1 and bias 0, which a fresh one already passes
+    from transformers import AutoTokenizer
+
+    from jaket_training.finetuning.methods import start_merge_norm_as_identity
+    from modeling_jaket import JaketModel
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    graph = dog_and_cat()
+    model = JaketModel.from_backbone(minilm_path).eval()
+    encoding = tokenizer(["a dog barks at the cat", "the cat meows"], padding=True, return_tensors="pt")
+    keep = encoding["attention_mask"].bool()
+
+    def change_at_the_merge() -> float:  # how far the merge moves LM1's output Z where no mention is merged
+        with torch.no_grad():
+            z = model(**encoding, output_hidden_states=True).hidden_states[model.config.num_lm1_layers]
+            merged = model.merge(z)
+        return float(((merged - z)[keep].norm(dim=-1) / z[keep].norm(dim=-1)).mean())
+
+    assert torch.equal(model.merge.layer_norm.weight, torch.ones_like(model.merge.layer_norm.weight))  # fresh
+    fresh = change_at_the_merge()
+    start_merge_norm_as_identity(model, tokenizer, graph)
+    fitted = change_at_the_merge()
+    assert fitted < 0.5 * fresh, (fitted, fresh)
+    assert not torch.equal(model.merge.layer_norm.bias, torch.zeros_like(model.merge.layer_norm.bias))
+
+
 def test_length_buckets_pad_less_and_still_shuffle():
     from finetune_entity_classification import LengthBucketSampler
 

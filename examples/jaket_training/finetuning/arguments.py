@@ -48,6 +48,16 @@ class FineTuningArguments(TrainingArguments):
     dataset_cache_dir: str | None = field(
         default=None, metadata={"help": "where datasets keeps prepared data (its default)"}
     )
+    merge_norm_start: str = field(
+        default="fresh",
+        metadata={
+            "choices": ["fresh", "identity"],
+            "help": "the merge LayerNorm (Eq. 3) of the methods built from the backbone with a knowledge module "
+            "(lm_gnn, lm_gnn_m), which no pre-training trained: LayerNorm's own start (gain 1, bias 0, which rescales "
+            "every position LM2 reads), or fitted to pass LM1's output through as nearly unchanged as a LayerNorm can "
+            "(per-feature least squares over the graph's descriptions)",
+        },
+    )
     memory_cache_dir: str | None = field(
         default=None,
         metadata={

@@ -104,6 +104,32 @@ def initial_memory(
     return memory
 
 
+# the methods built from the backbone whose model merges E^KM into the text through a LayerNorm no pre-training trained
+FRESH_MERGE_METHODS = ("lm_gnn", "lm_gnn_m")
+
+
+@torch.no_grad()
+def start_merge_norm_as_identity(model, tokenizer, graph: KnowledgeGraph, max_length=64, count=256) -> None:
+    """Fit the merge LayerNorm (Eq. 3) of a model built from the backbone so that it passes LM1's output Z through
+    as nearly unchanged as a LayerNorm can: for each feature, the least-squares gain and bias from LayerNorm(Z)'s
+    normalised values to Z's, over the tokens of the graph's first `count` descriptions. LayerNorm's own start (gain 1,
+    bias 0) rescales every position between LM1 and LM2, which the backbone's LM2 never saw."""
+    base = model.base_model
+    texts = graph.entity_descriptions[:count]
+    encoding = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    was_training = base.training
+    base.eval()
+    hidden = base(**encoding, output_hidden_states=True).hidden_states[base.config.num_lm1_layers]
+    base.train(was_training)
+    norm = base.merge.layer_norm
+    tokens = hidden[encoding["attention_mask"].bool()].float()  # [tokens, hidden]
+    normalised = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:], eps=norm.eps)
+    centred = normalised - normalised.mean(0)
+    gain = (centred * (tokens - tokens.mean(0))).sum(0) / centred.square().sum(0).clamp_min(1e-12)
+    norm.weight.copy_(gain)
+    norm.bias.copy_(tokens.mean(0) - gain * normalised.mean(0))
+
+
 def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretrained: str | None = None, **config):
     """What every fine-tuning run of `method` starts from, with `args.seed` set first (so that a method's result does
     not depend on the methods run before it in the process): (tokenizer, model, entity context memory). `pretrained`
@@ -112,6 +138,8 @@ def load_method(args, method: str, model_class, graph: KnowledgeGraph, pretraine
     pretrained = pretrained or pretrained_path(args, method)
     tokenizer = AutoTokenizer.from_pretrained(pretrained if method in PRETRAINED_PATHS else args.backbone)
     model = load_model(method, model_class, pretrained, args.backbone, **config)
+    if args.merge_norm_start == "identity" and method in FRESH_MERGE_METHODS:
+        start_merge_norm_as_identity(model, tokenizer, graph)
     with precision(args):
         memory = initial_memory(method, model, tokenizer, graph, args.seed, cache_dir=args.memory_cache_dir)
     return tokenizer, model, memory
