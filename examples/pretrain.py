@@ -311,8 +311,8 @@ def main(argv=None):
         # FSDP2 swaps the model's class for a subclass of its own (FSDPJaketForPreTraining, defined in torch), whose
         # module save_pretrained would copy beside the weights as the model's code: save through the plain class
         saved = JaketForPreTraining(unwrapped.config) if sharded else unwrapped
-        saved.save_pretrained(output_dir, state_dict=state_dict)
-        JaketProcessor(tokenizer, None, memory, fanouts=args.fanouts).save_pretrained(output_dir)
+        processor = JaketProcessor(tokenizer, None, memory, fanouts=args.fanouts)
+        saved.save_pretrained(output_dir, state_dict=state_dict, processor=processor)
         # the graph as prepared, copied: loading it would hold every name and description in this process
         shutil.copytree(prepared.folder / "graph", output_dir / GRAPH_SUBFOLDER, dirs_exist_ok=True)
         write_pretraining_card(args, output_dir, backbone, command)
