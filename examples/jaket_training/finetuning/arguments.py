@@ -49,13 +49,14 @@ class FineTuningArguments(TrainingArguments):
         default=None, metadata={"help": "where datasets keeps prepared data (its default)"}
     )
     merge_norm_start: str = field(
-        default="fresh",
+        default="identity",
         metadata={
-            "choices": ["fresh", "identity"],
+            "choices": ["identity", "fresh"],
             "help": "the merge LayerNorm (Eq. 3) of the methods built from the backbone with a knowledge module "
-            "(lm_gnn, lm_gnn_m), which no pre-training trained: LayerNorm's own start (gain 1, bias 0, which rescales "
-            "every position LM2 reads), or fitted to pass LM1's output through as nearly unchanged as a LayerNorm can "
-            "(per-feature least squares over the graph's descriptions)",
+            "(lm_gnn, lm_gnn_m), which no pre-training trained: fitted to pass LM1's output through as nearly "
+            "unchanged as a LayerNorm can (per-feature least squares over the graph's descriptions; the default, "
+            "chosen on validation: RESULTS.md), or LayerNorm's own start (gain 1, bias 0, which rescales every "
+            "position LM2 reads)",
         },
     )
     memory_cache_dir: str | None = field(
