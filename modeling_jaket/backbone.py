@@ -1,11 +1,15 @@
 """A RoBERTa or BERT checkpoint's weights under JAKET's names: one rename table from the backbone's parameter names
-to this model's (as transformers' `key_mapping`), and the checkpoint read by transformers itself."""
+to this model's (as transformers' `key_mapping`), and the checkpoint read by transformers itself; or a saved JAKET
+model's language model, read back under a checkpoint's names."""
 
+import json
+import re
 from contextlib import contextmanager
 
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
-from transformers.utils import logging
+from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
 
 # the backbone's LM head in both checkpoint families -> JAKET's `lm_head`
 LM_HEAD_RENAMES = {
@@ -75,3 +79,35 @@ def load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[
     skipped = set(info["missing_keys"]) | set(backbone.all_tied_weights_keys)
     state_dict = {key: value for key, value in backbone.state_dict().items() if key not in skipped}
     return state_dict, list(info["unexpected_keys"])
+
+
+def load_jaket_language_model(pretrained_model_name_or_path, config) -> tuple[dict, list[str]]:
+    """The language model of a saved JAKET model (`config`: its `JaketConfig`) under a RoBERTa/BERT checkpoint's names:
+    its embeddings, LM1 and LM2 as one stack of layers (`encoder.layer.<i>.`, LM1's first) and its masked-LM head where
+    it has one, so that `from_backbone` splits them anew. (the tensors, the keys left out: the knowledge module, the
+    merge and the task heads, which a model built on it starts afresh)."""
+    index = cached_file(
+        pretrained_model_name_or_path, SAFE_WEIGHTS_INDEX_NAME, _raise_exceptions_for_missing_entries=False
+    )
+    if index is None:
+        files = [SAFE_WEIGHTS_NAME]
+    else:
+        with open(index, encoding="utf-8") as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    state_dict = {}
+    for file in files:
+        state_dict.update(load_file(cached_file(pretrained_model_name_or_path, file)))
+    renamed, unused = {}, []
+    for key, value in state_dict.items():
+        name = key.removeprefix("jaket.")
+        layer = re.match(r"(lm1|lm2)\.(\d+)\.(.*)", name)
+        if layer:
+            number = int(layer.group(2)) + (config.num_lm1_layers if layer.group(1) == "lm2" else 0)
+            renamed[f"encoder.layer.{number}.{layer.group(3)}"] = value
+        elif name.startswith("embeddings.") or (
+            name.startswith("lm_head.") and not name.startswith("lm_head.decoder.")
+        ):
+            renamed[name] = value
+        elif not name.startswith("lm_head.decoder."):  # the decoder is the tied word embeddings again
+            unused.append(key)
+    return renamed, unused

@@ -15,7 +15,7 @@ from transformers.modeling_outputs import ModelOutput, SequenceClassifierOutput
 from transformers.utils import logging
 
 from .activations import get_activation
-from .backbone import load_backbone_state_dict, rename_state_dict, rename_table
+from .backbone import load_backbone_state_dict, load_jaket_language_model, rename_state_dict, rename_table
 from .configuration_jaket import JaketConfig
 from .encoder import JaketEmbeddings, JaketLayer, expand_attention_mask
 from .hub import resolve_file
@@ -373,7 +373,9 @@ class JaketPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):
-        """Build a JAKET model around a pretrained RoBERTa or BERT checkpoint (a local folder or a hub name).
+        """Build a JAKET model around a pretrained RoBERTa or BERT checkpoint (a local folder or a hub name), or
+        around the language model of a saved JAKET model (its embeddings, LM1 and LM2, its masked-LM head; split as
+        it was unless `num_lm1_layers` says otherwise), whose knowledge module, merge and heads start afresh.
 
         The backbone's embeddings and layers become LM1 and LM2, and its masked-LM head (where it has one) becomes
         `lm_head`. Everything else starts from `_init_weights`. Every model key that was not loaded and every
@@ -383,11 +385,16 @@ class JaketPreTrainedModel(PreTrainedModel):
         `config_overrides` set JAKET fields (`num_lm1_layers`, `num_entity_categories`, ...).
         """
         backbone_config = AutoConfig.from_pretrained(pretrained_model_name_or_path)
-        backbone_type = {"roberta": "roberta", "bert": "bert"}.get(backbone_config.model_type)
+        from_jaket = isinstance(backbone_config, JaketConfig)
+        if from_jaket:
+            backbone_type = backbone_config.backbone_type
+            config_overrides = {"num_lm1_layers": backbone_config.num_lm1_layers, **config_overrides}
+        else:
+            backbone_type = {"roberta": "roberta", "bert": "bert"}.get(backbone_config.model_type)
         if backbone_type is None:
             raise ValueError(
                 f"{pretrained_model_name_or_path} is a {backbone_config.model_type!r} model; JAKET builds on "
-                "'roberta' or 'bert' checkpoints"
+                "'roberta' or 'bert' checkpoints, or on a saved JAKET model's language model"
             )
         fields = {
             name: getattr(backbone_config, name)
@@ -412,7 +419,10 @@ class JaketPreTrainedModel(PreTrainedModel):
         config = JaketConfig(backbone_type=backbone_type, **{**fields, **config_overrides})
         model = cls(config)
 
-        state_dict, not_in_checkpoint = load_backbone_state_dict(pretrained_model_name_or_path)
+        if from_jaket:
+            state_dict, not_in_checkpoint = load_jaket_language_model(pretrained_model_name_or_path, backbone_config)
+        else:
+            state_dict, not_in_checkpoint = load_backbone_state_dict(pretrained_model_name_or_path)
         base_prefix = "" if isinstance(model, JaketModel) else f"{cls.base_model_prefix}."
         table = rename_table(config, base_prefix, has_lm_head=hasattr(model, "lm_head"))
         rebuilt_buffers = {name for name, _ in model.named_buffers()} - set(model.state_dict())

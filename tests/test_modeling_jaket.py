@@ -178,6 +178,35 @@ def test_from_backbone_loads_every_checkpoint_layout_transformers_loads(tiny_ber
         assert "jaket.lm1.0.attention.self.query.weight" not in info["missing_keys"]
 
 
+@pytest.mark.parametrize("shard", [None, "60KB"])
+def test_from_backbone_takes_a_saved_jaket_s_language_model_and_starts_the_rest_afresh(
+    tiny_bert_checkpoint, tmp_path, shard
+):
+    heads = dict(num_entity_categories=5, num_relation_types=3)
+    torch.manual_seed(0)
+    saved = JaketForPreTraining.from_backbone(tiny_bert_checkpoint, num_lm1_layers=1, **heads)
+    with torch.no_grad():  # a language model and a knowledge module of its own, unlike the backbone's and a fresh one
+        for parameter in saved.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    saved.save_pretrained(tmp_path / "jaket", **({"max_shard_size": shard} if shard else {}))
+    assert (tmp_path / "jaket" / "model.safetensors.index.json").is_file() == bool(shard)
+    theirs = saved.state_dict()
+    torch.manual_seed(1)
+    model, info = JaketForPreTraining.from_backbone(str(tmp_path / "jaket"), output_loading_info=True, **heads)
+    ours = model.state_dict()
+    assert model.config.num_lm1_layers == 1  # split as it was
+    language_model = [k for k in theirs if k.startswith(("jaket.embeddings.", "jaket.lm1.", "jaket.lm2.", "lm_head."))]
+    for key in language_model:
+        assert torch.equal(ours[key], theirs[key]), key
+    for prefix in ("jaket.knowledge_module.", "jaket.merge.", "entity_category_head.", "masked_entity_head."):
+        present = [k for k in theirs if k.startswith(prefix)]
+        assert present and all(not torch.equal(ours[k], theirs[k]) for k in present), prefix  # afresh
+    assert any(k.startswith("jaket.knowledge_module.") for k in info["unexpected_keys"])  # said, not loaded
+    # another split takes the same layers in the same order
+    resplit = JaketModel.from_backbone(str(tmp_path / "jaket"), num_lm1_layers=2).state_dict()
+    assert torch.equal(resplit["lm1.1.attention.self.query.weight"], theirs["jaket.lm2.0.attention.self.query.weight"])
+
+
 def test_from_backbone_rejects_other_architectures(tmp_path):
     from transformers import GPT2Config
 

@@ -54,7 +54,12 @@ def parse_args(argv=None):
         help="processes that prepare the data: the builder's files and, for wikipedia_wikidata, its graph's two "
         "passes, then the tokenization (default: one)",
     )
-    parser.add_argument("--backbone", default=None, help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2)")
+    parser.add_argument(
+        "--backbone",
+        default=None,
+        help="RoBERTa/BERT checkpoint (default: all-MiniLM-L6-v2), or an output folder of this script, whose language "
+        "model is continued with a fresh knowledge module and heads",
+    )
     parser.add_argument("--num_lm1_layers", type=int, default=None, help="default: half the backbone's layers")
     parser.add_argument(
         "--max_entities",
