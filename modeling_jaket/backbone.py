@@ -29,7 +29,7 @@ def rename_table(config, base_prefix: str, has_lm_head: bool) -> dict[str, str |
     """Backbone key prefix (after `roberta.`/`bert.`) -> this model's key prefix, or None for a key that is skipped:
     the embeddings, the first `num_lm1_layers` layers as LM1 and the rest as LM2, and the LM head where the model has
     one."""
-    table = {"embeddings.": f"{base_prefix}embeddings."}
+    table = {"embeddings.": f"{base_prefix}embeddings.", "merge.": f"{base_prefix}merge."}  # merge: a JAKET's own
     for index in range(config.num_hidden_layers):
         part, local = ("lm1", index) if index < config.num_lm1_layers else ("lm2", index - config.num_lm1_layers)
         table[f"encoder.layer.{index}."] = f"{base_prefix}{part}.{local}."
@@ -81,11 +81,12 @@ def load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[
     return state_dict, list(info["unexpected_keys"])
 
 
-def load_jaket_language_model(pretrained_model_name_or_path, config) -> tuple[dict, list[str]]:
+def load_jaket_language_model(pretrained_model_name_or_path, config, num_lm1_layers: int) -> tuple[dict, list[str]]:
     """The language model of a saved JAKET model (`config`: its `JaketConfig`) under a RoBERTa/BERT checkpoint's names:
-    its embeddings, LM1 and LM2 as one stack of layers (`encoder.layer.<i>.`, LM1's first) and its masked-LM head where
-    it has one, so that `from_backbone` splits them anew. (the tensors, the keys left out: the knowledge module, the
-    merge and the task heads, which a model built on it starts afresh)."""
+    its embeddings, LM1 and LM2 as one stack of layers (`encoder.layer.<i>.`, LM1's first), its masked-LM head where
+    it has one, and, where the new model splits the layers where it did (`num_lm1_layers`), the merge's LayerNorm,
+    which every position passes between LM1 and LM2. (the tensors, the keys left out: the knowledge module, the task
+    heads and a merge that would sit elsewhere, which a model built on it starts afresh)."""
     index = cached_file(
         pretrained_model_name_or_path, SAFE_WEIGHTS_INDEX_NAME, _raise_exceptions_for_missing_entries=False
     )
@@ -104,8 +105,10 @@ def load_jaket_language_model(pretrained_model_name_or_path, config) -> tuple[di
         if layer:
             number = int(layer.group(2)) + (config.num_lm1_layers if layer.group(1) == "lm2" else 0)
             renamed[f"encoder.layer.{number}.{layer.group(3)}"] = value
-        elif name.startswith("embeddings.") or (
-            name.startswith("lm_head.") and not name.startswith("lm_head.decoder.")
+        elif (
+            name.startswith("embeddings.")
+            or (name.startswith("lm_head.") and not name.startswith("lm_head.decoder."))
+            or (name.startswith("merge.") and num_lm1_layers == config.num_lm1_layers)
         ):
             renamed[name] = value
         elif not name.startswith("lm_head.decoder."):  # the decoder is the tied word embeddings again

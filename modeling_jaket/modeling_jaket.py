@@ -374,8 +374,9 @@ class JaketPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_backbone(cls, pretrained_model_name_or_path, output_loading_info: bool = False, **config_overrides):
         """Build a JAKET model around a pretrained RoBERTa or BERT checkpoint (a local folder or a hub name), or
-        around the language model of a saved JAKET model (its embeddings, LM1 and LM2, its masked-LM head; split as
-        it was unless `num_lm1_layers` says otherwise), whose knowledge module, merge and heads start afresh.
+        around the language model of a saved JAKET model (its embeddings, LM1 and LM2, its masked-LM head, and its
+        merge LayerNorm where the layers are split as they were, the default), whose knowledge module and heads start
+        afresh.
 
         The backbone's embeddings and layers become LM1 and LM2, and its masked-LM head (where it has one) becomes
         `lm_head`. Everything else starts from `_init_weights`. Every model key that was not loaded and every
@@ -420,7 +421,9 @@ class JaketPreTrainedModel(PreTrainedModel):
         model = cls(config)
 
         if from_jaket:
-            state_dict, not_in_checkpoint = load_jaket_language_model(pretrained_model_name_or_path, backbone_config)
+            state_dict, not_in_checkpoint = load_jaket_language_model(
+                pretrained_model_name_or_path, backbone_config, config.num_lm1_layers
+            )
         else:
             state_dict, not_in_checkpoint = load_backbone_state_dict(pretrained_model_name_or_path)
         base_prefix = "" if isinstance(model, JaketModel) else f"{cls.base_model_prefix}."

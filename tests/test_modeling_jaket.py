@@ -195,16 +195,23 @@ def test_from_backbone_takes_a_saved_jaket_s_language_model_and_starts_the_rest_
     model, info = JaketForPreTraining.from_backbone(str(tmp_path / "jaket"), output_loading_info=True, **heads)
     ours = model.state_dict()
     assert model.config.num_lm1_layers == 1  # split as it was
-    language_model = [k for k in theirs if k.startswith(("jaket.embeddings.", "jaket.lm1.", "jaket.lm2.", "lm_head."))]
+    language_model = [
+        k
+        for k in theirs
+        if k.startswith(("jaket.embeddings.", "jaket.lm1.", "jaket.lm2.", "jaket.merge.", "lm_head."))
+    ]
     for key in language_model:
         assert torch.equal(ours[key], theirs[key]), key
-    for prefix in ("jaket.knowledge_module.", "jaket.merge.", "entity_category_head.", "masked_entity_head."):
+    for prefix in ("jaket.knowledge_module.", "entity_category_head.", "masked_entity_head."):
         present = [k for k in theirs if k.startswith(prefix)]
         assert present and all(not torch.equal(ours[k], theirs[k]) for k in present), prefix  # afresh
     assert any(k.startswith("jaket.knowledge_module.") for k in info["unexpected_keys"])  # said, not loaded
     # another split takes the same layers in the same order
     resplit = JaketModel.from_backbone(str(tmp_path / "jaket"), num_lm1_layers=2).state_dict()
     assert torch.equal(resplit["lm1.1.attention.self.query.weight"], theirs["jaket.lm2.0.attention.self.query.weight"])
+    assert not torch.equal(
+        resplit["merge.layer_norm.weight"], theirs["jaket.merge.layer_norm.weight"]
+    )  # moved: afresh
 
 
 def test_from_backbone_rejects_other_architectures(tmp_path):
