@@ -9,7 +9,14 @@ from contextlib import contextmanager
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
+from transformers.utils import logging
+
+from .hub import resolve_file
+
+WEIGHTS_NAME, WEIGHTS_INDEX_NAME = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+)  # as save_pretrained writes them
 
 # the backbone's LM head in both checkpoint families -> JAKET's `lm_head`
 LM_HEAD_RENAMES = {
@@ -87,17 +94,15 @@ def load_jaket_language_model(pretrained_model_name_or_path, config, num_lm1_lay
     it has one, and, where the new model splits the layers where it did (`num_lm1_layers`), the merge's LayerNorm,
     which every position passes between LM1 and LM2. (the tensors, the keys left out: the knowledge module, the task
     heads and a merge that would sit elsewhere, which a model built on it starts afresh)."""
-    index = cached_file(
-        pretrained_model_name_or_path, SAFE_WEIGHTS_INDEX_NAME, _raise_exceptions_for_missing_entries=False
-    )
-    if index is None:
-        files = [SAFE_WEIGHTS_NAME]
-    else:
-        with open(index, encoding="utf-8") as f:
+    what = "JAKET model weights (save_pretrained's)"
+    try:
+        with open(resolve_file(pretrained_model_name_or_path, WEIGHTS_INDEX_NAME, what), encoding="utf-8") as f:
             files = sorted(set(json.load(f)["weight_map"].values()))
+    except FileNotFoundError:  # one file, not shards
+        files = [WEIGHTS_NAME]
     state_dict = {}
     for file in files:
-        state_dict.update(load_file(cached_file(pretrained_model_name_or_path, file)))
+        state_dict.update(load_file(resolve_file(pretrained_model_name_or_path, file, what)))
     renamed, unused = {}, []
     for key, value in state_dict.items():
         name = key.removeprefix("jaket.")
