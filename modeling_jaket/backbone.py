@@ -7,7 +7,7 @@ import re
 from contextlib import contextmanager
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 from transformers import AutoModelForMaskedLM
 from transformers.utils import logging
 
@@ -88,23 +88,31 @@ def load_backbone_state_dict(pretrained_model_name_or_path) -> tuple[dict, list[
     return state_dict, list(info["unexpected_keys"])
 
 
+def load_saved_weights(pretrained_model_name_or_path, keep=lambda key: True) -> dict:
+    """The tensors of a model saved by `save_pretrained` (a folder or a Hub repo, one safetensors file or shards) whose
+    keys `keep` accepts: only the shards that hold one are read."""
+    what = "model weights (save_pretrained's)"
+    try:
+        with open(resolve_file(pretrained_model_name_or_path, WEIGHTS_INDEX_NAME, what), encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        files = sorted({file for key, file in weight_map.items() if keep(key)})
+    except FileNotFoundError:  # one file, not shards
+        files = [WEIGHTS_NAME]
+    tensors = {}
+    for file in files:
+        with safe_open(resolve_file(pretrained_model_name_or_path, file, what), framework="pt") as weights:
+            tensors.update({key: weights.get_tensor(key) for key in weights.keys() if keep(key)})
+    return tensors
+
+
 def load_jaket_language_model(pretrained_model_name_or_path, config, num_lm1_layers: int) -> tuple[dict, list[str]]:
     """The language model of a saved JAKET model (`config`: its `JaketConfig`) under a RoBERTa/BERT checkpoint's names:
     its embeddings, LM1 and LM2 as one stack of layers (`encoder.layer.<i>.`, LM1's first), its masked-LM head where
     it has one, and, where the new model splits the layers where it did (`num_lm1_layers`), the merge's LayerNorm,
     which every position passes between LM1 and LM2. (the tensors, the keys left out: the knowledge module, the task
     heads and a merge that would sit elsewhere, which a model built on it starts afresh)."""
-    what = "JAKET model weights (save_pretrained's)"
-    try:
-        with open(resolve_file(pretrained_model_name_or_path, WEIGHTS_INDEX_NAME, what), encoding="utf-8") as f:
-            files = sorted(set(json.load(f)["weight_map"].values()))
-    except FileNotFoundError:  # one file, not shards
-        files = [WEIGHTS_NAME]
-    state_dict = {}
-    for file in files:
-        state_dict.update(load_file(resolve_file(pretrained_model_name_or_path, file, what)))
     renamed, unused = {}, []
-    for key, value in state_dict.items():
+    for key, value in load_saved_weights(pretrained_model_name_or_path).items():
         name = key.removeprefix("jaket.")
         layer = re.match(r"(lm1|lm2)\.(\d+)\.(.*)", name)
         if layer:

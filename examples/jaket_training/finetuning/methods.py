@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 from transformers import AutoTokenizer, PreTrainedModel, set_seed
-from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file, logging
+from transformers.utils import logging
 
 import modeling_jaket
 from modeling_jaket import EntityContextMemory, JaketConfig, KnowledgeGraph
+from modeling_jaket.backbone import load_saved_weights
 from modeling_jaket.memory import MEMORY_WEIGHTS_NAME
 from tokenization import description_inputs
 
@@ -149,18 +149,8 @@ def pretrained_head(pretrained: str, head: str) -> dict[str, torch.Tensor]:
     """The weights of one head of a pre-trained `JaketForPreTraining` (`"entity_category_head"`,
     `"masked_entity_head"`), keyed as the head's own `state_dict`, read from the saved safetensors alone (a folder or
     a Hub repo, one file or shards): a fine-tuning head that starts from it need not build the whole model."""
-    index = cached_file(pretrained, SAFE_WEIGHTS_INDEX_NAME, _raise_exceptions_for_missing_entries=False)
-    if index is None:
-        files = [SAFE_WEIGHTS_NAME]
-    else:
-        weight_map = json.loads(Path(index).read_text())["weight_map"]
-        files = sorted({file for key, file in weight_map.items() if key.startswith(f"{head}.")})
-    tensors = {}
-    for file in files:
-        with safe_open(cached_file(pretrained, file), framework="pt") as weights:
-            for key in weights.keys():
-                if key.startswith(f"{head}."):
-                    tensors[key.removeprefix(f"{head}.")] = weights.get_tensor(key)
+    saved = load_saved_weights(pretrained, keep=lambda key: key.startswith(f"{head}."))
+    tensors = {key.removeprefix(f"{head}."): value for key, value in saved.items()}
     if not tensors:
         raise ValueError(
             f"{pretrained} has no {head}: it is not the output of examples/pretrain.py with the loss that trains it"
