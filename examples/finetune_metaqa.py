@@ -316,7 +316,7 @@ class MetaQATask(FineTuningTask):
         splits = {"train": self.train_questions, "validation": self.validation_questions, "test": self.test_questions}
         return {None: {name: prepare(questions, start.tokenizer, self.graph) for name, questions in splits.items()}}
 
-    def collator(self, args, start, max_candidates=None) -> "QuestionCollator":
+    def collator(self, args, start, max_candidates=None) -> QuestionCollator:
         graph = self.graph if start.method != "lm" else None
         return QuestionCollator(start.tokenizer.pad_token_id, graph, tuple(args.fanouts), max_candidates, args.seed)
 
