@@ -97,12 +97,21 @@ class ScoredTrainer(HeadRateTrainer):
 
 
 def select_on_validation(
-    args, run_name: str, model, base_rate: float, make_trainer, num_train: int, label_names=("labels",), **overrides
+    args,
+    run_name: str,
+    model,
+    base_rate: float,
+    make_trainer,
+    num_train: int,
+    label_names=("labels",),
+    initial: dict | None = None,
+    **overrides,
 ) -> dict:
     """Train `model` once per point of `args.learning_rate_grid` (times `base_rate`, the method's own rate) for the
     step budget, evaluating on validation `args.num_evaluations` times; leave `model` with the weights of the best
     (rate, step) and return that choice. `make_trainer(training_args)` builds a `HeadRateTrainer` with its train and
-    validation data; `overrides` go to every run's `training_arguments`.
+    validation data; `overrides` go to every run's `training_arguments`. Every run starts from `initial`, a `snapshot`
+    of the model's weights as they are now (taken here unless the caller holds one).
 
     Each run is the `Trainer`'s own: in `<output_dir>/<run_name>-lr<rate>-seed<seed>` it checkpoints at every new
     best on validation (`save_strategy="best"`, the earliest on a tie) and ends on that checkpoint
@@ -111,7 +120,7 @@ def select_on_validation(
     scheduler, random state); without it, a run folder's earlier checkpoints are removed first. The runs not chosen
     lose their checkpoints once the choice is made (their records stay); `save_results` clears the rest once the
     method's results are written."""
-    initial = snapshot(model)
+    initial = snapshot(model) if initial is None else initial
     steps = budget_steps(num_train, args.per_device_train_batch_size, args.step_budget, args.max_epochs)
     runs = []
     for multiplier in args.learning_rate_grid:

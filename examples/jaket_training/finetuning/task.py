@@ -143,7 +143,15 @@ def run_protocol(args, method: str, task: FineTuningTask) -> dict:
         rate = task.learning_rate(args, method)
         if rate is not None:
             chosen[setting] = select_on_validation(
-                args, run_name, start.trained, rate, make_trainer, len(data["train"]), task.label_names, **overrides
+                args,
+                run_name,
+                start.trained,
+                rate,
+                make_trainer,
+                len(data["train"]),
+                task.label_names,
+                initial=initial,  # the start's copy: every run of every setting starts from it
+                **overrides,
             )
         tester = make_trainer(training_arguments(args, run_name, list(task.label_names), **overrides))
         scores[setting] = task.test(args, start, data, tester)
