@@ -184,15 +184,15 @@ class TextClassificationTask(FineTuningTask):
 
     model_class: ClassVar = JaketForSequenceClassification
 
+    @property
+    def label_ids(self) -> dict:
+        return {label: i for i, label in enumerate(self.labels)}
+
     def model_config(self, args, method):
-        return {
-            "num_labels": len(self.labels),
-            "id2label": dict(enumerate(self.labels)),
-            "label2id": {label: i for i, label in enumerate(self.labels)},
-        }
+        return {"num_labels": len(self.labels), "id2label": dict(enumerate(self.labels)), "label2id": self.label_ids}
 
     def settings(self, args, start):
-        label_ids = {label: i for i, label in enumerate(self.labels)}
+        label_ids = self.label_ids
 
         def encode(examples):
             mentions = [example["mentions"] if start.method != "lm" else [] for example in examples]
