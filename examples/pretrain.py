@@ -145,6 +145,12 @@ def main(argv=None):
     train_dataset = prepared.windows
     entity_descriptions, relation_descriptions = prepared.entity_descriptions, prepared.relation_descriptions
     logger.info(f"{args.dataset}, prepared in {folder}: {(folder / MANIFEST_NAME).read_text()}")
+    degrees = graph.degree()
+    logger.info(
+        f"knowledge graph: {graph.num_entities} entities, {graph.num_triples} triples of {graph.num_relations} "
+        f"relation types, mean degree {degrees.float().mean():.2f} (incoming edges), "
+        f"{int((degrees == 0).sum())} entities without an edge"
+    )
 
     overrides = {
         "num_entity_categories": len(graph.category_names),

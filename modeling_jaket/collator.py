@@ -105,6 +105,9 @@ def hold_out_pairs(subgraph, count: int, generator: torch.Generator):
     return held, ~torch.isin(pairs, pairs[held])
 
 
+CATEGORY_TARGETS = ("all", "sampled")
+
+
 @dataclass
 class DataCollatorForJaketPreTraining:
     """Collates tokenized linked text (`tokenize_with_mentions`' rows) into one pre-training step's inputs (§3.6):
@@ -117,6 +120,10 @@ class DataCollatorForJaketPreTraining:
 
     With `merge_masked_mentions=False`, a kept mention that holds a masked token (an L_t target) is not merged: its
     entity's E^KM would tell LM2 the token, so that L_t could become a lookup. Its entity stays in the subgraph.
+
+    L_c's targets are every subgraph entity with a category (`category_targets="all"`), or only those that receive at
+    least one visible sampled edge (`"sampled"`): an entity of the last hop gets no edge of its own, so its E^KM is
+    its description's, and its category tells the module nothing about the graph.
 
     As a DataLoader's `collate_fn` it runs in the loader's workers. Its draws come from a generator seeded by
     (`seed`, the epoch given to `set_epoch`, `process_index`, the batch's token ids): the same batch of the same
@@ -139,6 +146,7 @@ class DataCollatorForJaketPreTraining:
     num_hard_negatives: int = 0
     confusables: KnowledgeGraph | None = None
     merge_masked_mentions: bool = True
+    category_targets: str = "all"
     seed: int = 0
     process_index: int = 0
     epoch: int = 0
@@ -155,6 +163,8 @@ class DataCollatorForJaketPreTraining:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if isinstance(self.fanouts, (str, bytes)) or not all(is_int(f) and f >= 0 for f in self.fanouts):
             raise ValueError(f"fanouts must be non-negative integers (neighbours sampled a hop), got {self.fanouts!r}")
+        if self.category_targets not in CATEGORY_TARGETS:
+            raise ValueError(f"category_targets must be one of {CATEGORY_TARGETS}, got {self.category_targets!r}")
         if self.num_hard_negatives and self.confusables is None:
             raise ValueError("num_hard_negatives needs `confusables`, the graph of entities that share a surface form")
         self.pad = DataCollatorWithMentions(self.tokenizer.pad_token_id)
@@ -218,6 +228,10 @@ class DataCollatorForJaketPreTraining:
         category_labels = None
         if self.graph.entity_categories is not None:  # entities without a category (-1) are left out of L_c
             category_labels = self.graph.entity_categories[subgraph.entity_ids]
+            if self.category_targets == "sampled":
+                reached = torch.zeros(subgraph.entity_ids.numel(), dtype=torch.bool)
+                reached[subgraph.edge_index[1, visible]] = True
+                category_labels = category_labels.masked_fill(~reached, -1)
             category_labels = category_labels.masked_fill(category_labels < 0, -100)
         return {
             "input_ids": input_ids,

@@ -273,3 +273,28 @@ def test_without_merging_masked_mentions_no_merged_mention_holds_a_masked_token(
     with_target = holds_target(merged["labels"], merged["mention_starts"], merged["mention_ends"])
     assert with_target.any() and not holds_target(held["labels"], held["mention_starts"], held["mention_ends"]).any()
     assert torch.equal(held["mention_starts"] >= 0, (merged["mention_starts"] >= 0) & ~with_target)
+
+
+def test_category_targets_sampled_leaves_out_entities_that_receive_no_visible_edge(bert_tokenizer):
+    # a path 0 <- 1 <- 2 <- 3 <- 4 (each edge also the other way, relation 1), seeds from one mention of entity 0
+    heads, tails = [1, 2, 3, 4, 0, 1, 2, 3], [0, 1, 2, 3, 1, 2, 3, 4]
+    graph = KnowledgeGraph(heads, [0] * 4 + [1] * 4, tails, 5, 2, entity_categories=[0, 1, 0, 1, 0])
+    encoding = tokenize_with_mentions(bert_tokenizer, ["a dog"], [[(2, 5, 0)]], num_entities=5)
+    batch = DataCollatorWithMentions(bert_tokenizer.pad_token_id)([{k: encoding[k][0] for k in encoding}])
+    settings = dict(entity_mask_probability=0.0, num_roots=0, fanouts=(2, 2), num_relation_pairs=0)
+
+    def build(targets):
+        collator = DataCollatorForJaketPreTraining(bert_tokenizer, graph, category_targets=targets, **settings)
+        return collator.build(batch, torch.Generator().manual_seed(0))
+
+    every, sampled = build("all"), build("sampled")
+    assert torch.equal(every["subgraph_entity_ids"], sampled["subgraph_entity_ids"])
+    entities = every["subgraph_entity_ids"].tolist()
+    assert sorted(entities) == [0, 1, 2]  # the seed, its neighbour, and theirs (the last hop: no edges of its own)
+    assert (every["entity_category_labels"] >= 0).all()
+    receives = set(every["edge_index"][1].tolist())
+    assert receives == {entities.index(0), entities.index(1)}
+    expected = [label if i in receives else -100 for i, label in enumerate(every["entity_category_labels"].tolist())]
+    assert sampled["entity_category_labels"].tolist() == expected
+    with pytest.raises(ValueError, match="category_targets must be one of"):
+        DataCollatorForJaketPreTraining(bert_tokenizer, graph, category_targets="leaves")

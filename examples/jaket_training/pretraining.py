@@ -74,6 +74,7 @@ def pretraining_collator(
         args.num_hard_negatives,
         confusables if args.num_hard_negatives else None,
         args.merge_masked_mentions,
+        category_targets=args.category_targets,
         seed=args.seed,
         process_index=process_index,
     )

@@ -5,7 +5,7 @@ import argparse
 import dataclasses
 
 from modeling_jaket import JaketConfig
-from modeling_jaket.collator import DataCollatorForJaketPreTraining
+from modeling_jaket.collator import CATEGORY_TARGETS, DataCollatorForJaketPreTraining
 from modeling_jaket.memory import MEMORY_DTYPES
 
 from .flag_ranges import check_ranges
@@ -190,6 +190,13 @@ def parse_args(argv=None):
         dest="merge_masked_mentions",
         action="store_false",
         help="merge no E^KM into a mention that holds a masked token: it would give L_t the token's entity",
+    )
+    parser.add_argument(
+        "--category_targets",
+        default=COLLATOR["category_targets"],
+        choices=CATEGORY_TARGETS,
+        help="L_c's targets: every subgraph entity with a category, or only those that receive a sampled edge "
+        "(the last hop's entities get none: their category is read off their description alone)",
     )
     parser.add_argument(
         "--merge_layer_norm",
