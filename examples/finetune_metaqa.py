@@ -1,8 +1,10 @@
 """Knowledge-graph question answering on MetaQA (§4.3) with `transformers.Trainer`.
 
 The question's embedding is LM2's start-token output, with the topic entity's mention merged with its
-knowledge-module embedding; the answer is the candidate (every entity within k hops of the topic) whose context
-embedding, from the memory, scores highest against a projection of the question embedding. Training maximises the
+knowledge-module embedding; the answer is the candidate (every entity within k hops of the topic) whose embedding
+scores highest against a projection of the question embedding: its context embedding from the memory, E^(0) (the
+default), or with `--candidate_embeddings knowledge_module` its E^KM, the knowledge module run once a batch over
+every candidate of the batch with `--candidate_fanouts` of its neighbours. Training maximises the
 probability of the answers among the candidates, on the training questions that have an answer among them.
 `--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
 answer is reachable in the graph.
@@ -74,6 +76,19 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
         default=None, metadata={"help": "test on the first this many test questions"}
     )
     max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
+    candidate_embeddings: str = field(
+        default="memory",
+        metadata={
+            "choices": ["memory", "knowledge_module"],
+            "help": "what the question is scored against: each candidate's E^(0) from the fixed memory, or its E^KM, "
+            "the knowledge module run over the batch's candidates and --candidate_fanouts of their neighbours (so the "
+            "graph and a trained module reach the answer; not for the LM alone, which has no module)",
+        },
+    )
+    candidate_fanouts: list[int] = field(
+        default_factory=lambda: [5],
+        metadata={"help": "neighbours sampled per candidate and hop for --candidate_embeddings knowledge_module"},
+    )
     question_head: str = field(
         default="linear",
         metadata={
@@ -92,7 +107,16 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
         "max_test_questions": 1,
         "max_train_candidates": 2,
         "fanouts": 0,
+        "candidate_fanouts": 0,
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.candidate_embeddings == "knowledge_module" and "lm" in self.method:
+            raise ValueError(
+                "--candidate_embeddings knowledge_module scores the candidates with the knowledge module, which "
+                "--method lm has none of: run lm with --candidate_embeddings memory"
+            )
 
 
 def parse_args(argv=None) -> MetaQAArguments:
@@ -108,14 +132,26 @@ def parse_args(argv=None) -> MetaQAArguments:
 
 
 class KGQuestionAnswering(WithEntityMemory):
-    """Scores each candidate entity by <W q, E^context_candidate>, q = LM2's start-token output."""
+    """Scores each candidate entity by <W q, E_candidate>, q = LM2's start-token output, E_candidate its E^(0) from the
+    memory or, given the candidates' subgraph (`candidate_subgraph_entity_ids`, `candidate_edge_index`,
+    `candidate_edge_type`, and each candidate's row in it, `candidate_positions`), its E^KM over that subgraph."""
 
     def __init__(self, model: JaketModel, memory: EntityContextMemory, question_projection: nn.Module | None = None):
         super().__init__(model, memory)
         hidden = model.config.hidden_size
         self.question_projection = question_projection or nn.Linear(hidden, hidden)
 
-    def forward(self, candidate_ids, answer_mask=None, subgraph_entity_ids=None, **text):
+    def forward(
+        self,
+        candidate_ids,
+        answer_mask=None,
+        subgraph_entity_ids=None,
+        candidate_subgraph_entity_ids=None,
+        candidate_edge_index=None,
+        candidate_edge_type=None,
+        candidate_positions=None,
+        **text,
+    ):
         graph = {}
         if subgraph_entity_ids is not None:
             graph = dict(
@@ -124,7 +160,17 @@ class KGQuestionAnswering(WithEntityMemory):
                 entity_init_embeddings=self.memory.lookup(subgraph_entity_ids),
             )
         question = self.model(**text, **graph).last_hidden_state[:, 0]
-        candidates = self.memory.lookup(candidate_ids.clamp(min=0))  # [batch, candidates, hidden]
+        if candidate_subgraph_entity_ids is None:
+            candidates = self.memory.lookup(candidate_ids.clamp(min=0))  # [batch, candidates, hidden]
+        else:
+            knowledge = self.model(
+                subgraph_entity_ids=candidate_subgraph_entity_ids,
+                edge_index=candidate_edge_index,
+                edge_type=candidate_edge_type,
+                relation_embeddings=self.memory.relation_embeddings,
+                entity_init_embeddings=self.memory.lookup(candidate_subgraph_entity_ids),
+            ).entity_embeddings
+            candidates = knowledge[candidate_positions.clamp(min=0)]
         logits = torch.einsum("bh,bch->bc", self.question_projection(question), candidates)
         logits = logits.masked_fill(candidate_ids < 0, torch.finfo(logits.dtype).min)
         loss = answer_loss(logits, answer_mask) if answer_mask is not None else None
@@ -144,13 +190,16 @@ def answer_loss(logits, answer_mask):
 
 @dataclass
 class QuestionCollator:
-    """Pads questions, samples the topic entities' subgraph, and lays out candidates with an answer mask."""
+    """Pads questions, samples the topic entities' subgraph, and lays out candidates with an answer mask; with
+    `candidate_fanouts`, also the subgraph of every candidate of the batch (the candidates first, each once) and each
+    candidate's row in it, for scoring with E^KM."""
 
     pad_token_id: int
     graph: KnowledgeGraph | None
     fanouts: tuple = DEFAULT_FANOUTS
     max_candidates: int | None = None
     seed: int = 0
+    candidate_fanouts: tuple | None = None
 
     def __post_init__(self):
         self.generator = torch.Generator().manual_seed(self.seed)
@@ -180,6 +229,13 @@ class QuestionCollator:
             topics = batch["mention_entity_ids"][batch["mention_entity_ids"] >= 0]
             subgraph = self.graph.sample_subgraph(topics, self.fanouts, self.generator)
             batch.update(subgraph.inputs())
+        if self.candidate_fanouts is not None:
+            candidate_ids = batch["candidate_ids"]
+            distinct = torch.unique(candidate_ids[candidate_ids >= 0])  # sorted: the subgraph's first rows, in order
+            subgraph = self.graph.sample_subgraph(distinct, self.candidate_fanouts, self.generator)
+            batch.update({f"candidate_{k}": v for k, v in subgraph.inputs().items()})
+            rows = torch.searchsorted(distinct, candidate_ids.clamp(min=0))
+            batch["candidate_positions"] = torch.where(candidate_ids >= 0, rows, -1)
         return batch
 
 
@@ -318,7 +374,10 @@ class MetaQATask(FineTuningTask):
 
     def collator(self, args, start, max_candidates=None) -> QuestionCollator:
         graph = self.graph if start.method != "lm" else None
-        return QuestionCollator(start.tokenizer.pad_token_id, graph, tuple(args.fanouts), max_candidates, args.seed)
+        candidate_fanouts = tuple(args.candidate_fanouts) if args.candidate_embeddings == "knowledge_module" else None
+        return QuestionCollator(
+            start.tokenizer.pad_token_id, graph, tuple(args.fanouts), max_candidates, args.seed, candidate_fanouts
+        )
 
     def answer(self, args, start, model, questions) -> dict:
         """hits@1 over every candidate of every question (and over the questions whose answer is reachable)."""
@@ -357,13 +416,19 @@ class MetaQATask(FineTuningTask):
         ]
         summary = (
             f"{method} fine-tuned for MetaQA, {setting}: the question is LM2's start token, projected by "
-            "`question_projection.safetensors` and scored against each candidate's memory embedding."
+            "`question_projection.safetensors` and scored against each candidate's "
+            + (
+                "memory embedding E^(0)."
+                if args.candidate_embeddings == "memory"
+                else "knowledge-module embedding E^KM."
+            )
         )
         record = {
             "task": "metaqa",
             "setting": setting,
             "method": method,
             "seed": args.seed,
+            "candidate_embeddings": args.candidate_embeddings,
             "test_questions": len(self.test_questions),
             **scores,
             "chosen": chosen[None],

@@ -21,6 +21,7 @@ from modeling_jaket import (
     EntityContextMemory,
     JaketForEntityClassification,
     JaketForSequenceClassification,
+    JaketModel,
     KnowledgeGraph,
 )
 from tokenization import encode_descriptions
@@ -312,9 +313,12 @@ def test_fewrel_pair(method, tmp_path, datasets_cache, pretrained, tiny_bert_che
 @pytest.mark.scripts
 @pytest.mark.data
 @pytest.mark.parametrize(
-    "method, hops, kg_setting, head", [("jaket", "1", "full", "masked_entity"), ("lm_gnn", "2", "half", "linear")]
+    "method, hops, kg_setting, head, candidates",
+    [("jaket", "1", "full", "masked_entity", "memory"), ("lm_gnn", "2", "half", "linear", "knowledge_module")],
 )
-def test_metaqa(method, hops, kg_setting, head, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint):
+def test_metaqa(
+    method, hops, kg_setting, head, candidates, tmp_path, datasets_cache, pretrained, tiny_bert_checkpoint
+):
     records = metaqa(
         common(tmp_path, datasets_cache, method, pretrained, tiny_bert_checkpoint, with_control=True)
         + [
@@ -324,6 +328,8 @@ def test_metaqa(method, hops, kg_setting, head, tmp_path, datasets_cache, pretra
             kg_setting,
             "--question_head",
             head,
+            "--candidate_embeddings",
+            candidates,
             "--max_train_questions",
             "32",
             "--max_test_questions",
@@ -333,6 +339,7 @@ def test_metaqa(method, hops, kg_setting, head, tmp_path, datasets_cache, pretra
     )
     record = assert_control_is_jaket(records, "hits@1", tmp_path)
     assert record["test_questions"] == 40 and record["setting"].startswith(f"{hops}-hop")
+    assert record["candidate_embeddings"] == candidates
     assert record["chosen"]["steps"] == 3 and record["chosen"]["learning_rate"] == 5e-5
     # an unreachable question cannot be answered, so the reachable subset scores at least as well as all of them
     assert record["hits@1"] <= record["hits@1_reachable"]
@@ -359,6 +366,57 @@ def test_metaqa_s_question_head_can_start_from_the_pretrained_masked_entity_head
     assert all(torch.equal(head.state_dict()[k], saved[k]) for k in saved)  # g(x) as L_e left it
     fresh = question_projection(args, "lm_gnn_m", config)  # from the backbone: the same form, fresh
     assert isinstance(fresh, JaketMaskedEntityHead) and not torch.equal(fresh.w1.weight, saved["w1.weight"])
+
+
+def test_metaqa_scores_candidates_with_their_knowledge_module_embeddings():
+    from finetune_metaqa import KGQuestionAnswering, QuestionCollator
+
+    # 0 <- 1 <- 2 <- 3 (and back); questions mention entity 0 or 3, each with two candidates, the answer first
+    graph = KnowledgeGraph([1, 2, 3, 0, 1, 2], [0, 0, 0, 1, 1, 1], [0, 1, 2, 1, 2, 3], 4, 2)
+    features = [
+        dict(
+            input_ids=[0, 5, 6, 2],
+            attention_mask=[1] * 4,
+            mention_entity_ids=[0],
+            mention_starts=[1],
+            mention_ends=[2],
+            candidates=cands,
+            answer_ids=[cands[0]],
+        )
+        for cands in ([2, 1], [3, 0])
+    ]
+    features[1]["mention_entity_ids"] = [3]
+    collate = QuestionCollator(1, graph, (2,), candidate_fanouts=(1,))
+    batch = collate(features)
+    positions, ids = batch["candidate_positions"], batch["candidate_ids"]
+    assert torch.equal(batch["candidate_subgraph_entity_ids"][positions], ids)  # each candidate's own row
+    assert batch["candidate_edge_index"].shape[1] == 4  # one sampled neighbour for each of the 4 candidates
+    assert "candidate_positions" not in QuestionCollator(1, graph, (2,))(features)  # by default: the memory
+
+    torch.manual_seed(0)
+    config = tiny_config(vocab_size=16, num_relation_types=2)
+    memory = EntityContextMemory(4, 2, config.hidden_size)
+    memory.entity_embeddings.normal_()
+    model = KGQuestionAnswering(JaketModel(config), memory)
+    with_knowledge = model(**batch)
+    by_memory = model(**{k: v for k, v in batch.items() if not k.startswith("candidate_") or k == "candidate_ids"})
+    assert not torch.allclose(with_knowledge.logits, by_memory.logits)
+    with_knowledge.loss.backward()  # the answer's score trains the module over the candidates' subgraph too
+    knowledge_only = KGQuestionAnswering(JaketModel(config), memory)
+    knowledge_only.load_state_dict(model.state_dict())
+    for key in ("mention_entity_ids", "mention_starts", "mention_ends"):  # no topic merged: the module is reached
+        batch[key][:] = -1  # through the candidates alone
+    knowledge_only(**batch).loss.backward()
+    assert any(
+        p.grad is not None and p.grad.abs().sum() > 0 for p in knowledge_only.model.knowledge_module.parameters()
+    )
+
+
+def test_metaqa_refuses_knowledge_module_scoring_for_a_method_without_a_module():
+    flags = ["--output_dir", "x", "--candidate_embeddings", "knowledge_module", "--method"]
+    with pytest.raises(ValueError, match="--method lm has none of"):
+        parse_metaqa(flags + ["lm_gnn", "lm"])
+    assert parse_metaqa(flags + ["lm_gnn"]).candidate_embeddings == "knowledge_module"
 
 
 def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates():
