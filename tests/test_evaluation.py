@@ -236,3 +236,38 @@ def test_a_run_of_masked_tokens_alone_is_read_without_merges_as_it_was_trained()
     assert default_ablation(["masked_lm"]) == "zeroed" and default_ablation(["masked_lm", "masked_entity"]) == "merged"
     step = {"input_ids": 1, "mention_entity_ids": 2, "mention_starts": 3, "mention_ends": 4, "labels": 5}
     assert "mention_entity_ids" not in select_losses(step, {"masked_lm"})  # the control's steps merge nothing
+
+
+def test_every_run_is_evaluated_on_the_same_masks_and_candidates_whatever_it_trained_with(bert_tokenizer):
+    from types import SimpleNamespace
+
+    from jaket_training.evaluation import HELDOUT_TASK, build_evaluation
+    from tokenization import confusable_entities
+
+    kg = graph()
+    confusables = confusable_entities([{"dog"}, {"dog"}, {"bark"}, {"cat"}])
+    args = SimpleNamespace(
+        dataset="wikipedia_wikidata",
+        losses=["masked_lm", "masked_entity"],
+        max_seq_length=32,
+        per_device_train_batch_size=2,
+        heldout_seed=0,
+        relation_embeddings=False,
+        memory_batch_size=8,
+    )
+    data = SimpleNamespace(heldout_text=ROWS * 8, graph=kg, kg=None)  # 32 linked mentions
+
+    def evaluated(**training):
+        collator = DataCollatorForJaketPreTraining(
+            bert_tokenizer, kg, num_roots=1, confusables=confusables, **training
+        )
+        return build_evaluation(args, data, bert_tokenizer, collator, None).sentences
+
+    default = evaluated(**HELDOUT_TASK)
+    other = evaluated(mlm_probability=0.5, entity_mask_probability=1.0, num_hard_negatives=0, num_random_negatives=9)
+    assert default.string_match_hits == other.string_match_hits
+    for (ours, _), (theirs, _) in zip(default.batches, other.batches, strict=True):
+        for key in ("labels", "masked_entity_starts", "masked_entity_candidate_ids", "mention_starts"):
+            assert torch.equal(ours[key], theirs[key]), key
+    removed = sum(int((inputs["masked_entity_starts"] >= 0).sum()) for inputs, _ in default.batches)
+    assert 0 < removed < 16  # about 15% of the 32, not all of them as the other run's training removed

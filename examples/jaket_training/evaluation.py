@@ -1,10 +1,11 @@
 """Evaluating pre-training on data it never trained on: a held-out slice of the text, and the knowledge graph's
 entities outside the pre-training graph.
 
-- masked-token accuracy and masked-entity hits@1 among the training candidates (true entity, neighbours, entities
-  sharing a surface form, random), on the held-out sentences, masked as a training step masks them (with a fixed
-  seed), beside a string-match linker's (the candidates one of whose known surface forms is the mention's text or
-  lemma, one of them at random; any candidate at random where none matches);
+- masked-token accuracy and masked-entity hits@1 among a step's kinds of candidates (true entity, neighbours,
+  entities sharing a surface form, random), on the held-out sentences, masked with the same shares and candidates
+  for every run (`HELDOUT_TASK`, with a fixed seed, whatever the run trained with), beside a string-match linker's
+  (the candidates one of whose known surface forms is the mention's text or lemma, one of them at random; any
+  candidate at random where none matches);
 - word-sense disambiguation as entity linking: each removed mention whose lemma has two or more WordNet senses,
   linked by the masked-entity head among all senses of its lemma (every sense encoded by LM1 from its description),
   beside WordNet's first-listed (most frequent) sense; and, where the training text's sense counts are given, the
@@ -17,6 +18,7 @@ Each figure's floor is in the results beside it: `heldout_masked_entity_string_m
 `wsd_most_frequent_sense_hits_at_1`, `outside_category_majority_accuracy`, `outside_relation_type_majority_accuracy`.
 """
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,6 +46,18 @@ from .data import default_data_dir, normalize_form, outside_graph
 from .pretraining import to_model_inputs
 
 logger = get_logger(__name__)
+
+
+# The held-out task of every run: 15% of the tokens masked and 15% of the mentions removed (the paper's shares), each
+# removed mention among 16 candidates (itself, 5 neighbours, 5 sharing a surface form, 5 random), so that runs trained
+# with other shares or negatives are measured on the same tokens, mentions and candidates.
+HELDOUT_TASK = {
+    "mlm_probability": 0.15,
+    "entity_mask_probability": 0.15,
+    "num_neighbour_negatives": 5,
+    "num_hard_negatives": 5,
+    "num_random_negatives": 5,
+}
 
 
 def lemma_key(lemma: str) -> str:
@@ -360,7 +374,9 @@ def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation=None) 
     """The held-out evaluation: the held-out sentences, the KG's entities outside the pre-training graph and, for
     WordNet, every word's senses (for disambiguation); `ablation` says what the merge adds (`ablate_knowledge`). By
     default the held-out text is read as the run's steps read theirs: merged, but by a run of L_t alone (the MLM
-    control), which merges nothing, so its untrained knowledge module would add noise to the mentions."""
+    control), which merges nothing, so its untrained knowledge module would add noise to the mentions. The sentences
+    are masked by the run's collator (`build_inputs`: its graph, fanouts and merging) with `HELDOUT_TASK`'s shares and
+    candidates; `build_inputs` must hold the confusable entities."""
     ablation = ablation or default_ablation(args.losses)
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
@@ -377,7 +393,7 @@ def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation=None) 
         data.heldout_text,
         tokenizer,
         data.graph,
-        build_inputs,
+        dataclasses.replace(build_inputs, **HELDOUT_TASK),
         sense_index,
         args.max_seq_length,
         args.per_device_train_batch_size,

@@ -60,7 +60,7 @@ def pretraining_collator(
 ) -> DataCollatorForJaketPreTraining:
     """What builds a step's inputs (masks, removed mentions and their candidates, subgraph, held pairs), from the
     flags; `confusables` joins the entities that share a surface form (`confusable_entities`), among which L_e's hard
-    negatives are drawn."""
+    negatives are drawn (and the held-out evaluation's, whatever the run's)."""
     return DataCollatorForJaketPreTraining(
         tokenizer,
         graph,
@@ -72,7 +72,7 @@ def pretraining_collator(
         args.num_neighbour_negatives,
         args.num_random_negatives,
         args.num_hard_negatives,
-        confusables if args.num_hard_negatives else None,
+        confusables,
         args.merge_masked_mentions,
         category_targets=args.category_targets,
         seed=args.seed,
