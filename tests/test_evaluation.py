@@ -258,16 +258,21 @@ def test_every_run_is_evaluated_on_the_same_masks_and_candidates_whatever_it_tra
     data = SimpleNamespace(heldout_text=ROWS * 8, graph=kg, kg=None)  # 32 linked mentions
 
     def evaluated(**training):
-        collator = DataCollatorForJaketPreTraining(
-            bert_tokenizer, kg, num_roots=1, confusables=confusables, **training
-        )
+        collator = DataCollatorForJaketPreTraining(bert_tokenizer, kg, confusables=confusables, **training)
         return build_evaluation(args, data, bert_tokenizer, collator, None).sentences
 
     default = evaluated(**HELDOUT_TASK)
-    other = evaluated(mlm_probability=0.5, entity_mask_probability=1.0, num_hard_negatives=0, num_random_negatives=9)
+    other = evaluated(
+        mlm_probability=0.5,
+        entity_mask_probability=1.0,
+        num_hard_negatives=0,
+        num_random_negatives=9,
+        num_roots=3,
+        fanouts=(1,),
+    )
     assert default.string_match_hits == other.string_match_hits
     for (ours, _), (theirs, _) in zip(default.batches, other.batches, strict=True):
-        for key in ("labels", "masked_entity_starts", "masked_entity_candidate_ids", "mention_starts"):
+        for key in ("labels", "masked_entity_starts", "masked_entity_candidate_ids", "subgraph_entity_ids"):
             assert torch.equal(ours[key], theirs[key]), key
     removed = sum(int((inputs["masked_entity_starts"] >= 0).sum()) for inputs, _ in default.batches)
     assert 0 < removed < 16  # about 15% of the 32, not all of them as the other run's training removed

@@ -2,8 +2,8 @@
 entities outside the pre-training graph.
 
 - masked-token accuracy and masked-entity hits@1 among a step's kinds of candidates (true entity, neighbours,
-  entities sharing a surface form, random), on the held-out sentences, masked with the same shares and candidates
-  for every run (`HELDOUT_TASK`, with a fixed seed, whatever the run trained with), beside a string-match linker's
+  entities sharing a surface form, random), on the held-out sentences, drawn with the same settings for every run
+  (`HELDOUT_TASK`, with a fixed seed, whatever the run trained with), beside a string-match linker's
   (the candidates one of whose known surface forms is the mention's text or lemma, one of them at random; any
   candidate at random where none matches);
 - word-sense disambiguation as entity linking: each removed mention whose lemma has two or more WordNet senses,
@@ -48,15 +48,19 @@ from .pretraining import to_model_inputs
 logger = get_logger(__name__)
 
 
-# The held-out task of every run: 15% of the tokens masked and 15% of the mentions removed (the paper's shares), each
-# removed mention among 16 candidates (itself, 5 neighbours, 5 sharing a surface form, 5 random), so that runs trained
-# with other shares or negatives are measured on the same tokens, mentions and candidates.
+# The held-out task of every run, drawn with the embedded default's settings: 15% of the tokens masked and 15% of the
+# mentions removed (the paper's shares), each removed mention among 16 candidates (itself, 5 neighbours, 5 sharing a
+# surface form, 5 random), 16 roots and 16 held pairs, the paper's fanouts: every draw follows from these, so runs
+# trained with other shares, negatives or sampling meet the same tokens, mentions and candidates.
 HELDOUT_TASK = {
     "mlm_probability": 0.15,
     "entity_mask_probability": 0.15,
     "num_neighbour_negatives": 5,
     "num_hard_negatives": 5,
     "num_random_negatives": 5,
+    "num_roots": 16,
+    "num_relation_pairs": 16,
+    "fanouts": DEFAULT_FANOUTS,
 }
 
 
@@ -375,8 +379,8 @@ def build_evaluation(args, data, tokenizer, build_inputs, forms, ablation=None) 
     WordNet, every word's senses (for disambiguation); `ablation` says what the merge adds (`ablate_knowledge`). By
     default the held-out text is read as the run's steps read theirs: merged, but by a run of L_t alone (the MLM
     control), which merges nothing, so its untrained knowledge module would add noise to the mentions. The sentences
-    are masked by the run's collator (`build_inputs`: its graph, fanouts and merging) with `HELDOUT_TASK`'s shares and
-    candidates; `build_inputs` must hold the confusable entities."""
+    are drawn by the run's collator (`build_inputs`: its graph and merging) with `HELDOUT_TASK`'s settings;
+    `build_inputs` must hold the confusable entities."""
     ablation = ablation or default_ablation(args.losses)
     sense_index = synset_descriptions = sense_counts = None
     if args.dataset == "wordnet_semcor":
