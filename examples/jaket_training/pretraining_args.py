@@ -126,9 +126,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--head_learning_rate",
         type=float,
-        default=1e-3,
+        default=3e-3,
         help="peak rate of the parameters the backbone does not provide (the four pre-training heads, "
-        "the merge's LayerNorm, a missing MLM transform); linear decay",
+        "the merge's LayerNorm, a missing MLM transform); linear decay (the paper gives none; docs/training.md)",
     )
     parser.add_argument("--weight_decay", type=float, default=0.01, help="AdamW's, on all but biases and LayerNorms")
     parser.add_argument("--adam_beta1", type=float, default=0.9, help="AdamW's beta1 (the paper's)")
@@ -140,8 +140,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--entity_mask_probability",
         type=float,
-        default=COLLATOR["entity_mask_probability"],
-        help="share of mentions removed from the merge for L_e",
+        default=0.8,
+        help="share of mentions removed from the merge for L_e (the paper's: 0.15; the embedded default's 300 steps "
+        "need more L_e targets a step: docs/training.md)",
     )
     parser.add_argument(
         "--num_roots", type=int, default=COLLATOR["num_roots"], help="random-walk root entities per step"
