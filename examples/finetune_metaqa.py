@@ -2,9 +2,10 @@
 
 The question's embedding is LM2's start-token output, with the topic entity's mention merged with its
 knowledge-module embedding; the answer is the candidate (every entity within k hops of the topic) whose embedding
-scores highest against a projection of the question embedding: its context embedding from the memory, E^(0) (the
-default), or with `--candidate_embeddings knowledge_module` its E^KM, the knowledge module run once a batch over
-every candidate of the batch with `--candidate_fanouts` of its neighbours. Training maximises the
+scores highest against a projection of the question embedding: its E^KM, the knowledge module run once a batch over
+every candidate of the batch with `--candidate_fanouts` of its neighbours (the default, chosen on validation), or
+with `--candidate_embeddings memory` its context embedding E^(0) from the memory, which is also what the LM alone
+(no knowledge module) scores. Training maximises the
 probability of the answers among the candidates, on the training questions that have an answer among them.
 `--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
 answer is reachable in the graph.
@@ -77,12 +78,12 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
     )
     max_train_candidates: int = field(default=256, metadata={"help": "answers plus sampled other candidates"})
     candidate_embeddings: str = field(
-        default="memory",
+        default="knowledge_module",
         metadata={
-            "choices": ["memory", "knowledge_module"],
-            "help": "what the question is scored against: each candidate's E^(0) from the fixed memory, or its E^KM, "
-            "the knowledge module run over the batch's candidates and --candidate_fanouts of their neighbours (so the "
-            "graph and a trained module reach the answer; not for the LM alone, which has no module)",
+            "choices": ["knowledge_module", "memory"],
+            "help": "what the question is scored against: each candidate's E^KM, the knowledge module run over the "
+            "batch's candidates and --candidate_fanouts of their neighbours (so the graph and a trained module reach "
+            "the answer), or its E^(0) from the fixed memory; the LM alone, which has no module, always scores E^(0)",
         },
     )
     candidate_fanouts: list[int] = field(
@@ -109,14 +110,6 @@ class MetaQAArguments(ProtocolArguments, FineTuningArguments):
         "fanouts": 0,
         "candidate_fanouts": 0,
     }
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.candidate_embeddings == "knowledge_module" and "lm" in self.method:
-            raise ValueError(
-                "--candidate_embeddings knowledge_module scores the candidates with the knowledge module, which "
-                "--method lm has none of: run lm with --candidate_embeddings memory"
-            )
 
 
 def parse_args(argv=None) -> MetaQAArguments:
@@ -338,6 +331,12 @@ def main(argv=None) -> list[dict]:
     return [run_protocol(args, method, task) for method in args.method]
 
 
+def candidate_embeddings(args, method: str) -> str:
+    """What `method`'s candidates are scored by: --candidate_embeddings, except for the LM alone, which has no
+    knowledge module and scores their E^(0)."""
+    return "memory" if method == "lm" else args.candidate_embeddings
+
+
 def question_projection(args, method: str, config) -> nn.Module | None:
     """--question_head masked_entity: g(x) as the pre-trained model left it (its `masked_entity_head`), or fresh for a
     method that starts from the backbone; None for the default linear layer."""
@@ -374,7 +373,9 @@ class MetaQATask(FineTuningTask):
 
     def collator(self, args, start, max_candidates=None) -> QuestionCollator:
         graph = self.graph if start.method != "lm" else None
-        candidate_fanouts = tuple(args.candidate_fanouts) if args.candidate_embeddings == "knowledge_module" else None
+        candidate_fanouts = None
+        if candidate_embeddings(args, start.method) == "knowledge_module":
+            candidate_fanouts = tuple(args.candidate_fanouts)
         return QuestionCollator(
             start.tokenizer.pad_token_id, graph, tuple(args.fanouts), max_candidates, args.seed, candidate_fanouts
         )
@@ -419,7 +420,7 @@ class MetaQATask(FineTuningTask):
             "`question_projection.safetensors` and scored against each candidate's "
             + (
                 "memory embedding E^(0)."
-                if args.candidate_embeddings == "memory"
+                if candidate_embeddings(args, method) == "memory"
                 else "knowledge-module embedding E^KM."
             )
         )
@@ -428,7 +429,7 @@ class MetaQATask(FineTuningTask):
             "setting": setting,
             "method": method,
             "seed": args.seed,
-            "candidate_embeddings": args.candidate_embeddings,
+            "candidate_embeddings": candidate_embeddings(args, method),
             "test_questions": len(self.test_questions),
             **scores,
             "chosen": chosen[None],

@@ -412,11 +412,14 @@ def test_metaqa_scores_candidates_with_their_knowledge_module_embeddings():
     )
 
 
-def test_metaqa_refuses_knowledge_module_scoring_for_a_method_without_a_module():
-    flags = ["--output_dir", "x", "--candidate_embeddings", "knowledge_module", "--method"]
-    with pytest.raises(ValueError, match="--method lm has none of"):
-        parse_metaqa(flags + ["lm_gnn", "lm"])
-    assert parse_metaqa(flags + ["lm_gnn"]).candidate_embeddings == "knowledge_module"
+def test_metaqa_scores_candidates_by_e_km_except_for_the_lm_alone_which_has_no_module():
+    from finetune_metaqa import candidate_embeddings
+
+    args = parse_metaqa(["--output_dir", "x", "--method", "lm_gnn", "lm"])
+    assert args.candidate_embeddings == "knowledge_module"  # the default, chosen on validation
+    assert candidate_embeddings(args, "lm_gnn") == "knowledge_module" and candidate_embeddings(args, "lm") == "memory"
+    memory = parse_metaqa(["--output_dir", "x", "--method", "lm_gnn", "--candidate_embeddings", "memory"])
+    assert candidate_embeddings(memory, "lm_gnn") == "memory"
 
 
 def test_metaqa_loss_ignores_questions_without_an_answer_among_their_candidates():
