@@ -5,10 +5,9 @@ knowledge-module embedding; the answer is the candidate (every entity within k h
 scores highest against a projection of the question embedding: its E^KM, the knowledge module run once a batch over
 every candidate of the batch with `--candidate_fanouts` of its neighbours (the default, chosen on validation), or
 with `--candidate_embeddings memory` its context embedding E^(0) from the memory, which is also what the LM alone
-(no knowledge module) scores. Training maximises the
-probability of the answers among the candidates, on the training questions that have an answer among them.
-`--kg_setting half` drops half the triples (KG-50%). Hits@1 is reported on all test questions and on those whose
-answer is reachable in the graph.
+(no knowledge module) scores. Training maximises the probability of the answers among the candidates, on the
+training questions that have an answer among them. `--kg_setting half` drops half the triples (KG-50%). Hits@1 is
+reported on all test questions and on those whose answer is reachable in the graph.
 
 The protocol of every fine-tuning script: `--step_budget` steps, and a grid of learning rates (`--learning_rate_grid`
 times the method's own; the question projection at `--head_learning_rate`) by steps (`--num_evaluations` points)
