@@ -214,11 +214,11 @@ def test_two_processes_hold_identical_memory_and_weights(ddp_run):
     assert sorted(rates) == [2, 4] and rates[4]["memory_refreshes"] == 2
     import pretrain
 
-    peak = pretrain.parse_args([]).lm_learning_rate
+    defaults = pretrain.parse_args([])
     for step, values in rates.items():
-        assert values["lm_lr"] == pytest.approx(peak * (4 - step) / 2, abs=1e-9)
-        assert values["km_lr"] == pytest.approx(1e-4 * (4 - step) / 4, abs=1e-9)
-        assert values["head_lr"] == pytest.approx(1e-3 * (4 - step) / 4, abs=1e-9)
+        assert values["lm_lr"] == pytest.approx(defaults.lm_learning_rate * (4 - step) / 2, abs=1e-9)
+        assert values["km_lr"] == pytest.approx(defaults.km_learning_rate * (4 - step) / 4, abs=1e-9)
+        assert values["head_lr"] == pytest.approx(defaults.head_learning_rate * (4 - step) / 4, abs=1e-9)
 
 
 @pytest.mark.scripts
